@@ -1,0 +1,163 @@
+/*
+ * crypto.h - the enclave's only door to OpenSSL 3 (EVP). Trusted code.
+ *
+ * Every function here:
+ *   - returns KMS_OK or a kms_err_t (never an OpenSSL code, never a partial result);
+ *   - takes sizes in BYTES;
+ *   - writes outputs only into caller-owned buffers of the stated capacity, and leaves
+ *     *out_len untouched on failure;
+ *   - clears OpenSSL's thread error queue before returning, and wipes every temporary
+ *     secret it created (OPENSSL_cleanse) on every exit path;
+ *   - is thread-safe (no global state beyond OpenSSL's own, which is thread-safe).
+ * Decrypt/unwrap failures of any kind return KMS_ERR_INVALID_CIPHERTEXT; verification
+ * failures of any kind return KMS_ERR_INVALID_SIGNATURE (one opaque code each).
+ * EVP_PKEY pointers returned through `out` are owned by the caller (EVP_PKEY_free).
+ */
+#ifndef KMS_ENCLAVE_CRYPTO_H
+#define KMS_ENCLAVE_CRYPTO_H
+
+#ifdef KMS_UNTRUSTED_BUILD
+#error "crypto.h is trusted-only"
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "kms/errors.h"
+
+#define KMS_GCM_TAG_LEN 16
+#define KMS_GCM_IV_LEN 12
+
+/* Asymmetric key families the enclave generates (DESIGN.md §5). */
+typedef enum {
+    KMS_PKEY_EC_P256 = 1,
+    KMS_PKEY_EC_P384 = 2,
+    KMS_PKEY_EC_SECP256K1 = 3,
+    KMS_PKEY_ED25519 = 4,
+    KMS_PKEY_X25519 = 5,
+    KMS_PKEY_RSA_2048 = 6,
+    KMS_PKEY_RSA_3072 = 7,
+    KMS_PKEY_RSA_4096 = 8,
+} kms_pkey_kind;
+
+/* Signature schemes. ECDSA on secp256k1 always signs low-s (BIP-62) and verifies both. */
+typedef enum {
+    KMS_SIG_ECDSA_SHA256 = 1,     /* P-256 or secp256k1 */
+    KMS_SIG_ECDSA_SHA384 = 2,     /* P-384 */
+    KMS_SIG_ED25519 = 3,          /* pure Ed25519 (RFC 8032), message only */
+    KMS_SIG_RSA_PSS_SHA256 = 4,   /* salt length = digest length, MGF1 with the same digest */
+    KMS_SIG_RSA_PSS_SHA384 = 5,
+    KMS_SIG_RSA_PSS_SHA512 = 6,
+    KMS_SIG_RSA_PKCS1_SHA256 = 7,
+    KMS_SIG_RSA_PKCS1_SHA384 = 8,
+    KMS_SIG_RSA_PKCS1_SHA512 = 9,
+} kms_sig_alg;
+
+/* ECDSA signature encodings. Ignored for Ed25519 and RSA. */
+typedef enum {
+    KMS_SIGFMT_DER = 0,    /* X9.62 ECDSA-Sig-Value, strict DER */
+    KMS_SIGFMT_P1363 = 1,  /* r || s, each left-padded to the field size */
+} kms_sig_format;
+
+typedef enum {
+    KMS_MD_SHA1 = 1,       /* only for RSA-OAEP decryption of legacy ciphertexts */
+    KMS_MD_SHA256 = 2,
+    KMS_MD_SHA384 = 3,
+    KMS_MD_SHA512 = 4,
+} kms_md;
+
+/* Fill buf[0..len) from OpenSSL's DRBG. Errors: KMS_ERR_RANDOM. */
+kms_err_t kms_random(uint8_t *buf, size_t len);
+
+/*
+ * AES-GCM with a 16-, 24- or 32-byte key, any IV length >= 1, a 16-byte tag.
+ * seal: ct has room for pt_len bytes; tag receives KMS_GCM_TAG_LEN bytes.
+ * open: tag_len must be KMS_GCM_TAG_LEN; pt has room for ct_len bytes. Any failure,
+ * including a wrong key length, IV length 0 or a bad tag, is KMS_ERR_INVALID_CIPHERTEXT
+ * (open) or KMS_ERR_INVALID_ARGUMENT (seal). pt/ct may be NULL when the length is 0.
+ */
+kms_err_t kms_aes_gcm_seal(const uint8_t *key, size_t key_len, const uint8_t *iv, size_t iv_len,
+                           const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len,
+                           uint8_t *ct, uint8_t tag[KMS_GCM_TAG_LEN]);
+kms_err_t kms_aes_gcm_open(const uint8_t *key, size_t key_len, const uint8_t *iv, size_t iv_len,
+                           const uint8_t *aad, size_t aad_len, const uint8_t *ct, size_t ct_len,
+                           const uint8_t *tag, size_t tag_len, uint8_t *pt);
+
+/* SHA-256 of data into out[32]. */
+kms_err_t kms_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
+
+/*
+ * HMAC with md (SHA-256/384/512). kms_hmac writes the full MAC (32/48/64 bytes) to mac
+ * (capacity mac_cap) and its length to *mac_len. kms_hmac_verify compares in constant time
+ * against the first tag_len bytes of the MAC; tag_len must be between 16 and the full
+ * length, else KMS_ERR_INVALID_SIGNATURE. Key length may be 0..1024 bytes.
+ */
+kms_err_t kms_hmac(kms_md md, const uint8_t *key, size_t key_len, const uint8_t *msg,
+                   size_t msg_len, uint8_t *mac, size_t mac_cap, size_t *mac_len);
+kms_err_t kms_hmac_verify(kms_md md, const uint8_t *key, size_t key_len, const uint8_t *msg,
+                          size_t msg_len, const uint8_t *tag, size_t tag_len);
+
+/* Generate a fresh key of the given kind. Errors: KMS_ERR_CRYPTO. */
+kms_err_t kms_pkey_generate(kms_pkey_kind kind, EVP_PKEY **out);
+
+/*
+ * Serialisation. Private keys as PKCS#8 DER (unencrypted: the caller wraps them under the
+ * domain key), public keys as SubjectPublicKeyInfo DER or PEM. Parsing checks that the key
+ * is of `kind` (for EC: the named curve) and, for public keys, that the point is valid;
+ * otherwise KMS_ERR_INVALID_KEY. Output too large for cap: KMS_ERR_BUFFER_TOO_SMALL.
+ */
+kms_err_t kms_pkey_private_der(const EVP_PKEY *key, uint8_t *buf, size_t cap, size_t *len);
+kms_err_t kms_pkey_from_private_der(kms_pkey_kind kind, const uint8_t *der, size_t len,
+                                    EVP_PKEY **out);
+kms_err_t kms_pkey_public_der(const EVP_PKEY *key, uint8_t *buf, size_t cap, size_t *len);
+kms_err_t kms_pkey_public_pem(const EVP_PKEY *key, uint8_t *buf, size_t cap, size_t *len);
+kms_err_t kms_pkey_from_public_der(kms_pkey_kind kind, const uint8_t *der, size_t len,
+                                   EVP_PKEY **out);
+
+/*
+ * Sign / verify. If is_digest, msg is a precomputed digest whose length must equal the
+ * algorithm's digest length (else KMS_ERR_INVALID_ARGUMENT; Ed25519 refuses digests with
+ * KMS_ERR_UNSUPPORTED). The algorithm must fit the key (else KMS_ERR_INVALID_KEY_USAGE).
+ * kms_sign writes at most sig_cap bytes. kms_verify returns KMS_OK or
+ * KMS_ERR_INVALID_SIGNATURE (also for a malformed or wrongly-sized signature).
+ */
+kms_err_t kms_sign(EVP_PKEY *key, kms_sig_alg alg, int is_digest, const uint8_t *msg,
+                   size_t msg_len, kms_sig_format fmt, uint8_t *sig, size_t sig_cap,
+                   size_t *sig_len);
+kms_err_t kms_verify(EVP_PKEY *key, kms_sig_alg alg, int is_digest, const uint8_t *msg,
+                     size_t msg_len, kms_sig_format fmt, const uint8_t *sig, size_t sig_len);
+
+/*
+ * RSA-PSS verification with explicit parameters, for interoperability checks
+ * (salt_len in bytes; mgf1_md may differ from md). Returns KMS_OK or KMS_ERR_INVALID_SIGNATURE.
+ */
+kms_err_t kms_verify_rsa_pss(EVP_PKEY *key, kms_md md, kms_md mgf1_md, int salt_len,
+                             const uint8_t *msg, size_t msg_len, const uint8_t *sig,
+                             size_t sig_len);
+
+/*
+ * RSA-OAEP. md is the OAEP digest and mgf1_md the MGF1 digest; label may be NULL/0.
+ * decrypt: any failure is KMS_ERR_INVALID_CIPHERTEXT; pt has room for pt_cap bytes.
+ * encrypt: for tests and for wrapping to a peer; ct has room for ct_cap bytes.
+ */
+kms_err_t kms_rsa_oaep_decrypt(EVP_PKEY *key, kms_md md, kms_md mgf1_md, const uint8_t *label,
+                               size_t label_len, const uint8_t *ct, size_t ct_len, uint8_t *pt,
+                               size_t pt_cap, size_t *pt_len);
+kms_err_t kms_rsa_oaep_encrypt(EVP_PKEY *key, kms_md md, kms_md mgf1_md, const uint8_t *label,
+                               size_t label_len, const uint8_t *pt, size_t pt_len, uint8_t *ct,
+                               size_t ct_cap, size_t *ct_len);
+
+/*
+ * Key agreement (ECDH on P-256/P-384, X25519): raw shared secret into secret (cap bytes).
+ * The peer must be of the same kind/curve and a valid point (else KMS_ERR_INVALID_KEY);
+ * an all-zero X25519 result is refused with KMS_ERR_INVALID_KEY.
+ */
+kms_err_t kms_derive(EVP_PKEY *priv, EVP_PKEY *peer, uint8_t *secret, size_t cap,
+                     size_t *secret_len);
+
+/* The kind of a key, or 0 if it is none of kms_pkey_kind. */
+kms_pkey_kind kms_pkey_kind_of(const EVP_PKEY *key);
+
+#endif /* KMS_ENCLAVE_CRYPTO_H */
