@@ -104,6 +104,10 @@ $(BUILD)/test/wycheproof_runner: enclave/tests/wycheproof_runner.c $(CRYPTO_SRCS
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -o $@ $< $(CRYPTO_SRCS) -lcrypto
 
+$(BUILD)/test/test_crypto: enclave/tests/test_crypto.c $(CRYPTO_SRCS) $(PB_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -o $@ $< $(CRYPTO_SRCS) -lcrypto
+
 $(BUILD)/test/%: enclave/tests/%.c $(filter-out enclave/src/ecall.c,$(ENCLAVE_SRCS)) $(SIMCPU_SRCS) $(PB_C) $(PB_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -DKMS_TEST_BUILD -o $@ $< $(filter %.c,$(filter-out $<,$^)) $(NANOPB_LIB) -lcrypto -lpthread
