@@ -1,0 +1,40 @@
+"""Command-line entry point: `kms <group> <command>`; each group registers its own subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Assemble the parser from the groups; imports stay local so one group's deps never block another."""
+    parser = argparse.ArgumentParser(prog="kms", description="Enclave KMS")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+
+    from kms.enclave import cli as enclave_cli
+
+    enclave_cli.register(groups.add_parser("enclave", help="build, sign, measure and load the enclave"))
+    try:
+        from kms.attestation import cli as attest_cli
+    except ImportError:  # pragma: no cover - attestation arrives with its own issue
+        attest_cli = None
+    if attest_cli is not None:
+        attest_cli.register(groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse argv and run the chosen command; returns the process exit code (0 ok, 1 usage/local, 2 server/verification)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
