@@ -1,0 +1,65 @@
+/*
+ * edge.h - the marshalling structures of enclave/kms.edl, laid out as sgx_edger8r would
+ * generate them (one `ms_` struct per function, the return value first). Shared by the
+ * trusted edge (enclave/src/edge.c) and the untrusted bridge (enclave/bridge/bridge.c).
+ * The structs live in untrusted memory: the trusted edge copies every field before use.
+ * Thread-safety: plain data.
+ */
+#ifndef KMS_EDGE_H
+#define KMS_EDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ECALL indices: order of the trusted functions in kms.edl. */
+enum { KMS_ECALL_INIT = 0, KMS_ECALL_CALL = 1, KMS_ECALL_REPORT = 2, KMS_ECALL_COUNT = 3 };
+/* OCALL indices: order of the untrusted functions in kms.edl. */
+enum { KMS_OCALL_LOG = 0, KMS_OCALL_STORE_GET = 1, KMS_OCALL_COUNT = 2 };
+
+typedef struct {
+    int ms_retval;
+} ms_kms_ecall_init_t;
+
+typedef struct {
+    int ms_retval;
+    const uint8_t *ms_req;
+    size_t ms_req_len;
+    uint8_t *ms_resp;
+    size_t ms_resp_cap;
+    size_t *ms_resp_len;
+} ms_kms_ecall_call_t;
+
+typedef struct {
+    int ms_retval;
+    const uint8_t *ms_target_info;
+    uint8_t *ms_report;
+} ms_kms_ecall_report_t;
+
+typedef struct {
+    int ms_level;
+    int ms_code;
+    const char *ms_msg;
+} ms_kms_ocall_log_t;
+
+typedef struct {
+    int ms_retval;
+    const char *ms_key_id;
+    size_t ms_key_id_len;
+    uint8_t *ms_blob;
+    size_t ms_blob_cap;
+    size_t *ms_blob_len;
+} ms_kms_ocall_store_get_t;
+
+/* An OCALL: takes its marshalling struct, returns an sgx_status_t. */
+typedef unsigned int (*kms_ocall_fn)(void *ms);
+
+/* The OCALL table passed with every ECALL (the SDK's sgx_ocall_table_t shape). */
+typedef struct {
+    size_t nr_ocall;
+    kms_ocall_fn table[KMS_OCALL_COUNT];
+} kms_ocall_table_t;
+
+/* Log levels of kms_ocall_log. */
+enum { KMS_LOG_DEBUG = 10, KMS_LOG_INFO = 20, KMS_LOG_WARNING = 30, KMS_LOG_ERROR = 40 };
+
+#endif /* KMS_EDGE_H */
