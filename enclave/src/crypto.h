@@ -9,6 +9,8 @@
  *   - clears OpenSSL's thread error queue before returning, and wipes every temporary
  *     secret it created (OPENSSL_cleanse) on every exit path;
  *   - is thread-safe (no global state beyond OpenSSL's own, which is thread-safe).
+ *   - refuses a NULL pointer where data is required (a NULL data pointer is allowed only
+ *     with a length of 0) with KMS_ERR_INVALID_ARGUMENT.
  * Decrypt/unwrap failures of any kind return KMS_ERR_INVALID_CIPHERTEXT; verification
  * failures of any kind return KMS_ERR_INVALID_SIGNATURE (one opaque code each).
  * EVP_PKEY pointers returned through `out` are owned by the caller (EVP_PKEY_free).
@@ -29,6 +31,8 @@
 
 #define KMS_GCM_TAG_LEN 16
 #define KMS_GCM_IV_LEN 12
+/* Longest GCM IV accepted: OpenSSL 3.0's provider refuses longer IVs (GCM_IV_MAX_SIZE). */
+#define KMS_GCM_IV_MAX_LEN 128
 
 /* Asymmetric key families the enclave generates (DESIGN.md §5). */
 typedef enum {
@@ -61,18 +65,27 @@ typedef enum {
     KMS_SIGFMT_P1363 = 1,  /* r || s, each left-padded to the field size */
 } kms_sig_format;
 
+/*
+ * Digests. SHA-1 and SHA-224 are accepted only where the enclave reads what others made:
+ * kms_rsa_oaep_decrypt (legacy ciphertexts) and kms_verify_rsa_pss (interoperability);
+ * everywhere else they are KMS_ERR_UNSUPPORTED.
+ */
 typedef enum {
-    KMS_MD_SHA1 = 1,       /* only for RSA-OAEP decryption of legacy ciphertexts */
+    KMS_MD_SHA1 = 1,
     KMS_MD_SHA256 = 2,
     KMS_MD_SHA384 = 3,
     KMS_MD_SHA512 = 4,
+    KMS_MD_SHA224 = 5,
 } kms_md;
 
-/* Fill buf[0..len) from OpenSSL's DRBG. Errors: KMS_ERR_RANDOM. */
+/* Fill buf[0..len) from OpenSSL's DRBG. Errors: KMS_ERR_RANDOM; buf NULL with len > 0:
+ * KMS_ERR_INVALID_ARGUMENT. */
 kms_err_t kms_random(uint8_t *buf, size_t len);
 
 /*
- * AES-GCM with a 16-, 24- or 32-byte key, any IV length >= 1, a 16-byte tag.
+ * AES-GCM with a 16-, 24- or 32-byte key, an IV of 1..KMS_GCM_IV_MAX_LEN bytes, a 16-byte
+ * tag. Lengths above INT_MAX are refused. On an open failure pt is wiped (no unauthenticated
+ * plaintext is released).
  * seal: ct has room for pt_len bytes; tag receives KMS_GCM_TAG_LEN bytes.
  * open: tag_len must be KMS_GCM_TAG_LEN; pt has room for ct_len bytes. Any failure,
  * including a wrong key length, IV length 0 or a bad tag, is KMS_ERR_INVALID_CIPHERTEXT
@@ -92,21 +105,27 @@ kms_err_t kms_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
  * HMAC with md (SHA-256/384/512). kms_hmac writes the full MAC (32/48/64 bytes) to mac
  * (capacity mac_cap) and its length to *mac_len. kms_hmac_verify compares in constant time
  * against the first tag_len bytes of the MAC; tag_len must be between 16 and the full
- * length, else KMS_ERR_INVALID_SIGNATURE. Key length may be 0..1024 bytes.
+ * length, else KMS_ERR_INVALID_SIGNATURE. Key length may be 0..1024 bytes (else
+ * KMS_ERR_INVALID_ARGUMENT); md other than SHA-256/384/512: KMS_ERR_UNSUPPORTED.
+ * kms_hmac: mac_cap below the MAC length is KMS_ERR_BUFFER_TOO_SMALL.
  */
 kms_err_t kms_hmac(kms_md md, const uint8_t *key, size_t key_len, const uint8_t *msg,
                    size_t msg_len, uint8_t *mac, size_t mac_cap, size_t *mac_len);
 kms_err_t kms_hmac_verify(kms_md md, const uint8_t *key, size_t key_len, const uint8_t *msg,
                           size_t msg_len, const uint8_t *tag, size_t tag_len);
 
-/* Generate a fresh key of the given kind. Errors: KMS_ERR_CRYPTO. */
+/* Generate a fresh key of the given kind. Errors: KMS_ERR_CRYPTO; unknown kind:
+ * KMS_ERR_INVALID_ARGUMENT. */
 kms_err_t kms_pkey_generate(kms_pkey_kind kind, EVP_PKEY **out);
 
 /*
  * Serialisation. Private keys as PKCS#8 DER (unencrypted: the caller wraps them under the
  * domain key), public keys as SubjectPublicKeyInfo DER or PEM. Parsing checks that the key
  * is of `kind` (for EC: the named curve) and, for public keys, that the point is valid;
- * otherwise KMS_ERR_INVALID_KEY. Output too large for cap: KMS_ERR_BUFFER_TOO_SMALL.
+ * otherwise KMS_ERR_INVALID_KEY. EC keys must use a named curve (explicit parameters are
+ * refused) and DER input must have no trailing bytes. Output too large for cap:
+ * KMS_ERR_BUFFER_TOO_SMALL. kms_pkey_public_pem writes a NUL-terminated string; *len
+ * excludes the NUL. A key of none of the kinds: KMS_ERR_INVALID_KEY.
  */
 kms_err_t kms_pkey_private_der(const EVP_PKEY *key, uint8_t *buf, size_t cap, size_t *len);
 kms_err_t kms_pkey_from_private_der(kms_pkey_kind kind, const uint8_t *der, size_t len,
@@ -120,8 +139,9 @@ kms_err_t kms_pkey_from_public_der(kms_pkey_kind kind, const uint8_t *der, size_
  * Sign / verify. If is_digest, msg is a precomputed digest whose length must equal the
  * algorithm's digest length (else KMS_ERR_INVALID_ARGUMENT; Ed25519 refuses digests with
  * KMS_ERR_UNSUPPORTED). The algorithm must fit the key (else KMS_ERR_INVALID_KEY_USAGE).
- * kms_sign writes at most sig_cap bytes. kms_verify returns KMS_OK or
- * KMS_ERR_INVALID_SIGNATURE (also for a malformed or wrongly-sized signature).
+ * kms_sign writes at most sig_cap bytes (else KMS_ERR_BUFFER_TOO_SMALL; 512 bytes always
+ * suffice). kms_verify returns KMS_OK or KMS_ERR_INVALID_SIGNATURE (also for a malformed or
+ * wrongly-sized signature); the argument errors above are reported as for kms_sign.
  */
 kms_err_t kms_sign(EVP_PKEY *key, kms_sig_alg alg, int is_digest, const uint8_t *msg,
                    size_t msg_len, kms_sig_format fmt, uint8_t *sig, size_t sig_cap,
@@ -131,7 +151,9 @@ kms_err_t kms_verify(EVP_PKEY *key, kms_sig_alg alg, int is_digest, const uint8_
 
 /*
  * RSA-PSS verification with explicit parameters, for interoperability checks
- * (salt_len in bytes; mgf1_md may differ from md). Returns KMS_OK or KMS_ERR_INVALID_SIGNATURE.
+ * (salt_len in bytes, exactly; mgf1_md may differ from md; every kms_md is accepted).
+ * Returns KMS_OK or KMS_ERR_INVALID_SIGNATURE; a non-RSA key is KMS_ERR_INVALID_KEY_USAGE,
+ * a negative salt_len or unknown md KMS_ERR_INVALID_ARGUMENT.
  */
 kms_err_t kms_verify_rsa_pss(EVP_PKEY *key, kms_md md, kms_md mgf1_md, int salt_len,
                              const uint8_t *msg, size_t msg_len, const uint8_t *sig,
@@ -139,8 +161,13 @@ kms_err_t kms_verify_rsa_pss(EVP_PKEY *key, kms_md md, kms_md mgf1_md, int salt_
 
 /*
  * RSA-OAEP. md is the OAEP digest and mgf1_md the MGF1 digest; label may be NULL/0.
- * decrypt: any failure is KMS_ERR_INVALID_CIPHERTEXT; pt has room for pt_cap bytes.
- * encrypt: for tests and for wrapping to a peer; ct has room for ct_cap bytes.
+ * decrypt: any failure is KMS_ERR_INVALID_CIPHERTEXT; pt has room for pt_cap bytes, which
+ * must be at least the key's largest OAEP message (modulus bytes - 2 * digest bytes - 2),
+ * else KMS_ERR_BUFFER_TOO_SMALL, checked before decrypting (no length oracle).
+ * encrypt: for tests and for wrapping to a peer; ct has room for ct_cap bytes (at least the
+ * modulus size, else KMS_ERR_BUFFER_TOO_SMALL); SHA-1/SHA-224 are KMS_ERR_UNSUPPORTED; a
+ * message too long for the key is KMS_ERR_INVALID_ARGUMENT.
+ * Both: a key that is not RSA is KMS_ERR_INVALID_KEY_USAGE.
  */
 kms_err_t kms_rsa_oaep_decrypt(EVP_PKEY *key, kms_md md, kms_md mgf1_md, const uint8_t *label,
                                size_t label_len, const uint8_t *ct, size_t ct_len, uint8_t *pt,
@@ -152,12 +179,14 @@ kms_err_t kms_rsa_oaep_encrypt(EVP_PKEY *key, kms_md md, kms_md mgf1_md, const u
 /*
  * Key agreement (ECDH on P-256/P-384, X25519): raw shared secret into secret (cap bytes).
  * The peer must be of the same kind/curve and a valid point (else KMS_ERR_INVALID_KEY);
- * an all-zero X25519 result is refused with KMS_ERR_INVALID_KEY.
+ * an all-zero X25519 result is refused with KMS_ERR_INVALID_KEY. A priv that is not
+ * P-256, P-384 or X25519 is KMS_ERR_INVALID_KEY_USAGE; cap too small: KMS_ERR_BUFFER_TOO_SMALL.
  */
 kms_err_t kms_derive(EVP_PKEY *priv, EVP_PKEY *peer, uint8_t *secret, size_t cap,
                      size_t *secret_len);
 
-/* The kind of a key, or 0 if it is none of kms_pkey_kind. */
+/* The kind of a key, or 0 if it is none of kms_pkey_kind (RSA: exactly 2048/3072/4096 bits;
+ * EC: named curve only). Thread-safe; leaves OpenSSL's error queue as it found it. */
 kms_pkey_kind kms_pkey_kind_of(const EVP_PKEY *key);
 
 #endif /* KMS_ENCLAVE_CRYPTO_H */
