@@ -124,7 +124,7 @@ $(BUILD)/fuzz/fuzz_ecall: enclave/fuzz/fuzz_ecall.c $(ENCLAVE_SRCS) $(SIMCPU_SRC
 
 fuzz-smoke: $(BUILD)/fuzz/fuzz_ecall
 	@mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/fuzz_ecall -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -timeout=10 \
+	$(BUILD)/fuzz/fuzz_ecall -max_total_time=$(FUZZ_SECONDS) -max_len=66000 -timeout=10 \
 	  -rss_limit_mb=4096 $(BUILD)/fuzz/corpus enclave/fuzz/seeds
 
 clean:

@@ -8,17 +8,18 @@
 #define KMS_LIMITS_H
 
 /* Largest encoded Request the call ECALL accepts (nanopb's Request_size must fit). */
-#define KMS_MAX_REQUEST_SIZE (80u * 1024u)
+#define KMS_MAX_REQUEST_SIZE (64u * 1024u)
 /* Largest encoded Response; the host's output buffer must be at least this big. */
-#define KMS_MAX_RESPONSE_SIZE (120u * 1024u)
-/* Largest plaintext / message accepted by Encrypt, Sign, GenerateMac. */
-#define KMS_MAX_DATA_SIZE (64u * 1024u)
+#define KMS_MAX_RESPONSE_SIZE (64u * 1024u)
+/* Largest plaintext / message accepted by Encrypt, Sign, GenerateMac (AWS KMS: 4 KiB; bulk
+ * data goes through data keys). Bounded by nanopb's 16-bit field sizes in Debian's build. */
+#define KMS_MAX_DATA_SIZE (32u * 1024u)
 /* Largest encrypted key record the store OCALL may hand back. */
-#define KMS_MAX_RECORD_BLOB (48u * 1024u)
+#define KMS_MAX_RECORD_BLOB (20u * 1024u)
 /* Key ids: UUID strings, 36 characters. */
 #define KMS_KEY_ID_LEN 36u
 /* Versions a key may hold before it must be retired (rotation refuses beyond this). */
-#define KMS_MAX_KEY_VERSIONS_COUNT 16u
+#define KMS_MAX_KEY_VERSIONS_COUNT 8u
 /* Decrypted key records cached inside the enclave (LRU; wiped on eviction). */
 #define KMS_RECORD_CACHE_COUNT 64u
 /* GenerateRandom upper bound. */

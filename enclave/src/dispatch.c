@@ -1,0 +1,34 @@
+/* dispatch.c - the table from Request oneof tag to handler. */
+#include <stddef.h>
+
+#include "dispatch.h"
+
+static const struct {
+    pb_size_t tag;
+    kms_handler handler;
+} k_routes[] = {
+    {Request_get_identity_tag, kms_handle_get_identity},
+    {Request_generate_domain_key_tag, kms_handle_generate_domain_key},
+    {Request_load_domain_key_tag, kms_handle_load_domain_key},
+    {Request_create_key_tag, kms_handle_create_key},
+    {Request_rotate_key_tag, kms_handle_rotate_key},
+    {Request_describe_key_tag, kms_handle_describe_key},
+    {Request_set_key_state_tag, kms_handle_set_key_state},
+    {Request_get_public_key_tag, kms_handle_get_public_key},
+    {Request_encrypt_tag, kms_handle_encrypt},
+    {Request_decrypt_tag, kms_handle_decrypt},
+    {Request_sign_tag, kms_handle_sign},
+    {Request_verify_tag, kms_handle_verify},
+    {Request_generate_mac_tag, kms_handle_generate_mac},
+    {Request_verify_mac_tag, kms_handle_verify_mac},
+    {Request_asymmetric_decrypt_tag, kms_handle_asymmetric_decrypt},
+    {Request_derive_shared_secret_tag, kms_handle_derive_shared_secret},
+    {Request_generate_random_tag, kms_handle_generate_random},
+};
+
+kms_err_t kms_dispatch(const Request *req, Response *resp)
+{
+    for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++)
+        if (k_routes[i].tag == req->which_op) return k_routes[i].handler(req, resp);
+    return KMS_ERR_UNKNOWN_OPERATION;
+}

@@ -1,0 +1,36 @@
+/*
+ * dispatch.h - routes a decoded Request to its handler by oneof tag. Handlers do the
+ * semantic and authorization checks (models.md rule 3, place 3) and fill the Response;
+ * they set a RecordWrite only on success. Thread-safe. Errors: KMS_ERR_UNKNOWN_OPERATION
+ * or the handler's.
+ */
+#ifndef KMS_ENCLAVE_DISPATCH_H
+#define KMS_ENCLAVE_DISPATCH_H
+
+#include "kms/errors.h"
+#include "kms/proto/enclave/v1/boundary.pb.h"
+
+typedef kms_err_t (*kms_handler)(const Request *req, Response *resp);
+
+kms_err_t kms_dispatch(const Request *req, Response *resp);
+
+/* Handlers, one per operation (handlers_*.c). */
+kms_err_t kms_handle_get_identity(const Request *req, Response *resp);
+kms_err_t kms_handle_generate_domain_key(const Request *req, Response *resp);
+kms_err_t kms_handle_load_domain_key(const Request *req, Response *resp);
+kms_err_t kms_handle_create_key(const Request *req, Response *resp);
+kms_err_t kms_handle_rotate_key(const Request *req, Response *resp);
+kms_err_t kms_handle_describe_key(const Request *req, Response *resp);
+kms_err_t kms_handle_set_key_state(const Request *req, Response *resp);
+kms_err_t kms_handle_get_public_key(const Request *req, Response *resp);
+kms_err_t kms_handle_encrypt(const Request *req, Response *resp);
+kms_err_t kms_handle_decrypt(const Request *req, Response *resp);
+kms_err_t kms_handle_sign(const Request *req, Response *resp);
+kms_err_t kms_handle_verify(const Request *req, Response *resp);
+kms_err_t kms_handle_generate_mac(const Request *req, Response *resp);
+kms_err_t kms_handle_verify_mac(const Request *req, Response *resp);
+kms_err_t kms_handle_asymmetric_decrypt(const Request *req, Response *resp);
+kms_err_t kms_handle_derive_shared_secret(const Request *req, Response *resp);
+kms_err_t kms_handle_generate_random(const Request *req, Response *resp);
+
+#endif /* KMS_ENCLAVE_DISPATCH_H */

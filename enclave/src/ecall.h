@@ -1,0 +1,23 @@
+/*
+ * ecall.h - the ECALL implementations behind the trusted edge. Buffers passed here are
+ * already in enclave memory (edge.c copied them) and sizes are in bytes.
+ * Thread-safe once initialized; init itself is idempotent-refusing (a second init is
+ * KMS_ERR_ALREADY_INITIALIZED).
+ */
+#ifndef KMS_ENCLAVE_ECALL_H
+#define KMS_ENCLAVE_ECALL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kms/errors.h"
+
+/* Read identity from the platform, self-test the RNG and the crypto, become ready. */
+kms_err_t kms_ecall_init_impl(void);
+/* Decode one Request, dispatch it, encode the Response into resp (cap bytes). */
+kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp, size_t cap,
+                              size_t *resp_len);
+/* REPORT for the target; REPORTDATA chosen here (see docs/boundary.md). */
+kms_err_t kms_ecall_report_impl(const uint8_t target_info[512], uint8_t report[432]);
+
+#endif /* KMS_ENCLAVE_ECALL_H */

@@ -1,0 +1,70 @@
+/* handlers_admin.c - identity, the domain key, and random bytes. */
+#include <string.h>
+
+#include "crypto.h"
+#include "dispatch.h"
+#include "domain.h"
+#include "kms/limits.h"
+#include "platform.h"
+
+#define KMS_ENCLAVE_VERSION "0.1.0"
+
+_Static_assert(sizeof(((GenerateDomainKeyResponse *)0)->domain_id.bytes) == KMS_DOMAIN_ID_LEN, "domain id");
+_Static_assert(sizeof(((GenerateRandomResponse *)0)->random.bytes) == KMS_MAX_RANDOM_SIZE, "random bound");
+
+kms_err_t kms_handle_get_identity(const Request *req, Response *resp)
+{
+    (void)req;
+    kms_identity self;
+    KMS_RETURN_IF_ERR(platform_self_identity(&self));
+    GetIdentityResponse *r = &resp->result.get_identity;
+    resp->which_result = Response_get_identity_tag;
+    memcpy(r->mrenclave.bytes, self.mrenclave, 32);
+    r->mrenclave.size = 32;
+    memcpy(r->mrsigner.bytes, self.mrsigner, 32);
+    r->mrsigner.size = 32;
+    r->isv_prod_id = self.isvprodid;
+    r->isv_svn = self.isvsvn;
+    r->attributes = self.attributes;
+    r->debug = (self.attributes & 0x2u) != 0;
+    r->simulated = platform_is_simulated() != 0;
+    r->domain_loaded = kms_domain_id(r->domain_id.bytes) != 0;
+    r->domain_id.size = r->domain_loaded ? KMS_DOMAIN_ID_LEN : 0;
+    memcpy(r->version, KMS_ENCLAVE_VERSION, sizeof KMS_ENCLAVE_VERSION);
+    return KMS_OK;
+}
+
+kms_err_t kms_handle_generate_domain_key(const Request *req, Response *resp)
+{
+    (void)req;
+    GenerateDomainKeyResponse *r = &resp->result.generate_domain_key;
+    size_t len = 0;
+    KMS_RETURN_IF_ERR(kms_domain_generate(r->sealed_domain_key.bytes, sizeof r->sealed_domain_key.bytes,
+                                          &len, r->domain_id.bytes));
+    r->sealed_domain_key.size = (pb_size_t)len;
+    r->domain_id.size = KMS_DOMAIN_ID_LEN;
+    resp->which_result = Response_generate_domain_key_tag;
+    return KMS_OK;
+}
+
+kms_err_t kms_handle_load_domain_key(const Request *req, Response *resp)
+{
+    const LoadDomainKeyRequest *q = &req->op.load_domain_key;
+    LoadDomainKeyResponse *r = &resp->result.load_domain_key;
+    KMS_RETURN_IF_ERR(kms_domain_load(q->sealed_domain_key.bytes, q->sealed_domain_key.size,
+                                      r->domain_id.bytes));
+    r->domain_id.size = KMS_DOMAIN_ID_LEN;
+    resp->which_result = Response_load_domain_key_tag;
+    return KMS_OK;
+}
+
+kms_err_t kms_handle_generate_random(const Request *req, Response *resp)
+{
+    uint32_t n = req->op.generate_random.length;
+    if (n == 0 || n > KMS_MAX_RANDOM_SIZE) return KMS_ERR_INVALID_ARGUMENT;
+    GenerateRandomResponse *r = &resp->result.generate_random;
+    KMS_RETURN_IF_ERR(kms_random(r->random.bytes, n));
+    r->random.size = (pb_size_t)n;
+    resp->which_result = Response_generate_random_tag;
+    return KMS_OK;
+}

@@ -1,0 +1,65 @@
+/* handlers_common.c - key ids, key acquisition for an operation, metadata. */
+#include <string.h>
+
+#include "crypto.h"
+#include "handlers.h"
+
+int kms_key_id_valid(const char *s)
+{
+    if (strlen(s) != 36) return 0;
+    for (int i = 0; i < 36; i++) {
+        char c = s[i];
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
+    }
+    return 1;
+}
+
+kms_err_t kms_key_id_new(char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t r[16];
+    KMS_RETURN_IF_ERR(kms_random(r, sizeof r));
+    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40); /* version 4 */
+    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    int o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = hex[r[i] >> 4];
+        out[o++] = hex[r[i] & 0xf];
+    }
+    out[o] = '\0';
+    return KMS_OK;
+}
+
+kms_err_t kms_acquire_for(const char *key_id, KeyUsage usage, kms_key **out)
+{
+    if (!kms_key_id_valid(key_id)) return KMS_ERR_INVALID_ARGUMENT;
+    kms_key *key = NULL;
+    KMS_RETURN_IF_ERR(kms_keystore_acquire(key_id, &key));
+    const KeyRecord *rec = kms_key_record(key);
+    kms_err_t err = KMS_OK;
+    if (rec->state != KeyState_ENABLED) err = KMS_ERR_KEY_DISABLED;
+    else if (rec->usage != usage) err = KMS_ERR_INVALID_KEY_USAGE;
+    if (err != KMS_OK) {
+        kms_keystore_release(key);
+        return err;
+    }
+    *out = key;
+    return KMS_OK;
+}
+
+void kms_fill_metadata(const KeyRecord *rec, Response *resp)
+{
+    KeyMetadata *m = &resp->result.key_metadata;
+    resp->which_result = Response_key_metadata_tag;
+    memcpy(m->key_id, rec->key_id, sizeof m->key_id);
+    m->spec = rec->spec;
+    m->usage = rec->usage;
+    m->state = rec->state;
+    memcpy(m->description, rec->description, sizeof m->description);
+    m->created_at = rec->created_at;
+    m->current_version = rec->current_version;
+    m->version_count = rec->versions_count;
+    m->revision = rec->revision;
+}

@@ -1,0 +1,189 @@
+/*
+ * handlers_data.c - symmetric data operations: Encrypt / Decrypt (AES-256-GCM with a
+ * self-describing ciphertext and the encryption context as AAD) and HMAC.
+ *
+ * Ciphertext = 0x01 | key id length u8 | key id | key version u32 BE | nonce[12] | ct | tag[16].
+ * AAD = everything before ct || canonical context (count u8, then per pair sorted by key:
+ * key length u16 BE | key | value length u16 BE | value). Duplicate context keys are refused.
+ */
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "crypto.h"
+#include "dispatch.h"
+#include "handlers.h"
+#include "keyspec.h"
+#include "kms/limits.h"
+
+#define CT_FORMAT 0x01u
+#define CT_HEADER_LEN (1u + 1u + KMS_KEY_ID_LEN + 4u + KMS_GCM_IV_LEN)
+#define CTX_MAX_LEN (1u + 16u * (2u + 128u + 2u + 256u))
+
+_Static_assert(sizeof(((EncryptResponse *)0)->ciphertext.bytes) >=
+                   CT_HEADER_LEN + KMS_MAX_DATA_SIZE + KMS_GCM_TAG_LEN, "ciphertext bound");
+
+static int entry_cmp(const ContextEntry *a, const ContextEntry *b)
+{
+    size_t n = a->key.size < b->key.size ? a->key.size : b->key.size;
+    int c = memcmp(a->key.bytes, b->key.bytes, n);
+    if (c != 0) return c;
+    return (a->key.size > b->key.size) - (a->key.size < b->key.size);
+}
+
+/* Canonical context encoding into out (CTX_MAX_LEN bytes). KMS_ERR_INVALID_ARGUMENT on duplicates. */
+static kms_err_t context_encode(const ContextEntry *ctx, pb_size_t count, uint8_t *out, size_t *len)
+{
+    const ContextEntry *sorted[16];
+    for (pb_size_t i = 0; i < count; i++) { /* insertion sort: at most 16 entries */
+        pb_size_t j = i;
+        while (j > 0 && entry_cmp(sorted[j - 1], &ctx[i]) > 0) { sorted[j] = sorted[j - 1]; j--; }
+        sorted[j] = &ctx[i];
+    }
+    size_t n = 0;
+    out[n++] = (uint8_t)count;
+    for (pb_size_t i = 0; i < count; i++) {
+        if (i > 0 && entry_cmp(sorted[i - 1], sorted[i]) == 0) return KMS_ERR_INVALID_ARGUMENT;
+        const ContextEntry *e = sorted[i];
+        out[n++] = (uint8_t)(e->key.size >> 8); out[n++] = (uint8_t)e->key.size;
+        memcpy(out + n, e->key.bytes, e->key.size); n += e->key.size;
+        out[n++] = (uint8_t)(e->value.size >> 8); out[n++] = (uint8_t)e->value.size;
+        memcpy(out + n, e->value.bytes, e->value.size); n += e->value.size;
+    }
+    *len = n;
+    return KMS_OK;
+}
+
+/* aad = header(hdr_len) || canonical context. */
+static kms_err_t build_aad(const uint8_t *hdr, size_t hdr_len, const ContextEntry *ctx, pb_size_t count,
+                           uint8_t *aad, size_t *aad_len)
+{
+    size_t ctx_len = 0;
+    memcpy(aad, hdr, hdr_len);
+    KMS_RETURN_IF_ERR(context_encode(ctx, count, aad + hdr_len, &ctx_len));
+    *aad_len = hdr_len + ctx_len;
+    return KMS_OK;
+}
+
+kms_err_t kms_handle_encrypt(const Request *req, Response *resp)
+{
+    const EncryptRequest *q = &req->op.encrypt;
+    kms_key *key = NULL;
+    KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_ENCRYPT_DECRYPT, &key));
+    const KeyVersionMaterial *mat = NULL;
+    EncryptResponse *r = &resp->result.encrypt;
+    uint8_t *ct = r->ciphertext.bytes, aad[CT_HEADER_LEN + CTX_MAX_LEN];
+    size_t aad_len = 0;
+    kms_err_t err = KMS_ERR_INVALID_KEY_USAGE;
+    if (kms_key_record(key)->spec != KeySpec_SYMMETRIC_DEFAULT) goto done;
+    KMS_GOTO_IF_ERR(err, kms_key_version(key, 0, &mat, NULL), done);
+    ct[0] = CT_FORMAT;
+    ct[1] = KMS_KEY_ID_LEN;
+    memcpy(ct + 2, q->key_id, KMS_KEY_ID_LEN);
+    for (int i = 0; i < 4; i++) ct[2 + KMS_KEY_ID_LEN + i] = (uint8_t)(mat->version >> (8 * (3 - i)));
+    KMS_GOTO_IF_ERR(err, kms_random(ct + CT_HEADER_LEN - KMS_GCM_IV_LEN, KMS_GCM_IV_LEN), done);
+    KMS_GOTO_IF_ERR(err, build_aad(ct, CT_HEADER_LEN, q->context, q->context_count, aad, &aad_len), done);
+    KMS_GOTO_IF_ERR(err, kms_aes_gcm_seal(mat->material.bytes, mat->material.size,
+                                          ct + CT_HEADER_LEN - KMS_GCM_IV_LEN, KMS_GCM_IV_LEN, aad, aad_len,
+                                          q->plaintext.bytes, q->plaintext.size, ct + CT_HEADER_LEN,
+                                          ct + CT_HEADER_LEN + q->plaintext.size), done);
+    r->ciphertext.size = (pb_size_t)(CT_HEADER_LEN + q->plaintext.size + KMS_GCM_TAG_LEN);
+    memcpy(r->key_id, q->key_id, sizeof r->key_id);
+    r->key_version = mat->version;
+    resp->which_result = Response_encrypt_tag;
+done:
+    kms_keystore_release(key);
+    return err;
+}
+
+/* Parse the self-describing header. Every failure is the opaque KMS_ERR_INVALID_CIPHERTEXT. */
+static kms_err_t parse_header(const DecryptRequest *q, char key_id[37], uint32_t *version)
+{
+    const uint8_t *c = q->ciphertext.bytes;
+    if (q->ciphertext.size < CT_HEADER_LEN + KMS_GCM_TAG_LEN || c[0] != CT_FORMAT || c[1] != KMS_KEY_ID_LEN)
+        return KMS_ERR_INVALID_CIPHERTEXT;
+    memcpy(key_id, c + 2, KMS_KEY_ID_LEN);
+    key_id[KMS_KEY_ID_LEN] = '\0';
+    if (!kms_key_id_valid(key_id)) return KMS_ERR_INVALID_CIPHERTEXT;
+    const uint8_t *v = c + 2 + KMS_KEY_ID_LEN;
+    *version = ((uint32_t)v[0] << 24) | ((uint32_t)v[1] << 16) | ((uint32_t)v[2] << 8) | v[3];
+    return *version == 0 ? KMS_ERR_INVALID_CIPHERTEXT : KMS_OK;
+}
+
+kms_err_t kms_handle_decrypt(const Request *req, Response *resp)
+{
+    const DecryptRequest *q = &req->op.decrypt;
+    char key_id[37];
+    uint32_t version = 0;
+    KMS_RETURN_IF_ERR(parse_header(q, key_id, &version));
+    kms_key *key = NULL;
+    kms_err_t err = kms_acquire_for(key_id, KeyUsage_ENCRYPT_DECRYPT, &key);
+    /* Unknown key or version look like any other bad ciphertext: no oracle. */
+    if (err == KMS_ERR_KEY_NOT_FOUND || err == KMS_ERR_INVALID_ARGUMENT) return KMS_ERR_INVALID_CIPHERTEXT;
+    if (err != KMS_OK) return err;
+    const KeyVersionMaterial *mat = NULL;
+    DecryptResponse *r = &resp->result.decrypt;
+    uint8_t aad[CT_HEADER_LEN + CTX_MAX_LEN];
+    size_t aad_len = 0, ct_len = q->ciphertext.size - CT_HEADER_LEN - KMS_GCM_TAG_LEN;
+    err = KMS_ERR_INVALID_CIPHERTEXT;
+    if (kms_key_record(key)->spec != KeySpec_SYMMETRIC_DEFAULT || ct_len > sizeof r->plaintext.bytes ||
+        kms_key_version(key, version, &mat, NULL) != KMS_OK)
+        goto done;
+    KMS_GOTO_IF_ERR(err, build_aad(q->ciphertext.bytes, CT_HEADER_LEN, q->context, q->context_count, aad,
+                                   &aad_len), done);
+    KMS_GOTO_IF_ERR(err, kms_aes_gcm_open(mat->material.bytes, mat->material.size,
+                                          q->ciphertext.bytes + CT_HEADER_LEN - KMS_GCM_IV_LEN, KMS_GCM_IV_LEN,
+                                          aad, aad_len, q->ciphertext.bytes + CT_HEADER_LEN, ct_len,
+                                          q->ciphertext.bytes + CT_HEADER_LEN + ct_len, KMS_GCM_TAG_LEN,
+                                          r->plaintext.bytes), done);
+    r->plaintext.size = (pb_size_t)ct_len;
+    memcpy(r->key_id, key_id, sizeof key_id);
+    r->key_version = version;
+    resp->which_result = Response_decrypt_tag;
+done:
+    kms_keystore_release(key);
+    return err;
+}
+
+kms_err_t kms_handle_generate_mac(const Request *req, Response *resp)
+{
+    const GenerateMacRequest *q = &req->op.generate_mac;
+    kms_key *key = NULL;
+    KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_GENERATE_VERIFY_MAC, &key));
+    const KeyVersionMaterial *mat = NULL;
+    GenerateMacResponse *r = &resp->result.generate_mac;
+    size_t len = 0;
+    kms_err_t err;
+    KMS_GOTO_IF_ERR(err, kms_key_version(key, 0, &mat, NULL), done);
+    KMS_GOTO_IF_ERR(err, kms_hmac(kms_spec_hmac_md(kms_key_record(key)->spec), mat->material.bytes,
+                                  mat->material.size, q->message.bytes, q->message.size, r->mac.bytes,
+                                  sizeof r->mac.bytes, &len), done);
+    r->mac.size = (pb_size_t)len;
+    memcpy(r->key_id, q->key_id, sizeof r->key_id);
+    r->key_version = mat->version;
+    resp->which_result = Response_generate_mac_tag;
+done:
+    kms_keystore_release(key);
+    return err;
+}
+
+kms_err_t kms_handle_verify_mac(const Request *req, Response *resp)
+{
+    const VerifyMacRequest *q = &req->op.verify_mac;
+    kms_key *key = NULL;
+    KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_GENERATE_VERIFY_MAC, &key));
+    const KeyVersionMaterial *mat = NULL;
+    kms_md md = kms_spec_hmac_md(kms_key_record(key)->spec);
+    size_t full = md == KMS_MD_SHA256 ? 32 : md == KMS_MD_SHA384 ? 48 : 64;
+    kms_err_t err;
+    KMS_GOTO_IF_ERR(err, kms_key_version(key, q->key_version, &mat, NULL), done);
+    err = KMS_ERR_INVALID_SIGNATURE;
+    if (q->mac.size != full) goto done; /* full-length MACs only: no truncation games */
+    KMS_GOTO_IF_ERR(err, kms_hmac_verify(md, mat->material.bytes, mat->material.size, q->message.bytes,
+                                         q->message.size, q->mac.bytes, q->mac.size), done);
+    resp->result.verify_mac.valid = true;
+    resp->which_result = Response_verify_mac_tag;
+done:
+    kms_keystore_release(key);
+    return err;
+}

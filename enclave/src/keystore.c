@@ -1,0 +1,195 @@
+/* keystore.c - authenticated key records behind a bounded, reference-counted LRU cache. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "domain.h"
+#include "keyspec.h"
+#include "keystore.h"
+#include "kms/limits.h"
+
+struct kms_key {
+    atomic_int refs;
+    uint64_t last_use;
+    KeyRecord rec;
+    EVP_PKEY *pkeys[KMS_MAX_KEY_VERSIONS_COUNT];
+};
+
+_Static_assert(KMS_MAX_KEY_VERSIONS_COUNT == sizeof(((KeyRecord *)0)->versions) /
+                                             sizeof(((KeyRecord *)0)->versions[0]),
+               "limits.h and boundary.options disagree on versions");
+_Static_assert(KeyRecord_size + KMS_RECORD_OVERHEAD <= KMS_MAX_RECORD_BLOB, "record blob bound");
+_Static_assert(sizeof(((RecordWrite *)0)->blob.bytes) >= KMS_MAX_RECORD_BLOB, "RecordWrite.blob bound");
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static kms_key *g_cache[KMS_RECORD_CACHE_COUNT];
+static uint64_t g_clock;
+
+static void key_free(kms_key *key)
+{
+    for (size_t i = 0; i < KMS_MAX_KEY_VERSIONS_COUNT; i++) EVP_PKEY_free(key->pkeys[i]);
+    OPENSSL_cleanse(key, sizeof *key);
+    free(key);
+}
+
+void kms_keystore_release(kms_key *key)
+{
+    if (key != NULL && atomic_fetch_sub(&key->refs, 1) == 1) key_free(key);
+}
+
+const KeyRecord *kms_key_record(const kms_key *key) { return &key->rec; }
+
+kms_err_t kms_key_version(const kms_key *key, uint32_t version, const KeyVersionMaterial **mat,
+                          EVP_PKEY **pkey)
+{
+    if (version == 0) version = key->rec.current_version;
+    for (pb_size_t i = 0; i < key->rec.versions_count; i++) {
+        if (key->rec.versions[i].version == version) {
+            *mat = &key->rec.versions[i];
+            if (pkey != NULL) *pkey = key->pkeys[i];
+            return KMS_OK;
+        }
+    }
+    return KMS_ERR_KEY_VERSION_NOT_FOUND;
+}
+
+/* Decode an authenticated record and parse its asymmetric keys. */
+static kms_err_t key_decode(const char *key_id, uint64_t revision, const uint8_t *pt, size_t len,
+                            kms_key *key)
+{
+    pb_istream_t in = pb_istream_from_buffer(pt, len);
+    if (!pb_decode(&in, KeyRecord_fields, &key->rec) || strcmp(key->rec.key_id, key_id) != 0 ||
+        key->rec.revision != revision || key->rec.versions_count == 0)
+        return KMS_ERR_RECORD_CORRUPT;
+    kms_pkey_kind kind = kms_spec_pkey_kind(key->rec.spec);
+    for (pb_size_t i = 0; kind != 0 && i < key->rec.versions_count; i++) {
+        const KeyVersionMaterial *m = &key->rec.versions[i];
+        if (kms_pkey_from_private_der(kind, m->material.bytes, m->material.size, &key->pkeys[i]) != KMS_OK)
+            return KMS_ERR_RECORD_CORRUPT;
+    }
+    return KMS_OK;
+}
+
+/* Fetch, authenticate and decode key_id from the host's store (no lock held). */
+static kms_err_t key_load(const char *key_id, kms_key **out)
+{
+    uint8_t *blob = malloc(KMS_MAX_RECORD_BLOB), *pt = malloc(KMS_MAX_RECORD_BLOB);
+    kms_key *key = calloc(1, sizeof *key);
+    size_t blob_len = 0, pt_len = 0;
+    uint64_t revision = 0;
+    kms_err_t err = KMS_ERR_OUT_OF_MEMORY;
+    if (blob == NULL || pt == NULL || key == NULL) goto done;
+    KMS_GOTO_IF_ERR(err, kms_edge_store_get(key_id, blob, KMS_MAX_RECORD_BLOB, &blob_len), done);
+    err = KMS_ERR_KEY_NOT_FOUND;
+    if (blob_len == 0) goto done;
+    KMS_GOTO_IF_ERR(err, kms_domain_open_record(key_id, blob, blob_len, pt, KMS_MAX_RECORD_BLOB,
+                                                &pt_len, &revision), done);
+    KMS_GOTO_IF_ERR(err, key_decode(key_id, revision, pt, pt_len, key), done);
+    atomic_init(&key->refs, 1);
+    *out = key;
+    key = NULL;
+done:
+    if (pt != NULL) OPENSSL_cleanse(pt, KMS_MAX_RECORD_BLOB);
+    free(pt);
+    free(blob);
+    if (key != NULL) key_free(key);
+    return err;
+}
+
+/* Index of key_id in the cache, or -1. Lock held. */
+static int cache_find(const char *key_id)
+{
+    for (int i = 0; i < (int)KMS_RECORD_CACHE_COUNT; i++)
+        if (g_cache[i] != NULL && strcmp(g_cache[i]->rec.key_id, key_id) == 0) return i;
+    return -1;
+}
+
+/* Put key in the cache (taking one reference), evicting the least recently used. Lock held. */
+static void cache_insert(kms_key *key)
+{
+    int slot = 0;
+    for (int i = 0; i < (int)KMS_RECORD_CACHE_COUNT; i++) {
+        if (g_cache[i] == NULL) { slot = i; break; }
+        if (g_cache[i]->last_use < g_cache[slot]->last_use) slot = i;
+    }
+    if (g_cache[slot] != NULL) kms_keystore_release(g_cache[slot]);
+    atomic_fetch_add(&key->refs, 1);
+    key->last_use = ++g_clock;
+    g_cache[slot] = key;
+}
+
+kms_err_t kms_keystore_acquire(const char *key_id, kms_key **out)
+{
+    uint8_t id[KMS_DOMAIN_ID_LEN];
+    if (!kms_domain_id(id)) return KMS_ERR_DOMAIN_NOT_LOADED;
+    if (key_id == NULL || key_id[0] == '\0') return KMS_ERR_INVALID_ARGUMENT;
+    pthread_mutex_lock(&g_lock);
+    int i = cache_find(key_id);
+    if (i >= 0) {
+        atomic_fetch_add(&g_cache[i]->refs, 1);
+        g_cache[i]->last_use = ++g_clock;
+        *out = g_cache[i];
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (i >= 0) return KMS_OK;
+    kms_key *key = NULL;
+    KMS_RETURN_IF_ERR(key_load(key_id, &key));
+    pthread_mutex_lock(&g_lock);
+    i = cache_find(key_id);
+    if (i >= 0) { /* another thread loaded it meanwhile: use the cached one */
+        kms_keystore_release(key);
+        key = g_cache[i];
+        atomic_fetch_add(&key->refs, 1);
+    } else {
+        cache_insert(key);
+    }
+    pthread_mutex_unlock(&g_lock);
+    *out = key;
+    return KMS_OK;
+}
+
+static void cache_evict(const char *key_id)
+{
+    pthread_mutex_lock(&g_lock);
+    int i = cache_find(key_id);
+    if (i >= 0) {
+        kms_keystore_release(g_cache[i]);
+        g_cache[i] = NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+void kms_keystore_clear(void)
+{
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; i < KMS_RECORD_CACHE_COUNT; i++) {
+        kms_keystore_release(g_cache[i]);
+        g_cache[i] = NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+kms_err_t kms_keystore_write(const KeyRecord *rec, RecordWrite *out)
+{
+    uint8_t *pt = malloc(KeyRecord_size);
+    if (pt == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    pb_ostream_t os = pb_ostream_from_buffer(pt, KeyRecord_size);
+    kms_err_t err = KMS_ERR_ENCODE;
+    size_t blob_len = 0;
+    if (!pb_encode(&os, KeyRecord_fields, rec)) goto done;
+    KMS_GOTO_IF_ERR(err, kms_domain_seal_record(rec->key_id, rec->revision, pt, os.bytes_written,
+                                                out->blob.bytes, sizeof out->blob.bytes, &blob_len), done);
+    out->blob.size = (pb_size_t)blob_len;
+    out->revision = rec->revision;
+    memcpy(out->key_id, rec->key_id, sizeof out->key_id);
+    cache_evict(rec->key_id);
+done:
+    OPENSSL_cleanse(pt, KeyRecord_size);
+    free(pt);
+    return err;
+}
