@@ -1,0 +1,144 @@
+/*
+ * bridge.c - untrusted shim between Python (cffi) and the enclave on the simulated CPU.
+ * It is the "untrusted edge" of kms.edl: builds the marshalling structs, EENTERs through
+ * simcpu_ecall, and implements the OCALLs by calling Python.
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kms/bridge.h"
+#include "kms/edge.h"
+#include "kms/simcpu.h"
+
+/* Implemented in Python (kms/enclave/bridge.py) through cffi's extern "Python". */
+int kms_py_store_get(void *host_ctx, const char *key_id, size_t key_id_len, uint8_t *blob,
+                     size_t blob_cap, size_t *blob_len);
+void kms_py_log(void *host_ctx, int level, int code, const char *msg);
+
+struct kms_bridge {
+    void *simcpu;
+    uint64_t eid;
+    void *host_ctx;
+    kms_sgx_status_t (*create)(const char *, const char *, const char *, unsigned int, uint64_t *,
+                               const char **);
+    kms_sgx_status_t (*destroy)(uint64_t);
+    kms_sgx_status_t (*ecall)(uint64_t, int, const void *, void *);
+    unsigned int (*abi)(void);
+};
+
+/* The bridge whose ECALL is running on this thread: OCALLs find their host context here. */
+static __thread kms_bridge *t_bridge;
+
+static unsigned int ocall_log(void *pms)
+{
+    const ms_kms_ocall_log_t *ms = pms;
+    if (t_bridge != NULL && ms->ms_msg != NULL) kms_py_log(t_bridge->host_ctx, ms->ms_level, ms->ms_code, ms->ms_msg);
+    return SGX_SUCCESS;
+}
+
+static unsigned int ocall_store_get(void *pms)
+{
+    ms_kms_ocall_store_get_t *ms = pms;
+    if (t_bridge == NULL || ms->ms_blob_len == NULL) return SGX_ERROR_UNEXPECTED;
+    ms->ms_retval = kms_py_store_get(t_bridge->host_ctx, ms->ms_key_id, ms->ms_key_id_len, ms->ms_blob,
+                                     ms->ms_blob_cap, ms->ms_blob_len);
+    return SGX_SUCCESS;
+}
+
+static const kms_ocall_table_t k_ocalls = {
+    .nr_ocall = KMS_OCALL_COUNT,
+    .table = {[KMS_OCALL_LOG] = ocall_log, [KMS_OCALL_STORE_GET] = ocall_store_get},
+};
+
+unsigned int kms_bridge_abi_version(void) { return KMS_BRIDGE_ABI_VERSION; }
+
+static void set_why(char *why, size_t cap, const char *msg)
+{
+    if (why != NULL && cap > 0) snprintf(why, cap, "%s", msg);
+}
+
+#define RESOLVE(b, field, name) \
+    do { void *s_ = dlsym((b)->simcpu, name); memcpy(&(b)->field, &s_, sizeof s_); } while (0)
+
+unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
+                             const char *sigstruct_path, const char *platform_dir,
+                             unsigned int tcs_num, void *host_ctx, kms_bridge **out, char *why,
+                             size_t why_cap)
+{
+    kms_bridge *b = calloc(1, sizeof *b);
+    if (b == NULL) return SGX_ERROR_OUT_OF_MEMORY;
+    b->host_ctx = host_ctx;
+    /* RTLD_GLOBAL: the enclave image links against this very copy of the CPU (by soname). */
+    b->simcpu = dlopen(simcpu_path, RTLD_NOW | RTLD_GLOBAL);
+    kms_sgx_status_t rc = SGX_ERROR_INVALID_PARAMETER;
+    if (b->simcpu == NULL) {
+        set_why(why, why_cap, "cannot load the simulated CPU library");
+        goto fail;
+    }
+    RESOLVE(b, create, "simcpu_create_enclave");
+    RESOLVE(b, destroy, "simcpu_destroy_enclave");
+    RESOLVE(b, ecall, "simcpu_ecall");
+    RESOLVE(b, abi, "simcpu_abi_version");
+    if (b->create == NULL || b->destroy == NULL || b->ecall == NULL || b->abi == NULL ||
+        b->abi() != KMS_SIMCPU_ABI_VERSION) {
+        set_why(why, why_cap, "simulated CPU library has the wrong ABI");
+        goto fail;
+    }
+    const char *reason = "ok";
+    rc = b->create(platform_dir, image_path, sigstruct_path, tcs_num, &b->eid, &reason);
+    if (rc != SGX_SUCCESS) {
+        set_why(why, why_cap, reason);
+        goto fail;
+    }
+    *out = b;
+    return SGX_SUCCESS;
+fail:
+    if (b->simcpu != NULL) dlclose(b->simcpu);
+    free(b);
+    return rc;
+}
+
+void kms_bridge_close(kms_bridge *b)
+{
+    if (b == NULL) return;
+    b->destroy(b->eid);
+    dlclose(b->simcpu);
+    free(b);
+}
+
+static unsigned int enter(kms_bridge *b, int index, void *ms)
+{
+    kms_bridge *saved = t_bridge;
+    t_bridge = b;
+    unsigned int rc = b->ecall(b->eid, index, &k_ocalls, ms);
+    t_bridge = saved;
+    return rc;
+}
+
+unsigned int kms_bridge_init(kms_bridge *b, int *retval)
+{
+    ms_kms_ecall_init_t ms = {.ms_retval = -1};
+    unsigned int rc = enter(b, KMS_ECALL_INIT, &ms);
+    *retval = ms.ms_retval;
+    return rc;
+}
+
+unsigned int kms_bridge_call(kms_bridge *b, const uint8_t *req, size_t req_len, uint8_t *resp,
+                             size_t resp_cap, size_t *resp_len, int *retval)
+{
+    ms_kms_ecall_call_t ms = {.ms_retval = -1, .ms_req = req, .ms_req_len = req_len, .ms_resp = resp,
+                              .ms_resp_cap = resp_cap, .ms_resp_len = resp_len};
+    unsigned int rc = enter(b, KMS_ECALL_CALL, &ms);
+    *retval = ms.ms_retval;
+    return rc;
+}
+
+unsigned int kms_bridge_report(kms_bridge *b, const uint8_t *target_info, uint8_t *report, int *retval)
+{
+    ms_kms_ecall_report_t ms = {.ms_retval = -1, .ms_target_info = target_info, .ms_report = report};
+    unsigned int rc = enter(b, KMS_ECALL_REPORT, &ms);
+    *retval = ms.ms_retval;
+    return rc;
+}

@@ -1,0 +1,46 @@
+/*
+ * bridge.h - the untrusted bridge that Python loads through cffi (kms/enclave/_build.py).
+ * It loads the simulated CPU (libkms_simcpu.so) and through it the signed enclave image,
+ * forwards ECALLs with the EDL convention (kms/edge.h) and serves the enclave's OCALLs by
+ * calling back into Python (kms_py_store_get, kms_py_log, declared `extern "Python"`).
+ *
+ * Every call returns an sgx_status_t ("did the ECALL run"); the enclave's own answer, a
+ * kms_err_t, is written to *retval. Thread-safety: all calls may run concurrently on one
+ * bridge (bounded by the enclave's TCS count) except open/close. Sizes are bytes.
+ */
+#ifndef KMS_BRIDGE_H
+#define KMS_BRIDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bumped whenever this header changes; kms.enclave.bridge refuses a mismatch at load. */
+#define KMS_BRIDGE_ABI_VERSION 1u
+
+typedef struct kms_bridge kms_bridge;
+
+unsigned int kms_bridge_abi_version(void);
+
+/*
+ * Load simcpu_path, then create the enclave from image_path + sigstruct_path on the platform
+ * in platform_dir, with tcs_num thread slots. host_ctx is passed back to the OCALL callbacks.
+ * On failure a reason (a fixed string) is copied into why (why_cap bytes, NUL-terminated).
+ * Ownership: *out belongs to the caller until kms_bridge_close.
+ */
+unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
+                             const char *sigstruct_path, const char *platform_dir,
+                             unsigned int tcs_num, void *host_ctx, kms_bridge **out, char *why,
+                             size_t why_cap);
+/* Destroy the enclave. No ECALL may be running. NULL is ignored. */
+void kms_bridge_close(kms_bridge *bridge);
+
+/* ECALL 0: initialize. */
+unsigned int kms_bridge_init(kms_bridge *bridge, int *retval);
+/* ECALL 1: one encoded Request in, one encoded Response out (resp_cap bytes available). */
+unsigned int kms_bridge_call(kms_bridge *bridge, const uint8_t *req, size_t req_len, uint8_t *resp,
+                             size_t resp_cap, size_t *resp_len, int *retval);
+/* ECALL 2: a 432-byte REPORT for the 512-byte target info. */
+unsigned int kms_bridge_report(kms_bridge *bridge, const uint8_t *target_info, uint8_t *report,
+                               int *retval);
+
+#endif /* KMS_BRIDGE_H */

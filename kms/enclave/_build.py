@@ -1,0 +1,60 @@
+"""cffi out-of-line builder for the untrusted bridge (`make python` runs it): kms.enclave._native."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CDEF = """
+unsigned int kms_bridge_abi_version(void);
+typedef struct kms_bridge kms_bridge;
+unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
+                             const char *sigstruct_path, const char *platform_dir,
+                             unsigned int tcs_num, void *host_ctx, kms_bridge **out, char *why,
+                             size_t why_cap);
+void kms_bridge_close(kms_bridge *bridge);
+unsigned int kms_bridge_init(kms_bridge *bridge, int *retval);
+unsigned int kms_bridge_call(kms_bridge *bridge, const uint8_t *req, size_t req_len, uint8_t *resp,
+                             size_t resp_cap, size_t *resp_len, int *retval);
+unsigned int kms_bridge_report(kms_bridge *bridge, const uint8_t *target_info, uint8_t *report,
+                               int *retval);
+#define KMS_BRIDGE_ABI_VERSION 1
+#define KMS_MAX_REQUEST_SIZE ...
+#define KMS_MAX_RESPONSE_SIZE ...
+extern "Python+C" int kms_py_store_get(void *, const char *, size_t, uint8_t *, size_t, size_t *);
+extern "Python+C" void kms_py_log(void *, int, int, const char *);
+"""
+
+HARDEN = [
+    "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-fstack-protector-strong",
+    "-fstack-clash-protection", "-D_FORTIFY_SOURCE=3", "-DKMS_UNTRUSTED_BUILD",
+]
+
+
+def build() -> Path:
+    """Compile the bridge into kms/enclave/_native*.so and return its path."""
+    ffi = FFI()
+    ffi.cdef(CDEF)
+    ffi.set_source(
+        "kms.enclave._native",
+        '#include "kms/bridge.h"\n#include "kms/limits.h"\n',
+        sources=[str(ROOT / "enclave/bridge/bridge.c")],
+        include_dirs=[str(ROOT / "enclave/include")],
+        extra_compile_args=HARDEN,
+        extra_link_args=["-Wl,-z,relro,-z,now,-z,noexecstack"],
+        libraries=["dl"],
+    )
+    tmp = ROOT / "build" / "cffi"
+    built = Path(ffi.compile(tmpdir=str(tmp), verbose=False))
+    target = ROOT / "kms" / "enclave" / built.name
+    shutil.copy2(built, target)
+    return target
+
+
+if __name__ == "__main__":
+    print(build(), file=sys.stderr)

@@ -1,0 +1,174 @@
+"""The enclave as a Python object: loads the signed image through the cffi bridge and makes ECALLs.
+
+Thread-safe: calls run concurrently (cffi releases the GIL for the whole ECALL), bounded by
+the enclave's thread slots. Errors are typed (kms.errors): EnclaveUnavailable when the ECALL
+itself failed, an EnclaveFailure subclass when the enclave refused.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from kms.errors import EnclaveUnavailable, InvalidRequest, error_for_code
+from kms.proto.enclave.v1 import boundary_pb2 as pb
+
+try:
+    from kms.enclave import _native  # type: ignore[attr-defined]
+except ImportError as exc:  # pragma: no cover - depends on the build
+    raise ImportError("the enclave bridge is not built: run `make python` (or ./dev build)") from exc
+
+ffi, lib = _native.ffi, _native.lib
+ABI_VERSION = 1
+if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != ABI_VERSION:
+    raise ImportError(
+        f"enclave bridge ABI {lib.kms_bridge_abi_version()} does not match the Python side ({ABI_VERSION}): rebuild"
+    )
+
+SGX_SUCCESS = 0
+MAX_REQUEST_SIZE = int(lib.KMS_MAX_REQUEST_SIZE)
+MAX_RESPONSE_SIZE = int(lib.KMS_MAX_RESPONSE_SIZE)
+REPORT_SIZE, TARGET_INFO_SIZE = 432, 512
+
+RecordSource = Callable[[str], bytes | None]
+_log = logging.getLogger("kms.enclave")
+
+
+def default_build_dir() -> Path:
+    """Where `make` puts the enclave image, its SIGSTRUCT and the simulated CPU (KMS_BUILD_DIR overrides)."""
+    env = os.environ.get("KMS_BUILD_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "build"
+
+
+@ffi.def_extern(error=-1)  # an exception in the store is a store failure, never "not found"
+def kms_py_store_get(ctx, key_id, key_id_len, blob, blob_cap, blob_len):  # type: ignore[no-untyped-def]
+    """OCALL: copy the store's record for key_id into the enclave's [out] buffer (0 ok, -1 failure)."""
+    enclave: Enclave = ffi.from_handle(ctx)
+    name = ffi.unpack(key_id, key_id_len).decode("ascii", "replace")
+    data = enclave._store(name) if enclave._store is not None else None
+    if data is None:
+        blob_len[0] = 0
+        return 0
+    if len(data) > blob_cap:
+        return -1
+    ffi.memmove(blob, data, len(data))
+    blob_len[0] = len(data)
+    return 0
+
+
+
+@ffi.def_extern()
+def kms_py_log(ctx, level, code, msg):  # type: ignore[no-untyped-def]
+    """OCALL: a fixed message and an error code from the enclave (never data)."""
+    _log.log(level, "enclave: %s (code %d)", ffi.string(msg).decode("ascii", "replace"), code)
+
+
+class Enclave:
+    """A loaded, initialized enclave on the simulated SGX platform."""
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        image: Path | str | None = None,
+        sigstruct: Path | str | None = None,
+        simcpu: Path | str | None = None,
+        tcs_num: int = 8,
+        store: RecordSource | None = None,
+    ) -> None:
+        build = default_build_dir()
+        self.image = Path(image) if image else build / "kms_enclave.so"
+        self.sigstruct = Path(sigstruct) if sigstruct else self.image.with_suffix(".sigstruct")
+        self.simcpu = Path(simcpu) if simcpu else build / "libkms_simcpu.so"
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._store = store
+        self._handle = ffi.new_handle(self)
+        self._ids = itertools.count(1)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        out = ffi.new("kms_bridge **")
+        why = ffi.new("char[]", 256)
+        status = lib.kms_bridge_open(
+            str(self.simcpu).encode(), str(self.image).encode(), str(self.sigstruct).encode(),
+            str(self.data_dir).encode(), tcs_num, self._handle, out, why, 256,
+        )
+        if status != SGX_SUCCESS:
+            raise EnclaveUnavailable(f"cannot load the enclave: {ffi.string(why).decode()}", status)
+        self._bridge = out[0]
+        retval = ffi.new("int *")
+        status = lib.kms_bridge_init(self._bridge, retval)
+        if status != SGX_SUCCESS or retval[0] != 0:
+            self.close()
+            if status != SGX_SUCCESS:
+                raise EnclaveUnavailable("initialize ECALL failed", status)
+            raise error_for_code(retval[0])
+
+    def _buffer(self) -> object:
+        buf = getattr(self._local, "resp", None)
+        if buf is None:
+            buf = self._local.resp = ffi.new("uint8_t[]", MAX_RESPONSE_SIZE)
+        return buf
+
+    def call_raw(self, request: bytes) -> bytes:
+        """One encoded Request in, one encoded Response out (no envelope handling)."""
+        bridge = self._bridge
+        if bridge is None:
+            raise EnclaveUnavailable("the enclave is closed", 0x0004)
+        resp, resp_len, retval = self._buffer(), ffi.new("size_t *"), ffi.new("int *")
+        status = lib.kms_bridge_call(bridge, request, len(request), resp, MAX_RESPONSE_SIZE, resp_len, retval)
+        if status != SGX_SUCCESS:
+            raise EnclaveUnavailable("call ECALL failed", status)
+        if retval[0] != 0:
+            raise error_for_code(retval[0])
+        return bytes(ffi.buffer(resp, resp_len[0]))
+
+    def call(self, request: pb.Request) -> pb.Response:
+        """Send one operation (the oneof must be set); returns the Response or raises a typed error."""
+        request.version = pb.BOUNDARY_VERSION_1
+        if not request.request_id:
+            request.request_id = next(self._ids)
+        if not request.host_time:
+            request.host_time = int(time.time())
+        data = request.SerializeToString()
+        if len(data) > MAX_REQUEST_SIZE:
+            raise InvalidRequest(f"request of {len(data)} bytes exceeds {MAX_REQUEST_SIZE}")
+        response = pb.Response.FromString(self.call_raw(data))
+        if response.request_id != request.request_id:
+            raise EnclaveUnavailable("response does not answer this request", 0x0001)
+        return response
+
+    def report(self, target_info: bytes) -> bytes:
+        """A 432-byte SGX REPORT of this enclave for the target enclave described by target_info."""
+        if len(target_info) != TARGET_INFO_SIZE:
+            raise InvalidRequest(f"target info must be {TARGET_INFO_SIZE} bytes")
+        report, retval = ffi.new("uint8_t[]", REPORT_SIZE), ffi.new("int *")
+        status = lib.kms_bridge_report(self._bridge, target_info, report, retval)
+        if status != SGX_SUCCESS:
+            raise EnclaveUnavailable("report ECALL failed", status)
+        if retval[0] != 0:
+            raise error_for_code(retval[0])
+        return bytes(ffi.buffer(report, REPORT_SIZE))
+
+    def identity(self) -> pb.GetIdentityResponse:
+        """The enclave's identity as the (simulated) CPU reports it."""
+        return self.call(pb.Request(get_identity=pb.GetIdentityRequest())).get_identity
+
+    def close(self) -> None:
+        """Destroy the enclave; later calls raise EnclaveUnavailable."""
+        with self._lock:
+            bridge, self._bridge = getattr(self, "_bridge", None), None
+        if bridge is not None:
+            lib.kms_bridge_close(bridge)
+
+    def __enter__(self) -> Enclave:
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.close()

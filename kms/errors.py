@@ -1,0 +1,130 @@
+"""The one error vocabulary on the Python side: every enclave ErrorCode maps to a typed exception."""
+
+from __future__ import annotations
+
+from kms.proto.enclave.v1 import errors_pb2
+
+E = errors_pb2
+
+
+class KmsError(Exception):
+    """Base of every Enclave KMS error. `code` is the ErrorCode number (0 for host-side errors)."""
+
+    code: int = 0
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def code_name(self) -> str:
+        """The ErrorCode's name, e.g. KMS_ERR_KEY_NOT_FOUND."""
+        return E.ErrorCode.Name(self.code) if self.code in E.ErrorCode.values() else "UNKNOWN"
+
+
+class EnclaveUnavailable(KmsError):
+    """The ECALL itself failed (sgx_status_t != SGX_SUCCESS): the enclave did not answer."""
+
+    def __init__(self, message: str, sgx_status: int) -> None:
+        super().__init__(f"{message} (sgx_status 0x{sgx_status:04x})")
+        self.sgx_status = sgx_status
+
+
+class EnclaveFailure(KmsError):
+    """The enclave ran and refused the request with an ErrorCode."""
+
+
+class InvalidRequest(EnclaveFailure):
+    """Malformed, oversized or inconsistent request (boundary or handler checks)."""
+
+
+class Unsupported(EnclaveFailure):
+    """Valid request for a spec/algorithm combination the enclave does not offer."""
+
+
+class NotInitialized(EnclaveFailure):
+    """The enclave (or its domain key) is not ready for this request."""
+
+
+class NotFound(EnclaveFailure):
+    """No such key or key version."""
+
+
+class KeyStateError(EnclaveFailure):
+    """The key exists but its state or usage does not allow the operation."""
+
+
+class InvalidCiphertext(EnclaveFailure):
+    """Decryption failed. Deliberately opaque: wrong key, context, tag or format look the same."""
+
+
+class InvalidSignature(EnclaveFailure):
+    """A signature or MAC did not verify."""
+
+
+class InvalidKey(EnclaveFailure):
+    """A supplied public or private key is malformed or unusable."""
+
+
+class SealError(EnclaveFailure):
+    """A sealed blob could not be opened by this enclave on this platform."""
+
+
+class StoreError(EnclaveFailure):
+    """A stored record is corrupt, too large, or the store could not be read."""
+
+
+class InternalError(EnclaveFailure):
+    """The enclave failed where it should not (crypto, encoding, platform, memory)."""
+
+
+_BY_CODE: dict[int, type[EnclaveFailure]] = {
+    E.KMS_ERR_NOT_INITIALIZED: NotInitialized,
+    E.KMS_ERR_ALREADY_INITIALIZED: InvalidRequest,
+    E.KMS_ERR_REQUEST_TOO_LARGE: InvalidRequest,
+    E.KMS_ERR_BUFFER_TOO_SMALL: InternalError,
+    E.KMS_ERR_MALFORMED_REQUEST: InvalidRequest,
+    E.KMS_ERR_UNKNOWN_OPERATION: InvalidRequest,
+    E.KMS_ERR_UNSUPPORTED_VERSION: InvalidRequest,
+    E.KMS_ERR_ENCODE: InternalError,
+    E.KMS_ERR_BAD_PARAMETER: InvalidRequest,
+    E.KMS_ERR_OUT_OF_MEMORY: InternalError,
+    E.KMS_ERR_INVALID_ARGUMENT: InvalidRequest,
+    E.KMS_ERR_UNSUPPORTED: Unsupported,
+    E.KMS_ERR_KEY_NOT_FOUND: NotFound,
+    E.KMS_ERR_INVALID_KEY_USAGE: KeyStateError,
+    E.KMS_ERR_KEY_DISABLED: KeyStateError,
+    E.KMS_ERR_RECORD_CORRUPT: StoreError,
+    E.KMS_ERR_DOMAIN_NOT_LOADED: NotInitialized,
+    E.KMS_ERR_DOMAIN_ALREADY_LOADED: InvalidRequest,
+    E.KMS_ERR_STORE_UNAVAILABLE: StoreError,
+    E.KMS_ERR_TOO_MANY_VERSIONS: KeyStateError,
+    E.KMS_ERR_RECORD_TOO_LARGE: StoreError,
+    E.KMS_ERR_KEY_VERSION_NOT_FOUND: NotFound,
+    E.KMS_ERR_SEAL_MALFORMED: SealError,
+    E.KMS_ERR_SEAL_MAC_MISMATCH: SealError,
+    E.KMS_ERR_SEAL_INVALID_ISVSVN: SealError,
+    E.KMS_ERR_SEAL_INVALID_CPUSVN: SealError,
+    E.KMS_ERR_SEAL_INVALID_POLICY: SealError,
+    E.KMS_ERR_CRYPTO: InternalError,
+    E.KMS_ERR_INVALID_CIPHERTEXT: InvalidCiphertext,
+    E.KMS_ERR_INVALID_SIGNATURE: InvalidSignature,
+    E.KMS_ERR_INVALID_KEY: InvalidKey,
+    E.KMS_ERR_RANDOM: InternalError,
+    E.KMS_ERR_PLATFORM: InternalError,
+    E.KMS_ERR_REPORT: InternalError,
+    E.KMS_ERR_OCALL: StoreError,
+}
+
+
+def error_for_code(code: int) -> EnclaveFailure:
+    """The exception for an ErrorCode returned by the enclave (never for KMS_OK)."""
+    cls = _BY_CODE.get(code, InternalError)
+    name = E.ErrorCode.Name(code) if code in E.ErrorCode.values() else f"code {code}"
+    return cls(f"enclave refused the request: {name}", code)
+
+
+def mapped_codes() -> frozenset[int]:
+    """Every ErrorCode with a dedicated exception (tests check this covers the whole enum)."""
+    return frozenset(_BY_CODE)

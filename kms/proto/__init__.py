@@ -1,0 +1,1 @@
+"""Generated protobuf modules (built by `make python` from proto/; never committed)."""
