@@ -1,0 +1,156 @@
+"""Certificate chains to the trust anchor, CRLs, and the validity window of all collateral."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from kms.attestation.anchor import TrustAnchor
+from kms.attestation.errors import (
+    CertificateChainError,
+    CollateralError,
+    NotYetValidError,
+    RevocationError,
+    Step,
+)
+from kms.attestation.pck import common_name
+
+
+def iso(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Validity:
+    """Collects the earliest expiry over everything checked; an item not yet valid is an error."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+        self.earliest: datetime | None = None
+        self.source = ""
+
+    def window(self, step: Step, what: str, not_before: datetime | None, not_after: datetime | None) -> None:
+        if not_after is None:
+            raise CollateralError(step, f"{what} has no expiry (nextUpdate/notAfter)")
+        if not_before is not None and not_before > self.at:
+            raise NotYetValidError(step, f"{what} is not valid before {iso(not_before)} "
+                                          f"(verification time {iso(self.at)})")
+        if self.earliest is None or not_after < self.earliest:
+            self.earliest, self.source = not_after, what
+
+    def cert(self, step: Step, what: str, cert: x509.Certificate) -> None:
+        self.window(step, what, cert.not_valid_before_utc, cert.not_valid_after_utc)
+
+    @property
+    def expired(self) -> bool:
+        """QvE semantics: expired once the earliest expiry is at or before the verification time."""
+        return self.earliest is not None and self.earliest <= self.at
+
+
+class SignatureMemo:
+    """Issuer-signature checks already done within one verification (shared roots, shared signers)."""
+
+    def __init__(self) -> None:
+        self._done: set[tuple[bytes, bytes, bytes]] = set()
+
+    def signed_by(self, child: x509.Certificate, issuer: x509.Certificate) -> bool:
+        key = (child.tbs_certificate_bytes, child.signature, issuer.public_bytes(serialization.Encoding.DER))
+        if key in self._done:
+            return True
+        try:
+            child.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        self._done.add(key)
+        return True
+
+
+def _basic_ca(cert: x509.Certificate) -> bool | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return None
+    except (x509.DuplicateExtension, ValueError):
+        return None
+
+
+def _can_sign_certs(cert: x509.Certificate) -> bool:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return usage.key_cert_sign
+
+
+def verify_chain(
+    certs: Sequence[x509.Certificate],
+    anchor: TrustAnchor,
+    *,
+    step: Step,
+    what: str,
+    names: Sequence[str],
+    validity: Validity,
+    memo: SignatureMemo,
+) -> None:
+    """Check [leaf, ..., root]: length, CN contents, signatures, CA flags, the root key, validity."""
+    if len(certs) != len(names):
+        raise CertificateChainError(step, f"{what} has {len(certs)} certificates, expected {len(names)}")
+    root = certs[-1]
+    if not anchor.matches(root.public_key()):
+        raise CertificateChainError(
+            step, f"{what} ends at {root.subject.rfc4514_string()!r}, whose key is not the trust "
+                  f"anchor ({anchor.name})")
+    if root.subject != root.issuer or not memo.signed_by(root, root):
+        raise CertificateChainError(step, f"{what} root is not a valid self-signed certificate")
+    for i, cert in enumerate(certs):
+        label = f"{what} certificate {i} ({common_name(cert.subject)!r})"
+        if names[i] not in common_name(cert.subject):
+            raise CertificateChainError(step, f"{label}: CN must contain {names[i]!r}")
+        validity.cert(step, label, cert)
+        if i + 1 < len(certs):
+            issuer = certs[i + 1]
+            if _basic_ca(issuer) is not True or not _can_sign_certs(issuer):
+                raise CertificateChainError(step, f"{label}: its issuer is not a CA")
+            if not memo.signed_by(cert, issuer):
+                raise CertificateChainError(step, f"{label}: signature by its issuer does not verify")
+    leaf_key = certs[0].public_key()
+    if _basic_ca(certs[0]) is True and len(certs) > 1:
+        raise CertificateChainError(step, f"{what} leaf is a CA certificate")
+    if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or not isinstance(leaf_key.curve, ec.SECP256R1):
+        raise CertificateChainError(step, f"{what} leaf key is not ECDSA P-256")
+
+
+def _has_extension(crl: x509.CertificateRevocationList, kind: type[x509.ExtensionType]) -> bool:
+    try:
+        crl.extensions.get_extension_for_class(kind)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+def verify_crl(
+    crl: x509.CertificateRevocationList, issuer: x509.Certificate, what: str, validity: Validity
+) -> None:
+    """The CRL is issued and signed by `issuer`, carries crlNumber and AKI, and is current."""
+    if crl.issuer != issuer.subject:
+        raise RevocationError(f"{what} is issued by {crl.issuer.rfc4514_string()!r}, "
+                              f"expected {issuer.subject.rfc4514_string()!r}")
+    try:
+        complete = _has_extension(crl, x509.CRLNumber) and _has_extension(crl, x509.AuthorityKeyIdentifier)
+    except (x509.DuplicateExtension, ValueError) as exc:
+        raise RevocationError(f"{what} extensions do not parse: {exc}") from exc
+    if not complete:
+        raise RevocationError(f"{what} lacks the crlNumber or authorityKeyIdentifier extension")
+    key = issuer.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not crl.is_signature_valid(key):
+        raise RevocationError(f"{what} signature does not verify")
+    validity.window(Step.REVOCATION, what, crl.last_update_utc, crl.next_update_utc)
+
+
+def check_not_revoked(crl: x509.CertificateRevocationList, cert: x509.Certificate, what: str, crl_name: str) -> None:
+    if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+        raise RevocationError(f"{what} (serial {cert.serial_number:x}) is revoked by the {crl_name}")

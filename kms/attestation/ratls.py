@@ -1,0 +1,226 @@
+"""RA-TLS certificates: the interoperable DICE evidence (2.23.133.5.4.9) and Gramine's legacy format."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import hmac
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Union
+
+import cbor2
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from kms.attestation import der
+from kms.attestation.anchor import INTEL_SGX_ROOT, TrustAnchor
+from kms.attestation.chain import iso
+from kms.attestation.collateral import Collateral, CollateralSource
+from kms.attestation.errors import AttestationError, RaTlsError, Step
+from kms.attestation.policy import AttestationPolicy
+from kms.attestation.quote import Quote, parse_quote
+from kms.attestation.result import RaTlsEvidence, VerificationResult
+from kms.attestation.verify import verification_time, verify_quote
+
+# OID content bytes, compared raw: Gramine writes its legacy OID with the 06 09 tag and length
+# inside the content by mistake, so parsers see 0.6.9.42.840.113741.1337.6 (reference §3.1).
+DICE_EVIDENCE_OID = bytes.fromhex("678105050409")  # 2.23.133.5.4.9
+GRAMINE_LEGACY_OIDS = (
+    bytes.fromhex("06092a864886f84d8a3906"),  # as Gramine emits it
+    bytes.fromhex("2a864886f84d8a3906"),  # 1.2.840.113741.1337.6, correctly encoded
+)
+CBOR_TAG_INTEL_TEE_QUOTE = 60000
+PUBKEY_HASH_ALGORITHMS = {1: hashlib.sha256, 7: hashlib.sha384, 8: hashlib.sha512}
+_SIGNATURE_HASHES = {
+    "1.2.840.10045.4.3.2": hashes.SHA256, "1.2.840.10045.4.3.3": hashes.SHA384,
+    "1.2.840.10045.4.3.4": hashes.SHA512, "1.2.840.113549.1.1.11": hashes.SHA256,
+    "1.2.840.113549.1.1.12": hashes.SHA384, "1.2.840.113549.1.1.13": hashes.SHA512,
+}
+_ED25519 = "1.3.101.112"
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----")
+
+
+@dataclass(frozen=True)
+class RaTlsCertificate:
+    """The parts of an RA-TLS certificate the binding needs, read with a strict DER walker
+    (not pyca, which rejects some foreign RA-TLS certificates, e.g. Gramine's NULL parameters)."""
+
+    spki: bytes
+    not_before: datetime
+    not_after: datetime
+    extensions: tuple[tuple[bytes, bytes], ...]
+
+    def extension(self, oids: Sequence[bytes]) -> bytes | None:
+        found = [value for oid, value in self.extensions if oid in oids]
+        return found[0] if found else None
+
+
+def _cert_error(message: str) -> RaTlsError:
+    return RaTlsError(Step.RATLS_CERTIFICATE, message)
+
+
+def _check_self_signature(spki: bytes, alg: der.Tlv, bit_string: der.Tlv, tbs: bytes) -> None:
+    oid = der.decode_oid(der.expect(der.children(der.expect(alg, der.TAG_SEQUENCE))[0], der.TAG_OID).content)
+    sig = der.expect(bit_string, der.TAG_BIT_STRING).content
+    if not sig or sig[0] != 0:
+        raise der.DerError("signature BIT STRING has unused bits")
+    signature = sig[1:]
+    try:
+        key = serialization.load_der_public_key(spki)
+        if oid == _ED25519 and isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, tbs)
+        elif oid in _SIGNATURE_HASHES and isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, tbs, ec.ECDSA(_SIGNATURE_HASHES[oid]()))
+        elif oid in _SIGNATURE_HASHES and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, tbs, padding.PKCS1v15(), _SIGNATURE_HASHES[oid]())
+        else:
+            raise _cert_error(f"unsupported signature algorithm {oid} for the certificate's key")
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm) as exc:
+        raise _cert_error("the certificate's self-signature does not verify") from exc
+
+
+def parse_ratls_certificate(data: Union[bytes, x509.Certificate]) -> RaTlsCertificate:
+    """Parse a DER or PEM certificate; check its structure and self-signature."""
+    if isinstance(data, x509.Certificate):
+        data = data.public_bytes(serialization.Encoding.DER)
+    if data.lstrip().startswith(b"-----BEGIN"):
+        match = _PEM.fullmatch(data.strip())
+        try:
+            if match is None:
+                raise ValueError("not a single PEM certificate")
+            data = base64.b64decode(b"".join(match.group(1).split()), validate=True)
+        except (ValueError, binascii.Error) as exc:
+            raise _cert_error(f"certificate PEM does not decode: {exc}") from exc
+    try:
+        outer = der.children(der.parse(data, der.TAG_SEQUENCE))
+        if len(outer) != 3:
+            raise der.DerError("certificate is not (tbs, algorithm, signature)")
+        tbs = der.children(der.expect(outer[0], der.TAG_SEQUENCE))
+        if tbs and tbs[0].tag == 0xA0:
+            tbs = tbs[1:]
+        if len(tbs) < 6:
+            raise der.DerError("TBSCertificate is too short")
+        if tbs[1].raw != outer[1].raw:
+            raise der.DerError("inner and outer signature algorithms differ")
+        validity = der.children(der.expect(tbs[3], der.TAG_SEQUENCE))
+        if len(validity) != 2:
+            raise der.DerError("bad validity")
+        spki = der.expect(tbs[5], der.TAG_SEQUENCE).raw
+        extensions: list[tuple[bytes, bytes]] = []
+        for item in tbs[6:]:
+            if item.tag != 0xA3:
+                continue
+            for ext in der.children(der.expect(der.parse(item.content), der.TAG_SEQUENCE)):
+                parts = der.children(der.expect(ext, der.TAG_SEQUENCE))
+                if len(parts) == 3:
+                    der.decode_bool(der.expect(parts[1], der.TAG_BOOLEAN).content)
+                elif len(parts) != 2:
+                    raise der.DerError("bad extension")
+                oid = der.expect(parts[0], der.TAG_OID).content
+                if any(oid == seen for seen, _ in extensions):
+                    raise der.DerError("an extension appears twice")
+                extensions.append((oid, der.expect(parts[-1], der.TAG_OCTET_STRING).content))
+        _check_self_signature(spki, outer[1], outer[2], outer[0].raw)
+        return RaTlsCertificate(spki, der.decode_time(validity[0]), der.decode_time(validity[1]),
+                                tuple(extensions))
+    except der.DerError as exc:
+        raise _cert_error(f"certificate does not parse: {exc}") from exc
+
+
+def _cbor(data: bytes, what: str) -> object:
+    stream = io.BytesIO(data)
+    try:
+        decoder = cbor2.CBORDecoder(stream, allow_indefinite=False, allow_duplicate_keys=False, read_size=1)
+        value = decoder.decode()
+    except (cbor2.CBORError, ValueError, TypeError, EOFError) as exc:
+        raise _cert_error(f"{what} is not valid CBOR: {exc}") from exc
+    if stream.tell() != len(data):
+        raise _cert_error(f"{what} has trailing bytes")
+    return value
+
+
+def _binding_error(message: str) -> RaTlsError:
+    return RaTlsError(Step.RATLS_BINDING, message)
+
+
+def _dice(value: bytes, spki: bytes, expected_nonce: bytes | None) -> tuple[bytes, bytes, RaTlsEvidence]:
+    """Decode 60000([quote, claims]); check pubkey-hash and nonce; return quote, REPORTDATA, info."""
+    evidence = _cbor(value, "DICE evidence")
+    if not isinstance(evidence, cbor2.CBORTag) or evidence.tag != CBOR_TAG_INTEL_TEE_QUOTE:
+        raise _cert_error(f"DICE evidence is not CBOR tag {CBOR_TAG_INTEL_TEE_QUOTE} (Intel TEE quote)")
+    items = evidence.value
+    if not isinstance(items, (list, tuple)) or len(items) != 2 or not all(isinstance(i, bytes) for i in items):
+        raise _cert_error("DICE evidence is not [bstr quote, bstr claims]")
+    quote, claims_bytes = items
+    claims = _cbor(claims_bytes, "claims")
+    if not isinstance(claims, dict) or not all(isinstance(k, str) and isinstance(v, bytes) for k, v in claims.items()):
+        raise _cert_error("claims are not a map of text keys to byte strings")
+    if "pubkey-hash" not in claims:
+        raise _cert_error("claims lack the required 'pubkey-hash'")
+    entry = _cbor(claims["pubkey-hash"], "pubkey-hash")
+    if not isinstance(entry, (list, tuple)) or len(entry) != 2 or not isinstance(entry[1], bytes):
+        raise _cert_error("pubkey-hash is not [hash-alg-id, bstr hash]")
+    algorithm = PUBKEY_HASH_ALGORITHMS.get(entry[0]) if isinstance(entry[0], int) else None
+    if algorithm is None:
+        raise _cert_error(f"pubkey-hash algorithm {entry[0]!r} is not sha-256, sha-384 or sha-512")
+    if not hmac.compare_digest(algorithm(spki).digest(), entry[1]):
+        raise _binding_error("pubkey-hash does not match the certificate's SubjectPublicKeyInfo")
+    if expected_nonce is not None and not hmac.compare_digest(claims.get("nonce", b""), expected_nonce):
+        raise _binding_error("the claims' nonce is not the expected one")
+    report_data = hashlib.sha256(claims_bytes).digest() + bytes(32)
+    info = RaTlsEvidence("dice", spki, tuple(sorted(claims.items())))
+    return quote, report_data, info
+
+
+def verify_ratls_certificate(
+    certificate: Union[bytes, x509.Certificate],
+    collateral: Union[Collateral, CollateralSource],
+    policy: AttestationPolicy,
+    *,
+    at: datetime,
+    trust_anchor: TrustAnchor = INTEL_SGX_ROOT,
+    accept_legacy_gramine: bool = True,
+    expected_nonce: bytes | None = None,
+) -> VerificationResult:
+    """Check the certificate, the key-to-quote binding, then the quote and the policy.
+
+    DICE evidence is preferred; when the certificate has it, any failure rejects (no fallback).
+    Otherwise Gramine's legacy extension is read (REPORTDATA = SHA-256(SPKI) || 0^32).
+    """
+    at = verification_time(at)
+    if policy.report_data is not None:
+        raise ValueError("the RA-TLS binding determines REPORTDATA: leave policy.report_data unset")
+    quote: Quote | None = None
+    info: RaTlsEvidence | None = None
+    try:
+        cert = parse_ratls_certificate(certificate)
+        if not cert.not_before <= at <= cert.not_after:
+            raise _cert_error(f"certificate is valid {iso(cert.not_before)} to {iso(cert.not_after)}, "
+                              f"not at {iso(at)}")
+        dice = cert.extension((DICE_EVIDENCE_OID,))
+        legacy = cert.extension(GRAMINE_LEGACY_OIDS)
+        if dice is not None:
+            quote_bytes, expected, info = _dice(dice, cert.spki, expected_nonce)
+        elif legacy is not None and accept_legacy_gramine:
+            if expected_nonce is not None:
+                raise _binding_error("Gramine's legacy format carries no nonce")
+            quote_bytes, info = legacy, RaTlsEvidence("gramine-legacy", cert.spki)
+            expected = hashlib.sha256(cert.spki).digest() + bytes(32)
+        else:
+            raise _cert_error("certificate carries no RA-TLS evidence extension")
+        quote = parse_quote(quote_bytes)
+        if not hmac.compare_digest(quote.body.report_data, expected):
+            raise _binding_error(f"quote REPORTDATA {quote.body.report_data.hex()} does not bind this "
+                                 f"certificate ({info.format}: expected {expected.hex()})")
+    except AttestationError as exc:
+        return VerificationResult.rejected(at, exc, quote, None, info)
+    result = verify_quote(quote, collateral, policy, at=at, trust_anchor=trust_anchor)
+    return dataclasses.replace(result, ratls_evidence=info)
