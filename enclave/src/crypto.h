@@ -8,7 +8,7 @@
  *     *out_len untouched on failure;
  *   - clears OpenSSL's thread error queue before returning, and wipes every temporary
  *     secret it created (OPENSSL_cleanse) on every exit path;
- *   - is thread-safe (no global state beyond OpenSSL's own, which is thread-safe).
+ *   - is thread-safe (no global state beyond OpenSSL's own, which is thread-safe);
  *   - refuses a NULL pointer where data is required (a NULL data pointer is allowed only
  *     with a length of 0) with KMS_ERR_INVALID_ARGUMENT.
  * Decrypt/unwrap failures of any kind return KMS_ERR_INVALID_CIPHERTEXT; verification
