@@ -158,8 +158,7 @@ static kms_sgx_status_t derive_seal(const struct sim_enclave *e, const uint8_t *
     memcpy(p, kr + KR_CPUSVN, 16); p += 16;
     put_le64(p, e->id.attributes & flag_mask); p += 8;
     put_le64(p, e->id.xfrm & le64(kr + KR_ATTRMASK + 8)); p += 8;
-    put_le64(p, flag_mask); p += 8;
-    memcpy(p, kr + KR_ATTRMASK + 8, 8); p += 8;
+    memcpy(p, kr + KR_ATTRMASK, 16); p += 16; /* the requested mask itself, as the SDM says */
     put_le32(p, e->id.miscselect & misc_mask); p += 4;
     put_le32(p, ~misc_mask); p += 4;
     if (policy & POLICY_MRENCLAVE) memcpy(p, e->id.mrenclave, 32);
