@@ -15,6 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kms.enclave import cli as enclave_cli
 
     enclave_cli.register(groups.add_parser("enclave", help="build, sign, measure and load the enclave"))
+    from kms import serve
+
+    serve.register(groups.add_parser("serve", help="start the enclave on a data directory and report it"))
     try:
         from kms.attestation import cli as attest_cli
     except ImportError:  # pragma: no cover - attestation arrives with its own issue
