@@ -1,0 +1,23 @@
+"""`./dev bench`: run every benchmark of the project, one after the other."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ["tests.bench.bench_enclave", "tests.bench.bench_verify"]
+
+
+def main() -> int:
+    for name in BENCHMARKS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        print(f"\n== {name}")
+        module.main([])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
