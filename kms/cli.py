@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 1 (argparse's default 2 means "server or verification error" here)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Assemble the parser from the groups; imports stay local so one group's deps never block another."""
-    parser = argparse.ArgumentParser(prog="kms", description="Enclave KMS")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+    parser = _Parser(prog="kms", description="Enclave KMS")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP", parser_class=_Parser)
 
     from kms.enclave import cli as enclave_cli
 
