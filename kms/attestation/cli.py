@@ -67,8 +67,15 @@ def _usage_exits_1(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def register(subparsers: Any) -> None:
-    """Add `verify-quote` and `verify-cert` to an argparse subparsers object (func(args) -> exit code)."""
+def register(target: Any) -> Any:
+    """Add `verify-quote` and `verify-cert` (each sets func(args) -> exit code).
+
+    `target` is an argparse subparsers object, or a group parser (`kms attest`), in which case
+    the subparsers are created here. Returns the subparsers object, for further commands.
+    """
+    subparsers = target
+    if isinstance(target, argparse.ArgumentParser):
+        subparsers = target.add_subparsers(dest="command", required=True, metavar="COMMAND")
     quote = _usage_exits_1(subparsers.add_parser(
         "verify-quote", help="verify a DCAP quote against collateral and a policy"))
     quote.add_argument("--quote", type=Path, required=True, metavar="FILE", help="quote, binary or hex")
@@ -83,6 +90,7 @@ def register(subparsers: Any) -> None:
     cert.add_argument("--no-legacy-gramine", action="store_true", help="refuse Gramine's legacy extension")
     _common(cert, report_data=False)
     cert.set_defaults(func=run_verify_cert)
+    return subparsers
 
 
 def _at(text: str | None) -> datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -110,6 +111,7 @@ def _configuration(tlv: der.Tlv) -> PlatformConfiguration:
     return PlatformConfiguration(flag(1), flag(2), flag(3))
 
 
+@lru_cache(maxsize=256)
 def decode_sgx_extension(value: bytes, ca: PckCa) -> SgxExtension:
     """Decode the extension's DER value; Platform-CA certificates must carry .6 and .7."""
     entries = _entries(der.parse(value), "SGX extension")

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 from kms.attestation.errors import CollateralError, Step, TcbError
@@ -151,6 +152,7 @@ def _load(body: bytes, step: Step, what: str) -> _Doc:
     return _Doc(obj, step, what)
 
 
+@lru_cache(maxsize=64)
 def parse_tcb_info(body: bytes) -> TcbInfo:
     """Parse the signed `tcbInfo` object text (v2 with sgxtcbcompNNsvn, v3 with sgxtcbcomponents)."""
     doc = _load(body, Step.TCB_INFO, "tcbInfo")
@@ -187,6 +189,7 @@ def parse_tcb_info(body: bytes) -> TcbInfo:
     )
 
 
+@lru_cache(maxsize=64)
 def parse_qe_identity(body: bytes) -> QeIdentity:
     """Parse the signed `enclaveIdentity` object text (QE Identity v2)."""
     doc = _load(body, Step.QE_IDENTITY, "enclaveIdentity")
