@@ -114,6 +114,8 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_RANDOM: InternalError,
     E.KMS_ERR_PLATFORM: InternalError,
     E.KMS_ERR_REPORT: InternalError,
+    E.KMS_ERR_EVIDENCE_NOT_READY: NotInitialized,
+    E.KMS_ERR_QUOTE_MISMATCH: InvalidRequest,
     E.KMS_ERR_OCALL: StoreError,
 }
 

@@ -24,6 +24,8 @@ static const struct {
     {Request_asymmetric_decrypt_tag, kms_handle_asymmetric_decrypt},
     {Request_derive_shared_secret_tag, kms_handle_derive_shared_secret},
     {Request_generate_random_tag, kms_handle_generate_random},
+    {Request_install_quote_tag, kms_handle_install_quote},
+    {Request_get_evidence_tag, kms_handle_get_evidence},
 };
 
 kms_err_t kms_dispatch(const Request *req, Response *resp)

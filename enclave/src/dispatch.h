@@ -32,5 +32,7 @@ kms_err_t kms_handle_verify_mac(const Request *req, Response *resp);
 kms_err_t kms_handle_asymmetric_decrypt(const Request *req, Response *resp);
 kms_err_t kms_handle_derive_shared_secret(const Request *req, Response *resp);
 kms_err_t kms_handle_generate_random(const Request *req, Response *resp);
+kms_err_t kms_handle_install_quote(const Request *req, Response *resp);
+kms_err_t kms_handle_get_evidence(const Request *req, Response *resp);
 
 #endif /* KMS_ENCLAVE_DISPATCH_H */

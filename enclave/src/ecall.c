@@ -17,6 +17,7 @@
 #include "kms/limits.h"
 #include "log.h"
 #include "platform.h"
+#include "ratls.h"
 
 _Static_assert(Request_size <= KMS_MAX_REQUEST_SIZE, "KMS_MAX_REQUEST_SIZE below nanopb's bound");
 _Static_assert(Response_size <= KMS_MAX_RESPONSE_SIZE, "KMS_MAX_RESPONSE_SIZE below nanopb's bound");
@@ -33,6 +34,7 @@ kms_err_t kms_ecall_init_impl(void)
     uint8_t probe[32];
     kms_err_t err = platform_self_identity(&self);
     if (err == KMS_OK) err = kms_random(probe, sizeof probe);
+    if (err == KMS_OK) err = kms_ratls_init();
     OPENSSL_cleanse(probe, sizeof probe);
     atomic_store(&g_state, err == KMS_OK ? STATE_READY : STATE_FAILED);
     if (err == KMS_OK && platform_is_simulated())
@@ -75,7 +77,8 @@ done:
 kms_err_t kms_ecall_report_impl(const uint8_t target_info[512], uint8_t report[432])
 {
     if (atomic_load(&g_state) != STATE_READY) return KMS_ERR_NOT_INITIALIZED;
-    /* REPORTDATA is the enclave's to choose; until the RA-TLS key exists it is all zero. */
-    static const uint8_t report_data[KMS_SGX_REPORT_DATA_SIZE];
+    /* REPORTDATA is the enclave's to choose: the binding of its RA-TLS key, never host data. */
+    uint8_t report_data[KMS_SGX_REPORT_DATA_SIZE];
+    KMS_RETURN_IF_ERR(kms_ratls_report_data(report_data));
     return platform_report(target_info, report_data, report);
 }

@@ -12,12 +12,12 @@
 
 #include "kms/errors.h"
 
-/* Read identity from the platform, self-test the RNG and the crypto, become ready. */
+/* Read identity from the platform, self-test the RNG, create the RA-TLS key, become ready. */
 kms_err_t kms_ecall_init_impl(void);
 /* Decode one Request, dispatch it, encode the Response into resp (cap bytes). */
 kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp, size_t cap,
                               size_t *resp_len);
-/* REPORT for the target; REPORTDATA chosen here (see docs/boundary.md). */
+/* REPORT for the target; REPORTDATA = the RA-TLS binding (ratls.h), never host data. */
 kms_err_t kms_ecall_report_impl(const uint8_t target_info[512], uint8_t report[432]);
 
 #endif /* KMS_ENCLAVE_ECALL_H */

@@ -6,6 +6,7 @@
 #include "domain.h"
 #include "kms/limits.h"
 #include "platform.h"
+#include "ratls.h"
 
 #define KMS_ENCLAVE_VERSION "0.1.0"
 
@@ -66,5 +67,32 @@ kms_err_t kms_handle_generate_random(const Request *req, Response *resp)
     KMS_RETURN_IF_ERR(kms_random(r->random.bytes, n));
     r->random.size = (pb_size_t)n;
     resp->which_result = Response_generate_random_tag;
+    return KMS_OK;
+}
+
+kms_err_t kms_handle_install_quote(const Request *req, Response *resp)
+{
+    const InstallQuoteRequest *q = &req->op.install_quote;
+    EvidenceResponse *r = &resp->result.evidence;
+    size_t len = 0;
+    KMS_RETURN_IF_ERR(kms_ratls_install_quote(q->quote.bytes, q->quote.size, r->certificate.bytes,
+                                              sizeof r->certificate.bytes, &len));
+    r->certificate.size = (pb_size_t)len;
+    memcpy(r->quote.bytes, q->quote.bytes, q->quote.size);
+    r->quote.size = q->quote.size;
+    resp->which_result = Response_evidence_tag;
+    return KMS_OK;
+}
+
+kms_err_t kms_handle_get_evidence(const Request *req, Response *resp)
+{
+    (void)req;
+    EvidenceResponse *r = &resp->result.evidence;
+    size_t cert_len = 0, quote_len = 0;
+    KMS_RETURN_IF_ERR(kms_ratls_evidence(r->certificate.bytes, sizeof r->certificate.bytes, &cert_len,
+                                         r->quote.bytes, sizeof r->quote.bytes, &quote_len));
+    r->certificate.size = (pb_size_t)cert_len;
+    r->quote.size = (pb_size_t)quote_len;
+    resp->which_result = Response_evidence_tag;
     return KMS_OK;
 }
