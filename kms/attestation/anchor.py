@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -19,7 +18,7 @@ INTEL_SGX_ROOT_PUBLIC_KEY_HEX = (
     "67918E2EDC88E40D860BD0CC4EE26AACC988E505A953558C453F6B0904AE7394"
 )
 
-AnchorKey = Union[ec.EllipticCurvePublicKey, bytes]
+AnchorKey = ec.EllipticCurvePublicKey | bytes
 
 
 def _point(key: ec.EllipticCurvePublicKey) -> bytes:

@@ -6,7 +6,7 @@ import argparse
 import json
 import ssl
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -40,11 +40,13 @@ def _common(parser: argparse.ArgumentParser, report_data: bool) -> None:
     anchor = parser.add_mutually_exclusive_group()
     anchor.add_argument("--root", type=Path, metavar="FILE",
                         help="trust anchor: root certificate or public key, PEM or DER (default: Intel's SGX root key)")
-    anchor.add_argument("--simulated-root", type=Path, metavar="FILE", help="a simulated platform's root (marks evidence simulated)")
+    anchor.add_argument("--simulated-root", type=Path, metavar="FILE",
+                        help="a simulated platform's root (marks evidence simulated)")
     parser.add_argument("--at", metavar="RFC3339", help="verification time (default: now), e.g. 2025-07-01T00:00:00Z")
     parser.add_argument("--output", choices=("text", "json"), default="text")
     policy = parser.add_argument_group("policy")
-    policy.add_argument("--mrenclave", action="append", default=[], metavar="HEX", help="accepted MRENCLAVE (repeatable)")
+    policy.add_argument("--mrenclave", action="append", default=[], metavar="HEX",
+                        help="accepted MRENCLAVE (repeatable)")
     policy.add_argument("--mrsigner", metavar="HEX")
     policy.add_argument("--isvprodid", type=int)
     policy.add_argument("--min-isvsvn", type=int, default=0)
@@ -95,7 +97,7 @@ def register(target: Any) -> Any:
 
 def _at(text: str | None) -> datetime:
     if text is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError(f"--at {text!r} has no time zone (add Z)")
@@ -196,7 +198,8 @@ def run_verify_cert(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point: python -m kms.attestation.cli verify-quote ..."""
-    parser = _usage_exits_1(argparse.ArgumentParser(prog="kms-attest", description="DCAP quote and RA-TLS verification"))
+    parser = _usage_exits_1(
+        argparse.ArgumentParser(prog="kms-attest", description="DCAP quote and RA-TLS verification"))
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.func(args))

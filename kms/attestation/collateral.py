@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -68,7 +68,7 @@ def _error(message: str) -> CollateralError:
     return CollateralError(_FORMAT, message)
 
 
-def decode_chain(pem: Union[str, bytes], what: str) -> tuple[x509.Certificate, ...]:
+def decode_chain(pem: str | bytes, what: str) -> tuple[x509.Certificate, ...]:
     """PEM certificates (issuer chains come URL-decoded from headers or as file text)."""
     data = pem.encode() if isinstance(pem, str) else pem
     try:
@@ -78,7 +78,7 @@ def decode_chain(pem: Union[str, bytes], what: str) -> tuple[x509.Certificate, .
     return certs
 
 
-def decode_crl(data: Union[str, bytes], what: str) -> x509.CertificateRevocationList:
+def decode_crl(data: str | bytes, what: str) -> x509.CertificateRevocationList:
     """A CRL given as DER, PEM, or hex text of DER (PCCS rootcacrl; collateral file v3.0)."""
     raw = data.encode() if isinstance(data, str) else bytes(data)
     stripped = raw.strip()
@@ -142,12 +142,12 @@ def _skip(text: str, pos: int) -> int:
 
 def collateral_from_parts(
     *,
-    pck_crl_issuer_chain: Union[str, bytes],
-    root_ca_crl: Union[str, bytes],
-    pck_crl: Union[str, bytes],
-    tcb_info_issuer_chain: Union[str, bytes],
+    pck_crl_issuer_chain: str | bytes,
+    root_ca_crl: str | bytes,
+    pck_crl: str | bytes,
+    tcb_info_issuer_chain: str | bytes,
     tcb_info: SignedDocument,
-    qe_identity_issuer_chain: Union[str, bytes],
+    qe_identity_issuer_chain: str | bytes,
     qe_identity: SignedDocument,
 ) -> Collateral:
     """Build Collateral from PCS/PCCS-style pieces (chains PEM; CRLs DER, PEM or hex)."""
@@ -162,7 +162,7 @@ def collateral_from_parts(
     )
 
 
-def parse_collateral_json(text: Union[str, bytes]) -> Collateral:
+def parse_collateral_json(text: str | bytes) -> Collateral:
     """Read the collateral JSON format of vectors/dcap/dcap-qvl/sgx_quote_collateral.json."""
     try:
         obj = json.loads(text)
@@ -189,7 +189,7 @@ def parse_collateral_json(text: Union[str, bytes]) -> Collateral:
     )
 
 
-def load_collateral_json(path: Union[str, Path]) -> Collateral:
+def load_collateral_json(path: str | Path) -> Collateral:
     """Read a collateral JSON file (see parse_collateral_json)."""
     try:
         data = Path(path).read_bytes()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 TAG_BOOLEAN = 0x01
 TAG_INTEGER = 0x02
@@ -138,6 +138,6 @@ def decode_time(tlv: Tlv) -> datetime:
     if not text[:-1].isdigit():
         raise DerError("bad time digits")
     try:
-        return datetime.strptime(text[:-1], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+        return datetime.strptime(text[:-1], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     except ValueError as exc:
         raise DerError("bad time value") from exc

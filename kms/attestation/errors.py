@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Step(str, Enum):
+class Step(StrEnum):
     """One named check of quote, collateral, policy or RA-TLS verification, in order."""
 
     QUOTE_FORMAT = "quote_format"

@@ -12,7 +12,6 @@ import urllib.request
 from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
-from typing import Union
 
 from kms.attestation.collateral import (
     Collateral,
@@ -41,7 +40,7 @@ class CollateralCache:
     JSON files in `directory` so that restarts do not refetch.
     """
 
-    def __init__(self, directory: Union[str, Path, None] = None, *, max_entries: int = 256) -> None:
+    def __init__(self, directory: str | Path | None = None, *, max_entries: int = 256) -> None:
         self._entries: OrderedDict[str, tuple[datetime, Collateral]] = OrderedDict()
         self._lock = threading.Lock()
         self._directory = Path(directory) if directory is not None else None
@@ -139,9 +138,11 @@ class PccsClient:
         return cls(INTEL_PCS_BASE.format(version=api_version), **kwargs)  # type: ignore[arg-type]
 
     def _get(self, url: str) -> tuple[bytes, dict[str, str]]:
-        request = urllib.request.Request(url, headers={"Accept": "*/*", "User-Agent": "enclave-kms"})
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise CollateralFetchError(f"refusing to fetch collateral from a non-HTTP URL: {url}")
+        request = urllib.request.Request(url, headers={"Accept": "*/*", "User-Agent": "enclave-kms"})  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context) as resp:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context) as resp:  # noqa: S310
                 body = resp.read(MAX_RESPONSE_BYTES + 1)
                 headers = {k.lower(): v for k, v in resp.headers.items()}
         except urllib.error.HTTPError as exc:

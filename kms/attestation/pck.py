@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 
 from cryptography import x509
@@ -18,7 +18,7 @@ _TCB = f"{_BASE}.2"
 _CONFIG = f"{_BASE}.7"
 
 
-class PckCa(str, Enum):
+class PckCa(StrEnum):
     """The intermediate that issued a PCK certificate; it selects the PCK CRL (`ca=`)."""
 
     PROCESSOR = "processor"

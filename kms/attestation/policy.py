@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Union
 
 from kms.attestation.chain import iso
 from kms.attestation.errors import CollateralExpiredError, PolicyError, Step
@@ -71,15 +70,15 @@ class AttestationPolicy:
     def build(
         cls,
         *,
-        mrenclave: Union[str, bytes, Iterable[Union[str, bytes]], None] = None,
-        mrsigner: Union[str, bytes, None] = None,
-        allowed_tcb_statuses: Iterable[Union[str, TcbStatus]] = (TcbStatus.UP_TO_DATE,),
-        report_data: Union[str, bytes, None] = None,
+        mrenclave: str | bytes | Iterable[str | bytes] | None = None,
+        mrsigner: str | bytes | None = None,
+        allowed_tcb_statuses: Iterable[str | TcbStatus] = (TcbStatus.UP_TO_DATE,),
+        report_data: str | bytes | None = None,
         **kwargs: object,
     ) -> AttestationPolicy:
         """Convenience constructor that accepts hex strings and single values."""
 
-        def raw(value: Union[str, bytes]) -> bytes:
+        def raw(value: str | bytes) -> bytes:
             return bytes.fromhex(value) if isinstance(value, str) else bytes(value)
 
         if mrenclave is None:

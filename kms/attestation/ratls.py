@@ -12,7 +12,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Union
 
 import cbor2
 from cryptography import x509
@@ -87,7 +86,7 @@ def _check_self_signature(spki: bytes, alg: der.Tlv, bit_string: der.Tlv, tbs: b
         raise _cert_error("the certificate's self-signature does not verify") from exc
 
 
-def parse_ratls_certificate(data: Union[bytes, x509.Certificate]) -> RaTlsCertificate:
+def parse_ratls_certificate(data: bytes | x509.Certificate) -> RaTlsCertificate:
     """Parse a DER or PEM certificate; check its structure and self-signature."""
     if isinstance(data, x509.Certificate):
         data = data.public_bytes(serialization.Encoding.DER)
@@ -181,8 +180,8 @@ def _dice(value: bytes, spki: bytes, expected_nonce: bytes | None) -> tuple[byte
 
 
 def verify_ratls_certificate(
-    certificate: Union[bytes, x509.Certificate],
-    collateral: Union[Collateral, CollateralSource],
+    certificate: bytes | x509.Certificate,
+    collateral: Collateral | CollateralSource,
     policy: AttestationPolicy,
     *,
     at: datetime,

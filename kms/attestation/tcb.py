@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
@@ -13,7 +13,7 @@ from kms.attestation.errors import CollateralError, Step, TcbError
 from kms.attestation.quote import ReportBody
 
 
-class TcbStatus(str, Enum):
+class TcbStatus(StrEnum):
     """TCB level statuses of Intel's collateral (QVL TcbStatus.h)."""
 
     UP_TO_DATE = "UpToDate"
@@ -225,7 +225,7 @@ def _status(text: str, step: Step, what: str) -> TcbStatus:
 
 
 def _masked(value: bytes, mask: bytes) -> bytes:
-    return bytes(v & m for v, m in zip(value, mask))
+    return bytes(v & m for v, m in zip(value, mask, strict=True))
 
 
 def match_qe_identity(identity: QeIdentity, qe: ReportBody) -> tuple[TcbStatus, QeTcbLevel]:
@@ -248,7 +248,7 @@ def match_qe_identity(identity: QeIdentity, qe: ReportBody) -> tuple[TcbStatus, 
 def match_platform_level(info: TcbInfo, components: tuple[int, ...], pcesvn: int) -> TcbLevel:
     """The first TCB level that the PCK certificate's SVNs reach (step 11)."""
     for level in info.levels:
-        if pcesvn >= level.pcesvn and all(c >= r for c, r in zip(components, level.components)):
+        if pcesvn >= level.pcesvn and all(c >= r for c, r in zip(components, level.components, strict=True)):
             _status(level.status, Step.PLATFORM_TCB, "TCB Info level")
             return level
     raise TcbError(Step.PLATFORM_TCB, "the PCK certificate's TCB is below every TCB Info level "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
-from typing import TypeVar, Union
+from datetime import UTC, datetime
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -49,12 +49,12 @@ def verification_time(at: datetime) -> datetime:
     """The caller's verification time, which must carry a time zone; returned in UTC."""
     if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("the verification time must be a timezone-aware datetime")
-    return at.astimezone(timezone.utc)
+    return at.astimezone(UTC)
 
 
 def verify_quote(
-    quote: Union[bytes, Quote],
-    collateral: Union[Collateral, CollateralSource],
+    quote: bytes | Quote,
+    collateral: Collateral | CollateralSource,
     policy: AttestationPolicy,
     *,
     at: datetime,
@@ -170,7 +170,7 @@ def _status(text: str) -> TcbStatus:
 
 def check_quote(
     quote: Quote,
-    collateral: Union[Collateral, CollateralSource],
+    collateral: Collateral | CollateralSource,
     *,
     at: datetime,
     trust_anchor: TrustAnchor = INTEL_SGX_ROOT,

@@ -7,7 +7,7 @@ import json
 import os
 import struct
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from kms.attestation.quote import INTEL_QE_VENDOR_ID
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = REPO.parent / "shared" / "vectors"
-NOW = datetime(2025, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 1, tzinfo=UTC)
 QE_MRSIGNER = bytes.fromhex("8C4F5775D796503E96137F77C68A829A0056AC8DED70140B081B094490C57BFF")
 MRENCLAVE = hashlib.sha256(b"test enclave").digest()
 MRSIGNER = hashlib.sha256(b"test signer").digest()
@@ -91,7 +91,8 @@ def sgx_extension_der(components: tuple[int, ...], pcesvn: int, fmspc: bytes, ca
 # --- certificates, CRLs, signed JSON -------------------------------------------------------
 
 def name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test")])
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test")])
 
 
 def make_cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
@@ -103,8 +104,8 @@ def make_cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certif
         .issuer_name(issuer.subject if issuer else name(subject))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime(2024, 1, 1, tzinfo=timezone.utc))
-        .not_valid_after(not_after or datetime(2035, 1, 1, tzinfo=timezone.utc))
+        .not_valid_before(datetime(2024, 1, 1, tzinfo=UTC))
+        .not_valid_after(not_after or datetime(2035, 1, 1, tzinfo=UTC))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
@@ -113,7 +114,8 @@ def make_cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certif
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def make_crl(issuer: x509.Certificate, key: ec.EllipticCurvePrivateKey, revoked: list[int]) -> x509.CertificateRevocationList:
+def make_crl(issuer: x509.Certificate, key: ec.EllipticCurvePrivateKey,
+             revoked: list[int]) -> x509.CertificateRevocationList:
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.subject)

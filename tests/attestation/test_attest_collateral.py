@@ -6,7 +6,7 @@ import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from kms.attestation import (
 )
 from kms.attestation.errors import CollateralError
 
-JULY = datetime(2025, 7, 1, tzinfo=timezone.utc)
+JULY = datetime(2025, 7, 1, tzinfo=UTC)
 FMSPC = bytes.fromhex("00A067110000")
 POLICY = AttestationPolicy(allow_any_enclave_insecure=True,
                            allowed_tcb_statuses=frozenset({"ConfigurationAndSWHardeningNeeded"}))
@@ -107,7 +107,8 @@ class FakePccs:
             return 200, body.encode(), {header: quote(self.raw["tcb_info_issuer_chain"])}
         if name == "qe/identity":
             body = f'{{"enclaveIdentity":{self.raw["qe_identity"]},"signature":"{self.raw["qe_identity_signature"]}"}}'
-            return 200, body.encode(), {"SGX-Enclave-Identity-Issuer-Chain": quote(self.raw["qe_identity_issuer_chain"])}
+            chain = quote(self.raw["qe_identity_issuer_chain"])
+            return 200, body.encode(), {"SGX-Enclave-Identity-Issuer-Chain": chain}
         if name == "rootcacrl":
             return 200, self.raw["root_ca_crl"].encode(), {}
         return 404, b"", {}
@@ -118,7 +119,7 @@ def pccs(request: pytest.FixtureRequest, raw: dict[str, str], collateral: Collat
     fake = FakePccs(raw, collateral, request.param)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             url = urllib.parse.urlsplit(self.path)
             status, body, headers = fake.respond(url.path, urllib.parse.parse_qs(url.query))
             self.send_response(status)
@@ -156,12 +157,12 @@ def test_cache_respects_next_update(pccs: tuple[FakePccs, str], tmp_path: Path) 
     client = PccsClient(url, cache=CollateralCache(tmp_path))
     client.collateral_for(FMSPC, PckCa.PROCESSOR, at=JULY)
     assert len(fake.requests) == 4
-    client.collateral_for(FMSPC, PckCa.PROCESSOR, at=datetime(2025, 7, 19, 10, 0, tzinfo=timezone.utc))
+    client.collateral_for(FMSPC, PckCa.PROCESSOR, at=datetime(2025, 7, 19, 10, 0, tzinfo=UTC))
     assert len(fake.requests) == 4
     restarted = PccsClient(url, cache=CollateralCache(tmp_path))
     restarted.collateral_for(FMSPC, PckCa.PROCESSOR, at=JULY)
     assert len(fake.requests) == 4
-    restarted.collateral_for(FMSPC, PckCa.PROCESSOR, at=datetime(2025, 7, 19, 10, 1, 18, tzinfo=timezone.utc))
+    restarted.collateral_for(FMSPC, PckCa.PROCESSOR, at=datetime(2025, 7, 19, 10, 1, 18, tzinfo=UTC))
     assert len(fake.requests) == 8
 
 

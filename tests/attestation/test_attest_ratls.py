@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import cbor2
 import pytest
@@ -40,8 +40,8 @@ def ratls_cert(key: ec.EllipticCurvePrivateKey, extensions: dict[x509.ObjectIden
                signer: ec.EllipticCurvePrivateKey | None = None) -> bytes:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kms enclave")])
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-               .serial_number(1).not_valid_before(datetime(2024, 1, 1, tzinfo=timezone.utc))
-               .not_valid_after(datetime(2030, 1, 1, tzinfo=timezone.utc)))
+               .serial_number(1).not_valid_before(datetime(2024, 1, 1, tzinfo=UTC))
+               .not_valid_after(datetime(2030, 1, 1, tzinfo=UTC)))
     for oid, value in extensions.items():
         builder = builder.add_extension(x509.UnrecognizedExtension(oid, value), critical=False)
     return builder.sign(signer or key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
@@ -164,7 +164,7 @@ def test_self_signature_and_validity(platform: SynthPlatform) -> None:
     forged = check(platform, ratls_cert(key, evidence, signer=other))
     assert forged.failed_step is Step.RATLS_CERTIFICATE and "self-signature" in forged.message
     late = verify_ratls_certificate(ratls_cert(key, evidence), platform.collateral(), POLICY,
-                                    at=datetime(2031, 1, 1, tzinfo=timezone.utc), trust_anchor=platform.anchor)
+                                    at=datetime(2031, 1, 1, tzinfo=UTC), trust_anchor=platform.anchor)
     assert late.failed_step is Step.RATLS_CERTIFICATE and "valid" in late.message
 
 

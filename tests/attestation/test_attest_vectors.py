@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from attest_testpki import flip, replace_v3_cert_data, vectors
@@ -29,8 +29,8 @@ from kms.attestation import (
     verify_quote,
 )
 
-JULY = datetime(2025, 7, 1, tzinfo=timezone.utc)
-AUGUST = datetime(2025, 8, 1, tzinfo=timezone.utc)
+JULY = datetime(2025, 7, 1, tzinfo=UTC)
+AUGUST = datetime(2025, 8, 1, tzinfo=UTC)
 QVL_MRENCLAVE = "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
 QVL_MRSIGNER = "815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6"
 CSWH = TcbStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED
@@ -67,11 +67,12 @@ def test_dcap_qvl_passes_every_check(qvl: tuple[bytes, Collateral], policy: Atte
     assert result.identity.report_data.startswith(b"Hello, world!")
     assert not result.identity.debug
     assert result.verified.fmspc.hex().upper() == "00A067110000"
-    assert result.collateral_expiry == datetime(2025, 7, 19, 10, 1, 18, tzinfo=timezone.utc)
+    assert result.collateral_expiry == datetime(2025, 7, 19, 10, 1, 18, tzinfo=UTC)
     assert not result.verified.collateral_expired
 
 
-def test_dcap_qvl_expired_collateral_is_its_own_result(qvl: tuple[bytes, Collateral], policy: AttestationPolicy) -> None:
+def test_dcap_qvl_expired_collateral_is_its_own_result(qvl: tuple[bytes, Collateral],
+                                                       policy: AttestationPolicy) -> None:
     quote, collateral = qvl
     result = verify_quote(quote, collateral, policy, at=AUGUST)
     assert not result.ok and not result
@@ -85,7 +86,8 @@ def test_dcap_qvl_expired_collateral_is_its_own_result(qvl: tuple[bytes, Collate
     assert late.ok and late.verified.collateral_expired
 
 
-def test_dcap_qvl_fails_at_the_chain_step_for_another_root(qvl: tuple[bytes, Collateral], policy: AttestationPolicy) -> None:
+def test_dcap_qvl_fails_at_the_chain_step_for_another_root(qvl: tuple[bytes, Collateral],
+                                                           policy: AttestationPolicy) -> None:
     quote, collateral = qvl
     other = TrustAnchor.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
     result = verify_quote(quote, collateral, policy, at=JULY, trust_anchor=other)
@@ -178,7 +180,7 @@ def test_dcap_qvl_crl_signature(qvl: tuple[bytes, Collateral], policy: Attestati
 
 def test_dcap_qvl_before_the_collateral_was_issued(qvl: tuple[bytes, Collateral], policy: AttestationPolicy) -> None:
     quote, collateral = qvl
-    result = verify_quote(quote, collateral, policy, at=datetime(2025, 6, 19, 10, 30, tzinfo=timezone.utc))
+    result = verify_quote(quote, collateral, policy, at=datetime(2025, 6, 19, 10, 30, tzinfo=UTC))
     assert result.failed_step is Step.TCB_INFO and "not valid before" in result.message
 
 
@@ -199,12 +201,13 @@ def sample() -> dict[str, object]:
         tcb_info=split_signed_response(read("tcbInfo.json"), "tcbInfo"),
         qe_identity_issuer_chain=read("tcbSignChain.pem"),
         qe_identity=split_signed_response(read("qeIdentity.json"), "enclaveIdentity"))
-    chain = [x509.load_pem_x509_certificate(read("pckCert.pem")), *x509.load_pem_x509_certificates(read("pckSignChain.pem"))]
+    chain = [x509.load_pem_x509_certificate(read("pckCert.pem")),
+             *x509.load_pem_x509_certificates(read("pckSignChain.pem"))]
     return {"quote": read("quote.dat"), "collateral": collateral, "chain": chain,
             "anchor": TrustAnchor.load(read("trustedRootCaCert.pem"))}
 
 
-SAMPLE_AT = datetime(2025, 1, 1, tzinfo=timezone.utc)
+SAMPLE_AT = datetime(2025, 1, 1, tzinfo=UTC)
 ANY_ENCLAVE = AttestationPolicy(allow_any_enclave_insecure=True)
 
 

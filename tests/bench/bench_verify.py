@@ -13,7 +13,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from kms.attestation import AttestationPolicy, Collateral, load_collateral_json, parse_quote, verify_quote
 
 VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "dcap" / "dcap-qvl"
-AT = datetime(2025, 7, 1, tzinfo=timezone.utc)
+AT = datetime(2025, 7, 1, tzinfo=UTC)
 
 
 def measure(fn: Callable[[], object], iterations: int) -> tuple[float, float, float]:
