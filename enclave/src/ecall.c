@@ -61,7 +61,10 @@ kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp,
     out->request_id = in->request_id;
     pb_ostream_t os = pb_ostream_from_buffer(resp, cap);
     if (!pb_encode(&os, Response_fields, out)) {
-        err = os.bytes_written >= cap ? KMS_ERR_BUFFER_TOO_SMALL : KMS_ERR_ENCODE;
+        /* nanopb stops before the field that does not fit: bytes_written may be below cap. */
+        size_t need = 0;
+        err = pb_get_encoded_size(&need, Response_fields, out) && need > cap ? KMS_ERR_BUFFER_TOO_SMALL
+                                                                             : KMS_ERR_ENCODE;
         OPENSSL_cleanse(resp, cap);
         goto done;
     }
