@@ -7,7 +7,7 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kms.attestation.anchor import TrustAnchor
@@ -19,6 +19,13 @@ from kms.attestation.errors import (
     Step,
 )
 from kms.attestation.pck import common_name
+
+
+def digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
+    """A hash through pyca/cryptography (the package's only crypto provider)."""
+    h = hashes.Hash(algorithm)
+    h.update(data)
+    return h.finalize()
 
 
 def iso(value: datetime) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import ssl
 import threading
@@ -13,6 +12,9 @@ from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+
+from kms.attestation.chain import digest
 from kms.attestation.collateral import (
     Collateral,
     collateral_from_parts,
@@ -49,7 +51,7 @@ class CollateralCache:
     def _path(self, key: str) -> Path | None:
         if self._directory is None:
             return None
-        return self._directory / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+        return self._directory / f"{digest(hashes.SHA256(), key.encode()).hex()[:32]}.json"
 
     def get(self, key: str, at: datetime) -> Collateral | None:
         with self._lock:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
-import hmac
 import io
 import re
 from collections.abc import Sequence
@@ -16,12 +14,12 @@ from datetime import datetime
 import cbor2
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import constant_time, hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from kms.attestation import der
 from kms.attestation.anchor import INTEL_SGX_ROOT, TrustAnchor
-from kms.attestation.chain import iso
+from kms.attestation.chain import digest, iso
 from kms.attestation.collateral import Collateral, CollateralSource
 from kms.attestation.errors import AttestationError, RaTlsError, Step
 from kms.attestation.policy import AttestationPolicy
@@ -37,7 +35,7 @@ GRAMINE_LEGACY_OIDS = (
     bytes.fromhex("2a864886f84d8a3906"),  # 1.2.840.113741.1337.6, correctly encoded
 )
 CBOR_TAG_INTEL_TEE_QUOTE = 60000
-PUBKEY_HASH_ALGORITHMS = {1: hashlib.sha256, 7: hashlib.sha384, 8: hashlib.sha512}
+PUBKEY_HASH_ALGORITHMS: dict[int, type[hashes.HashAlgorithm]] = {1: hashes.SHA256, 7: hashes.SHA384, 8: hashes.SHA512}
 _SIGNATURE_HASHES = {
     "1.2.840.10045.4.3.2": hashes.SHA256, "1.2.840.10045.4.3.3": hashes.SHA384,
     "1.2.840.10045.4.3.4": hashes.SHA512, "1.2.840.113549.1.1.11": hashes.SHA256,
@@ -170,11 +168,11 @@ def _dice(value: bytes, spki: bytes, expected_nonce: bytes | None) -> tuple[byte
     algorithm = PUBKEY_HASH_ALGORITHMS.get(entry[0]) if isinstance(entry[0], int) else None
     if algorithm is None:
         raise _cert_error(f"pubkey-hash algorithm {entry[0]!r} is not sha-256, sha-384 or sha-512")
-    if not hmac.compare_digest(algorithm(spki).digest(), entry[1]):
+    if not constant_time.bytes_eq(digest(algorithm(), spki), entry[1]):
         raise _binding_error("pubkey-hash does not match the certificate's SubjectPublicKeyInfo")
-    if expected_nonce is not None and not hmac.compare_digest(claims.get("nonce", b""), expected_nonce):
+    if expected_nonce is not None and not constant_time.bytes_eq(claims.get("nonce", b""), expected_nonce):
         raise _binding_error("the claims' nonce is not the expected one")
-    report_data = hashlib.sha256(claims_bytes).digest() + bytes(32)
+    report_data = digest(hashes.SHA256(), claims_bytes) + bytes(32)
     info = RaTlsEvidence("dice", spki, tuple(sorted(claims.items())))
     return quote, report_data, info
 
@@ -212,11 +210,11 @@ def verify_ratls_certificate(
             if expected_nonce is not None:
                 raise _binding_error("Gramine's legacy format carries no nonce")
             quote_bytes, info = legacy, RaTlsEvidence("gramine-legacy", cert.spki)
-            expected = hashlib.sha256(cert.spki).digest() + bytes(32)
+            expected = digest(hashes.SHA256(), cert.spki) + bytes(32)
         else:
             raise _cert_error("certificate carries no RA-TLS evidence extension")
         quote = parse_quote(quote_bytes)
-        if not hmac.compare_digest(quote.body.report_data, expected):
+        if not constant_time.bytes_eq(quote.body.report_data, expected):
             raise _binding_error(f"quote REPORTDATA {quote.body.report_data.hex()} does not bind this "
                                  f"certificate ({info.format}: expected {expected.hex()})")
     except AttestationError as exc:

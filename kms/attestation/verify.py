@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import constant_time, hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from kms.attestation.anchor import INTEL_SGX_ROOT, TrustAnchor
-from kms.attestation.chain import SignatureMemo, Validity, check_not_revoked, verify_chain, verify_crl
+from kms.attestation.chain import SignatureMemo, Validity, check_not_revoked, digest, verify_chain, verify_crl
 from kms.attestation.collateral import Collateral, CollateralSource, SignedDocument
 from kms.attestation.errors import (
     AttestationError,
@@ -149,8 +147,8 @@ def _check_revocation(collateral: Collateral, chain: Sequence[x509.Certificate],
 def _check_quote_signatures(quote: Quote, leaf: x509.Certificate) -> None:
     if not _ecdsa_ok(leaf.public_key(), quote.qe_report_signature, quote.qe_report.raw):
         raise SignatureError(Step.QE_REPORT_SIGNATURE, "QE report signature does not verify with the PCK key")
-    digest = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest()
-    if not hmac.compare_digest(digest, quote.qe_report.report_data[:32]):
+    bound = digest(hashes.SHA256(), quote.attestation_key + quote.qe_auth_data)
+    if not constant_time.bytes_eq(bound, quote.qe_report.report_data[:32]):
         raise SignatureError(Step.QE_REPORT_DATA, "QE REPORTDATA is not SHA-256(attestation key || QE "
                                                   "authentication data): the attestation key is not bound")
 
