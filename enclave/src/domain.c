@@ -79,7 +79,9 @@ kms_err_t kms_domain_load(const uint8_t *sealed, size_t len, uint8_t id[KMS_DOMA
     uint8_t dk[DK_LEN + 1], aad[sizeof k_dk_label + KMS_DOMAIN_ID_LEN + 1];
     size_t dk_len = 0, aad_len = 0;
     kms_err_t err;
-    KMS_GOTO_IF_ERR(err, kms_unseal(sealed, len, dk, sizeof dk, &dk_len, aad, sizeof aad, &aad_len), done);
+    err = kms_unseal(sealed, len, dk, sizeof dk, &dk_len, aad, sizeof aad, &aad_len);
+    if (err == KMS_ERR_BUFFER_TOO_SMALL) err = KMS_ERR_SEAL_MALFORMED; /* sized for another secret */
+    if (err != KMS_OK) goto done;
     if (dk_len != DK_LEN || aad_len != sizeof k_dk_label + KMS_DOMAIN_ID_LEN ||
         memcmp(aad, k_dk_label, sizeof k_dk_label) != 0) {
         err = KMS_ERR_SEAL_MALFORMED;
