@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from kms.attestation import der
 from kms.attestation.anchor import TrustAnchor
 from kms.attestation.errors import (
+    AttestationError,
     CertificateChainError,
     CollateralError,
     NotYetValidError,
@@ -26,6 +29,23 @@ def digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
     h = hashes.Hash(algorithm)
     h.update(data)
     return h.finalize()
+
+
+@contextmanager
+def malformed(step: Step, what: str) -> Iterator[None]:
+    """pyca parses certificates and CRLs lazily: a malformed field surfaces as ValueError or
+    UnsupportedAlgorithm only when accessed. Report it as a failure of `step`."""
+    try:
+        yield
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        error: AttestationError
+        if step is Step.REVOCATION:
+            error = RevocationError(f"{what} is malformed: {exc}")
+        elif step in (Step.TCB_INFO, Step.QE_IDENTITY):
+            error = CollateralError(step, f"{what} is malformed: {exc}")
+        else:
+            error = CertificateChainError(step, f"{what} is malformed: {exc}")
+        raise error from exc
 
 
 def iso(value: datetime) -> str:
@@ -58,19 +78,39 @@ class Validity:
         return self.earliest is not None and self.earliest <= self.at
 
 
+ECDSA_SHA256_ALGORITHM = bytes.fromhex("300a06082a8648ce3d040302")
+
+
+def ecdsa_sha256_signed(encoded: bytes) -> bool:
+    """Both the outer and the signed (inner) signature algorithm of a DER certificate or CRL are
+    ecdsa-with-SHA256, and the signature BIT STRING has no unused bits. pyca verifies with the
+    inner algorithm and reads the signature bits without checking either of these."""
+    try:
+        tbs, algorithm, signature = der.children(der.parse(encoded, der.TAG_SEQUENCE))
+        inner = next(c for c in der.children(tbs) if c.tag == der.TAG_SEQUENCE)
+    except (der.DerError, ValueError, StopIteration):
+        return False
+    if signature.tag != der.TAG_BIT_STRING or signature.content[:1] != b"\x00":
+        return False
+    return algorithm.raw == inner.raw == ECDSA_SHA256_ALGORITHM
+
+
 class SignatureMemo:
     """Issuer-signature checks already done within one verification (shared roots, shared signers)."""
 
     def __init__(self) -> None:
-        self._done: set[tuple[bytes, bytes, bytes]] = set()
+        self._done: set[tuple[bytes, bytes]] = set()
 
     def signed_by(self, child: x509.Certificate, issuer: x509.Certificate) -> bool:
-        key = (child.tbs_certificate_bytes, child.signature, issuer.public_bytes(serialization.Encoding.DER))
+        encoded = child.public_bytes(serialization.Encoding.DER)
+        key = (encoded, issuer.public_bytes(serialization.Encoding.DER))
         if key in self._done:
             return True
+        if not ecdsa_sha256_signed(encoded):
+            return False
         try:
             child.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature):
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             return False
         self._done.add(key)
         return True
@@ -102,8 +142,10 @@ def verify_chain(
     names: Sequence[str],
     validity: Validity,
     memo: SignatureMemo,
+    first_is_ca: bool = False,
 ) -> None:
-    """Check [leaf, ..., root]: length, CN contents, signatures, CA flags, the root key, validity."""
+    """Check [first, ..., root]: length, CN contents, signatures, CA flags, the root key, validity.
+    The first certificate is an end entity unless `first_is_ca` (a CRL issuer chain)."""
     if len(certs) != len(names):
         raise CertificateChainError(step, f"{what} has {len(certs)} certificates, expected {len(names)}")
     root = certs[-1]
@@ -125,8 +167,8 @@ def verify_chain(
             if not memo.signed_by(cert, issuer):
                 raise CertificateChainError(step, f"{label}: signature by its issuer does not verify")
     leaf_key = certs[0].public_key()
-    if _basic_ca(certs[0]) is True and len(certs) > 1:
-        raise CertificateChainError(step, f"{what} leaf is a CA certificate")
+    if (_basic_ca(certs[0]) is True) != first_is_ca and len(certs) > 1:
+        raise CertificateChainError(step, f"{what} first certificate is {'not ' if first_is_ca else ''}a CA")
     if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or not isinstance(leaf_key.curve, ec.SECP256R1):
         raise CertificateChainError(step, f"{what} leaf key is not ECDSA P-256")
 
@@ -153,6 +195,8 @@ def verify_crl(
     if not complete:
         raise RevocationError(f"{what} lacks the crlNumber or authorityKeyIdentifier extension")
     key = issuer.public_key()
+    if not ecdsa_sha256_signed(crl.public_bytes(serialization.Encoding.DER)):
+        raise RevocationError(f"{what} is not signed with ecdsa-with-SHA256 (inner and outer)")
     if not isinstance(key, ec.EllipticCurvePublicKey) or not crl.is_signature_valid(key):
         raise RevocationError(f"{what} signature does not verify")
     validity.window(Step.REVOCATION, what, crl.last_update_utc, crl.next_update_utc)

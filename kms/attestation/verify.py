@@ -13,7 +13,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from kms.attestation.anchor import INTEL_SGX_ROOT, TrustAnchor
-from kms.attestation.chain import SignatureMemo, Validity, check_not_revoked, digest, verify_chain, verify_crl
+from kms.attestation.chain import (
+    SignatureMemo,
+    Validity,
+    check_not_revoked,
+    digest,
+    malformed,
+    verify_chain,
+    verify_crl,
+)
 from kms.attestation.collateral import Collateral, CollateralSource, SignedDocument
 from kms.attestation.errors import (
     AttestationError,
@@ -124,24 +132,29 @@ def _signed_document(
     parse: Callable[[bytes], T],
 ) -> T:
     """Chain of the TCB signing certificate, its revocation, the signature over the exact text."""
-    verify_chain(issuer_chain, anchor, step=step, what=f"{what} issuer chain",
-                 names=("TCB Signing", _ROOT_CN), validity=validity, memo=memo)
-    check_not_revoked(collateral.root_ca_crl, issuer_chain[0], f"{what} signing certificate", "root CA CRL")
+    with malformed(step, f"{what} issuer chain"):
+        verify_chain(issuer_chain, anchor, step=step, what=f"{what} issuer chain",
+                     names=("TCB Signing", _ROOT_CN), validity=validity, memo=memo)
+    with malformed(Step.REVOCATION, "root CA CRL"):
+        check_not_revoked(collateral.root_ca_crl, issuer_chain[0], f"{what} signing certificate", "root CA CRL")
     if not _ecdsa_ok(issuer_chain[0].public_key(), doc.signature, doc.body):
         raise CollateralError(step, f"{what} signature does not verify over its JSON text")
     return parse(doc.body)
 
 
-def _check_revocation(collateral: Collateral, chain: Sequence[x509.Certificate], anchor: TrustAnchor,
-                      validity: Validity) -> None:
+def _check_revocation(collateral: Collateral, chain: Sequence[x509.Certificate], ca: PckCa,
+                      anchor: TrustAnchor, validity: Validity, memo: SignatureMemo) -> None:
+    """Both CRLs, signed by the quote's root and CA; the collateral's CRL issuer chain is that CA."""
     leaf, intermediate, root = chain
     verify_crl(collateral.root_ca_crl, root, "root CA CRL", validity)
     check_not_revoked(collateral.root_ca_crl, intermediate, "PCK intermediate CA", "root CA CRL")
     verify_crl(collateral.pck_crl, intermediate, "PCK CRL", validity)
     check_not_revoked(collateral.pck_crl, leaf, "PCK certificate", "PCK CRL")
     issuers = collateral.pck_crl_issuer_chain
-    if len(issuers) != 2 or not _same(issuers[0], intermediate) or not anchor.matches(issuers[1].public_key()):
-        raise RevocationError("pck_crl_issuer_chain is not the quote's PCK CA followed by the root")
+    verify_chain(issuers, anchor, step=Step.REVOCATION, what="PCK CRL issuer chain",
+                 names=(_CA_CN[ca], _ROOT_CN), validity=validity, memo=memo, first_is_ca=True)
+    if issuers[0].public_key() != intermediate.public_key() or issuers[0].subject != intermediate.subject:
+        raise RevocationError("PCK CRL issuer chain does not start with the quote's PCK CA")
 
 
 def _check_quote_signatures(quote: Quote, leaf: x509.Certificate) -> None:
@@ -177,13 +190,15 @@ def check_quote(
     """All of §2.3 except the policy. Raises AttestationError; expiry is recorded, not raised."""
     at = verification_time(at)
     validity, memo = Validity(at), SignatureMemo()
-    chain = _pck_chain(quote, pck_chain)
-    ca = pck_ca_of(chain[0])
-    verify_chain(chain, trust_anchor, step=Step.PCK_CHAIN, what="PCK chain",
-                 names=("SGX PCK Certificate", _CA_CN[ca], _ROOT_CN), validity=validity, memo=memo)
-    ext = sgx_extension(chain[0], ca)
+    with malformed(Step.PCK_CHAIN, "PCK chain"):
+        chain = _pck_chain(quote, pck_chain)
+        ca = pck_ca_of(chain[0])
+        verify_chain(chain, trust_anchor, step=Step.PCK_CHAIN, what="PCK chain",
+                     names=("SGX PCK Certificate", _CA_CN[ca], _ROOT_CN), validity=validity, memo=memo)
+        ext = sgx_extension(chain[0], ca)
     coll = collateral.collateral_for(ext.fmspc, ca, at=at)
-    _check_revocation(coll, chain, trust_anchor, validity)
+    with malformed(Step.REVOCATION, "CRL or its issuer chain"):
+        _check_revocation(coll, chain, ca, trust_anchor, validity, memo)
     tcb_info = _signed_document(coll.tcb_info, coll.tcb_info_issuer_chain, coll, trust_anchor, validity,
                                 memo, step=Step.TCB_INFO, what="TCB Info", parse=parse_tcb_info)
     validity.window(Step.TCB_INFO, "TCB Info", tcb_info.issue_date, tcb_info.next_update)
