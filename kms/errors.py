@@ -75,6 +75,10 @@ class StoreError(EnclaveFailure):
     """A stored record is corrupt, too large, or the store could not be read."""
 
 
+class Conflict(EnclaveFailure):
+    """A concurrent change to the same key won; the request can be retried."""
+
+
 class InternalError(EnclaveFailure):
     """The enclave failed where it should not (crypto, encoding, platform, memory)."""
 
@@ -102,6 +106,7 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_TOO_MANY_VERSIONS: KeyStateError,
     E.KMS_ERR_RECORD_TOO_LARGE: StoreError,
     E.KMS_ERR_KEY_VERSION_NOT_FOUND: NotFound,
+    E.KMS_ERR_CONFLICT: Conflict,
     E.KMS_ERR_SEAL_MALFORMED: SealError,
     E.KMS_ERR_SEAL_MAC_MISMATCH: SealError,
     E.KMS_ERR_SEAL_INVALID_ISVSVN: SealError,

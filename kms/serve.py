@@ -25,13 +25,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def _self_check(enclave: Enclave, records: dict[str, bytes]) -> None:
-    """Create a throw-away key (kept in memory only), encrypt and decrypt through the ECALL path."""
+def _self_check(enclave: Enclave) -> None:
+    """Create a throw-away key (its record kept in memory only), encrypt and decrypt through the ECALL path."""
     from kms.proto.enclave.v1 import boundary_pb2 as pb
 
     r = enclave.call(pb.Request(create_key=pb.CreateKeyRequest(spec=pb.SYMMETRIC_DEFAULT, usage=pb.ENCRYPT_DECRYPT)))
-    records[r.record_write.key_id] = r.record_write.blob
-    ct = enclave.call(pb.Request(encrypt=pb.EncryptRequest(key_id=r.record_write.key_id, plaintext=b"self-check")))
+    ct = enclave.call(pb.Request(encrypt=pb.EncryptRequest(key_id=r.key_metadata.key_id, plaintext=b"self-check")))
     pt = enclave.call(pb.Request(decrypt=pb.DecryptRequest(ciphertext=ct.encrypt.ciphertext)))
     if pt.decrypt.plaintext != b"self-check":
         raise KmsError("self-check: decrypt did not return the plaintext")
@@ -41,11 +40,12 @@ def run(args: argparse.Namespace) -> int:
     """Start, check and describe the enclave; 0 on success, 2 when the enclave refuses."""
     from kms.enclave.node import open_node
 
-    records: dict[str, bytes] = {}
+    from kms.enclave.bridge import MemoryStore
+
     try:
-        with open_node(args.data_dir, store=records.get) as enclave:
+        with open_node(args.data_dir, store=MemoryStore()) as enclave:
             ident = enclave.identity()
-            _self_check(enclave, records)
+            _self_check(enclave)
     except KmsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

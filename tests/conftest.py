@@ -31,27 +31,20 @@ def build() -> Path:
     return REPO / "build"
 
 
-class MemoryStore(dict[str, bytes]):
-    """The host's record store for tests: key id -> encrypted record blob."""
-
-    def apply(self, response: object) -> None:
-        """Persist a RecordWrite when the response carries one (what the service will do)."""
-        if response.HasField("record_write"):  # type: ignore[attr-defined]
-            w = response.record_write  # type: ignore[attr-defined]
-            self[w.key_id] = w.blob
-
-
 @pytest.fixture
-def store() -> MemoryStore:
+def store():
+    """The host's record store for tests (in memory, conditional writes like the real one)."""
+    from kms.enclave.bridge import MemoryStore
+
     return MemoryStore()
 
 
 @pytest.fixture
-def enclave(build: Path, tmp_path: Path, store: MemoryStore) -> Iterator[object]:
+def enclave(build: Path, tmp_path: Path, store) -> Iterator[object]:
     """A fresh platform directory, a loaded enclave with a generated domain key."""
     from kms.enclave.bridge import Enclave
     from kms.proto.enclave.v1 import boundary_pb2 as pb
 
-    with Enclave(tmp_path / "data", store=store.get) as e:
+    with Enclave(tmp_path / "data", store=store) as e:
         e.call(pb.Request(generate_domain_key=pb.GenerateDomainKeyRequest()))
         yield e

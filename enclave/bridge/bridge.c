@@ -16,6 +16,8 @@
 int kms_py_store_get(void *host_ctx, const char *key_id, size_t key_id_len, uint8_t *blob,
                      size_t blob_cap, size_t *blob_len);
 void kms_py_log(void *host_ctx, int level, int code, const char *msg);
+int kms_py_store_put(void *host_ctx, const char *key_id, size_t key_id_len, uint64_t expected_revision,
+                     uint64_t revision, const uint8_t *blob, size_t blob_len);
 
 struct kms_bridge {
     void *simcpu;
@@ -47,9 +49,19 @@ static unsigned int ocall_store_get(void *pms)
     return SGX_SUCCESS;
 }
 
+static unsigned int ocall_store_put(void *pms)
+{
+    ms_kms_ocall_store_put_t *ms = pms;
+    if (t_bridge == NULL) return SGX_ERROR_UNEXPECTED;
+    ms->ms_retval = kms_py_store_put(t_bridge->host_ctx, ms->ms_key_id, ms->ms_key_id_len, ms->ms_expected_revision,
+                                     ms->ms_revision, ms->ms_blob, ms->ms_blob_len);
+    return SGX_SUCCESS;
+}
+
 static const kms_ocall_table_t k_ocalls = {
     .nr_ocall = KMS_OCALL_COUNT,
-    .table = {[KMS_OCALL_LOG] = ocall_log, [KMS_OCALL_STORE_GET] = ocall_store_get},
+    .table = {[KMS_OCALL_LOG] = ocall_log, [KMS_OCALL_STORE_GET] = ocall_store_get,
+              [KMS_OCALL_STORE_PUT] = ocall_store_put},
 };
 
 unsigned int kms_bridge_abi_version(void) { return KMS_BRIDGE_ABI_VERSION; }

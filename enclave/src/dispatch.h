@@ -1,7 +1,7 @@
 /*
  * dispatch.h - routes a decoded Request to its handler by oneof tag. Handlers do the
  * semantic and authorization checks (models.md rule 3, place 3) and fill the Response;
- * they set a RecordWrite only on success. Thread-safe. Errors: KMS_ERR_UNKNOWN_OPERATION
+ * changes are persisted through the store_put OCALL before they answer. Thread-safe. Errors: KMS_ERR_UNKNOWN_OPERATION
  * or the handler's.
  */
 #ifndef KMS_ENCLAVE_DISPATCH_H

@@ -95,6 +95,22 @@ void kms_log(int level, kms_err_t code, const char *msg)
     (void)platform_ocall(KMS_OCALL_LOG, &ms);
 }
 
+kms_err_t kms_edge_store_put(const char *key_id, uint64_t expected_revision, uint64_t revision,
+                             const uint8_t *blob, size_t len)
+{
+    /* [in] buffers of an OCALL are copied out of the enclave first. */
+    uint8_t *outside = malloc(len);
+    if (outside == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    memcpy(outside, blob, len);
+    ms_kms_ocall_store_put_t ms = {.ms_retval = -1, .ms_key_id = key_id, .ms_key_id_len = strlen(key_id),
+                                   .ms_expected_revision = expected_revision, .ms_revision = revision,
+                                   .ms_blob = outside, .ms_blob_len = len};
+    kms_err_t err = platform_ocall(KMS_OCALL_STORE_PUT, &ms);
+    if (err == KMS_OK) err = ms.ms_retval == 0 ? KMS_OK : ms.ms_retval == 1 ? KMS_ERR_CONFLICT : KMS_ERR_STORE_UNAVAILABLE;
+    free(outside);
+    return err;
+}
+
 kms_err_t kms_edge_store_get(const char *key_id, uint8_t *blob, size_t cap, size_t *len)
 {
     /* [out] buffers of an OCALL live outside the enclave; copy in after checking the size. */

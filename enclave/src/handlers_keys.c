@@ -38,11 +38,10 @@ static kms_err_t add_version(KeyRecord *rec, int64_t now)
     return KMS_OK;
 }
 
-/* Persist rec through the host (record_write) and answer with its metadata. */
+/* Have the host persist rec (conditional on the revision it replaces), then answer. */
 static kms_err_t commit(const KeyRecord *rec, Response *resp)
 {
-    KMS_RETURN_IF_ERR(kms_keystore_write(rec, &resp->record_write));
-    resp->has_record_write = true;
+    KMS_RETURN_IF_ERR(kms_keystore_write(rec, rec->revision - 1));
     kms_fill_metadata(rec, resp);
     return KMS_OK;
 }

@@ -24,7 +24,6 @@ _Static_assert(KMS_MAX_KEY_VERSIONS_COUNT == sizeof(((KeyRecord *)0)->versions) 
                                              sizeof(((KeyRecord *)0)->versions[0]),
                "limits.h and boundary.options disagree on versions");
 _Static_assert(KeyRecord_size + KMS_RECORD_OVERHEAD <= KMS_MAX_RECORD_BLOB, "record blob bound");
-_Static_assert(sizeof(((RecordWrite *)0)->blob.bytes) >= KMS_MAX_RECORD_BLOB, "RecordWrite.blob bound");
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static kms_key *g_cache[KMS_RECORD_CACHE_COUNT];
@@ -174,22 +173,22 @@ void kms_keystore_clear(void)
     pthread_mutex_unlock(&g_lock);
 }
 
-kms_err_t kms_keystore_write(const KeyRecord *rec, RecordWrite *out)
+kms_err_t kms_keystore_write(const KeyRecord *rec, uint64_t expected_revision)
 {
-    uint8_t *pt = malloc(KeyRecord_size);
-    if (pt == NULL) return KMS_ERR_OUT_OF_MEMORY;
-    pb_ostream_t os = pb_ostream_from_buffer(pt, KeyRecord_size);
-    kms_err_t err = KMS_ERR_ENCODE;
+    uint8_t *pt = malloc(KeyRecord_size), *blob = malloc(KMS_MAX_RECORD_BLOB);
+    kms_err_t err = KMS_ERR_OUT_OF_MEMORY;
     size_t blob_len = 0;
+    if (pt == NULL || blob == NULL) goto done;
+    pb_ostream_t os = pb_ostream_from_buffer(pt, KeyRecord_size);
+    err = KMS_ERR_ENCODE;
     if (!pb_encode(&os, KeyRecord_fields, rec)) goto done;
-    KMS_GOTO_IF_ERR(err, kms_domain_seal_record(rec->key_id, rec->revision, pt, os.bytes_written,
-                                                out->blob.bytes, sizeof out->blob.bytes, &blob_len), done);
-    out->blob.size = (pb_size_t)blob_len;
-    out->revision = rec->revision;
-    memcpy(out->key_id, rec->key_id, sizeof out->key_id);
+    KMS_GOTO_IF_ERR(err, kms_domain_seal_record(rec->key_id, rec->revision, pt, os.bytes_written, blob,
+                                                KMS_MAX_RECORD_BLOB, &blob_len), done);
+    KMS_GOTO_IF_ERR(err, kms_edge_store_put(rec->key_id, expected_revision, rec->revision, blob, blob_len), done);
     cache_evict(rec->key_id);
 done:
-    OPENSSL_cleanse(pt, KeyRecord_size);
+    if (pt != NULL) OPENSSL_cleanse(pt, KeyRecord_size);
     free(pt);
+    free(blob);
     return err;
 }

@@ -42,16 +42,21 @@ kms_err_t kms_key_version(const kms_key *key, uint32_t version, const KeyVersion
                           EVP_PKEY **pkey);
 
 /*
- * Encrypt rec under the domain key into out->blob (with out->key_id and out->revision) and
- * evict rec->key_id from the cache. Errors: KMS_ERR_RECORD_TOO_LARGE, KMS_ERR_ENCODE,
+ * Encrypt rec under the domain key and have the host persist it (store_put OCALL) on the
+ * condition that the stored revision is still expected_revision (0: a new key); only then
+ * evict rec->key_id from the cache and return KMS_OK. Errors: KMS_ERR_CONFLICT (someone else
+ * changed the key first: retry), KMS_ERR_STORE_UNAVAILABLE, KMS_ERR_ENCODE,
  * KMS_ERR_DOMAIN_NOT_LOADED, KMS_ERR_CRYPTO.
  */
-kms_err_t kms_keystore_write(const KeyRecord *rec, RecordWrite *out);
+kms_err_t kms_keystore_write(const KeyRecord *rec, uint64_t expected_revision);
 
 /* Drop every cached record (wiped). */
 void kms_keystore_clear(void);
 
-/* The store OCALL (implemented by the trusted edge): *len = 0 when the key is unknown. */
+/* The store OCALLs (implemented by the trusted edge). get: *len = 0 when the key is unknown.
+ * put: KMS_OK once durable, KMS_ERR_CONFLICT, or KMS_ERR_STORE_UNAVAILABLE. */
 kms_err_t kms_edge_store_get(const char *key_id, uint8_t *blob, size_t cap, size_t *len);
+kms_err_t kms_edge_store_put(const char *key_id, uint64_t expected_revision, uint64_t revision,
+                             const uint8_t *blob, size_t len);
 
 #endif /* KMS_ENCLAVE_KEYSTORE_H */

@@ -23,11 +23,12 @@ unsigned int kms_bridge_call(kms_bridge *bridge, const uint8_t *req, size_t req_
                              size_t resp_cap, size_t *resp_len, int *retval);
 unsigned int kms_bridge_report(kms_bridge *bridge, const uint8_t *target_info, uint8_t *report,
                                int *retval);
-#define KMS_BRIDGE_ABI_VERSION 1
+#define KMS_BRIDGE_ABI_VERSION 2
 #define KMS_MAX_REQUEST_SIZE ...
 #define KMS_MAX_RESPONSE_SIZE ...
 extern "Python+C" int kms_py_store_get(void *, const char *, size_t, uint8_t *, size_t, size_t *);
 extern "Python+C" void kms_py_log(void *, int, int, const char *);
+extern "Python+C" int kms_py_store_put(void *, const char *, size_t, uint64_t, uint64_t, const uint8_t *, size_t);
 """
 
 HARDEN = [

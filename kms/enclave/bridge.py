@@ -12,9 +12,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from kms.errors import EnclaveUnavailable, InvalidRequest, error_for_code
 from kms.proto.enclave.v1 import boundary_pb2 as pb
@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError("the enclave bridge is not built: run `make python` (or ./dev build)") from exc
 
 ffi, lib = _native.ffi, _native.lib
-ABI_VERSION = 1
+ABI_VERSION = 2
 if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != ABI_VERSION:
     raise ImportError(
         f"enclave bridge ABI {lib.kms_bridge_abi_version()} does not match the Python side ({ABI_VERSION}): rebuild"
@@ -36,7 +36,36 @@ MAX_REQUEST_SIZE = int(lib.KMS_MAX_REQUEST_SIZE)
 MAX_RESPONSE_SIZE = int(lib.KMS_MAX_RESPONSE_SIZE)
 REPORT_SIZE, TARGET_INFO_SIZE = 432, 512
 
-RecordSource = Callable[[str], bytes | None]
+
+
+class StoreConflict(Exception):
+    """Raised by a RecordStore.put when the stored revision is not the expected one."""
+
+
+class RecordStore(Protocol):
+    """The host's store of encrypted key records, as the enclave's OCALLs use it."""
+
+    def get(self, key_id: str) -> bytes | None:
+        """The current record for key_id, or None."""
+
+    def put(self, key_id: str, expected_revision: int, revision: int, blob: bytes) -> None:
+        """Durably store blob as key_id's record at revision, only if the current revision is
+        expected_revision (0: absent); raise StoreConflict otherwise. Return only once durable."""
+
+
+class MemoryStore(dict[str, tuple[int, bytes]]):
+    """A RecordStore in memory (tests, benchmarks, the start-up self-check)."""
+
+    def get(self, key_id: str) -> bytes | None:  # type: ignore[override]
+        entry = dict.get(self, key_id)
+        return entry[1] if entry else None
+
+    def put(self, key_id: str, expected_revision: int, revision: int, blob: bytes) -> None:
+        current = dict.get(self, key_id, (0, b""))[0]
+        if current != expected_revision:
+            raise StoreConflict(key_id)
+        self[key_id] = (revision, bytes(blob))
+
 _log = logging.getLogger("kms.enclave")
 
 
@@ -51,7 +80,11 @@ def kms_py_store_get(ctx, key_id, key_id_len, blob, blob_cap, blob_len):  # type
     """OCALL: copy the store's record for key_id into the enclave's [out] buffer (0 ok, -1 failure)."""
     enclave: Enclave = ffi.from_handle(ctx)
     name = ffi.unpack(key_id, key_id_len).decode("ascii", "replace")
-    data = enclave._store(name) if enclave._store is not None else None
+    try:
+        data = enclave._store.get(name) if enclave._store is not None else None
+    except Exception as exc:  # noqa: BLE001 - reported to the enclave as a store failure
+        _log.error("store read failed: %s", type(exc).__name__)
+        return -1
     if data is None:
         blob_len[0] = 0
         return 0
@@ -61,6 +94,23 @@ def kms_py_store_get(ctx, key_id, key_id_len, blob, blob_cap, blob_len):  # type
     blob_len[0] = len(data)
     return 0
 
+
+
+@ffi.def_extern(error=-1)  # any exception but a conflict is a store failure: the change fails closed
+def kms_py_store_put(ctx, key_id, key_id_len, expected_revision, revision, blob, blob_len):  # type: ignore[no-untyped-def]
+    """OCALL: persist a new record revision durably before the enclave answers (0 ok, 1 conflict, -1 failure)."""
+    enclave: Enclave = ffi.from_handle(ctx)
+    if enclave._store is None:
+        return -1
+    name = ffi.unpack(key_id, key_id_len).decode("ascii", "replace")
+    try:
+        enclave._store.put(name, expected_revision, revision, ffi.unpack(blob, blob_len))
+    except StoreConflict:
+        return 1
+    except Exception as exc:  # noqa: BLE001 - any store failure fails the change closed
+        _log.error("store write failed: %s", type(exc).__name__)
+        return -1
+    return 0
 
 
 @ffi.def_extern()
@@ -80,7 +130,7 @@ class Enclave:
         sigstruct: Path | str | None = None,
         simcpu: Path | str | None = None,
         tcs_num: int = 8,
-        store: RecordSource | None = None,
+        store: RecordStore | None = None,
     ) -> None:
         build = default_build_dir()
         self.image = Path(image) if image else build / "kms_enclave.so"

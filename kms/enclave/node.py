@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kms.enclave.bridge import Enclave, RecordSource
+from kms.enclave.bridge import Enclave, RecordStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 SEALED_DOMAIN_KEY = "domain-key.sealed"
@@ -32,7 +32,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.close(dfd)
 
 
-def open_node(data_dir: Path | str, *, store: RecordSource | None = None, create: bool = True,
+def open_node(data_dir: Path | str, *, store: RecordStore | None = None, create: bool = True,
               **enclave_args: object) -> Enclave:
     """Load the enclave on data_dir and its domain key (generated and sealed on first start if create)."""
     data = Path(data_dir)

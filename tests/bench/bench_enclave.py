@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from kms.enclave.bridge import MemoryStore
 from kms.enclave.node import open_node
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
@@ -39,11 +40,9 @@ def measure(fn: Callable[[], object], iterations: int) -> tuple[float, float, fl
     return iterations / total, q[49] / 1000, q[98] / 1000
 
 
-def enclave_ops(enclave, records: dict[str, bytes]) -> dict[str, Callable[[], object]]:
+def enclave_ops(enclave) -> dict[str, Callable[[], object]]:
     def create(spec: int, usage: int) -> str:
-        r = enclave.call(pb.Request(create_key=pb.CreateKeyRequest(spec=spec, usage=usage)))
-        records[r.record_write.key_id] = r.record_write.blob
-        return r.record_write.key_id
+        return enclave.call(pb.Request(create_key=pb.CreateKeyRequest(spec=spec, usage=usage))).key_metadata.key_id
 
     aes, ed, p256 = (create(pb.SYMMETRIC_DEFAULT, pb.ENCRYPT_DECRYPT), create(pb.ED25519, pb.SIGN_VERIFY),
                      create(pb.ECC_NIST_P256, pb.SIGN_VERIFY))
@@ -82,9 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=3000)
     args = parser.parse_args(argv)
-    records: dict[str, bytes] = {}
-    with tempfile.TemporaryDirectory() as tmp, open_node(tmp, store=records.get) as enclave:
-        ours, base = enclave_ops(enclave, records), pyca_ops()
+    with tempfile.TemporaryDirectory() as tmp, open_node(tmp, store=MemoryStore()) as enclave:
+        ours, base = enclave_ops(enclave), pyca_ops()
         print(f"in-process ECALL vs pyca/cryptography, {args.iterations} iterations each, one thread")
         print(f"{'operation':26} {'enclave ops/s':>13} {'p50 µs':>8} {'p99 µs':>8}   "
               f"{'pyca ops/s':>11} {'p50 µs':>8} {'p99 µs':>8}   {'ratio':>6}")

@@ -16,7 +16,7 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 def create(enclave, store, spec, usage, description: str = "") -> str:
     r = enclave.call(pb.Request(create_key=pb.CreateKeyRequest(spec=spec, usage=usage, description=description)))
-    store.apply(r)
+    r
     assert r.key_metadata.state == pb.ENABLED and r.key_metadata.current_version == 1
     return r.key_metadata.key_id
 
@@ -88,7 +88,7 @@ def test_rotation_keeps_old_versions_decryptable(enclave, store) -> None:
     kid = create(enclave, store, pb.SYMMETRIC_DEFAULT, pb.ENCRYPT_DECRYPT)
     old = encrypt(enclave, kid, b"v1").encrypt.ciphertext
     r = enclave.call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=kid)))
-    store.apply(r)
+    r
     assert r.key_metadata.current_version == 2 and r.key_metadata.revision == 2
     new = encrypt(enclave, kid, b"v2").encrypt
     assert new.key_version == 2
@@ -96,19 +96,36 @@ def test_rotation_keeps_old_versions_decryptable(enclave, store) -> None:
     assert decrypt(enclave, new.ciphertext).plaintext == b"v2"
 
 
-def test_rotation_not_persisted_is_not_used(enclave, store) -> None:
-    """The enclave acts only on what the store holds: an unpersisted rotation never encrypts."""
+def test_a_change_the_store_refuses_is_not_made(enclave, store, monkeypatch) -> None:
+    """Persist, then answer: a failed write fails the request and the old version stays current."""
     kid = create(enclave, store, pb.SYMMETRIC_DEFAULT, pb.ENCRYPT_DECRYPT)
-    enclave.call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=kid)))  # response dropped
+
+    def broken(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "put", broken)
+    with pytest.raises(errors.StoreError):
+        enclave.call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=kid)))
+    monkeypatch.undo()
     assert encrypt(enclave, kid, b"x").encrypt.key_version == 1
+
+
+def test_concurrent_change_conflicts(enclave, store) -> None:
+    """Writes are conditional on the revision they replace: a lost race is a typed, retryable error."""
+    kid = create(enclave, store, pb.SYMMETRIC_DEFAULT, pb.ENCRYPT_DECRYPT)
+    enclave.call(pb.Request(describe_key=pb.DescribeKeyRequest(key_id=kid)))  # cache revision 1
+    revision, blob = store[kid]
+    store[kid] = (revision + 1, blob)  # another replica moved the stored revision on
+    with pytest.raises(errors.Conflict):
+        enclave.call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=kid)))
 
 
 def test_disabled_key_refuses_and_reenables(enclave, store) -> None:
     kid = create(enclave, store, pb.SYMMETRIC_DEFAULT, pb.ENCRYPT_DECRYPT)
-    store.apply(enclave.call(pb.Request(set_key_state=pb.SetKeyStateRequest(key_id=kid, state=pb.DISABLED))))
+    enclave.call(pb.Request(set_key_state=pb.SetKeyStateRequest(key_id=kid, state=pb.DISABLED)))
     with pytest.raises(errors.KeyStateError):
         encrypt(enclave, kid, b"x")
-    store.apply(enclave.call(pb.Request(set_key_state=pb.SetKeyStateRequest(key_id=kid, state=pb.ENABLED))))
+    enclave.call(pb.Request(set_key_state=pb.SetKeyStateRequest(key_id=kid, state=pb.ENABLED)))
     assert encrypt(enclave, kid, b"x").encrypt.key_version == 1
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from kms import errors
 from kms.enclave import sigstruct as ss
-from kms.enclave.bridge import Enclave
+from kms.enclave.bridge import Enclave, MemoryStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.enclave.v1 import errors_pb2 as codes
 
@@ -132,20 +132,20 @@ def test_tampered_signature_or_image_does_not_load(build, tmp_path) -> None:
 
 
 def test_records_survive_restart_and_tampering_is_per_key(build, tmp_path) -> None:
-    data, records = tmp_path / "data", {}
-    with load(*variant(build, tmp_path), data, records.get) as e:
+    data, records = tmp_path / "data", MemoryStore()
+    with load(*variant(build, tmp_path), data, records) as e:
         sealed = e.call(pb.Request(generate_domain_key=pb.GenerateDomainKeyRequest())).generate_domain_key
         ids, cts = [], []
         for _ in range(2):
             r = e.call(pb.Request(create_key=pb.CreateKeyRequest(spec=pb.SYMMETRIC_DEFAULT, usage=pb.ENCRYPT_DECRYPT)))
-            records[r.record_write.key_id] = r.record_write.blob
-            ids.append(r.record_write.key_id)
+            ids.append(r.key_metadata.key_id)
             cts.append(e.call(pb.Request(encrypt=pb.EncryptRequest(key_id=ids[-1], plaintext=b"p"))).encrypt.ciphertext)
     good, bad = ids
-    flipped = bytearray(records[bad])
+    revision, blob = records[bad]
+    flipped = bytearray(blob)
     flipped[len(flipped) // 2] ^= 1
-    records[bad] = bytes(flipped)
-    with load(*variant(build, tmp_path), data, records.get) as e:
+    records[bad] = (revision, bytes(flipped))
+    with load(*variant(build, tmp_path), data, records) as e:
         try_load(e, sealed.sealed_domain_key)
         assert e.call(pb.Request(decrypt=pb.DecryptRequest(ciphertext=cts[0]))).decrypt.plaintext == b"p"
         with pytest.raises(errors.StoreError) as exc:

@@ -14,7 +14,7 @@
 /* ECALL indices: order of the trusted functions in kms.edl. */
 enum { KMS_ECALL_INIT = 0, KMS_ECALL_CALL = 1, KMS_ECALL_REPORT = 2, KMS_ECALL_COUNT = 3 };
 /* OCALL indices: order of the untrusted functions in kms.edl. */
-enum { KMS_OCALL_LOG = 0, KMS_OCALL_STORE_GET = 1, KMS_OCALL_COUNT = 2 };
+enum { KMS_OCALL_LOG = 0, KMS_OCALL_STORE_GET = 1, KMS_OCALL_STORE_PUT = 2, KMS_OCALL_COUNT = 3 };
 
 typedef struct {
     int ms_retval;
@@ -49,6 +49,16 @@ typedef struct {
     size_t ms_blob_cap;
     size_t *ms_blob_len;
 } ms_kms_ocall_store_get_t;
+
+typedef struct {
+    int ms_retval;
+    const char *ms_key_id;
+    size_t ms_key_id_len;
+    uint64_t ms_expected_revision;
+    uint64_t ms_revision;
+    const uint8_t *ms_blob;
+    size_t ms_blob_len;
+} ms_kms_ocall_store_put_t;
 
 /* An OCALL: takes its marshalling struct, returns an sgx_status_t. */
 typedef unsigned int (*kms_ocall_fn)(void *ms);
