@@ -169,7 +169,8 @@ class PccsServer:
         bound_host, self.port = self._server.server_address[:2]
         shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
         self.url = f"http://{shown}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sim-pccs", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="sim-pccs", daemon=True)
         self._thread.start()
 
     def api_url(self, version: int = 4) -> str:
