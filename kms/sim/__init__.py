@@ -10,11 +10,12 @@ from kms.sim.errors import (
     SimSettingError,
 )
 from kms.sim.levels import QE_LEVELS, TCB_LEVELS, SimTcbLevel
+from kms.sim.pccs import PccsServer, serve
 from kms.sim.platform import SimPlatform, read_cpusvn
 from kms.sim.qe import SimQuotingEnclave
 
 __all__ = [
-    "QE_LEVELS", "TCB_LEVELS", "ReportError", "ReportMacError", "RootSecretError", "SimCollateral",
+    "QE_LEVELS", "TCB_LEVELS", "PccsServer", "ReportError", "ReportMacError", "RootSecretError", "SimCollateral",
     "SimError", "SimPlatform", "SimProvisioningError", "SimQuotingEnclave", "SimSettingError",
-    "SimTcbLevel", "build_collateral", "read_cpusvn",
+    "SimTcbLevel", "build_collateral", "read_cpusvn", "serve",
 ]

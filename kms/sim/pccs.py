@@ -12,6 +12,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from kms.sim import pki
@@ -36,9 +37,9 @@ class HttpError(Exception):
         self.status = status
 
 
-def _chain_header(*certs: object) -> str:
+def _chain_header(*certs: x509.Certificate) -> str:
     """PEM certificates, URL-encoded as the PCS sends issuer chains in headers."""
-    return urllib.parse.quote(pki.cert_pem(*certs).decode("ascii"), safe="")  # type: ignore[arg-type]
+    return urllib.parse.quote(pki.cert_pem(*certs).decode("ascii"), safe="")
 
 
 def _one(query: dict[str, list[str]], name: str, required: bool = True) -> str | None:

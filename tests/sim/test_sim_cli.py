@@ -80,3 +80,18 @@ def test_pccs_serves_until_sigterm(data_dir: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_registers_under_the_kms_parser(data_dir: Path) -> None:
+    """As kms/cli.py wires it: a `sim` group parser of kms.cli's parser class."""
+    from kms.cli import _Parser
+    from kms.sim import cli as sim_cli
+
+    parser = _Parser(prog="kms")
+    groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
+    sim_cli.register(groups.add_parser("sim", help="simulated SGX platform services"))
+    args = parser.parse_args(["sim", "set-tcb", "SWHardeningNeeded", "--data-dir", str(data_dir)])
+    assert args.func(args) == 0 and SimPlatform(data_dir).tcb_level() == tcb_level("SWHardeningNeeded")
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["sim", "set-tcb", "Perfect"])
+    assert exc.value.code == 1
