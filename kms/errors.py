@@ -75,6 +75,14 @@ class StoreError(EnclaveFailure):
     """A stored record is corrupt, too large, or the store could not be read."""
 
 
+class PermissionDenied(EnclaveFailure):
+    """The caller's role or grants do not allow this operation (decided inside the enclave)."""
+
+
+class SessionError(EnclaveFailure):
+    """An attested session failed or could not be opened; it is closed."""
+
+
 class Conflict(EnclaveFailure):
     """A concurrent change to the same key won; the request can be retried."""
 
@@ -122,6 +130,13 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_EVIDENCE_NOT_READY: NotInitialized,
     E.KMS_ERR_QUOTE_MISMATCH: InvalidRequest,
     E.KMS_ERR_OCALL: StoreError,
+    E.KMS_ERR_PERMISSION_DENIED: PermissionDenied,
+    E.KMS_ERR_NOT_INITIALIZED_DOMAIN: NotInitialized,
+    E.KMS_ERR_SESSION_NOT_FOUND: SessionError,
+    E.KMS_ERR_SESSION_LIMIT: SessionError,
+    E.KMS_ERR_SESSION_TLS: SessionError,
+    E.KMS_ERR_SESSION_BUSY: SessionError,
+    E.KMS_ERR_SESSION_FRAME: SessionError,
 }
 
 

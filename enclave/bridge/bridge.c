@@ -18,6 +18,8 @@ int kms_py_store_get(void *host_ctx, const char *key_id, size_t key_id_len, uint
 void kms_py_log(void *host_ctx, int level, int code, const char *msg);
 int kms_py_store_put(void *host_ctx, const char *key_id, size_t key_id_len, uint64_t expected_revision,
                      uint64_t revision, const uint8_t *blob, size_t blob_len);
+int kms_py_store_list(void *host_ctx, const char *after, size_t after_len, uint32_t limit, char *ids,
+                      size_t cap, size_t *len);
 
 struct kms_bridge {
     void *simcpu;
@@ -58,10 +60,19 @@ static unsigned int ocall_store_put(void *pms)
     return SGX_SUCCESS;
 }
 
+static unsigned int ocall_store_list(void *pms)
+{
+    ms_kms_ocall_store_list_t *ms = pms;
+    if (t_bridge == NULL || ms->ms_len == NULL) return SGX_ERROR_UNEXPECTED;
+    ms->ms_retval = kms_py_store_list(t_bridge->host_ctx, ms->ms_after, ms->ms_after_len, ms->ms_limit, ms->ms_ids,
+                                      ms->ms_cap, ms->ms_len);
+    return SGX_SUCCESS;
+}
+
 static const kms_ocall_table_t k_ocalls = {
     .nr_ocall = KMS_OCALL_COUNT,
     .table = {[KMS_OCALL_LOG] = ocall_log, [KMS_OCALL_STORE_GET] = ocall_store_get,
-              [KMS_OCALL_STORE_PUT] = ocall_store_put},
+              [KMS_OCALL_STORE_PUT] = ocall_store_put, [KMS_OCALL_STORE_LIST] = ocall_store_list},
 };
 
 unsigned int kms_bridge_abi_version(void) { return KMS_BRIDGE_ABI_VERSION; }

@@ -185,6 +185,17 @@ kms_err_t kms_rsa_oaep_encrypt(EVP_PKEY *key, kms_md md, kms_md mgf1_md, const u
 kms_err_t kms_derive(EVP_PKEY *priv, EVP_PKEY *peer, uint8_t *secret, size_t cap,
                      size_t *secret_len);
 
+/*
+ * HKDF-SHA-256 (RFC 5869): out_len (1..255*32) bytes from ikm with salt and info (either may
+ * be empty). Errors: KMS_ERR_INVALID_ARGUMENT, KMS_ERR_CRYPTO.
+ */
+kms_err_t kms_hkdf_sha256(const uint8_t *salt, size_t salt_len, const uint8_t *ikm, size_t ikm_len,
+                          const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len);
+
+/* X25519 keys as raw 32-byte public values (RFC 7748): import (KMS_ERR_INVALID_KEY) and export. */
+kms_err_t kms_x25519_from_raw(const uint8_t pub[32], EVP_PKEY **out);
+kms_err_t kms_x25519_raw_public(const EVP_PKEY *key, uint8_t pub[32]);
+
 /* The kind of a key, or 0 if it is none of kms_pkey_kind (RSA: exactly 2048/3072/4096 bits;
  * EC: named curve only). Thread-safe; leaves OpenSSL's error queue as it found it. */
 kms_pkey_kind kms_pkey_kind_of(const EVP_PKEY *key);

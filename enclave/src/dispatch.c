@@ -1,6 +1,7 @@
 /* dispatch.c - the table from Request oneof tag to handler. */
 #include <stddef.h>
 
+#include "authz.h"
 #include "dispatch.h"
 
 static const struct {
@@ -26,6 +27,11 @@ static const struct {
     {Request_generate_random_tag, kms_handle_generate_random},
     {Request_install_quote_tag, kms_handle_install_quote},
     {Request_get_evidence_tag, kms_handle_get_evidence},
+    {Request_init_tag, kms_handle_init},
+    {Request_add_principal_tag, kms_handle_add_principal},
+    {Request_list_principals_tag, kms_handle_list_principals},
+    {Request_list_keys_tag, kms_handle_list_keys},
+    {Request_grant_key_tag, kms_handle_grant_key},
 };
 
 kms_err_t kms_dispatch(const Request *req, Response *resp)
@@ -33,4 +39,10 @@ kms_err_t kms_dispatch(const Request *req, Response *resp)
     for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++)
         if (k_routes[i].tag == req->which_op) return k_routes[i].handler(req, resp);
     return KMS_ERR_UNKNOWN_OPERATION;
+}
+
+kms_err_t kms_process(const Request *req, Response *resp)
+{
+    KMS_RETURN_IF_ERR(kms_authz_op(req->which_op));
+    return kms_dispatch(req, resp);
 }

@@ -34,5 +34,13 @@ kms_err_t kms_handle_derive_shared_secret(const Request *req, Response *resp);
 kms_err_t kms_handle_generate_random(const Request *req, Response *resp);
 kms_err_t kms_handle_install_quote(const Request *req, Response *resp);
 kms_err_t kms_handle_get_evidence(const Request *req, Response *resp);
+kms_err_t kms_handle_init(const Request *req, Response *resp);
+kms_err_t kms_handle_add_principal(const Request *req, Response *resp);
+kms_err_t kms_handle_list_principals(const Request *req, Response *resp);
+kms_err_t kms_handle_list_keys(const Request *req, Response *resp);
+kms_err_t kms_handle_grant_key(const Request *req, Response *resp);
+
+/* Authorize the current caller for req's operation, then dispatch it (ecall.c, session.c). */
+kms_err_t kms_process(const Request *req, Response *resp);
 
 #endif /* KMS_ENCLAVE_DISPATCH_H */

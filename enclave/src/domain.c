@@ -48,6 +48,21 @@ static kms_err_t dk_install(const uint8_t dk[DK_LEN], const uint8_t id[KMS_DOMAI
     return err;
 }
 
+void kms_domain_reset(void)
+{
+    pthread_mutex_lock(&g_lock);
+    OPENSSL_cleanse(g_dk, sizeof g_dk);
+    OPENSSL_cleanse(g_id, sizeof g_id);
+    g_loaded = 0;
+    pthread_mutex_unlock(&g_lock);
+}
+
+kms_err_t kms_domain_copy_for_recovery(uint8_t dk[32])
+{
+    uint8_t id[KMS_DOMAIN_ID_LEN];
+    return dk_copy(dk, id);
+}
+
 int kms_domain_id(uint8_t id[KMS_DOMAIN_ID_LEN])
 {
     uint8_t dk[DK_LEN];

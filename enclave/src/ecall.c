@@ -11,6 +11,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "authz.h"
 #include "crypto.h"
 #include "dispatch.h"
 #include "ecall.h"
@@ -56,7 +57,8 @@ kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp,
     if (!pb_decode(&is, Request_fields, in)) goto done;
     err = KMS_ERR_UNSUPPORTED_VERSION;
     if (in->version != BoundaryVersion_BOUNDARY_VERSION_1) goto done;
-    KMS_GOTO_IF_ERR(err, kms_dispatch(in, out), done);
+    kms_caller_set(NULL); /* the call ECALL is the host */
+    KMS_GOTO_IF_ERR(err, kms_process(in, out), done);
     out->version = BoundaryVersion_BOUNDARY_VERSION_1;
     out->request_id = in->request_id;
     pb_ostream_t os = pb_ostream_from_buffer(resp, cap);

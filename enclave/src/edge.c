@@ -111,6 +111,23 @@ kms_err_t kms_edge_store_put(const char *key_id, uint64_t expected_revision, uin
     return err;
 }
 
+kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size_t cap, size_t *len)
+{
+    char *outside = malloc(cap);
+    size_t out_len = 0;
+    if (outside == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    ms_kms_ocall_store_list_t ms = {.ms_retval = -1, .ms_after = after, .ms_after_len = strlen(after),
+                                    .ms_limit = limit, .ms_ids = outside, .ms_cap = cap, .ms_len = &out_len};
+    kms_err_t err = platform_ocall(KMS_OCALL_STORE_LIST, &ms);
+    if (err == KMS_OK && (ms.ms_retval != 0 || out_len > cap)) err = KMS_ERR_STORE_UNAVAILABLE;
+    if (err == KMS_OK) {
+        memcpy(ids, outside, out_len);
+        *len = out_len;
+    }
+    free(outside);
+    return err;
+}
+
 kms_err_t kms_edge_store_get(const char *key_id, uint8_t *blob, size_t cap, size_t *len)
 {
     /* [out] buffers of an OCALL live outside the enclave; copy in after checking the size. */

@@ -1,6 +1,7 @@
 /* handlers_common.c - key ids, key acquisition for an operation, metadata. */
 #include <string.h>
 
+#include "authz.h"
 #include "crypto.h"
 #include "handlers.h"
 
@@ -32,11 +33,24 @@ kms_err_t kms_key_id_new(char out[37])
     return KMS_OK;
 }
 
-kms_err_t kms_acquire_for(const char *key_id, KeyUsage usage, kms_key **out)
+kms_err_t kms_acquire_authorized(const char *key_id, kms_key **out)
 {
     if (!kms_key_id_valid(key_id)) return KMS_ERR_INVALID_ARGUMENT;
     kms_key *key = NULL;
     KMS_RETURN_IF_ERR(kms_keystore_acquire(key_id, &key));
+    kms_err_t err = kms_authz_key(kms_key_record(key));
+    if (err != KMS_OK) {
+        kms_keystore_release(key);
+        return err;
+    }
+    *out = key;
+    return KMS_OK;
+}
+
+kms_err_t kms_acquire_for(const char *key_id, KeyUsage usage, kms_key **out)
+{
+    kms_key *key = NULL;
+    KMS_RETURN_IF_ERR(kms_acquire_authorized(key_id, &key));
     const KeyRecord *rec = kms_key_record(key);
     kms_err_t err = KMS_OK;
     if (rec->state != KeyState_ENABLED) err = KMS_ERR_KEY_DISABLED;
@@ -51,8 +65,12 @@ kms_err_t kms_acquire_for(const char *key_id, KeyUsage usage, kms_key **out)
 
 void kms_fill_metadata(const KeyRecord *rec, Response *resp)
 {
-    KeyMetadata *m = &resp->result.key_metadata;
     resp->which_result = Response_key_metadata_tag;
+    kms_metadata_from(rec, &resp->result.key_metadata);
+}
+
+void kms_metadata_from(const KeyRecord *rec, KeyMetadata *m)
+{
     memcpy(m->key_id, rec->key_id, sizeof m->key_id);
     m->spec = rec->spec;
     m->usage = rec->usage;

@@ -4,6 +4,7 @@
 
 #include <openssl/crypto.h>
 
+#include "authz.h"
 #include "crypto.h"
 #include "dispatch.h"
 #include "handlers.h"
@@ -57,6 +58,7 @@ kms_err_t kms_handle_create_key(const Request *req, Response *resp)
     rec->spec = q->spec;
     rec->usage = q->usage;
     rec->state = KeyState_ENABLED;
+    rec->host_owned = kms_caller_get()->host != 0;
     memcpy(rec->description, q->description, sizeof rec->description);
     rec->created_at = req->host_time;
     rec->revision = 1;
@@ -70,9 +72,8 @@ done:
 /* Copy of key_id's current record, for a change. */
 static kms_err_t record_for_change(const char *key_id, KeyRecord **out)
 {
-    if (!kms_key_id_valid(key_id)) return KMS_ERR_INVALID_ARGUMENT;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_keystore_acquire(key_id, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_authorized(key_id, &key));
     KeyRecord *rec = record_new();
     if (rec != NULL) memcpy(rec, kms_key_record(key), sizeof *rec);
     kms_keystore_release(key);
@@ -107,10 +108,8 @@ kms_err_t kms_handle_set_key_state(const Request *req, Response *resp)
 
 kms_err_t kms_handle_describe_key(const Request *req, Response *resp)
 {
-    const char *key_id = req->op.describe_key.key_id;
-    if (!kms_key_id_valid(key_id)) return KMS_ERR_INVALID_ARGUMENT;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_keystore_acquire(key_id, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_authorized(req->op.describe_key.key_id, &key));
     kms_fill_metadata(kms_key_record(key), resp);
     kms_keystore_release(key);
     return KMS_OK;
@@ -119,9 +118,8 @@ kms_err_t kms_handle_describe_key(const Request *req, Response *resp)
 kms_err_t kms_handle_get_public_key(const Request *req, Response *resp)
 {
     const GetPublicKeyRequest *q = &req->op.get_public_key;
-    if (!kms_key_id_valid(q->key_id)) return KMS_ERR_INVALID_ARGUMENT;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_keystore_acquire(q->key_id, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_authorized(q->key_id, &key));
     const KeyRecord *rec = kms_key_record(key);
     GetPublicKeyResponse *r = &resp->result.get_public_key;
     const KeyVersionMaterial *mat = NULL;
@@ -143,4 +141,63 @@ kms_err_t kms_handle_get_public_key(const Request *req, Response *resp)
 done:
     kms_keystore_release(key);
     return err;
+}
+
+kms_err_t kms_handle_grant_key(const Request *req, Response *resp)
+{
+    const GrantKeyRequest *q = &req->op.grant_key;
+    if (q->principal_id.size != 32) return KMS_ERR_INVALID_ARGUMENT;
+    KeyRecord *rec = NULL;
+    KMS_RETURN_IF_ERR(record_for_change(q->key_id, &rec));
+    pb_size_t i = 0, n = rec->grantees_count;
+    while (i < n && memcmp(rec->grantees[i].bytes, q->principal_id.bytes, 32) != 0) i++;
+    kms_err_t err = KMS_OK;
+    if (q->revoke && i < n) {
+        rec->grantees[i] = rec->grantees[n - 1];
+        rec->grantees_count--;
+    } else if (!q->revoke && i == n) {
+        if (n >= sizeof rec->grantees / sizeof rec->grantees[0]) err = KMS_ERR_INVALID_ARGUMENT;
+        else {
+            memcpy(rec->grantees[n].bytes, q->principal_id.bytes, 32);
+            rec->grantees[n].size = 32;
+            rec->grantees_count++;
+        }
+    }
+    if (err == KMS_OK) err = commit(rec, resp);
+    record_free(rec);
+    return err;
+}
+
+/* Append key_id's metadata to the page if the caller may see it; unreadable records are skipped. */
+static void list_one(const char *key_id, ListKeysResponse *r)
+{
+    kms_key *key = NULL;
+    if (!kms_key_id_valid(key_id) || kms_acquire_authorized(key_id, &key) != KMS_OK) return;
+    kms_metadata_from(kms_key_record(key), &r->keys[r->keys_count++]);
+    kms_keystore_release(key);
+}
+
+kms_err_t kms_handle_list_keys(const Request *req, Response *resp)
+{
+    const ListKeysRequest *q = &req->op.list_keys;
+    ListKeysResponse *r = &resp->result.list_keys;
+    uint32_t limit = q->limit == 0 ? 32 : q->limit;
+    if (limit > sizeof r->keys / sizeof r->keys[0] || (q->page_token[0] != '\0' && !kms_key_id_valid(q->page_token)))
+        return KMS_ERR_INVALID_ARGUMENT;
+    char ids[32 * (KMS_KEY_ID_LEN + 1)];
+    size_t len = 0, count = 0;
+    KMS_RETURN_IF_ERR(kms_edge_store_list(q->page_token, limit, ids, sizeof ids, &len));
+    const char *last = NULL;
+    for (size_t off = 0; off < len && count < limit; count++) {
+        const char *id = ids + off;
+        size_t n = strnlen(id, len - off);
+        if (n == len - off) break; /* not NUL-terminated: ignore the rest */
+        list_one(id, r);
+        last = id;
+        off += n + 1;
+    }
+    if (count == limit && last != NULL && strlen(last) < sizeof r->next_page_token)
+        memcpy(r->next_page_token, last, strlen(last) + 1);
+    resp->which_result = Response_list_keys_tag;
+    return KMS_OK;
 }

@@ -58,5 +58,7 @@ void kms_keystore_clear(void);
 kms_err_t kms_edge_store_get(const char *key_id, uint8_t *blob, size_t cap, size_t *len);
 kms_err_t kms_edge_store_put(const char *key_id, uint64_t expected_revision, uint64_t revision,
                              const uint8_t *blob, size_t len);
+/* list: NUL-terminated ids one after another into ids (cap bytes), *len bytes used. */
+kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size_t cap, size_t *len);
 
 #endif /* KMS_ENCLAVE_KEYSTORE_H */

@@ -29,6 +29,7 @@ unsigned int kms_bridge_report(kms_bridge *bridge, const uint8_t *target_info, u
 extern "Python+C" int kms_py_store_get(void *, const char *, size_t, uint8_t *, size_t, size_t *);
 extern "Python+C" void kms_py_log(void *, int, int, const char *);
 extern "Python+C" int kms_py_store_put(void *, const char *, size_t, uint64_t, uint64_t, const uint8_t *, size_t);
+extern "Python+C" int kms_py_store_list(void *, const char *, size_t, uint32_t, char *, size_t, size_t *);
 """
 
 HARDEN = [

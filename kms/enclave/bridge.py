@@ -38,6 +38,10 @@ REPORT_SIZE, TARGET_INFO_SIZE = 432, 512
 
 
 
+# Records the enclave stores under fixed names rather than key ids.
+RESERVED_RECORDS = frozenset({"domain-state", "sealed-domain-key"})
+
+
 class StoreConflict(Exception):
     """Raised by a RecordStore.put when the stored revision is not the expected one."""
 
@@ -52,6 +56,9 @@ class RecordStore(Protocol):
         """Durably store blob as key_id's record at revision, only if the current revision is
         expected_revision (0: absent); raise StoreConflict otherwise. Return only once durable."""
 
+    def list(self, after: str, limit: int) -> list[str]:
+        """Up to limit stored key ids greater than after, in byte order (reserved names excluded)."""
+
 
 class MemoryStore(dict[str, tuple[int, bytes]]):
     """A RecordStore in memory (tests, benchmarks, the start-up self-check)."""
@@ -65,6 +72,9 @@ class MemoryStore(dict[str, tuple[int, bytes]]):
         if current != expected_revision:
             raise StoreConflict(key_id)
         self[key_id] = (revision, bytes(blob))
+
+    def list(self, after: str, limit: int) -> list[str]:  # type: ignore[override]
+        return sorted(k for k in self if k > after and k not in RESERVED_RECORDS)[:limit]
 
 _log = logging.getLogger("kms.enclave")
 
@@ -110,6 +120,23 @@ def kms_py_store_put(ctx, key_id, key_id_len, expected_revision, revision, blob,
     except Exception as exc:  # noqa: BLE001 - any store failure fails the change closed
         _log.error("store write failed: %s", type(exc).__name__)
         return -1
+    return 0
+
+
+@ffi.def_extern(error=-1)
+def kms_py_store_list(ctx, after, after_len, limit, ids, cap, out_len):  # type: ignore[no-untyped-def]
+    """OCALL: key ids after `after`, NUL-terminated one after another (0 ok, -1 failure)."""
+    enclave: Enclave = ffi.from_handle(ctx)
+    try:
+        names = enclave._store.list(ffi.unpack(after, after_len).decode("ascii"), limit) if enclave._store else []
+    except Exception as exc:  # noqa: BLE001 - reported to the enclave as a store failure
+        _log.error("store list failed: %s", type(exc).__name__)
+        return -1
+    data = b"".join(name.encode("ascii") + b"\0" for name in names)
+    if len(data) > cap:
+        return -1
+    ffi.memmove(ids, data, len(data))
+    out_len[0] = len(data)
     return 0
 
 

@@ -14,7 +14,13 @@
 /* ECALL indices: order of the trusted functions in kms.edl. */
 enum { KMS_ECALL_INIT = 0, KMS_ECALL_CALL = 1, KMS_ECALL_REPORT = 2, KMS_ECALL_COUNT = 3 };
 /* OCALL indices: order of the untrusted functions in kms.edl. */
-enum { KMS_OCALL_LOG = 0, KMS_OCALL_STORE_GET = 1, KMS_OCALL_STORE_PUT = 2, KMS_OCALL_COUNT = 3 };
+enum {
+    KMS_OCALL_LOG = 0,
+    KMS_OCALL_STORE_GET = 1,
+    KMS_OCALL_STORE_PUT = 2,
+    KMS_OCALL_STORE_LIST = 3,
+    KMS_OCALL_COUNT = 4
+};
 
 typedef struct {
     int ms_retval;
@@ -59,6 +65,16 @@ typedef struct {
     const uint8_t *ms_blob;
     size_t ms_blob_len;
 } ms_kms_ocall_store_put_t;
+
+typedef struct {
+    int ms_retval;
+    const char *ms_after;
+    size_t ms_after_len;
+    uint32_t ms_limit;
+    char *ms_ids;
+    size_t ms_cap;
+    size_t *ms_len;
+} ms_kms_ocall_store_list_t;
 
 /* An OCALL: takes its marshalling struct, returns an sgx_status_t. */
 typedef unsigned int (*kms_ocall_fn)(void *ms);

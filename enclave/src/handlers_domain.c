@@ -1,0 +1,87 @@
+/*
+ * handlers_domain.c - the domain over attested sessions: initialization (first admin,
+ * domain key, recovery shares) and principals.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "authz.h"
+#include "dispatch.h"
+#include "domain.h"
+#include "keystore.h"
+#include "principals.h"
+#include "recovery.h"
+
+#define SEALED_DOMAIN_KEY_ID "sealed-domain-key"
+
+/*
+ * Order matters: the domain state is written first (conditional on none existing), then the
+ * sealed domain key; only then are the shares produced. If a write fails, the in-memory domain
+ * key is forgotten, so the enclave never works with a key the host does not hold.
+ */
+static kms_err_t init_domain(const InitRequest *q, InitResponse *r)
+{
+    uint8_t sealed[1024], dk[32];
+    size_t sealed_len = 0;
+    const kms_caller *caller = kms_caller_get();
+    kms_err_t err;
+    KMS_GOTO_IF_ERR(err, kms_domain_generate(sealed, sizeof sealed, &sealed_len, r->domain_id.bytes), done);
+    r->domain_id.size = KMS_DOMAIN_ID_LEN;
+    KMS_GOTO_IF_ERR(err, kms_principals_create(caller->principal, q->admin_name, q->threshold,
+                                               q->recovery_public_keys_count), fail);
+    KMS_GOTO_IF_ERR(err, kms_edge_store_put(SEALED_DOMAIN_KEY_ID, 0, 1, sealed, sealed_len), fail);
+    KMS_GOTO_IF_ERR(err, kms_domain_copy_for_recovery(dk), fail);
+    err = kms_recovery_split(dk, r->domain_id.bytes, q, r);
+    OPENSSL_cleanse(dk, sizeof dk);
+    if (err != KMS_OK) goto fail;
+    memcpy(r->admin_principal_id.bytes, caller->principal, 32);
+    r->admin_principal_id.size = 32;
+    return KMS_OK;
+fail:
+    kms_domain_reset();
+    kms_principals_clear();
+    kms_keystore_clear();
+done:
+    return err;
+}
+
+kms_err_t kms_handle_init(const Request *req, Response *resp)
+{
+    const InitRequest *q = &req->op.init;
+    pb_size_t n = q->recovery_public_keys_count;
+    if (n < 1 || q->threshold < 1 || q->threshold > n) return KMS_ERR_INVALID_ARGUMENT;
+    for (pb_size_t i = 0; i < n; i++)
+        if (q->recovery_public_keys[i].size != 32) return KMS_ERR_INVALID_KEY;
+    KMS_RETURN_IF_ERR(init_domain(q, &resp->result.init));
+    resp->which_result = Response_init_tag;
+    return KMS_OK;
+}
+
+static kms_err_t fill_principals(Response *resp)
+{
+    DomainState *st = NULL;
+    KMS_RETURN_IF_ERR(kms_principals_list(&st));
+    PrincipalList *r = &resp->result.principals;
+    _Static_assert(sizeof r->principals == sizeof st->principals, "principal list bound");
+    memcpy(r->principals, st->principals, sizeof r->principals);
+    r->principals_count = st->principals_count;
+    resp->which_result = Response_principals_tag;
+    free(st);
+    return KMS_OK;
+}
+
+kms_err_t kms_handle_add_principal(const Request *req, Response *resp)
+{
+    const AddPrincipalRequest *q = &req->op.add_principal;
+    if (q->principal_id.size != 32) return KMS_ERR_INVALID_ARGUMENT;
+    KMS_RETURN_IF_ERR(kms_principals_put(q->principal_id.bytes, q->name, q->role));
+    return fill_principals(resp);
+}
+
+kms_err_t kms_handle_list_principals(const Request *req, Response *resp)
+{
+    (void)req;
+    return fill_principals(resp);
+}

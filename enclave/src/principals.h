@@ -1,0 +1,32 @@
+/*
+ * principals.h - the domain state (principals and their roles), stored by the host encrypted
+ * under the domain key under the reserved id "domain-state", cached here, and changed only
+ * with a conditional write (persist, then answer). Thread-safe.
+ */
+#ifndef KMS_ENCLAVE_PRINCIPALS_H
+#define KMS_ENCLAVE_PRINCIPALS_H
+
+#include <stdint.h>
+
+#include "kms/errors.h"
+#include "kms/proto/enclave/v1/boundary.pb.h"
+
+#define KMS_DOMAIN_STATE_ID "domain-state"
+
+/* Role of principal (ROLE_UNSPECIFIED when unknown or when the domain has no state). */
+kms_err_t kms_principal_role(const uint8_t principal[32], Role *role);
+
+/* Create the first domain state (init): one admin. Conditional on no state existing. */
+kms_err_t kms_principals_create(const uint8_t admin[32], const char *admin_name, uint32_t threshold,
+                                uint32_t share_count);
+
+/* Add or update a principal; KMS_ERR_INVALID_ARGUMENT for a bad role or id. */
+kms_err_t kms_principals_put(const uint8_t id[32], const char *name, Role role);
+
+/* Copy of the principals (heap; the caller frees with free()). */
+kms_err_t kms_principals_list(DomainState **out);
+
+/* Forget the cached state (after a domain reset). */
+void kms_principals_clear(void);
+
+#endif /* KMS_ENCLAVE_PRINCIPALS_H */
