@@ -22,6 +22,9 @@ ENCLAVE_CONFIG ?= enclave/config/enclave.toml
 NANOPB_GEN  ?= nanopb_generator.py
 NANOPB_RUNTIME_VERSION := $(shell sed -n 's/^\#define NANOPB_VERSION "\(.*\)"/\1/p' /usr/include/pb.h 2>/dev/null)
 NANOPB_LIB  ?= /usr/lib/$(shell $(CC) -print-multiarch)/libprotobuf-nanopb.a
+GFSHARE_LIB ?= /usr/lib/$(shell $(CC) -print-multiarch)/libgfshare.a
+# Static libraries linked into the enclave image (as an SGX build would link them).
+ENCLAVE_STATIC_LIBS := $(NANOPB_LIB) $(GFSHARE_LIB)
 
 PROTOS      := $(shell find proto -name '*.proto' | sort)
 PB_C        := $(patsubst proto/%.proto,$(GEN)/%.pb.c,$(PROTOS))
@@ -45,7 +48,7 @@ BRIDGE_SRCS  := enclave/bridge/bridge.c
 SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES)
 
-.PHONY: all enclave python sign check-nanopb ctest fuzz-smoke clean distclean
+.PHONY: all enclave python sign check-nanopb ctest fuzz fuzz-smoke clean distclean
 all: enclave python sign
 
 check-nanopb:
@@ -72,7 +75,7 @@ $(BUILD)/libkms_simcpu.so: $(SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
 	  -Wl,--version-script=enclave/platform/sim/simcpu.lds -lcrypto -lpthread
 
 $(BUILD)/kms_enclave.so: $(ENCLAVE_OBJS) enclave/kms_enclave.lds $(BUILD)/libkms_simcpu.so
-	$(CC) -shared -o $@ $(ENCLAVE_OBJS) $(NANOPB_LIB) $(LDHARDEN) \
+	$(CC) -shared -o $@ $(ENCLAVE_OBJS) $(ENCLAVE_STATIC_LIBS) $(LDHARDEN) \
 	  -Wl,--version-script=enclave/kms_enclave.lds -Wl,-rpath,'$$ORIGIN' \
 	  -L$(BUILD) -lkms_simcpu -lcrypto -lpthread
 
@@ -97,8 +100,80 @@ $(BUILD)/.bridge-stamp: $(BRIDGE_SRCS) enclave/include/kms/bridge.h enclave/incl
 	$(PYTHON) kms/enclave/_build.py
 	@touch $@
 
+# ---- sanitizer copies of the simulated CPU and the enclave image -------------------------
+# Same sources as the production image (ENCLAVE_SRCS + generated nanopb + Debian's nanopb
+# runtime), each copy signed with $(KMS_SIGNER_KEY):
+#   build/asan/  gcc, ASan + UBSan: what the C unit tests load through simcpu_ecall;
+#   build/fuzz/  clang, ASan + UBSan + libFuzzer coverage: what the fuzz harness loads.
+# Sanitized shared objects leave the sanitizer runtime to the executable, so -z,defs is
+# dropped for the clang copies.
+ASAN        := $(BUILD)/asan
+FUZZ        := $(BUILD)/fuzz
+ERRORS_PROTO := proto/kms/proto/enclave/v1/errors.proto
+# Every ErrorCode value as KMS_ERROR_CODE(name), so hosts can tell a listed code from any other.
+ERROR_CODES := $(GEN)/kms_error_codes.inc
+
+$(ERROR_CODES): $(ERRORS_PROTO)
+	@mkdir -p $(dir $@)
+	sed -n 's/^ *\(KMS_[A-Z0-9_]*\) *= *[0-9][0-9]* *;.*/KMS_ERROR_CODE(\1)/p' $< > $@
+
+SAN_LDFLAGS := -Wl,-z,relro,-z,now,-z,noexecstack
+SIGN_IMAGE   = $(PYTHON) -m kms enclave sign --key $(1) --config $(2) --image $(3) --out $@ >/dev/null
+
+ASAN_CFLAGS := $(SAN_CFLAGS) -fPIC
+ASAN_ENCLAVE_OBJS := $(patsubst %.c,$(ASAN)/obj/%.o,$(ENCLAVE_SRCS) $(PB_C))
+ASAN_SIMCPU_OBJS  := $(patsubst %.c,$(ASAN)/obj/%.o,$(SIMCPU_SRCS))
+
+$(ASAN)/obj/%.o: %.c $(PB_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -fvisibility=hidden -c $< -o $@
+
+$(ASAN)/libkms_simcpu.so: $(ASAN_SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
+	$(CC) $(SAN_FLAGS) -shared -o $@ $(ASAN_SIMCPU_OBJS) $(LDHARDEN) -Wl,-soname,libkms_simcpu.so \
+	  -Wl,--version-script=enclave/platform/sim/simcpu.lds -lcrypto -lpthread
+
+$(ASAN)/kms_enclave.so: $(ASAN_ENCLAVE_OBJS) enclave/kms_enclave.lds $(ASAN)/libkms_simcpu.so
+	$(CC) $(SAN_FLAGS) -shared -o $@ $(ASAN_ENCLAVE_OBJS) $(ENCLAVE_STATIC_LIBS) $(LDHARDEN) \
+	  -Wl,--version-script=enclave/kms_enclave.lds -Wl,-rpath,'$$ORIGIN' \
+	  -L$(ASAN) -lkms_simcpu -lcrypto -lpthread
+
+# Test-only enclave images (never the production enclave): stub_enclave.c exposes EGETKEY,
+# EREPORT and an OCALL to test_simcpu; variant b differs only in its bytes (MRENCLAVE).
+STUB_LINK = $(CC) $(ASAN_CFLAGS) -fvisibility=hidden -shared -o $@ $< $(LDHARDEN) \
+	  -Wl,--version-script=enclave/kms_enclave.lds -L$(ASAN) -lkms_simcpu
+$(ASAN)/stub_enclave.so: enclave/tests/stub_enclave.c $(ASAN)/libkms_simcpu.so
+	$(STUB_LINK) -DSTUB_VARIANT=1
+$(ASAN)/stub_enclave_b.so: enclave/tests/stub_enclave.c $(ASAN)/libkms_simcpu.so
+	$(STUB_LINK) -DSTUB_VARIANT=2
+
+# Identities for the EGETKEY/sealing tests: ISVSVN 2 from the same config, and a second signer.
+$(ASAN)/enclave-svn2.toml: $(ENCLAVE_CONFIG)
+	@mkdir -p $(dir $@)
+	sed 's/^isv_svn *=.*/isv_svn = 2/' $< > $@
+$(ASAN)/other-signer.pem: | $(PY_PB)
+	@mkdir -p $(dir $@)
+	$(PYTHON) -m kms enclave keygen --out $@ >/dev/null
+$(ASAN)/%.sigstruct: $(ASAN)/%.so $(ENCLAVE_CONFIG) $(KMS_SIGNER_KEY) | $(PY_PB)
+	$(call SIGN_IMAGE,$(KMS_SIGNER_KEY),$(ENCLAVE_CONFIG),$<)
+$(ASAN)/%.svn2.sigstruct: $(ASAN)/%.so $(ASAN)/enclave-svn2.toml $(KMS_SIGNER_KEY) | $(PY_PB)
+	$(call SIGN_IMAGE,$(KMS_SIGNER_KEY),$(ASAN)/enclave-svn2.toml,$<)
+$(ASAN)/%.other.sigstruct: $(ASAN)/%.so $(ENCLAVE_CONFIG) $(ASAN)/other-signer.pem | $(PY_PB)
+	$(call SIGN_IMAGE,$(ASAN)/other-signer.pem,$(ENCLAVE_CONFIG),$<)
+
+ASAN_IMAGES := $(ASAN)/kms_enclave.sigstruct $(ASAN)/kms_enclave.svn2.sigstruct \
+               $(ASAN)/kms_enclave.other.sigstruct $(ASAN)/stub_enclave.sigstruct \
+               $(ASAN)/stub_enclave.svn2.sigstruct $(ASAN)/stub_enclave.other.sigstruct \
+               $(ASAN)/stub_enclave_b.sigstruct
+.SECONDARY: $(ASAN_IMAGES) $(ASAN)/enclave-svn2.toml $(ASAN)/other-signer.pem
+
 # ---- C tests under ASan + UBSan ----------------------------------------------------------
+# test_crypto links the crypto module; the host-side tests (TEST_HOST_BINS) load the ASan
+# enclave through build/asan/libkms_simcpu.so and reach it only through simcpu_ecall. Each
+# prints "N passed, M failed" last and exits non-zero on failure.
 TEST_BINS := $(patsubst enclave/tests/%.c,$(BUILD)/test/%,$(sort $(wildcard enclave/tests/test_*.c)))
+TEST_HOST_BINS := $(BUILD)/test/test_boundary $(BUILD)/test/test_simcpu
+TEST_HOST_SRCS := enclave/tests/testhost.c $(PB_C)
+TEST_HOST_DEPS := $(TEST_HOST_SRCS) enclave/tests/testhost.h $(PB_H) $(ERROR_CODES)
 
 $(BUILD)/test/wycheproof_runner: enclave/tests/wycheproof_runner.c $(CRYPTO_SRCS) $(PB_H)
 	@mkdir -p $(dir $@)
@@ -108,24 +183,64 @@ $(BUILD)/test/test_crypto: enclave/tests/test_crypto.c $(CRYPTO_SRCS) $(PB_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -o $@ $< $(CRYPTO_SRCS) -lcrypto
 
+$(TEST_HOST_BINS): $(BUILD)/test/%: enclave/tests/%.c $(TEST_HOST_DEPS) enclave/tests/test_util.h \
+                   $(ASAN)/libkms_simcpu.so $(ASAN_IMAGES)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -Ienclave/tests -o $@ $< $(TEST_HOST_SRCS) $(ENCLAVE_STATIC_LIBS) \
+	  -L$(ASAN) -lkms_simcpu -Wl,-rpath,'$$ORIGIN/../asan' -lcrypto -lpthread
+
+# Any other test_*.c: the enclave sources linked in directly.
 $(BUILD)/test/%: enclave/tests/%.c $(filter-out enclave/src/ecall.c,$(ENCLAVE_SRCS)) $(SIMCPU_SRCS) $(PB_C) $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN_CFLAGS) -DKMS_TEST_BUILD -o $@ $< $(filter %.c,$(filter-out $<,$^)) $(NANOPB_LIB) -lcrypto -lpthread
+	$(CC) $(SAN_CFLAGS) -DKMS_TEST_BUILD -o $@ $< $(filter %.c,$(filter-out $<,$^)) $(ENCLAVE_STATIC_LIBS) -lcrypto -lpthread
 
 ctest: $(TEST_BINS) $(BUILD)/test/wycheproof_runner
-	@for t in $(TEST_BINS); do echo "== $$t"; $$t || exit 1; done
+	@for t in $(TEST_BINS); do echo "== $$t"; $$t || { echo "FAILED: $$t"; exit 1; }; done
 
 # ---- libFuzzer on the call ECALL ---------------------------------------------------------
+# `make fuzz-smoke FUZZ_SECONDS=30`: a bounded run over the generated seeds and the corpus in
+# build/fuzz/corpus; exits non-zero on any crash, leak, sanitizer report or timeout.
+# Longer runs: docs/fuzzing.md.
 FUZZ_SECONDS ?= 30
-$(BUILD)/fuzz/fuzz_ecall: enclave/fuzz/fuzz_ecall.c $(ENCLAVE_SRCS) $(SIMCPU_SRCS) $(PB_C) $(PB_H)
-	@mkdir -p $(dir $@)
-	$(CLANG) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	  $(INCLUDES) -DKMS_FUZZ_BUILD -o $@ $(filter %.c,$^) $(NANOPB_LIB) -lcrypto -lpthread
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := $(CSTD) -O1 -g $(WARN) $(FUZZ_SAN) -fPIC $(INCLUDES)
+FUZZ_ENCLAVE_OBJS := $(patsubst %.c,$(FUZZ)/obj/%.o,$(ENCLAVE_SRCS) $(PB_C))
+FUZZ_SIMCPU_OBJS  := $(patsubst %.c,$(FUZZ)/obj/%.o,$(SIMCPU_SRCS))
+FUZZ_FLAGS  := -max_len=65600 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+               -dict=enclave/fuzz/boundary.dict -artifact_prefix=$(FUZZ)/artifacts/
 
-fuzz-smoke: $(BUILD)/fuzz/fuzz_ecall
-	@mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/fuzz_ecall -max_total_time=$(FUZZ_SECONDS) -max_len=66000 -timeout=10 \
-	  -rss_limit_mb=4096 $(BUILD)/fuzz/corpus enclave/fuzz/seeds
+$(FUZZ)/obj/%.o: %.c $(PB_H)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fvisibility=hidden -c $< -o $@
+
+$(FUZZ)/libkms_simcpu.so: $(FUZZ_SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
+	$(CLANG) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -shared -o $@ $(FUZZ_SIMCPU_OBJS) $(SAN_LDFLAGS) \
+	  -Wl,-soname,libkms_simcpu.so -Wl,--version-script=enclave/platform/sim/simcpu.lds -lcrypto -lpthread
+
+$(FUZZ)/kms_enclave.so: $(FUZZ_ENCLAVE_OBJS) enclave/kms_enclave.lds $(FUZZ)/libkms_simcpu.so
+	$(CLANG) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -shared -o $@ $(FUZZ_ENCLAVE_OBJS) $(ENCLAVE_STATIC_LIBS) \
+	  $(SAN_LDFLAGS) -Wl,--version-script=enclave/kms_enclave.lds -Wl,-rpath,'$$ORIGIN' \
+	  -L$(FUZZ) -lkms_simcpu -lcrypto -lpthread
+
+$(FUZZ)/kms_enclave.sigstruct: $(FUZZ)/kms_enclave.so $(ENCLAVE_CONFIG) $(KMS_SIGNER_KEY) | $(PY_PB)
+	$(call SIGN_IMAGE,$(KMS_SIGNER_KEY),$(ENCLAVE_CONFIG),$<)
+
+$(FUZZ)/fuzz_ecall: enclave/fuzz/fuzz_ecall.c $(TEST_HOST_DEPS) $(FUZZ)/libkms_simcpu.so \
+                    $(FUZZ)/kms_enclave.sigstruct
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Ienclave/tests -o $@ enclave/fuzz/fuzz_ecall.c \
+	  $(TEST_HOST_SRCS) $(ENCLAVE_STATIC_LIBS) -L$(FUZZ) -lkms_simcpu -Wl,-rpath,'$$ORIGIN' -lpthread
+
+# Seeds: one valid encoded Request per operation (and a few invalid ones), never committed.
+$(FUZZ)/seeds.stamp: enclave/fuzz/make_seeds.py $(PY_PB)
+	@rm -rf $(FUZZ)/seeds
+	$(PYTHON) enclave/fuzz/make_seeds.py $(FUZZ)/seeds
+	@touch $@
+
+fuzz: $(FUZZ)/fuzz_ecall $(FUZZ)/seeds.stamp
+
+fuzz-smoke: fuzz
+	@mkdir -p $(FUZZ)/corpus $(FUZZ)/artifacts
+	$(FUZZ)/fuzz_ecall -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) $(FUZZ)/corpus $(FUZZ)/seeds
 
 clean:
 	rm -rf $(BUILD) kms/enclave/_native*.so kms/enclave/_native.c kms/enclave/_native.o
