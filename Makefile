@@ -77,7 +77,7 @@ $(BUILD)/libkms_simcpu.so: $(SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
 $(BUILD)/kms_enclave.so: $(ENCLAVE_OBJS) enclave/kms_enclave.lds $(BUILD)/libkms_simcpu.so
 	$(CC) -shared -o $@ $(ENCLAVE_OBJS) $(ENCLAVE_STATIC_LIBS) $(LDHARDEN) \
 	  -Wl,--version-script=enclave/kms_enclave.lds -Wl,-rpath,'$$ORIGIN' \
-	  -L$(BUILD) -lkms_simcpu -lcrypto -lpthread
+	  -L$(BUILD) -lkms_simcpu -lssl -lcrypto -lpthread
 
 enclave: $(BUILD)/kms_enclave.so $(BUILD)/libkms_simcpu.so
 
@@ -135,7 +135,7 @@ $(ASAN)/libkms_simcpu.so: $(ASAN_SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
 $(ASAN)/kms_enclave.so: $(ASAN_ENCLAVE_OBJS) enclave/kms_enclave.lds $(ASAN)/libkms_simcpu.so
 	$(CC) $(SAN_FLAGS) -shared -o $@ $(ASAN_ENCLAVE_OBJS) $(ENCLAVE_STATIC_LIBS) $(LDHARDEN) \
 	  -Wl,--version-script=enclave/kms_enclave.lds -Wl,-rpath,'$$ORIGIN' \
-	  -L$(ASAN) -lkms_simcpu -lcrypto -lpthread
+	  -L$(ASAN) -lkms_simcpu -lssl -lcrypto -lpthread
 
 # Test-only enclave images (never the production enclave): stub_enclave.c exposes EGETKEY,
 # EREPORT and an OCALL to test_simcpu; variant b differs only in its bytes (MRENCLAVE).
@@ -192,7 +192,7 @@ $(TEST_HOST_BINS): $(BUILD)/test/%: enclave/tests/%.c $(TEST_HOST_DEPS) enclave/
 # Any other test_*.c: the enclave sources linked in directly.
 $(BUILD)/test/%: enclave/tests/%.c $(filter-out enclave/src/ecall.c,$(ENCLAVE_SRCS)) $(SIMCPU_SRCS) $(PB_C) $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN_CFLAGS) -DKMS_TEST_BUILD -o $@ $< $(filter %.c,$(filter-out $<,$^)) $(ENCLAVE_STATIC_LIBS) -lcrypto -lpthread
+	$(CC) $(SAN_CFLAGS) -DKMS_TEST_BUILD -o $@ $< $(filter %.c,$(filter-out $<,$^)) $(ENCLAVE_STATIC_LIBS) -lssl -lcrypto -lpthread
 
 ctest: $(TEST_BINS) $(BUILD)/test/wycheproof_runner
 	@for t in $(TEST_BINS); do echo "== $$t"; $$t || { echo "FAILED: $$t"; exit 1; }; done
@@ -220,7 +220,7 @@ $(FUZZ)/libkms_simcpu.so: $(FUZZ_SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
 $(FUZZ)/kms_enclave.so: $(FUZZ_ENCLAVE_OBJS) enclave/kms_enclave.lds $(FUZZ)/libkms_simcpu.so
 	$(CLANG) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -shared -o $@ $(FUZZ_ENCLAVE_OBJS) $(ENCLAVE_STATIC_LIBS) \
 	  $(SAN_LDFLAGS) -Wl,--version-script=enclave/kms_enclave.lds -Wl,-rpath,'$$ORIGIN' \
-	  -L$(FUZZ) -lkms_simcpu -lcrypto -lpthread
+	  -L$(FUZZ) -lkms_simcpu -lssl -lcrypto -lpthread
 
 $(FUZZ)/kms_enclave.sigstruct: $(FUZZ)/kms_enclave.so $(ENCLAVE_CONFIG) $(KMS_SIGNER_KEY) | $(PY_PB)
 	$(call SIGN_IMAGE,$(KMS_SIGNER_KEY),$(ENCLAVE_CONFIG),$<)

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         attest_cli = None
     if attest_cli is not None:
         attest_cli.register(groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates"))
+    from kms.sim import cli as sim_cli
+
+    sim_cli.register(groups.add_parser("sim", help="simulated SGX platform services: PKI, QE, collateral, PCCS"))
     return parser
 
 

@@ -165,3 +165,31 @@ unsigned int kms_bridge_report(kms_bridge *b, const uint8_t *target_info, uint8_
     *retval = ms.ms_retval;
     return rc;
 }
+
+unsigned int kms_bridge_session_open(kms_bridge *b, int64_t host_time, uint64_t *session_id, int *retval)
+{
+    ms_kms_ecall_session_open_t ms = {.ms_retval = -1, .ms_host_time = host_time, .ms_session_id = session_id};
+    unsigned int rc = enter(b, KMS_ECALL_SESSION_OPEN, &ms);
+    *retval = ms.ms_retval;
+    return rc;
+}
+
+unsigned int kms_bridge_session_feed(kms_bridge *b, uint64_t session_id, int64_t host_time, const uint8_t *in,
+                                     size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len, size_t *pending,
+                                     int *closed, int *retval)
+{
+    ms_kms_ecall_session_feed_t ms = {.ms_retval = -1, .ms_session_id = session_id, .ms_host_time = host_time,
+                                      .ms_in = in, .ms_in_len = in_len, .ms_out = out, .ms_out_cap = out_cap,
+                                      .ms_out_len = out_len, .ms_pending = pending, .ms_closed = closed};
+    unsigned int rc = enter(b, KMS_ECALL_SESSION_FEED, &ms);
+    *retval = ms.ms_retval;
+    return rc;
+}
+
+unsigned int kms_bridge_session_close(kms_bridge *b, uint64_t session_id, int *retval)
+{
+    ms_kms_ecall_session_close_t ms = {.ms_retval = -1, .ms_session_id = session_id};
+    unsigned int rc = enter(b, KMS_ECALL_SESSION_CLOSE, &ms);
+    *retval = ms.ms_retval;
+    return rc;
+}

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "platform.h"
 #include "ratls.h"
+#include "session.h"
 
 _Static_assert(Request_size <= KMS_MAX_REQUEST_SIZE, "KMS_MAX_REQUEST_SIZE below nanopb's bound");
 _Static_assert(Response_size <= KMS_MAX_RESPONSE_SIZE, "KMS_MAX_RESPONSE_SIZE below nanopb's bound");
@@ -86,4 +87,23 @@ kms_err_t kms_ecall_report_impl(const uint8_t target_info[512], uint8_t report[4
     uint8_t report_data[KMS_SGX_REPORT_DATA_SIZE];
     KMS_RETURN_IF_ERR(kms_ratls_report_data(report_data));
     return platform_report(target_info, report_data, report);
+}
+
+kms_err_t kms_ecall_session_open_impl(int64_t host_time, uint64_t *session_id)
+{
+    if (atomic_load(&g_state) != STATE_READY) return KMS_ERR_NOT_INITIALIZED;
+    return kms_session_open(host_time, session_id);
+}
+
+kms_err_t kms_ecall_session_feed_impl(uint64_t session_id, int64_t host_time, const uint8_t *in, size_t in_len,
+                                      uint8_t *out, size_t cap, size_t *out_len, size_t *pending, int *closed)
+{
+    if (atomic_load(&g_state) != STATE_READY) return KMS_ERR_NOT_INITIALIZED;
+    return kms_session_feed(session_id, host_time, in, in_len, out, cap, out_len, pending, closed);
+}
+
+kms_err_t kms_ecall_session_close_impl(uint64_t session_id)
+{
+    if (atomic_load(&g_state) != STATE_READY) return KMS_ERR_NOT_INITIALIZED;
+    return kms_session_close(session_id);
 }

@@ -20,4 +20,10 @@ kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp,
 /* REPORT for the target; REPORTDATA = the RA-TLS binding (ratls.h), never host data. */
 kms_err_t kms_ecall_report_impl(const uint8_t target_info[512], uint8_t report[432]);
 
+/* Session ECALLs: init-state check, then session.c. */
+kms_err_t kms_ecall_session_open_impl(int64_t host_time, uint64_t *session_id);
+kms_err_t kms_ecall_session_feed_impl(uint64_t session_id, int64_t host_time, const uint8_t *in, size_t in_len,
+                                      uint8_t *out, size_t cap, size_t *out_len, size_t *pending, int *closed);
+kms_err_t kms_ecall_session_close_impl(uint64_t session_id);
+
 #endif /* KMS_ENCLAVE_ECALL_H */

@@ -78,6 +78,61 @@ static int ecall_report(void *pms)
     return SGX_SUCCESS;
 }
 
+static int ecall_session_open(void *pms)
+{
+    ms_kms_ecall_session_open_t ms;
+    memcpy(&ms, pms, sizeof ms);
+    uint64_t id = 0;
+    kms_err_t err = ms.ms_session_id == NULL ? KMS_ERR_BAD_PARAMETER : kms_ecall_session_open_impl(ms.ms_host_time, &id);
+    if (err == KMS_OK) *ms.ms_session_id = id;
+    ms.ms_retval = err;
+    memcpy(pms, &ms, sizeof ms);
+    return SGX_SUCCESS;
+}
+
+static int ecall_session_feed(void *pms)
+{
+    ms_kms_ecall_session_feed_t ms;
+    memcpy(&ms, pms, sizeof ms);
+    uint8_t *in = NULL, *out = NULL;
+    size_t cap = ms.ms_out_cap < KMS_SESSION_OUT_MAX ? ms.ms_out_cap : KMS_SESSION_OUT_MAX;
+    size_t out_len = 0, pending = 0;
+    int closed = 0;
+    kms_err_t err = KMS_ERR_BAD_PARAMETER;
+    if ((ms.ms_in == NULL && ms.ms_in_len != 0) || ms.ms_out == NULL || ms.ms_out_len == NULL ||
+        ms.ms_pending == NULL || ms.ms_closed == NULL)
+        goto done;
+    err = KMS_ERR_REQUEST_TOO_LARGE;
+    if (ms.ms_in_len > KMS_SESSION_IN_MAX) goto done;
+    err = KMS_ERR_OUT_OF_MEMORY;
+    if ((in = malloc(ms.ms_in_len + 1)) == NULL || (out = malloc(cap + 1)) == NULL) goto done;
+    if (ms.ms_in_len > 0) memcpy(in, ms.ms_in, ms.ms_in_len);
+    err = kms_ecall_session_feed_impl(ms.ms_session_id, ms.ms_host_time, in, ms.ms_in_len, out, cap, &out_len,
+                                      &pending, &closed);
+    if (err == KMS_OK) {
+        memcpy(ms.ms_out, out, out_len);
+        *ms.ms_out_len = out_len;
+        *ms.ms_pending = pending;
+        *ms.ms_closed = closed;
+    }
+done:
+    free(in);
+    if (out != NULL) OPENSSL_cleanse(out, cap);
+    free(out);
+    ms.ms_retval = err;
+    memcpy(pms, &ms, sizeof ms);
+    return SGX_SUCCESS;
+}
+
+static int ecall_session_close(void *pms)
+{
+    ms_kms_ecall_session_close_t ms;
+    memcpy(&ms, pms, sizeof ms);
+    ms.ms_retval = kms_ecall_session_close_impl(ms.ms_session_id);
+    memcpy(pms, &ms, sizeof ms);
+    return SGX_SUCCESS;
+}
+
 int kms_enclave_entry(int index, void *ms)
 {
     if (ms == NULL) return SGX_ERROR_INVALID_PARAMETER;
@@ -85,6 +140,9 @@ int kms_enclave_entry(int index, void *ms)
     case KMS_ECALL_INIT: return ecall_init(ms);
     case KMS_ECALL_CALL: return ecall_call(ms);
     case KMS_ECALL_REPORT: return ecall_report(ms);
+    case KMS_ECALL_SESSION_OPEN: return ecall_session_open(ms);
+    case KMS_ECALL_SESSION_FEED: return ecall_session_feed(ms);
+    case KMS_ECALL_SESSION_CLOSE: return ecall_session_close(ms);
     default: return SGX_ERROR_INVALID_FUNCTION;
     }
 }

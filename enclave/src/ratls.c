@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -241,6 +242,23 @@ kms_err_t kms_ratls_evidence(uint8_t *cert, size_t cert_cap, size_t *cert_len, u
             *quote_len = g_quote_len;
             err = KMS_OK;
         }
+    }
+    pthread_mutex_unlock(&g_lock);
+    return err;
+}
+
+kms_err_t kms_ratls_use(SSL *ssl)
+{
+    kms_err_t err = KMS_ERR_EVIDENCE_NOT_READY;
+    pthread_mutex_lock(&g_lock);
+    if (g_cert != NULL && g_key != NULL) {
+        const unsigned char *p = g_cert;
+        X509 *x = d2i_X509(NULL, &p, (long)g_cert_len);
+        err = x != NULL && SSL_use_certificate(ssl, x) == 1 && SSL_use_PrivateKey(ssl, g_key) == 1 &&
+                      SSL_check_private_key(ssl) == 1
+                  ? KMS_OK
+                  : KMS_ERR_CRYPTO;
+        X509_free(x);
     }
     pthread_mutex_unlock(&g_lock);
     return err;

@@ -33,4 +33,9 @@ kms_err_t kms_ratls_install_quote(const uint8_t *quote, size_t quote_len, uint8_
 kms_err_t kms_ratls_evidence(uint8_t *cert, size_t cert_cap, size_t *cert_len, uint8_t *quote,
                              size_t quote_cap, size_t *quote_len);
 
+/* Give a TLS server connection the RA-TLS certificate and key (session.c).
+ * KMS_ERR_EVIDENCE_NOT_READY before a quote is installed; KMS_ERR_CRYPTO. */
+struct ssl_st;
+kms_err_t kms_ratls_use(struct ssl_st *ssl);
+
 #endif /* KMS_ENCLAVE_RATLS_H */

@@ -23,7 +23,14 @@ unsigned int kms_bridge_call(kms_bridge *bridge, const uint8_t *req, size_t req_
                              size_t resp_cap, size_t *resp_len, int *retval);
 unsigned int kms_bridge_report(kms_bridge *bridge, const uint8_t *target_info, uint8_t *report,
                                int *retval);
-#define KMS_BRIDGE_ABI_VERSION 2
+unsigned int kms_bridge_session_open(kms_bridge *bridge, int64_t host_time, uint64_t *session_id, int *retval);
+unsigned int kms_bridge_session_feed(kms_bridge *bridge, uint64_t session_id, int64_t host_time, const uint8_t *in,
+                                     size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len, size_t *pending,
+                                     int *closed, int *retval);
+unsigned int kms_bridge_session_close(kms_bridge *bridge, uint64_t session_id, int *retval);
+#define KMS_BRIDGE_ABI_VERSION 3
+#define KMS_SESSION_IN_MAX ...
+#define KMS_SESSION_OUT_MAX ...
 #define KMS_MAX_REQUEST_SIZE ...
 #define KMS_MAX_RESPONSE_SIZE ...
 extern "Python+C" int kms_py_store_get(void *, const char *, size_t, uint8_t *, size_t, size_t *);

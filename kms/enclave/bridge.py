@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError("the enclave bridge is not built: run `make python` (or ./dev build)") from exc
 
 ffi, lib = _native.ffi, _native.lib
-ABI_VERSION = 2
+ABI_VERSION = 3
 if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != ABI_VERSION:
     raise ImportError(
         f"enclave bridge ABI {lib.kms_bridge_abi_version()} does not match the Python side ({ABI_VERSION}): rebuild"
@@ -35,6 +35,8 @@ SGX_SUCCESS = 0
 MAX_REQUEST_SIZE = int(lib.KMS_MAX_REQUEST_SIZE)
 MAX_RESPONSE_SIZE = int(lib.KMS_MAX_RESPONSE_SIZE)
 REPORT_SIZE, TARGET_INFO_SIZE = 432, 512
+SESSION_IN_MAX = int(lib.KMS_SESSION_IN_MAX)
+SESSION_OUT_MAX = int(lib.KMS_SESSION_OUT_MAX)
 
 
 
@@ -232,6 +234,48 @@ class Enclave:
         if retval[0] != 0:
             raise error_for_code(retval[0])
         return bytes(ffi.buffer(report, REPORT_SIZE))
+
+    def session_open(self) -> int:
+        """Open an attested TLS session inside the enclave; returns its id."""
+        sid, retval = ffi.new("uint64_t *"), ffi.new("int *")
+        self._check(lib.kms_bridge_session_open(self._require(), int(time.time()), sid, retval), retval, "session open")
+        return int(sid[0])
+
+    def session_feed(self, session_id: int, data: bytes) -> tuple[bytes, bool]:
+        """Feed client TLS bytes; returns (TLS bytes for the client, closed). Drains all pending output."""
+        if len(data) > SESSION_IN_MAX:
+            raise InvalidRequest(f"{len(data)} bytes of TLS input exceed {SESSION_IN_MAX} per feed")
+        out = getattr(self._local, "session_out", None)
+        if out is None:
+            out = self._local.session_out = ffi.new("uint8_t[]", SESSION_OUT_MAX)
+        out_len, pending, closed, retval = ffi.new("size_t *"), ffi.new("size_t *"), ffi.new("int *"), ffi.new("int *")
+        chunks, now, payload = [], int(time.time()), data
+        while True:
+            status = lib.kms_bridge_session_feed(self._require(), session_id, now, payload, len(payload), out,
+                                                 SESSION_OUT_MAX, out_len, pending, closed, retval)
+            self._check(status, retval, "session feed")
+            chunks.append(bytes(ffi.buffer(out, out_len[0])))
+            if pending[0] == 0 or closed[0]:
+                return b"".join(chunks), bool(closed[0])
+            payload = b""
+
+    def session_close(self, session_id: int) -> None:
+        """End a session (a no-op error for one that already ended is raised as SessionError)."""
+        retval = ffi.new("int *")
+        self._check(lib.kms_bridge_session_close(self._require(), session_id, retval), retval, "session close")
+
+    def _require(self) -> object:
+        bridge = self._bridge
+        if bridge is None:
+            raise EnclaveUnavailable("the enclave is closed", 0x0004)
+        return bridge
+
+    @staticmethod
+    def _check(status: int, retval: object, what: str) -> None:
+        if status != SGX_SUCCESS:
+            raise EnclaveUnavailable(f"{what} ECALL failed", status)
+        if retval[0] != 0:  # type: ignore[index]
+            raise error_for_code(retval[0])  # type: ignore[index]
 
     def identity(self) -> pb.GetIdentityResponse:
         """The enclave's identity as the (simulated) CPU reports it."""

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever this header changes; kms.enclave.bridge refuses a mismatch at load. */
-#define KMS_BRIDGE_ABI_VERSION 2u
+#define KMS_BRIDGE_ABI_VERSION 3u
 
 typedef struct kms_bridge kms_bridge;
 
@@ -42,5 +42,12 @@ unsigned int kms_bridge_call(kms_bridge *bridge, const uint8_t *req, size_t req_
 /* ECALL 2: a 432-byte REPORT for the 512-byte target info. */
 unsigned int kms_bridge_report(kms_bridge *bridge, const uint8_t *target_info, uint8_t *report,
                                int *retval);
+
+/* ECALLs 3-5: attested sessions (enclave/src/session.h). */
+unsigned int kms_bridge_session_open(kms_bridge *bridge, int64_t host_time, uint64_t *session_id, int *retval);
+unsigned int kms_bridge_session_feed(kms_bridge *bridge, uint64_t session_id, int64_t host_time, const uint8_t *in,
+                                     size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len, size_t *pending,
+                                     int *closed, int *retval);
+unsigned int kms_bridge_session_close(kms_bridge *bridge, uint64_t session_id, int *retval);
 
 #endif /* KMS_BRIDGE_H */

@@ -12,7 +12,15 @@
 #include <stdint.h>
 
 /* ECALL indices: order of the trusted functions in kms.edl. */
-enum { KMS_ECALL_INIT = 0, KMS_ECALL_CALL = 1, KMS_ECALL_REPORT = 2, KMS_ECALL_COUNT = 3 };
+enum {
+    KMS_ECALL_INIT = 0,
+    KMS_ECALL_CALL = 1,
+    KMS_ECALL_REPORT = 2,
+    KMS_ECALL_SESSION_OPEN = 3,
+    KMS_ECALL_SESSION_FEED = 4,
+    KMS_ECALL_SESSION_CLOSE = 5,
+    KMS_ECALL_COUNT = 6
+};
 /* OCALL indices: order of the untrusted functions in kms.edl. */
 enum {
     KMS_OCALL_LOG = 0,
@@ -40,6 +48,30 @@ typedef struct {
     const uint8_t *ms_target_info;
     uint8_t *ms_report;
 } ms_kms_ecall_report_t;
+
+typedef struct {
+    int ms_retval;
+    int64_t ms_host_time;
+    uint64_t *ms_session_id;
+} ms_kms_ecall_session_open_t;
+
+typedef struct {
+    int ms_retval;
+    uint64_t ms_session_id;
+    int64_t ms_host_time;
+    const uint8_t *ms_in;
+    size_t ms_in_len;
+    uint8_t *ms_out;
+    size_t ms_out_cap;
+    size_t *ms_out_len;
+    size_t *ms_pending;
+    int *ms_closed;
+} ms_kms_ecall_session_feed_t;
+
+typedef struct {
+    int ms_retval;
+    uint64_t ms_session_id;
+} ms_kms_ecall_session_close_t;
 
 typedef struct {
     int ms_level;

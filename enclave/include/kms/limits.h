@@ -25,6 +25,10 @@
 /* GenerateRandom upper bound. */
 #define KMS_MAX_RANDOM_SIZE 1024u
 
+/* Session ECALL buffers: client TLS bytes per feed, and TLS output returned per feed. */
+#define KMS_SESSION_IN_MAX (128u * 1024u)
+#define KMS_SESSION_OUT_MAX (256u * 1024u)
+
 /* SGX structure sizes (real layouts). */
 #define KMS_SGX_REPORT_SIZE 432u
 #define KMS_SGX_TARGET_INFO_SIZE 512u

@@ -1,0 +1,1 @@
+"""The untrusted service layer: store, evidence and session relay (no gRPC here)."""
