@@ -27,7 +27,9 @@ GFSHARE_LIB ?= /usr/lib/$(shell $(CC) -print-multiarch)/libgfshare.a
 ENCLAVE_STATIC_LIBS := $(NANOPB_LIB) $(GFSHARE_LIB)
 
 PROTOS      := $(shell find proto -name '*.proto' | sort)
-PB_C        := $(patsubst proto/%.proto,$(GEN)/%.pb.c,$(PROTOS))
+# nanopb compiles only the enclave's messages; the gRPC API (proto/kms/proto/v1) is Python-only.
+ENCLAVE_PROTOS := $(shell find proto/kms/proto/enclave -name '*.proto' | sort)
+PB_C        := $(patsubst proto/%.proto,$(GEN)/%.pb.c,$(ENCLAVE_PROTOS))
 PB_H        := $(PB_C:.c=.h)
 
 WARN        := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wvla \
@@ -93,7 +95,7 @@ sign: $(BUILD)/kms_enclave.sigstruct
 # ---- Python side: protobuf modules and the cffi bridge ----------------------------------
 PY_PB := $(patsubst proto/%.proto,%_pb2.py,$(PROTOS))
 $(PY_PB): %_pb2.py: proto/%.proto
-	$(PYTHON) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. $<
+	$(PYTHON) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. $<
 
 python: $(PY_PB) $(BUILD)/.bridge-stamp
 $(BUILD)/.bridge-stamp: $(BRIDGE_SRCS) enclave/include/kms/bridge.h enclave/include/kms/edge.h kms/enclave/_build.py
