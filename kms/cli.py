@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - attestation arrives with its own issue
         attest_cli = None
     if attest_cli is not None:
-        attest_cli.register(groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates"))
+        attest_commands = attest_cli.register(groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates"))
+        from kms.sim import show
+
+        show.register(attest_commands)
     from kms.sim import cli as sim_cli
 
     sim_cli.register(groups.add_parser("sim", help="simulated SGX platform services: PKI, QE, collateral, PCCS"))
