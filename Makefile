@@ -49,6 +49,8 @@ BRIDGE_SRCS  := enclave/bridge/bridge.c
 
 SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES)
+# Binaries compiled straight from sources depend on every project header (objects use -MMD).
+HEADERS     := $(wildcard enclave/src/*.h enclave/include/kms/*.h enclave/platform/*.h enclave/platform/sim/*.h enclave/tests/*.h)
 
 .PHONY: all enclave python sign check-nanopb ctest fuzz fuzz-smoke clean distclean
 all: enclave python sign
@@ -70,7 +72,7 @@ SIMCPU_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(SIMCPU_SRCS))
 
 $(BUILD)/obj/%.o: %.c $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) -fvisibility=hidden -c $< -o $@
+	$(CC) $(CFLAGS_BASE) -fvisibility=hidden -MMD -MP -c $< -o $@
 
 $(BUILD)/libkms_simcpu.so: $(SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
 	$(CC) -shared -o $@ $(SIMCPU_OBJS) $(LDHARDEN) -Wl,-soname,libkms_simcpu.so \
@@ -128,7 +130,7 @@ ASAN_SIMCPU_OBJS  := $(patsubst %.c,$(ASAN)/obj/%.o,$(SIMCPU_SRCS))
 
 $(ASAN)/obj/%.o: %.c $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_CFLAGS) -fvisibility=hidden -c $< -o $@
+	$(CC) $(ASAN_CFLAGS) -fvisibility=hidden -MMD -MP -c $< -o $@
 
 $(ASAN)/libkms_simcpu.so: $(ASAN_SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
 	$(CC) $(SAN_FLAGS) -shared -o $@ $(ASAN_SIMCPU_OBJS) $(LDHARDEN) -Wl,-soname,libkms_simcpu.so \
@@ -177,11 +179,11 @@ TEST_HOST_BINS := $(BUILD)/test/test_boundary $(BUILD)/test/test_simcpu
 TEST_HOST_SRCS := enclave/tests/testhost.c $(PB_C)
 TEST_HOST_DEPS := $(TEST_HOST_SRCS) enclave/tests/testhost.h $(PB_H) $(ERROR_CODES)
 
-$(BUILD)/test/wycheproof_runner: enclave/tests/wycheproof_runner.c $(CRYPTO_SRCS) $(PB_H)
+$(BUILD)/test/wycheproof_runner: enclave/tests/wycheproof_runner.c $(HEADERS) $(CRYPTO_SRCS) $(PB_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -o $@ $< $(CRYPTO_SRCS) -lcrypto
 
-$(BUILD)/test/test_crypto: enclave/tests/test_crypto.c $(CRYPTO_SRCS) $(PB_H)
+$(BUILD)/test/test_crypto: enclave/tests/test_crypto.c $(HEADERS) $(CRYPTO_SRCS) $(PB_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -o $@ $< $(CRYPTO_SRCS) -lcrypto
 
@@ -213,7 +215,7 @@ FUZZ_FLAGS  := -max_len=65600 -timeout=10 -rss_limit_mb=4096 -print_final_stats=
 
 $(FUZZ)/obj/%.o: %.c $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fvisibility=hidden -c $< -o $@
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fvisibility=hidden -MMD -MP -c $< -o $@
 
 $(FUZZ)/libkms_simcpu.so: $(FUZZ_SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
 	$(CLANG) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -shared -o $@ $(FUZZ_SIMCPU_OBJS) $(SAN_LDFLAGS) \
@@ -249,3 +251,6 @@ clean:
 	find kms/proto -name '*_pb2.py*' -delete 2>/dev/null || true
 distclean: clean
 	rm -rf .venv .local
+
+# Header dependencies recorded by -MMD.
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
