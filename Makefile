@@ -177,7 +177,7 @@ ASAN_IMAGES := $(ASAN)/kms_enclave.sigstruct $(ASAN)/kms_enclave.svn2.sigstruct 
 TEST_BINS := $(patsubst enclave/tests/%.c,$(BUILD)/test/%,$(sort $(wildcard enclave/tests/test_*.c)))
 TEST_HOST_BINS := $(BUILD)/test/test_boundary $(BUILD)/test/test_simcpu
 TEST_HOST_SRCS := enclave/tests/testhost.c $(PB_C)
-TEST_HOST_DEPS := $(TEST_HOST_SRCS) enclave/tests/testhost.h $(PB_H) $(ERROR_CODES)
+TEST_HOST_DEPS := $(TEST_HOST_SRCS) $(HEADERS) $(PB_H) $(ERROR_CODES)
 
 $(BUILD)/test/wycheproof_runner: enclave/tests/wycheproof_runner.c $(HEADERS) $(CRYPTO_SRCS) $(PB_H)
 	@mkdir -p $(dir $@)

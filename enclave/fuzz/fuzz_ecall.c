@@ -6,10 +6,12 @@
  *
  * Setup (LLVMFuzzerInitialize): a fresh temporary platform directory, the init ECALL, a domain
  * key, and one key per entry of k_keys, created with real encoded Requests; their records are
- * kept by the harness's in-memory store (testhost.c, store_get/store_put OCALLs). While
- * fuzzing, store_put never changes the store: it answers "durable" without keeping the record,
- * "conflict" or "failure", chosen by the input length mod 3, so the enclave's state is the same
- * for every input (reproducible crashes) and all three answers are exercised.
+ * kept by the harness's in-memory store (testhost.c, store_get/put/list OCALLs). While
+ * fuzzing, the store never changes, and the input length mod 3 picks the host's behaviour:
+ * 0: store_put answers "durable" without keeping the record, store_list lists the store;
+ * 1: store_put answers "conflict", store_list answers with the input's own bytes (hostile ids);
+ * 2: both fail. So the enclave's state is the same for every input (reproducible crashes) and
+ * every answer the host can give is exercised.
  *
  * Key ids: inputs name keys with placeholder UUIDs PH_PREFIX + two hex digits (index into
  * k_keys, see enclave/fuzz/make_seeds.py); every occurrence is replaced by the real id before
@@ -69,25 +71,40 @@ static void die(const char *what, int code)
     abort();
 }
 
-/* What store_put answers while fuzzing (the store itself never changes). */
-enum { PUT_DISCARD = 0, PUT_CONFLICT = 1, PUT_FAIL = 2 };
-static int g_put_mode;
+/* How the host answers store_put / store_list while fuzzing (the store itself never changes). */
+enum { HOST_OBLIGING = 0, HOST_HOSTILE = 1, HOST_FAILING = 2 };
+static int g_host_mode;
+static const uint8_t *g_input; /* the current (substituted) input, for hostile list answers */
+static size_t g_input_len;
 
 static unsigned int put_while_fuzzing(ms_kms_ocall_store_put_t *ms)
 {
     if (ms->ms_key_id == NULL || (ms->ms_blob == NULL && ms->ms_blob_len > 0)) die("store_put: NULL pointer", 0);
-    ms->ms_retval = g_put_mode == PUT_DISCARD ? 0 : g_put_mode == PUT_CONFLICT ? 1 : -1;
+    ms->ms_retval = g_host_mode == HOST_OBLIGING ? 0 : g_host_mode == HOST_HOSTILE ? 1 : -1;
+    return SGX_SUCCESS;
+}
+
+static unsigned int list_while_fuzzing(ms_kms_ocall_store_list_t *ms)
+{
+    if (ms->ms_ids == NULL || ms->ms_len == NULL) die("store_list: NULL pointer", 0);
+    if (g_host_mode == HOST_OBLIGING) return th_store_list_default(ms);
+    ms->ms_retval = g_host_mode == HOST_HOSTILE ? 0 : -1;
+    if (g_host_mode == HOST_HOSTILE) {
+        size_t n = g_input_len < ms->ms_cap ? g_input_len : ms->ms_cap;
+        memcpy(ms->ms_ids, g_input, n);
+        *ms->ms_len = n;
+    }
     return SGX_SUCCESS;
 }
 
 /*
  * Codes that mean an internal failure or a host-side fault this harness never causes (its
- * store_get always answers, store_put fails only in PUT_FAIL mode, its buffers are full-size
- * and non-NULL): a request must not be able to produce them.
+ * store_get always answers, put and list fail only in HOST_FAILING mode, its buffers are
+ * full-size and non-NULL): a request must not be able to produce them.
  */
 static int code_internal(int code)
 {
-    if (code == KMS_ERR_STORE_UNAVAILABLE) return g_put_mode != PUT_FAIL;
+    if (code == KMS_ERR_STORE_UNAVAILABLE) return g_host_mode != HOST_FAILING;
     switch (code) {
     case KMS_ERR_NOT_INITIALIZED: case KMS_ERR_BUFFER_TOO_SMALL: case KMS_ERR_ENCODE:
     case KMS_ERR_BAD_PARAMETER: case KMS_ERR_OUT_OF_MEMORY:
@@ -178,6 +195,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     g_resp = th_new_response();
     g_trace = getenv("KMS_FUZZ_TRACE") != NULL;
     th_store_put_hook = put_while_fuzzing;
+    th_store_list_hook = list_while_fuzzing;
     return 0;
 }
 
@@ -309,7 +327,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (req == NULL) die("out of memory in the harness", 0);
     if (size > 0) memcpy(req, data, size);
     substitute_ids(req, size);
-    g_put_mode = (int)(size % 3);
+    g_host_mode = (int)(size % 3);
+    g_input = req;
+    g_input_len = size;
     int decoded = harness_decode(req, size);
     if (too_slow(decoded)) {
         free(req);

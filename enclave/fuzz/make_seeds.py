@@ -110,12 +110,31 @@ def requests() -> dict[str, pb.Request]:
         "generate_random": pb.Request(generate_random=pb.GenerateRandomRequest(length=32)),
         "install_quote": pb.Request(install_quote=pb.InstallQuoteRequest(quote=fake_quote())),
         "get_evidence": pb.Request(get_evidence=pb.GetEvidenceRequest()),
+        "list_keys": pb.Request(list_keys=pb.ListKeysRequest(limit=4)),
+        "list_keys_page": pb.Request(list_keys=pb.ListKeysRequest(page_token=kid(AES))),
+        "grant_key": pb.Request(grant_key=pb.GrantKeyRequest(key_id=kid(ED25519), principal_id=bytes(range(32)))),
+        "init": pb.Request(
+            init=pb.InitRequest(admin_name="admin", threshold=2,
+                                recovery_public_keys=[spki(x25519.X25519PrivateKey.generate().public_key())[-32:]
+                                                      for _ in range(3)])
+        ),
+        "add_principal": pb.Request(
+            add_principal=pb.AddPrincipalRequest(principal_id=bytes(32), name="alice", role=pb.USER)
+        ),
+        "list_principals": pb.Request(list_principals=pb.ListPrincipalsRequest()),
     }
     for spec, usage in [(pb.SYMMETRIC_DEFAULT, pb.ENCRYPT_DECRYPT), (pb.HMAC_SHA_512, pb.GENERATE_VERIFY_MAC),
                         (pb.ECC_NIST_P384, pb.SIGN_VERIFY), (pb.ED25519, pb.SIGN_VERIFY),
                         (pb.X25519, pb.KEY_AGREEMENT)]:
         name = f"create_key_{pb.KeySpec.Name(spec).lower()}"
         r[name] = pb.Request(create_key=pb.CreateKeyRequest(spec=spec, usage=usage, description="fuzz"))
+    # Any operation added to the proto later still gets a seed: its empty request.
+    covered = {req.WhichOneof("op") for req in r.values()}
+    for field in pb.Request.DESCRIPTOR.oneofs_by_name["op"].fields:
+        if field.name not in covered:
+            req = pb.Request()
+            getattr(req, field.name).SetInParent()
+            r[f"{field.name}_empty"] = req
     for i, req in enumerate(r.values(), start=1):
         req.version = pb.BOUNDARY_VERSION_1
         req.request_id = i

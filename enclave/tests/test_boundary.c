@@ -5,7 +5,7 @@
  *   make build/test/test_boundary && build/test/test_boundary
  * Covers the init state machine, malformed/truncated/oversized envelopes, response buffers
  * that are too small, NULL pointers in the ms struct, bad ECALL indices, nested ECALLs,
- * thread slots (TCS) and store OCALLs (get and put) that misbehave. Prints "N passed,
+ * thread slots (TCS) and store OCALLs (get, put, list) that misbehave. Prints "N passed,
  * M failed" last.
  */
 #include <limits.h>
@@ -361,6 +361,59 @@ static void test_store_put_faults(uint64_t eid)
     free(resp);
 }
 
+static const char *g_list_answer; /* what hook_list writes, including its NULs */
+static size_t g_list_len, g_list_claim;
+static unsigned int hook_list(ms_kms_ocall_store_list_t *ms)
+{
+    size_t n = g_list_len < ms->ms_cap ? g_list_len : ms->ms_cap;
+    memcpy(ms->ms_ids, g_list_answer, n);
+    *ms->ms_len = g_list_claim; /* may claim more than the buffer holds */
+    ms->ms_retval = 0;
+    return SGX_SUCCESS;
+}
+
+/* ListKeys over a host-written id list: every id is checked, every record authenticated. */
+static int list(uint64_t eid, const char *answer, size_t len, size_t claim, pb_size_t *count)
+{
+    Request *req = th_new_request(Request_list_keys_tag);
+    Response *resp = th_new_response();
+    g_list_answer = answer;
+    g_list_len = len;
+    g_list_claim = claim;
+    th_store_list_hook = answer != NULL ? hook_list : NULL;
+    int ret = th_request(eid, req, resp, NULL);
+    th_store_list_hook = NULL;
+    *count = resp->result.list_keys.keys_count;
+    free(req);
+    free(resp);
+    return ret;
+}
+
+static void test_list_keys(uint64_t eid)
+{
+    static const char unknown[] = "00000000-0000-4000-8000-00000000000a";
+    char k[37], both[80];
+    pb_size_t all = 0, n = 0;
+    REQUIRE(th_create_key(eid, KeySpec_ED25519, KeyUsage_SIGN_VERIFY, k) == KMS_OK);
+    CHECK_EQ(list(eid, NULL, 0, 0, &all), KMS_OK);
+    CHECK(all >= 1);
+    CHECK_EQ(list(eid, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 44, 44, &n), KMS_OK); /* no NUL */
+    CHECK_EQ(n, 0);
+    CHECK_EQ(list(eid, "../../etc/passwd\0%s%s%n\0", 24, 24, &n), KMS_OK);
+    CHECK_EQ(n, 0);
+    snprintf(both, sizeof both, "%s%c%s", unknown, 0, k);
+    CHECK_EQ(list(eid, both, 2 * 37, 2 * 37, &n), KMS_OK); /* unknown ids are skipped */
+    CHECK_EQ(n, 1);
+    CHECK_EQ(list(eid, both, 2 * 37, 1u << 20, &n), KMS_ERR_STORE_UNAVAILABLE); /* claims > cap */
+    Request *req = th_new_request(Request_list_keys_tag);
+    req->op.list_keys.limit = 33;
+    CHECK_EQ(th_request(eid, req, NULL, NULL), KMS_ERR_INVALID_ARGUMENT);
+    req->op.list_keys.limit = 0;
+    snprintf(req->op.list_keys.page_token, sizeof req->op.list_keys.page_token, "not-a-key-id");
+    CHECK_EQ(th_request(eid, req, NULL, NULL), KMS_ERR_INVALID_ARGUMENT);
+    free(req);
+}
+
 /* ---- thread slots ------------------------------------------------------------------------- */
 
 static pthread_barrier_t g_arrived, g_release;
@@ -436,6 +489,7 @@ int main(void)
     test_nested_ecall(eid);
     test_store_faults(eid);
     test_store_put_faults(eid);
+    test_list_keys(eid);
     test_out_of_tcs();
     th_store_clear();
     th_rmtree(g_dir);

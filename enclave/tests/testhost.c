@@ -33,6 +33,7 @@ static atomic_ulong g_next_request_id = 1;
 
 th_store_hook th_store_get_hook;
 th_put_hook th_store_put_hook;
+th_list_hook th_store_list_hook;
 th_log_hook th_log_hook_fn;
 unsigned long th_log_count;
 
@@ -132,10 +133,50 @@ static unsigned int ocall_store_put(void *pms)
     return th_store_put_hook != NULL ? th_store_put_hook(ms) : th_store_put_default(ms);
 }
 
+/* The smallest stored id above `after` (NULL: none). Lock held. */
+static const char *store_next(const char *after)
+{
+    const char *best = NULL;
+    for (size_t i = 0; i < TH_STORE_MAX; i++) {
+        const char *id = g_store[i].blob != NULL ? g_store[i].key_id : NULL;
+        if (id != NULL && strcmp(id, after) > 0 && (best == NULL || strcmp(id, best) < 0)) best = id;
+    }
+    return best;
+}
+
+unsigned int th_store_list_default(ms_kms_ocall_store_list_t *ms)
+{
+    char after[48] = "";
+    ms->ms_retval = -1;
+    if ((ms->ms_after == NULL && ms->ms_after_len > 0) || ms->ms_after_len >= sizeof after ||
+        ms->ms_ids == NULL || ms->ms_len == NULL)
+        return SGX_SUCCESS;
+    if (ms->ms_after_len > 0) memcpy(after, ms->ms_after, ms->ms_after_len);
+    size_t len = 0;
+    pthread_mutex_lock(&g_store_lock);
+    for (uint32_t n = 0; n < ms->ms_limit; n++) {
+        const char *id = store_next(after);
+        if (id == NULL || len + strlen(id) + 1 > ms->ms_cap) break;
+        memcpy(ms->ms_ids + len, id, strlen(id) + 1);
+        len += strlen(id) + 1;
+        snprintf(after, sizeof after, "%s", id);
+    }
+    pthread_mutex_unlock(&g_store_lock);
+    *ms->ms_len = len;
+    ms->ms_retval = 0;
+    return SGX_SUCCESS;
+}
+
+static unsigned int ocall_store_list(void *pms)
+{
+    ms_kms_ocall_store_list_t *ms = pms;
+    return th_store_list_hook != NULL ? th_store_list_hook(ms) : th_store_list_default(ms);
+}
+
 const kms_ocall_table_t th_ocalls = {
     .nr_ocall = KMS_OCALL_COUNT,
     .table = {[KMS_OCALL_LOG] = ocall_log, [KMS_OCALL_STORE_GET] = ocall_store_get,
-              [KMS_OCALL_STORE_PUT] = ocall_store_put},
+              [KMS_OCALL_STORE_PUT] = ocall_store_put, [KMS_OCALL_STORE_LIST] = ocall_store_list},
 };
 
 /* ---- record store ----------------------------------------------------------------------- */

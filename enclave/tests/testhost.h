@@ -2,8 +2,8 @@
  * testhost.h - a minimal untrusted host for the C tests and the fuzz harness: it drives an
  * enclave image only through the simulated CPU's loader and simcpu_ecall, with the
  * marshalling structs of kms/edge.h, exactly as enclave/bridge/bridge.c does. It provides
- * the OCALL table (log + an in-memory record store with get and conditional put), temporary
- * platform directories, and
+ * the OCALL table (log + an in-memory record store with get, conditional put and list),
+ * temporary platform directories, and
  * nanopb helpers that encode a Request, call the enclave and decode the Response.
  *
  * Untrusted test code. Thread-safety: the store is guarded by a mutex; the hooks are plain
@@ -27,15 +27,17 @@ int th_code_known(int code);
 /* A result of th_call/th_request that is not an enclave answer: the ECALL itself failed. */
 #define TH_ECALL_FAILED (-1)
 
-/* The OCALL table to pass with every ECALL (log, store_get, store_put, with the hooks below). */
+/* The OCALL table to pass with every ECALL (log, store_get/put/list, with the hooks below). */
 extern const kms_ocall_table_t th_ocalls;
 
 /* Optional hooks run instead of the default OCALL bodies (NULL: the default). */
 typedef unsigned int (*th_store_hook)(ms_kms_ocall_store_get_t *ms);
 typedef unsigned int (*th_put_hook)(ms_kms_ocall_store_put_t *ms);
+typedef unsigned int (*th_list_hook)(ms_kms_ocall_store_list_t *ms);
 typedef void (*th_log_hook)(int level, int code, const char *msg);
 extern th_store_hook th_store_get_hook;
 extern th_put_hook th_store_put_hook;
+extern th_list_hook th_store_list_hook;
 extern th_log_hook th_log_hook_fn;
 /* Number of log OCALLs seen (any thread). */
 extern unsigned long th_log_count;
@@ -45,6 +47,10 @@ unsigned int th_store_get_default(ms_kms_ocall_store_get_t *ms);
 /* The default store_put body: store the record if the stored revision is still
  * ms_expected_revision (0: the key must not exist): retval 0; else 1 (conflict). */
 unsigned int th_store_put_default(ms_kms_ocall_store_put_t *ms);
+
+/* The default store_list body: up to ms_limit stored ids above ms_after in byte order, each
+ * NUL-terminated, as many as fit in ms_cap; retval 0. */
+unsigned int th_store_list_default(ms_kms_ocall_store_list_t *ms);
 
 /* Record store: key id -> (revision, encrypted record blob). clear drops everything. */
 void th_store_clear(void);
