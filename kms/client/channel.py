@@ -1,9 +1,13 @@
-"""A TLS 1.3 session with the enclave, run over any byte transport, with request framing.
+"""A TLS 1.3 session with the enclave, run over any byte transport, with request framing and pipelining.
 
 The transport is a function `exchange(bytes) -> bytes`: it delivers the client's TLS bytes to
 the enclave and returns what the enclave answered (the gRPC Session stream answers every
 client frame with exactly one frame). The enclave's certificate must be byte-for-byte the
 certificate the caller verified beforehand (RA-TLS evidence); otherwise nothing is sent.
+
+Concurrent callers share the session: each request is framed and encrypted as soon as it is
+submitted; whichever caller holds the transport sends everything queued in one exchange and
+hands every response to its caller by request id.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kms.client.credentials import Credentials
-from kms.errors import SessionError, error_for_code
+from kms.errors import KmsError, SessionError, error_for_code
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 Exchange = Callable[[bytes], bytes]
-FRAME_MAX = 64 * 1024
+FRAME_MAX = 64 * 1024          # the enclave's request/response bound (KMS_MAX_REQUEST_SIZE)
+EXCHANGE_MAX = 96 * 1024       # TLS bytes per exchange: under the 128 KiB SessionFrame / feed limit
+IDLE_ROUNDS_MAX = 16           # exchanges in a row without progress before the session is declared dead
 
 
 class EnclaveIdentityMismatch(SessionError):
@@ -45,17 +51,38 @@ def _context(credentials: Credentials) -> ssl.SSLContext:
     return ctx
 
 
+class _Waiter:
+    """One submitted request: where its bytes start in the outgoing stream, and its answer."""
+
+    __slots__ = ("error", "event", "response", "start")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.event = threading.Event()
+        self.response: pb.Response | None = None
+        self.error: BaseException | None = None
+
+
 class SessionChannel:
-    """One attested session; thread-safe (callers share it, one request on the wire at a time)."""
+    """One attested session; thread-safe, with many requests in flight (request ids)."""
 
     def __init__(self, exchange: Exchange, credentials: Credentials, expected_certificate: bytes) -> None:
         self._exchange = exchange
         self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self._tls = _context(credentials).wrap_bio(self._in, self._out, server_side=False)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()      # the TLS object, BIOs, buffer, waiters
+        self._io = threading.Lock()        # one exchange at a time
         self._next_id = 1
         self._buffer = b""
+        self._waiters: dict[int, _Waiter] = {}
+        self._sent_total = 0               # TLS bytes taken from the outgoing BIO so far
+        self._failure: BaseException | None = None
         self._handshake(expected_certificate)
+
+    @property
+    def broken(self) -> bool:
+        """True once the session failed (a transport error, a TLS error, a protocol violation)."""
+        return self._failure is not None
 
     def _flush(self) -> None:
         data = self._out.read()
@@ -72,57 +99,147 @@ class SessionChannel:
                 self._flush()
         else:
             raise SessionError("TLS handshake with the enclave did not complete")
-        if self._out.pending:
-            self._flush()
         peer = self._tls.getpeercert(binary_form=True)
         if peer != expected:
             raise EnclaveIdentityMismatch("the session's certificate is not the verified enclave certificate")
+        if self._out.pending:
+            self._flush()
 
     def call(self, request: pb.Request) -> pb.Response:
         """Send one request and wait for its response; raises the enclave's typed error."""
-        with self._lock:
-            request.version = pb.BOUNDARY_VERSION_1
-            request.request_id = self._next_id
-            self._next_id += 1
-            payload = request.SerializeToString()
-            if len(payload) > FRAME_MAX:
-                raise SessionError(f"request of {len(payload)} bytes exceeds the {FRAME_MAX}-byte frame limit")
-            self._tls.write(struct.pack(">I", len(payload)) + payload)
-            response = self._receive(request.request_id)
+        waiter = self._submit(request)
+        while not waiter.event.is_set():
+            with self._io:
+                if not waiter.event.is_set():
+                    self._pump()
+        if waiter.error is not None:
+            raise waiter.error
+        response = waiter.response
+        assert response is not None
         if response.error:
             raise error_for_code(response.error)
         return response
 
-    def _receive(self, request_id: int) -> pb.Response:
-        for _ in range(1024):
-            self._flush()
+    def _submit(self, request: pb.Request) -> _Waiter:
+        with self._lock:
+            if self._failure is not None:
+                raise _unsent(self._failure)
+            request.version = pb.BOUNDARY_VERSION_1
+            request.request_id = self._next_id
+            payload = request.SerializeToString()
+            if len(payload) > FRAME_MAX:
+                raise SessionError(f"request of {len(payload)} bytes exceeds the {FRAME_MAX}-byte frame limit")
+            self._next_id += 1
+            waiter = _Waiter(self._sent_total + self._out.pending)
             try:
-                while True:
-                    self._buffer += self._tls.read(FRAME_MAX + 4)
-            except ssl.SSLWantReadError:
-                pass
-            except ssl.SSLZeroReturnError as exc:
-                raise SessionError("the enclave closed the session") from exc
-            while len(self._buffer) >= 4:
-                (n,) = struct.unpack(">I", self._buffer[:4])
-                if len(self._buffer) < 4 + n:
-                    break
-                frame, self._buffer = self._buffer[4:4 + n], self._buffer[4 + n:]
+                self._tls.write(struct.pack(">I", len(payload)) + payload)
+            except ssl.SSLError as exc:
+                self._fail(SessionError(f"TLS error: {exc.reason or exc}"))
+                raise _unsent(self._failure) from exc
+            self._waiters[request.request_id] = waiter
+            return waiter
+
+    def _pump(self) -> None:
+        """One exchange (caller holds the transport): send what is queued, dispatch what comes back."""
+        idle = 0
+        while True:
+            with self._lock:
+                if self._failure is not None or not self._waiters:
+                    return
+                data = self._out.read(EXCHANGE_MAX)
+                self._sent_total += len(data)
+            try:
+                reply = self._exchange(data)
+            except BaseException as exc:
+                with self._lock:
+                    self._fail(exc)
+                return
+            with self._lock:
+                progress = self._receive(reply)
+                if self._failure is not None or progress or data:
+                    return
+            idle += 1
+            if idle >= IDLE_ROUNDS_MAX:
+                with self._lock:
+                    self._fail(SessionError("no response from the enclave"))
+                return
+
+    def _receive(self, reply: bytes) -> bool:
+        """Decrypt what arrived and complete the waiters it answers (lock held); True if any completed."""
+        if reply:
+            self._in.write(reply)
+        try:
+            while True:
+                self._buffer += self._tls.read(FRAME_MAX + 4)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            self._fail(SessionError("the enclave closed the session"))
+            return False
+        except ssl.SSLError as exc:
+            self._fail(SessionError(f"TLS error in the session: {exc.reason or exc}"))
+            return False
+        progress = False
+        while len(self._buffer) >= 4:
+            (n,) = struct.unpack(">I", self._buffer[:4])
+            if n > FRAME_MAX:
+                self._fail(SessionError(f"response frame of {n} bytes exceeds {FRAME_MAX}"))
+                return False
+            if len(self._buffer) < 4 + n:
+                break
+            frame, self._buffer = self._buffer[4:4 + n], self._buffer[4 + n:]
+            try:
                 response = pb.Response.FromString(frame)
-                if response.request_id == request_id:
-                    return response
-        raise SessionError("no response from the enclave")
+            except Exception:
+                self._fail(SessionError("undecodable response frame"))
+                return False
+            waiter = self._waiters.pop(response.request_id, None)
+            if waiter is None:
+                self._fail(SessionError(f"response for unknown request id {response.request_id}"))
+                return False
+            waiter.response = response
+            waiter.event.set()
+            progress = True
+        return progress
+
+    def _fail(self, exc: BaseException) -> None:
+        """Mark the session dead and wake every waiter (lock held)."""
+        if self._failure is None:
+            self._failure = exc
+        for waiter in self._waiters.values():
+            waiter.error = _for_waiter(self._failure, waiter.start < self._sent_total)
+            waiter.event.set()
+        self._waiters.clear()
 
     def close(self) -> None:
-        """Send close_notify (best effort)."""
-        with self._lock:
-            try:
-                self._tls.unwrap()
-            except (ssl.SSLWantReadError, ssl.SSLError):
-                pass
-            try:
-                data = self._out.read()
-                if data:
-                    self._exchange(data)
-            except Exception:  # noqa: BLE001 - closing: the transport may already be gone
-                pass
+        """Send close_notify (best effort); waiters still queued fail."""
+        with self._io, self._lock:
+            if self._failure is None:
+                try:
+                    self._tls.unwrap()
+                except (ssl.SSLWantReadError, ssl.SSLError):
+                    pass
+                try:
+                    data = self._out.read()
+                    if data:
+                        self._exchange(data)
+                except Exception:  # noqa: S110 - closing: the transport may already be gone
+                    pass
+            self._fail(SessionError("the session was closed"))
+
+
+def _for_waiter(failure: BaseException, sent: bool) -> BaseException:
+    """The error a waiter sees: the failure itself, marked with whether its bytes had left."""
+    if sent:
+        return failure
+    return _unsent(failure)
+
+
+def _unsent(failure: BaseException | None) -> BaseException:
+    from kms.client.errors import TransportError
+
+    if isinstance(failure, TransportError):
+        return TransportError(str(failure), sent=False, grpc_code=failure.grpc_code)
+    if isinstance(failure, KmsError):
+        return TransportError(f"session unusable: {failure}", sent=False)
+    return TransportError(f"session unusable: {failure!r}", sent=False)

@@ -1,0 +1,92 @@
+"""Verify a server's GetEvidence answer (RA-TLS certificate + DCAP quote) before anything is sent to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kms.attestation.anchor import TrustAnchor
+from kms.attestation.collateral import Collateral, CollateralSource
+from kms.attestation.errors import AttestationError, Step
+from kms.attestation.pccs import PccsClient
+from kms.attestation.policy import AttestationPolicy
+from kms.attestation.ratls import verify_ratls_certificate
+from kms.attestation.result import EnclaveIdentity, VerificationResult
+from kms.client.errors import VerificationFailed
+from kms.proto.v1 import kms_pb2
+
+CERTIFICATE_MAX = 64 * 1024
+
+
+@dataclass(frozen=True)
+class VerifiedEvidence:
+    """Evidence that passed verification: the certificate to pin and what the verification established."""
+
+    certificate: bytes
+    result: VerificationResult
+    collateral_url: str
+    initialized: bool
+    enclave_version: str
+
+    @property
+    def identity(self) -> EnclaveIdentity:
+        return self.result.identity
+
+    def to_dict(self) -> dict[str, object]:
+        out = self.result.to_dict()
+        out.update(collateral_url=self.collateral_url, initialized=self.initialized,
+                   enclave_version=self.enclave_version)
+        return out
+
+
+class CollateralSources:
+    """The collateral source for each evidence: an explicit one, or one PccsClient per collateral URL (cached)."""
+
+    def __init__(self, explicit: Collateral | CollateralSource | None = None) -> None:
+        self._explicit = explicit
+        self._by_url: dict[str, PccsClient] = {}
+
+    def for_url(self, url: str) -> Collateral | CollateralSource:
+        if self._explicit is not None:
+            return self._explicit
+        if not url:
+            raise VerificationFailed("the server names no collateral URL and no collateral source was configured",
+                                     step=Step.COLLATERAL_FETCH)
+        source = self._by_url.get(url)
+        if source is None:
+            try:
+                source = PccsClient(url)
+            except ValueError as exc:
+                raise VerificationFailed(f"unusable collateral URL from the server: {exc}",
+                                         step=Step.COLLATERAL_FETCH) from exc
+            self._by_url[url] = source
+        return source
+
+
+def verify_evidence(
+    evidence: kms_pb2.GetEvidenceResponse,
+    policy: AttestationPolicy,
+    *,
+    trust_anchor: TrustAnchor,
+    collateral: CollateralSources,
+    at: datetime | None = None,
+) -> VerifiedEvidence:
+    """Verify the RA-TLS certificate against the policy; raise VerificationFailed (never retried) otherwise.
+
+    The flags the server sends (simulated, initialized) are informational: verification decides.
+    """
+    certificate = bytes(evidence.certificate)
+    if not certificate or len(certificate) > CERTIFICATE_MAX:
+        raise VerificationFailed(f"the server sent a certificate of {len(certificate)} bytes",
+                                 step=Step.RATLS_CERTIFICATE)
+    source = collateral.for_url(evidence.collateral_url)
+    when = at if at is not None else datetime.now(UTC)
+    try:
+        result = verify_ratls_certificate(certificate, source, policy, at=when, trust_anchor=trust_anchor)
+    except (AttestationError, ValueError) as exc:  # a policy that cannot be applied is a refusal too
+        raise VerificationFailed(f"evidence could not be verified: {exc}",
+                                 step=getattr(exc, "step", None)) from exc
+    if not result.ok:
+        raise VerificationFailed.from_result(result)
+    return VerifiedEvidence(certificate, result, evidence.collateral_url, evidence.initialized,
+                            evidence.enclave_version)

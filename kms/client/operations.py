@@ -1,0 +1,214 @@
+"""The typed operations of KmsClient, each one Request/Response in the attested session."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+
+from kms.client.types import (
+    DEFAULT_SIGNING,
+    DEFAULT_USAGE,
+    SPEC_ALIASES,
+    DecryptResult,
+    EncryptResult,
+    InitResult,
+    KeyInfo,
+    MacResult,
+    Principal,
+    PublicKey,
+    RecoveryShare,
+    SignResult,
+    enum_value,
+)
+from kms.proto.enclave.v1 import boundary_pb2 as pb
+
+_DIGESTS = {pb.ECDSA_SHA_256: "sha256", pb.ECDSA_SHA_384: "sha384", pb.RSASSA_PSS_SHA_256: "sha256",
+            pb.RSASSA_PSS_SHA_384: "sha384", pb.RSASSA_PSS_SHA_512: "sha512",
+            pb.RSASSA_PKCS1_V1_5_SHA_256: "sha256", pb.RSASSA_PKCS1_V1_5_SHA_384: "sha384",
+            pb.RSASSA_PKCS1_V1_5_SHA_512: "sha512"}
+
+
+def _context(context: Mapping[str, str] | None) -> list[pb.ContextEntry]:
+    return [pb.ContextEntry(key=k.encode(), value=v.encode()) for k, v in sorted((context or {}).items())]
+
+
+class Operations:
+    """Mixin: typed methods over `_call(request, idempotent=...)` (provided by KmsClient)."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, int] = {}
+        self._specs_lock = threading.Lock()
+
+    def _call(self, request: pb.Request, *, idempotent: bool = True) -> pb.Response:  # pragma: no cover
+        raise NotImplementedError
+
+    def _remember(self, info: KeyInfo) -> KeyInfo:
+        with self._specs_lock:
+            self._specs[info.key_id] = pb.KeySpec.Value(info.spec)
+        return info
+
+    def _spec_of(self, key_id: str) -> int:
+        with self._specs_lock:
+            spec = self._specs.get(key_id)
+        return spec if spec is not None else pb.KeySpec.Value(self.describe_key(key_id).spec)
+
+    def _algorithm(self, key_id: str, algorithm: str | int | None) -> int:
+        if algorithm is not None:
+            return enum_value(pb.SigningAlgorithm, algorithm)
+        spec = self._spec_of(key_id)
+        if spec not in DEFAULT_SIGNING:
+            raise ValueError(f"a {pb.KeySpec.Name(spec)} key does not sign")
+        return DEFAULT_SIGNING[spec]
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    def create_key(self, spec: str | int = "SYMMETRIC_DEFAULT", usage: str | int | None = None,
+                   description: str = "") -> KeyInfo:
+        """Create a key (admins). Usage defaults by spec: AES encrypt, HMAC mac, EC/Ed/RSA sign, X25519 agree."""
+        spec_n = enum_value(pb.KeySpec, spec, SPEC_ALIASES)
+        usage_n = DEFAULT_USAGE[spec_n] if usage is None else enum_value(pb.KeyUsage, usage)
+        r = self._call(pb.Request(create_key=pb.CreateKeyRequest(spec=spec_n, usage=usage_n, description=description)),
+                       idempotent=False)
+        return self._remember(KeyInfo.from_pb(r.key_metadata))
+
+    def describe_key(self, key_id: str) -> KeyInfo:
+        r = self._call(pb.Request(describe_key=pb.DescribeKeyRequest(key_id=key_id)))
+        return self._remember(KeyInfo.from_pb(r.key_metadata))
+
+    def list_keys_page(self, page_token: str = "", limit: int = 32) -> tuple[list[KeyInfo], str]:
+        """One page of the keys the caller may see, and the token of the next page ("" at the end)."""
+        r = self._call(pb.Request(list_keys=pb.ListKeysRequest(page_token=page_token, limit=limit))).list_keys
+        return [self._remember(KeyInfo.from_pb(k)) for k in r.keys], r.next_page_token
+
+    def list_keys(self, page_size: int = 32) -> Iterator[KeyInfo]:
+        """Every key the caller may see, fetched page by page as the iterator advances."""
+        token = ""
+        while True:
+            keys, token = self.list_keys_page(token, page_size)
+            yield from keys
+            if not token:
+                return
+
+    def _set_state(self, key_id: str, state: int) -> KeyInfo:
+        r = self._call(pb.Request(set_key_state=pb.SetKeyStateRequest(key_id=key_id, state=state)))
+        return self._remember(KeyInfo.from_pb(r.key_metadata))
+
+    def enable_key(self, key_id: str) -> KeyInfo:
+        return self._set_state(key_id, pb.ENABLED)
+
+    def disable_key(self, key_id: str) -> KeyInfo:
+        return self._set_state(key_id, pb.DISABLED)
+
+    def rotate_key(self, key_id: str) -> KeyInfo:
+        """A new current version; older versions keep decrypting and verifying."""
+        r = self._call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=key_id)), idempotent=False)
+        return self._remember(KeyInfo.from_pb(r.key_metadata))
+
+    def grant_key(self, key_id: str, principal_id: bytes) -> None:
+        """Let a principal use a key (admins)."""
+        self._call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=key_id, principal_id=principal_id)))
+
+    def revoke_grant(self, key_id: str, principal_id: bytes) -> None:
+        """Take a key's use away from a principal (admins)."""
+        self._call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=key_id, principal_id=principal_id, revoke=True)))
+
+    def get_public_key(self, key_id: str, *, pem: bool = False) -> PublicKey:
+        fmt = pb.PUBLIC_KEY_PEM if pem else pb.PUBLIC_KEY_DER
+        r = self._call(pb.Request(get_public_key=pb.GetPublicKeyRequest(key_id=key_id, format=fmt))).get_public_key
+        return PublicKey(r.key_id, r.key_version, pb.KeySpec.Name(r.spec), bytes(r.public_key))
+
+    # --- data -----------------------------------------------------------------------------------
+
+    def encrypt(self, key_id: str, plaintext: bytes, context: Mapping[str, str] | None = None) -> EncryptResult:
+        """AES-256-GCM under the key's current version; the context is bound as AAD."""
+        r = self._call(pb.Request(encrypt=pb.EncryptRequest(key_id=key_id, plaintext=plaintext,
+                                                            context=_context(context)))).encrypt
+        return EncryptResult(r.key_id, r.key_version, bytes(r.ciphertext))
+
+    def decrypt(self, ciphertext: bytes, context: Mapping[str, str] | None = None) -> DecryptResult:
+        """The ciphertext names its key and version; a wrong context or any tampering is InvalidCiphertext."""
+        r = self._call(pb.Request(decrypt=pb.DecryptRequest(ciphertext=ciphertext, context=_context(context)))).decrypt
+        return DecryptResult(r.key_id, r.key_version, bytes(r.plaintext))
+
+    def _sign_request(self, key_id: str, message: bytes | None, digest: bytes | None,
+                      algorithm: str | int | None) -> tuple[int, bytes, int]:
+        if (message is None) == (digest is None):
+            raise ValueError("give exactly one of message= or digest=")
+        alg = self._algorithm(key_id, algorithm)
+        if digest is not None:
+            return alg, digest, pb.DIGEST
+        return alg, message or b"", pb.RAW
+
+    def sign(self, key_id: str, message: bytes | None = None, *, digest: bytes | None = None,
+             algorithm: str | int | None = None, p1363: bool = False) -> SignResult:
+        """Sign a message, or a precomputed digest (not Ed25519). ECDSA signatures are DER unless p1363."""
+        alg, data, kind = self._sign_request(key_id, message, digest, algorithm)
+        fmt = pb.SIGNATURE_FORMAT_P1363 if p1363 else pb.SIGNATURE_FORMAT_DER
+        r = self._call(pb.Request(sign=pb.SignRequest(key_id=key_id, message=data, message_type=kind,
+                                                      algorithm=alg, format=fmt))).sign
+        return SignResult(r.key_id, r.key_version, bytes(r.signature), pb.SigningAlgorithm.Name(alg))
+
+    def verify(self, key_id: str, signature: bytes, message: bytes | None = None, *, digest: bytes | None = None,
+               algorithm: str | int | None = None, p1363: bool = False, key_version: int = 0) -> bool:
+        """True if the signature verifies; raises kms.errors.InvalidSignature if it does not."""
+        alg, data, kind = self._sign_request(key_id, message, digest, algorithm)
+        fmt = pb.SIGNATURE_FORMAT_P1363 if p1363 else pb.SIGNATURE_FORMAT_DER
+        r = self._call(pb.Request(verify=pb.VerifyRequest(key_id=key_id, message=data, message_type=kind,
+                                                          algorithm=alg, format=fmt, signature=signature,
+                                                          key_version=key_version))).verify
+        return bool(r.valid)
+
+    @staticmethod
+    def digest_for(algorithm: str | int, message: bytes) -> bytes:
+        """The digest a DIGEST-type sign/verify expects for `algorithm` (a local convenience)."""
+        alg = enum_value(pb.SigningAlgorithm, algorithm)
+        if alg not in _DIGESTS:
+            raise ValueError(f"{pb.SigningAlgorithm.Name(alg)} signs messages only")
+        return hashlib.new(_DIGESTS[alg], message).digest()
+
+    def generate_mac(self, key_id: str, message: bytes) -> MacResult:
+        r = self._call(pb.Request(generate_mac=pb.GenerateMacRequest(key_id=key_id, message=message))).generate_mac
+        return MacResult(r.key_id, r.key_version, bytes(r.mac))
+
+    def verify_mac(self, key_id: str, message: bytes, mac: bytes, key_version: int = 0) -> bool:
+        r = self._call(pb.Request(verify_mac=pb.VerifyMacRequest(key_id=key_id, message=message, mac=mac,
+                                                                 key_version=key_version))).verify_mac
+        return bool(r.valid)
+
+    def generate_random(self, length: int) -> bytes:
+        """1..1024 random bytes from the enclave's DRBG."""
+        return bytes(self._call(pb.Request(generate_random=pb.GenerateRandomRequest(length=length))).generate_random
+                     .random)
+
+    # --- administration ---------------------------------------------------------------------------
+
+    def init(self, recovery_public_keys: Iterable[bytes], threshold: int, admin_name: str = "admin") -> InitResult:
+        """Initialize a fresh server: this client becomes the first admin; returns the encrypted recovery shares.
+
+        recovery_public_keys are raw 32-byte X25519 public keys; share i is encrypted to key i.
+        """
+        keys = tuple(bytes(k) for k in recovery_public_keys)
+        if not keys or any(len(k) != 32 for k in keys):
+            raise ValueError("recovery public keys are raw 32-byte X25519 keys (at least one)")
+        if not 1 <= threshold <= len(keys):
+            raise ValueError(f"threshold must be 1..{len(keys)}")
+        req = pb.InitRequest(admin_name=admin_name, recovery_public_keys=keys, threshold=threshold)
+        r = self._call(pb.Request(init=req), idempotent=False).init
+        shares = tuple(RecoveryShare(s.index, s.share_x, bytes(s.ephemeral_public_key), bytes(s.ciphertext))
+                       for s in r.shares)
+        return InitResult(bytes(r.domain_id), bytes(r.admin_principal_id), shares, threshold, keys)
+
+    def add_principal(self, principal_id: bytes, name: str, role: str | int = "USER") -> list[Principal]:
+        """Register a principal (admins); returns the principal list."""
+        req = pb.AddPrincipalRequest(principal_id=principal_id, name=name, role=enum_value(pb.Role, role))
+        r = self._call(pb.Request(add_principal=req), idempotent=False).principals
+        return [Principal.from_pb(p) for p in r.principals]
+
+    def list_principals(self) -> list[Principal]:
+        r = self._call(pb.Request(list_principals=pb.ListPrincipalsRequest())).principals
+        return [Principal.from_pb(p) for p in r.principals]
+
+    def identity(self) -> pb.GetIdentityResponse:
+        """The enclave's own view of its identity (inside the session, so it is authenticated)."""
+        return self._call(pb.Request(get_identity=pb.GetIdentityRequest())).get_identity
