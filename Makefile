@@ -150,6 +150,10 @@ $(ASAN)/stub_enclave.so: enclave/tests/stub_enclave.c $(ASAN)/libkms_simcpu.so
 $(ASAN)/stub_enclave_b.so: enclave/tests/stub_enclave.c $(ASAN)/libkms_simcpu.so
 	$(STUB_LINK) -DSTUB_VARIANT=2
 
+# `kms enclave keygen/sign` import kms.errors, which needs the generated protobuf modules
+# (a fresh clone running `make ctest` or `make fuzz` before `make all`).
+$(KMS_SIGNER_KEY): | $(PY_PB)
+
 # Identities for the EGETKEY/sealing tests: ISVSVN 2 from the same config, and a second signer.
 $(ASAN)/enclave-svn2.toml: $(ENCLAVE_CONFIG)
 	@mkdir -p $(dir $@)
