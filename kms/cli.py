@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kms.sim import cli as sim_cli
 
     sim_cli.register(groups.add_parser("sim", help="simulated SGX platform services: PKI, QE, collateral, PCCS"))
+    from kms import commands
+
+    commands.register(groups)
     return parser
 
 

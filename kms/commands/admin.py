@@ -1,0 +1,159 @@
+"""`kms admin init|principal add|principal list` and `kms credentials new|show`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from kms.client.credentials import Credentials
+from kms.client.recovery import generate_recovery_keys, load_public_key, write_shares
+from kms.commands.common import (
+    LocalError,
+    add_principal_args,
+    emit,
+    load_credentials,
+    make_client,
+    principal_arg,
+    run_command,
+)
+
+MAX_RECOVERY_KEYS = 10
+
+
+def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -> None:
+    """Add `kms admin init` and `kms admin principal add|list`."""
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    init = sub.add_parser("init", parents=[parent], help="initialize a fresh server; you become its first admin",
+                          description="Verify the server, then send your certificate's key (the first admin), the "
+                                      "recovery public keys and the threshold. The enclave generates the domain key "
+                                      "and returns one recovery share per recovery key, encrypted to it.")
+    keys = init.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--recovery-keys", type=int, metavar="N",
+                      help=f"generate N (1..{MAX_RECOVERY_KEYS}) X25519 recovery key pairs in --recovery-dir")
+    keys.add_argument("--recovery-public-key", action="append", metavar="FILE",
+                      help="an existing recovery public key (PEM/DER SubjectPublicKeyInfo, raw or hex; repeatable)")
+    init.add_argument("--recovery-dir", type=Path, metavar="DIR",
+                      help="where generated recovery keys (private: 0600) are written")
+    init.add_argument("--threshold", type=int, help="shares needed to recover (default: a majority)")
+    init.add_argument("--shares-dir", type=Path, metavar="DIR",
+                      help="where the encrypted shares are written (default: --recovery-dir)")
+    init.add_argument("--admin-name", default="admin", help="the first admin's name (default admin)")
+    init.set_defaults(func=run_command(_init))
+
+    principal = sub.add_parser("principal", help="principals (clients known to the enclave) and their roles")
+    psub = principal.add_subparsers(dest="principal_command", required=True, metavar="COMMAND")
+    add = psub.add_parser("add", parents=[parent], help="register a principal with a role (admins)")
+    add_principal_args(add)
+    add.add_argument("--name", required=True)
+    add.add_argument("--role", choices=("user", "admin"), default="user")
+    add.set_defaults(func=run_command(_principal_add))
+    listing = psub.add_parser("list", parents=[parent], help="list principals (admins)")
+    listing.set_defaults(func=run_command(_principal_list))
+
+
+def register_credentials(parser: argparse.ArgumentParser) -> None:
+    """Add `kms credentials new` and `kms credentials show`."""
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    new = sub.add_parser("new", help="create a client key pair and certificate; prints the principal id")
+    new.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for key.pem (0600), cert.pem")
+    new.add_argument("--name", default="kms-client", help="the certificate's common name")
+    new.add_argument("--output", choices=("table", "json"), default="table")
+    new.set_defaults(func=run_command(_credentials_new))
+    show = sub.add_parser("show", help="print the principal id of existing credentials")
+    show.add_argument("--credentials", type=Path, required=True, metavar="DIR")
+    show.add_argument("--output", choices=("table", "json"), default="table")
+    show.set_defaults(func=run_command(_credentials_show))
+
+
+def _recovery_plan(args: argparse.Namespace) -> tuple[list[bytes], Path]:
+    """Checks before anything is generated or sent: the given recovery public keys (none yet when
+    they are to be generated), the threshold (set on args) and where the shares go."""
+    shares_dir = args.shares_dir or args.recovery_dir
+    if shares_dir is None:
+        raise LocalError("say where the encrypted shares go: --shares-dir DIR (or --recovery-dir DIR)")
+    if args.recovery_keys is not None:
+        if not 1 <= args.recovery_keys <= MAX_RECOVERY_KEYS:
+            raise LocalError(f"--recovery-keys is 1..{MAX_RECOVERY_KEYS}")
+        if args.recovery_dir is None:
+            raise LocalError("--recovery-keys needs --recovery-dir DIR for the private keys")
+        count = args.recovery_keys
+    else:
+        count = len(args.recovery_public_key)
+        if count > MAX_RECOVERY_KEYS:
+            raise LocalError(f"at most {MAX_RECOVERY_KEYS} recovery keys")
+    threshold = args.threshold if args.threshold is not None else count // 2 + 1
+    if not 1 <= threshold <= count:
+        raise LocalError(f"--threshold must be 1..{count}")
+    args.threshold = threshold
+    existing = [p for i in range(count) if (p := shares_dir / f"share-{i}.json").exists()]
+    if existing:
+        raise LocalError(f"{existing[0]} already exists: refusing to overwrite recovery shares")
+    if args.recovery_keys is None:
+        try:
+            return [load_public_key(Path(f).read_bytes()) for f in args.recovery_public_key], shares_dir
+        except (OSError, ValueError) as exc:
+            raise LocalError(f"cannot read a recovery public key: {exc}") from exc
+    return [], shares_dir
+
+
+def _init(args: argparse.Namespace) -> None:
+    public_keys, shares_dir = _recovery_plan(args)
+    generated: list[str] = []
+    load_credentials(args)  # fail locally before generating anything
+    with make_client(args) as client:  # verified before any key is generated or sent
+        if args.recovery_keys is not None:
+            try:
+                made = generate_recovery_keys(args.recovery_dir, args.recovery_keys)
+            except OSError as exc:
+                raise LocalError(f"cannot write recovery keys: {exc}") from exc
+            public_keys, generated = [pub for _, pub in made], [str(path) for path, _ in made]
+        shares_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        result = client.init(public_keys, args.threshold, admin_name=args.admin_name)
+    try:
+        share_files = write_shares(shares_dir, result)
+    except OSError as exc:
+        raise LocalError(f"the server is initialized but the shares could not be written: {exc}") from exc
+    info: dict[str, Any] = {
+        "domain_id": result.domain_id.hex(), "admin_principal_id": result.admin_principal_id.hex(),
+        "threshold": result.threshold, "shares": len(result.shares),
+        "share_files": ", ".join(str(p) for p in share_files) if args.output == "table" else
+        [str(p) for p in share_files],
+    }
+    if generated:
+        info["recovery_private_keys"] = ", ".join(generated) if args.output == "table" else generated
+    emit(args, info)
+
+
+def _principal_add(args: argparse.Namespace) -> None:
+    principal = principal_arg(args)
+    with make_client(args) as client:
+        principals = client.add_principal(principal, args.name, args.role.upper())
+    emit(args, [p.to_dict() for p in principals], ("principal_id", "name", "role"))
+
+
+def _principal_list(args: argparse.Namespace) -> None:
+    with make_client(args) as client:
+        principals = client.list_principals()
+    emit(args, [p.to_dict() for p in principals], ("principal_id", "name", "role"))
+
+
+def _credentials_new(args: argparse.Namespace) -> None:
+    if (args.out / "key.pem").exists():
+        raise LocalError(f"{args.out / 'key.pem'} already exists: refusing to overwrite a key")
+    creds = Credentials.generate(args.name)
+    try:
+        creds.save(args.out)
+    except OSError as exc:
+        raise LocalError(f"cannot write credentials to {args.out}: {exc.strerror or exc}") from exc
+    emit(args, {"principal_id": creds.principal_id.hex(), "certificate": str(args.out / "cert.pem"),
+                "private_key": str(args.out / "key.pem")})
+
+
+def _credentials_show(args: argparse.Namespace) -> None:
+    creds = load_credentials(args)
+    try:
+        principal = creds.principal_id
+    except ValueError as exc:
+        raise LocalError(f"{args.credentials}/cert.pem is not a certificate: {exc}") from exc
+    emit(args, {"principal_id": principal.hex(), "certificate": str(args.credentials / "cert.pem")})

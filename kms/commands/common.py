@@ -1,0 +1,237 @@
+"""Shared CLI plumbing: connection and policy flags, the client, secret I/O, output and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import json
+import os
+import ssl
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kms.attestation.collateral import CollateralSource, load_collateral_json
+from kms.attestation.errors import AttestationError
+from kms.attestation.pccs import CollateralCache, PccsClient
+from kms.attestation.tcb import TcbStatus
+from kms.client.client import KmsClient
+from kms.client.credentials import Credentials, principal_id_of
+from kms.client.errors import ClientError, VerificationFailed
+from kms.errors import InvalidSignature, KmsError
+
+EXIT_OK, EXIT_LOCAL, EXIT_REMOTE = 0, 1, 2
+DEFAULT_SERVER = "127.0.0.1:7443"
+INSECURE = ("debug", "expired-collateral", "outdated-tcb", "any-enclave", "simulation")
+SECRET_MAX = 1024 * 1024
+
+
+class LocalError(Exception):
+    """A local or usage problem (exit 1)."""
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def connection_parent() -> argparse.ArgumentParser:
+    """Flags every command that talks to a server takes (a parent parser; env defaults read now)."""
+    p = argparse.ArgumentParser(add_help=False)
+    conn = p.add_argument_group("server and identity")
+    conn.add_argument("--server", default=os.environ.get("KMS_SERVER", DEFAULT_SERVER), metavar="HOST:PORT",
+                      help="gRPC address of the KMS (env KMS_SERVER; default %(default)s)")
+    conn.add_argument("--credentials", type=Path, default=os.environ.get("KMS_CREDENTIALS"), metavar="DIR",
+                      help="client key and certificate from `kms credentials new` (env KMS_CREDENTIALS)")
+    conn.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
+    conn.add_argument("--output", choices=("table", "json"), default=os.environ.get("KMS_OUTPUT", "table"),
+                      help="output format (env KMS_OUTPUT; default table)")
+    pol = p.add_argument_group("attestation policy (checked before anything is sent)")
+    pol.add_argument("--mrsigner", default=os.environ.get("KMS_MRSIGNER"), metavar="HEX",
+                     help="required MRSIGNER (env KMS_MRSIGNER)")
+    mrenclave = [v for v in os.environ.get("KMS_MRENCLAVE", "").replace(",", " ").split() if v]
+    pol.add_argument("--mrenclave", action="append", default=mrenclave, metavar="HEX",
+                     help="accepted MRENCLAVE, repeatable (env KMS_MRENCLAVE, comma-separated)")
+    pol.add_argument("--isvprodid", type=int)
+    pol.add_argument("--min-isvsvn", type=int, default=0)
+    pol.add_argument("--allow-tcb-status", action="append", default=[], metavar="STATUS",
+                     choices=[s.value for s in TcbStatus], help="accepted TCB status (repeatable; default UpToDate)")
+    anchor = pol.add_mutually_exclusive_group()
+    anchor.add_argument("--root", type=Path, default=os.environ.get("KMS_ROOT"), metavar="FILE",
+                        help="trust anchor certificate or key (env KMS_ROOT; default: Intel's SGX root key)")
+    anchor.add_argument("--simulated-root", type=Path, default=os.environ.get("KMS_SIMULATED_ROOT"), metavar="FILE",
+                        help="the simulated platform's root certificate, <data>/sgx-sim/root-ca.pem "
+                             "(env KMS_SIMULATED_ROOT)")
+    pol.add_argument("--at", metavar="RFC3339", help="verification time (default: now)")
+    for name in INSECURE:
+        env = f"KMS_ALLOW_{name.upper().replace('-', '_')}_INSECURE"
+        pol.add_argument(f"--allow-{name}-insecure", action="store_true", default=_env_flag(env),
+                         help=f"relax the policy (env {env}=1)")
+    col = p.add_argument_group("collateral (default: the PCCS the server names; its answers are signed)")
+    src = col.add_mutually_exclusive_group()
+    src.add_argument("--collateral", type=Path, metavar="FILE", help="collateral JSON file")
+    src.add_argument("--pccs", default=os.environ.get("KMS_PCCS"), metavar="URL",
+                     help="PCCS or Intel PCS base URL (env KMS_PCCS)")
+    col.add_argument("--pccs-ca", type=Path, metavar="FILE", help="CA bundle for the PCCS TLS certificate")
+    col.add_argument("--collateral-cache", type=Path, metavar="DIR", help="keep fetched collateral here")
+    return p
+
+
+def _collateral(args: argparse.Namespace) -> CollateralSource | None:
+    cache = CollateralCache(args.collateral_cache) if args.collateral_cache else None
+    if args.collateral is not None:
+        return load_collateral_json(args.collateral)
+    if args.pccs:
+        context = ssl.create_default_context(cafile=str(args.pccs_ca)) if args.pccs_ca else None
+        return PccsClient(args.pccs, ssl_context=context, cache=cache)
+    return None
+
+
+def load_credentials(args: argparse.Namespace) -> Credentials:
+    if args.credentials is None:
+        raise LocalError("no client credentials: pass --credentials DIR or set KMS_CREDENTIALS "
+                         "(create them with `kms credentials new --out DIR`)")
+    try:
+        return Credentials.load(args.credentials)
+    except OSError as exc:
+        raise LocalError(f"cannot read credentials from {args.credentials}: {exc.strerror or exc}") from exc
+
+
+def make_client(args: argparse.Namespace) -> KmsClient:
+    """Verify the server (policy from the flags) and open the session; raises before anything is sent."""
+    from kms.attestation import cli as attest_cli  # the policy/anchor/time helpers of `kms attest`
+
+    creds = load_credentials(args)
+    try:
+        policy, anchor, at = attest_cli._policy(args), attest_cli._anchor(args), None
+        if args.at:
+            at = attest_cli._at(args.at)
+        collateral = _collateral(args)
+    except (OSError, ValueError, AttestationError) as exc:
+        raise LocalError(str(exc)) from exc
+    return KmsClient(args.server, credentials=creds, policy=policy, trust_anchor=anchor, collateral=collateral,
+                     at=at, timeout=args.timeout)
+
+
+# --- inputs -----------------------------------------------------------------------------------------
+
+
+def read_input(path: str, *, base64_text: bool = False, what: str = "input") -> bytes:
+    """Bytes from a file or stdin ('-'); never from argv. Optionally base64-decoded."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(SECRET_MAX + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(SECRET_MAX + 1)
+    except OSError as exc:
+        raise LocalError(f"cannot read {what} from {path}: {exc.strerror or exc}") from exc
+    if len(data) > SECRET_MAX:
+        raise LocalError(f"{what} larger than {SECRET_MAX} bytes")
+    if base64_text:
+        try:
+            return base64.b64decode(b"".join(data.split()), validate=True)
+        except ValueError as exc:
+            raise LocalError(f"{what} is not base64") from exc
+    return data
+
+
+def principal_arg(args: argparse.Namespace) -> bytes:
+    """A principal id from --principal-id HEX or --certificate FILE (the principal's cert.pem)."""
+    if getattr(args, "certificate", None):
+        try:
+            return principal_id_of(Path(args.certificate).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise LocalError(f"cannot read a certificate from {args.certificate}: {exc}") from exc
+    try:
+        value = bytes.fromhex(args.principal_id)
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        raise LocalError("--principal-id is 64 hex digits (as `kms credentials new` prints)")
+    return value
+
+
+def add_principal_args(p: argparse.ArgumentParser) -> None:
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--principal-id", metavar="HEX", help="SHA-256 of the principal's SubjectPublicKeyInfo")
+    who.add_argument("--certificate", metavar="FILE", help="the principal's cert.pem")
+
+
+def parse_context(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LocalError(f"--context takes KEY=VALUE, not {pair!r}")
+        if key in out:
+            raise LocalError(f"--context key {key!r} given twice")
+        out[key] = value
+    return out
+
+
+# --- outputs ----------------------------------------------------------------------------------------
+
+
+def write_file(path: str, data: bytes, *, private: bool) -> None:
+    """Raw bytes to a new file (0600 when private) or to stdout ('-')."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise LocalError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def emit(args: argparse.Namespace, info: Mapping[str, Any] | list[Mapping[str, Any]],
+         columns: tuple[str, ...] | None = None) -> None:
+    """Print a result (or a list of them) as JSON or as a table."""
+    if args.output == "json":
+        print(json.dumps(info, indent=2, default=str))
+        return
+    if isinstance(info, list):
+        cols = columns or (tuple(info[0]) if info else ())
+        rows = [[("" if r.get(c) is None else str(r.get(c))) for c in cols] for r in info]
+        widths = [max([len(c), *(len(row[i]) for row in rows)]) for i, c in enumerate(cols)]
+        print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
+        for row in rows:
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        return
+    width = max((len(k) for k in info), default=0)
+    for key, value in info.items():
+        print(f"{key.ljust(width)}  {'' if value is None else value}")
+
+
+def run_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[argparse.Namespace], int]:
+    """Wrap a command: one-line messages on stderr, exit 1 for local errors, 2 for server/verification."""
+
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return int(fn(args) or EXIT_OK)
+        except LocalError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_LOCAL
+        except VerificationFailed as exc:
+            print(f"error: server NOT trusted, nothing was sent: {exc}", file=sys.stderr)
+            return EXIT_REMOTE
+        except InvalidSignature:
+            print("error: the signature is NOT valid", file=sys.stderr)
+            return EXIT_REMOTE
+        except (ClientError, KmsError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_REMOTE
+        except ValueError as exc:  # SDK argument checks (unknown spec, bad threshold, ...)
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_LOCAL
+
+    return wrapper

@@ -1,0 +1,169 @@
+"""The client CLI (`kms key|encrypt|decrypt|sign|verify|public-key|admin|credentials`) in process,
+against the fake server over the real enclave: flows, output formats, secrets I/O and exit codes."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from kms.cli import main
+from kms.client.recovery import open_share
+
+
+class Cli:
+    def __init__(self, server, tmp: Path, capsys, monkeypatch) -> None:
+        self.server, self.tmp, self.capsys, self.monkeypatch = server, tmp, capsys, monkeypatch
+        self.root = server.platform.directory / "root-ca.pem"
+
+    def flags(self, creds: Path, mrsigner: str | None = None, simulation: bool = True) -> list[str]:
+        out = ["--server", self.server.target, "--credentials", str(creds), "--simulated-root", str(self.root),
+               "--mrsigner", mrsigner or self.server.mrsigner.hex()]
+        return [*out, "--allow-simulation-insecure"] if simulation else out
+
+    def run(self, *argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
+        self.monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        self.capsys.readouterr()
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse usage errors and --help
+            code = int(exc.code or 0)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def json(self, *argv: str, stdin: bytes = b"") -> dict:
+        code, out, err = self.run(*argv, "--output", "json", stdin=stdin)
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def cli(server, tmp_path, capsys, monkeypatch) -> Cli:
+    for name in ("KMS_SERVER", "KMS_CREDENTIALS", "KMS_MRSIGNER", "KMS_SIMULATED_ROOT", "KMS_OUTPUT"):
+        monkeypatch.delenv(name, raising=False)
+    return Cli(server, tmp_path, capsys, monkeypatch)
+
+
+def new_credentials(cli: Cli, name: str) -> tuple[Path, str]:
+    d = cli.tmp / name
+    info = cli.json("credentials", "new", "--out", str(d), "--name", name)
+    assert stat.S_IMODE((d / "key.pem").stat().st_mode) == 0o600
+    return d, info["principal_id"]
+
+
+def test_walkthrough(cli: Cli) -> None:
+    admin, admin_id = new_credentials(cli, "admin")
+    f = cli.flags(admin)
+    rec = cli.tmp / "recovery"
+    init = cli.json("admin", "init", *f, "--recovery-keys", "3", "--recovery-dir", str(rec), "--threshold", "2")
+    assert init["admin_principal_id"] == admin_id and init["shares"] == 3 and init["threshold"] == 2
+    for i in range(3):
+        assert stat.S_IMODE((rec / f"recovery-{i}.key").stat().st_mode) == 0o600
+        doc = json.loads((rec / f"share-{i}.json").read_text())
+        key = load_pem_private_key((rec / f"recovery-{i}.key").read_bytes(), None)
+        assert isinstance(key, x25519.X25519PrivateKey)
+        x, share = open_share(doc, key)
+        assert x == i + 1 and len(share) == 32
+
+    key = cli.json("key", "create", *f, "--description", "demo")
+    kid = key["key_id"]
+    plain = cli.tmp / "plain.txt"
+    plain.write_bytes(b"attack at dawn")
+    ct = cli.tmp / "ct.bin"
+    enc = cli.json("encrypt", *f, "--key-id", kid, "--in", str(plain), "--out", str(ct), "--context", "app=demo")
+    assert enc["ciphertext_file"] == str(ct) and enc["key_version"] == 1
+    code, out, err = cli.run("decrypt", *f, "--in", str(ct), "--context", "app=demo", "--out", "-")
+    assert code == 0 and out == "attack at dawn", err
+    code, _, err = cli.run("decrypt", *f, "--in", str(ct), "--context", "app=other")
+    assert code == 2 and "KMS_ERR_INVALID_CIPHERTEXT" in err and "Traceback" not in err
+
+    signing = cli.json("key", "create", *f, "--spec", "ed25519")["key_id"]
+    sig = cli.json("sign", *f, "--key-id", signing, stdin=b"block 1")
+    assert sig["algorithm"] == "ED25519_PURE"
+    sig_file = cli.tmp / "sig.b64"
+    sig_file.write_text(sig["signature"])
+    ok = cli.json("verify", *f, "--key-id", signing, "--signature", str(sig_file), "--signature-base64",
+                  stdin=b"block 1")
+    assert ok["valid"] is True
+    code, _, err = cli.run("verify", *f, "--key-id", signing, "--signature", str(sig_file), "--signature-base64",
+                           stdin=b"block 2")
+    assert code == 2 and "NOT valid" in err
+    pem = cli.json("public-key", *f, "--key-id", signing, "--pem")["public_key_pem"]
+    assert pem.startswith("-----BEGIN PUBLIC KEY-----")
+
+    rotated = cli.json("key", "rotate", *f, kid)
+    assert rotated["current_version"] == 2
+    code, out, _ = cli.run("decrypt", *f, "--in", str(ct), "--context", "app=demo", "--out", "-")
+    assert code == 0 and out == "attack at dawn"
+    dec = cli.json("decrypt", *f, "--in-base64", "--context", "app=demo",
+                   stdin=base64.b64encode(ct.read_bytes()))
+    assert base64.b64decode(dec["plaintext"]) == b"attack at dawn" and dec["key_version"] == 1
+
+    code, out, _ = cli.run("key", "list", *f)
+    assert code == 0 and kid in out and "KEY_ID" in out
+    assert cli.json("key", "disable", *f, kid)["state"] == "DISABLED"
+    assert cli.json("key", "enable", *f, kid)["state"] == "ENABLED"
+    assert cli.json("key", "describe", *f, kid)["version_count"] == 2
+
+
+def test_users_principals_and_grants(cli: Cli) -> None:
+    admin, _ = new_credentials(cli, "admin")
+    user, user_id = new_credentials(cli, "user")
+    f, uf = cli.flags(admin), cli.flags(user)
+    pub = cli.tmp / "r.pub"
+    pub.write_bytes(x25519.X25519PrivateKey.generate().public_key().public_bytes_raw())
+    cli.json("admin", "init", *f, "--recovery-public-key", str(pub), "--shares-dir", str(cli.tmp / "shares"))
+    kid = cli.json("key", "create", *f)["key_id"]
+    listed = cli.json("admin", "principal", "add", *f, "--certificate", str(user / "cert.pem"), "--name", "svc")
+    assert {p["name"] for p in listed} == {"admin", "svc"}
+    code, _, err = cli.run("encrypt", *uf, "--key-id", kid, stdin=b"x")
+    assert code == 2 and "PERMISSION_DENIED" in err
+    code, _, err = cli.run("admin", "principal", "list", *uf)
+    assert code == 2 and "PERMISSION_DENIED" in err
+    cli.json("key", "grant", *f, kid, "--principal-id", user_id)
+    assert cli.json("encrypt", *uf, "--key-id", kid, stdin=b"x")["key_version"] == 1
+    cli.json("key", "revoke", *f, kid, "--principal-id", user_id)
+    assert cli.run("encrypt", *uf, "--key-id", kid, stdin=b"x")[0] == 2
+
+
+def test_verification_failures_exit_2_and_send_nothing(cli: Cli) -> None:
+    creds, _ = new_credentials(cli, "admin")
+    code, _, err = cli.run("key", "list", *cli.flags(creds, mrsigner="00" * 32))
+    assert code == 2 and "policy_mrsigner" in err and "nothing was sent" in err
+    code, _, err = cli.run("key", "list", *cli.flags(creds, simulation=False))
+    assert code == 2 and "policy_simulation" in err
+    assert cli.server.session_rpcs == 0
+
+
+def test_local_errors_exit_1(cli: Cli) -> None:
+    creds, _ = new_credentials(cli, "admin")
+    f = cli.flags(creds)
+    assert cli.run("key", "create", "--bogus")[0] == 1  # usage
+    code, _, err = cli.run("key", "list", "--server", cli.server.target)
+    assert code == 1 and "credentials" in err
+    code, _, err = cli.run("key", "list", "--credentials", str(creds), "--server", cli.server.target)
+    assert code == 1 and "MRSIGNER" in err  # no pinned identity: refused locally
+    code, _, err = cli.run("encrypt", *f, "--key-id", "k", "--in", str(cli.tmp / "missing"))
+    assert code == 1 and "cannot read plaintext" in err
+    code, _, err = cli.run("encrypt", *f, "--key-id", "k", "--context", "novalue", stdin=b"x")
+    assert code == 1
+    code, _, err = cli.run("credentials", "new", "--out", str(creds))
+    assert code == 1 and "refusing to overwrite" in err
+    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2")
+    assert code == 1 and "--shares-dir" in err
+    assert cli.server.session_rpcs == 0
+
+
+def test_unreachable_server_exits_2(cli: Cli) -> None:
+    creds, _ = new_credentials(cli, "admin")
+    f = cli.flags(creds)
+    f[f.index("--server") + 1] = "127.0.0.1:1"
+    code, _, err = cli.run("key", "list", *f, "--timeout", "2")
+    assert code == 2 and "UNAVAILABLE" in err and "Traceback" not in err
