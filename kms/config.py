@@ -1,0 +1,209 @@
+"""`kms serve` settings: TOML file, then KMS_* environment, then flags; validated into a frozen Settings."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Enclave limits the front end must stay within (enclave/include/kms/limits.h, enclave/src/session.h;
+# tests/service/test_config.py checks them against the built bridge).
+SESSION_FRAME_MAX = 128 * 1024      # KMS_SESSION_IN_MAX: client TLS bytes per SessionFrame
+ENCLAVE_MAX_SESSIONS = 128          # KMS_MAX_SESSIONS
+ENCLAVE_SESSION_IDLE_S = 600        # KMS_SESSION_IDLE_SECONDS: the enclave reaps idle sessions after this
+MAX_TCS = 64                        # the simulated CPU's bound on thread slots
+ENV_PREFIX = "KMS_"
+CONFIG_ENV = "KMS_CONFIG"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, of the wrong type or out of range; the message names it and its source."""
+
+
+def _meta(help_text: str, *, lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"help": help_text, "lo": lo, "hi": hi}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of `kms serve`; names are the TOML keys, KMS_<NAME> the environment, --name the flags."""
+
+    data_dir: Path = field(default=Path("data"), metadata=_meta("data directory: store, sealed domain key, "
+                                                                  "simulated platform"))
+    listen: str = field(default="127.0.0.1:7443", metadata=_meta("gRPC API address host:port (0: any free port)"))
+    health_listen: str = field(default="127.0.0.1:7444", metadata=_meta("plaintext gRPC health address"))
+    metrics_listen: str = field(default="127.0.0.1:9464", metadata=_meta("Prometheus HTTP address ('' disables)"))
+    enclave_tcs: int = field(default=8, metadata=_meta("the enclave's thread slots (TCS)", lo=1, hi=MAX_TCS))
+    workers: int = field(default=0, metadata=_meta("ECALL worker threads (0: enclave_tcs; at most enclave_tcs)",
+                                                   lo=0, hi=MAX_TCS))
+    max_queued_ecalls: int = field(default=256, metadata=_meta("ECALLs queued or running before RESOURCE_EXHAUSTED",
+                                                               lo=1, hi=65536))
+    max_message_bytes: int = field(default=SESSION_FRAME_MAX + 1024, metadata=_meta(
+        "largest gRPC message received", lo=1024, hi=SESSION_FRAME_MAX + 1024))
+    max_sessions: int = field(default=ENCLAVE_MAX_SESSIONS, metadata=_meta(
+        "concurrent sessions", lo=1, hi=ENCLAVE_MAX_SESSIONS))
+    session_idle_timeout_s: float = field(default=300.0, metadata=_meta(
+        "seconds without a client frame before a session is ended", lo=1, hi=ENCLAVE_SESSION_IDLE_S))
+    keepalive_time_s: float = field(default=120.0, metadata=_meta("server keepalive ping interval", lo=1, hi=86400))
+    keepalive_timeout_s: float = field(default=20.0, metadata=_meta("keepalive ping ack timeout", lo=1, hi=3600))
+    keepalive_min_time_s: float = field(default=10.0, metadata=_meta(
+        "shortest client ping interval accepted", lo=1, hi=3600))
+    shutdown_delay_s: float = field(default=2.0, metadata=_meta(
+        "seconds health reports NOT_SERVING before the server stops accepting", lo=0, hi=300))
+    shutdown_grace_s: float = field(default=10.0, metadata=_meta(
+        "seconds in-flight RPCs get to finish on shutdown", lo=0, hi=300))
+    reflection: bool = field(default=False, metadata=_meta("serve gRPC reflection (advertises the API surface)"))
+    sim_pccs: bool = field(default=True, metadata=_meta("start the simulated PCCS and advertise its URL"))
+    sim_pccs_listen: str = field(default="127.0.0.1:0", metadata=_meta("simulated PCCS address (loopback only)"))
+    collateral_url: str = field(default="", metadata=_meta("PCCS URL advertised in GetEvidence (overrides sim_pccs)"))
+    log_level: str = field(default="info", metadata=_meta("debug, info, warning or error"))
+    allow_world_writable_data_dir_insecure: bool = field(default=False, metadata=_meta(
+        "start even if other users can write the data directory"))
+
+    @property
+    def worker_count(self) -> int:
+        """The ECALL pool size: workers, or the enclave's thread slots."""
+        return self.workers or self.enclave_tcs
+
+    def insecure_settings(self) -> dict[str, object]:
+        """The `_insecure` settings that are switched on (logged at start-up)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name.endswith("_insecure") and getattr(self, f.name)}
+
+    def public(self) -> dict[str, object]:
+        """All settings as plain values, for the start-up log."""
+        return {f.name: str(v) if isinstance(v := getattr(self, f.name), Path) else v for f in dataclasses.fields(self)}
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_BOOL_TEXT = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _kind(name: str) -> type:
+    return {"Path": Path, "str": str, "int": int, "float": float, "bool": bool}[str(FIELDS[name].type)]
+
+
+def _coerce(name: str, value: object, source: str) -> object:
+    """A value from TOML (typed) or text (env, flags) as the setting's type."""
+    kind, where = _kind(name), f"{name} (from {source})"
+    if isinstance(value, str) and kind is not str and kind is not Path:
+        text = value.strip().lower()
+        if kind is bool:
+            if text not in _BOOL_TEXT:
+                raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            return _BOOL_TEXT[text]
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{where}: expected {'an integer' if kind is int else 'a number'}, "
+                              f"got {value!r}") from None
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if kind in (str, Path) and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return Path(value) if kind is Path else kind(value)
+
+
+def parse_address(value: str, name: str, *, port_zero: bool = True) -> tuple[str, int]:
+    """Split host:port ([v6]:port); the host must be an IP address or 'localhost'."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ConfigError(f"{name}: expected host:port, got {value!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"{name}: host must be an IP address or localhost, got {host!r}") from None
+    port = int(port_text)
+    if not (0 if port_zero else 1) <= port <= 65535:
+        raise ConfigError(f"{name}: port out of range in {value!r}")
+    return host, port
+
+
+def _validate(s: Settings) -> None:
+    for name, f in FIELDS.items():
+        lo, hi, value = f.metadata["lo"], f.metadata["hi"], getattr(s, name)
+        if lo is not None and not lo <= value <= hi:
+            raise ConfigError(f"{name}: {value} is outside {lo:g}..{hi:g}")
+    if s.workers > s.enclave_tcs:
+        raise ConfigError(f"workers: {s.workers} exceeds the enclave's {s.enclave_tcs} thread slots (enclave_tcs); "
+                          "more would fail with SGX_ERROR_OUT_OF_TCS")
+    if s.max_queued_ecalls < s.worker_count:
+        raise ConfigError(f"max_queued_ecalls: {s.max_queued_ecalls} is below the {s.worker_count} workers")
+    for name in ("listen", "health_listen", "sim_pccs_listen"):
+        parse_address(getattr(s, name), name)
+    if s.metrics_listen:
+        parse_address(s.metrics_listen, "metrics_listen")
+    if s.listen == s.health_listen and not s.listen.endswith(":0"):
+        raise ConfigError("health_listen: must differ from listen (health is also served on the main port)")
+    if s.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log_level: expected one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
+    if s.collateral_url and not s.collateral_url.startswith(("http://", "https://")):
+        raise ConfigError(f"collateral_url: expected an http(s) URL, got {s.collateral_url!r}")
+    if not str(s.data_dir):
+        raise ConfigError("data_dir: must not be empty")
+
+
+def _read_file(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if unknown := sorted(set(data) - set(FIELDS)):
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return data
+
+
+def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] | None = None,
+                  flags: Mapping[str, object] | None = None) -> Settings:
+    """Defaults < config file (or $KMS_CONFIG) < KMS_* environment < flags (None = not given)."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    path = config_file or env.get(CONFIG_ENV)
+    if path:
+        for name, value in _read_file(Path(path)).items():
+            values[name] = _coerce(name, value, f"config file {path}")
+    for name in FIELDS:
+        if (text := env.get(ENV_PREFIX + name.upper())) is not None:
+            values[name] = _coerce(name, text, f"environment {ENV_PREFIX}{name.upper()}")
+    for name, value in (flags or {}).items():
+        if name not in FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        if value is not None:
+            values[name] = _coerce(name, value, f"flag --{name.replace('_', '-')}")
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _validate(settings)
+    return settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting (default None: not given), plus --config."""
+    parser.add_argument("--config", metavar="FILE", help=f"TOML settings file (env {CONFIG_ENV})")
+    for name, f in FIELDS.items():
+        flag, kind = "--" + name.replace("_", "-"), _kind(name)
+        env_name = ENV_PREFIX + name.upper()
+        text = f"{f.metadata['help']} (env {env_name}; default {f.default!s})"
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=text)
+
+
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    """The Settings for parsed `kms serve` arguments."""
+    return load_settings(args.config, env, {name: getattr(args, name, None) for name in FIELDS})
