@@ -1,67 +1,80 @@
-"""`kms serve`: start the enclave on the data directory and report its identity.
-
-Until the gRPC front end exists (the service issue) this is the service's whole start-up:
-load the signed enclave on the simulated platform, unseal (or create) the domain key, run a
-self-check through the real ECALL path, print the identity, and exit.
-"""
+"""`kms serve`: the gRPC front end on one data directory (settings: TOML file, KMS_* environment, flags)."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from kms.errors import KmsError
+from kms.config import ConfigError, add_arguments, settings_from_args
 
 if TYPE_CHECKING:
-    from kms.enclave.bridge import Enclave
+    from kms.api.server import KmsServer
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add the serve flags to its parser."""
-    parser.add_argument("--data-dir", default="data", help="data directory (sealed state, simulated platform)")
-    parser.add_argument("--output", choices=("table", "json"), default="table")
+    """Add the serve flags (one per setting, see docs/operations.md) to its parser."""
+    add_arguments(parser)
     parser.set_defaults(func=run)
 
 
-def _self_check(enclave: Enclave) -> None:
-    """Create a throw-away key (its record kept in memory only), encrypt and decrypt through the ECALL path."""
-    from kms.proto.enclave.v1 import boundary_pb2 as pb
+def describe(server: KmsServer) -> list[str]:
+    """The start-up summary for people (stderr); the same facts are logged as structured fields."""
+    ident, addr = server.identity, server.addresses
+    assert ident is not None and addr is not None
+    lines = [
+        f"Enclave KMS {ident.version} serving the gRPC API on {addr.api} (sessions are TLS 1.3 terminated "
+        "inside the enclave)",
+        f"  health    {addr.health} (plaintext gRPC health; also on the API port)",
+        f"  metrics   {'http://' + addr.metrics + '/metrics' if addr.metrics else 'off'}",
+        f"  PCCS      {addr.collateral_url or 'none advertised'}{' (simulated)' if addr.sim_pccs else ''}",
+        f"  MRENCLAVE {ident.mrenclave.hex()}",
+        f"  MRSIGNER  {ident.mrsigner.hex()}",
+        f"  ISVPRODID {ident.isv_prod_id}  ISVSVN {ident.isv_svn}  debug {str(ident.debug).lower()}",
+        f"  data      {server.settings.data_dir}",
+    ]
+    if ident.simulated:
+        lines.append("WARNING: the SGX platform is SIMULATED: it protects NOTHING (development, CI and demos only).")
+    if ident.domain_loaded:
+        lines.append(f"Domain {ident.domain_id.hex()} is initialized and unsealed. Clients can connect now.")
+    else:
+        lines.append(f"The domain is NOT initialized. Next: `kms admin init` against {addr.api} "
+                     "(verifies this enclave, then creates the first admin and the recovery shares).")
+    return lines
 
-    r = enclave.call(pb.Request(create_key=pb.CreateKeyRequest(spec=pb.SYMMETRIC_DEFAULT, usage=pb.ENCRYPT_DECRYPT)))
-    ct = enclave.call(pb.Request(encrypt=pb.EncryptRequest(key_id=r.key_metadata.key_id, plaintext=b"self-check")))
-    pt = enclave.call(pb.Request(decrypt=pb.DecryptRequest(ciphertext=ct.encrypt.ciphertext)))
-    if pt.decrypt.plaintext != b"self-check":
-        raise KmsError("self-check: decrypt did not return the plaintext")
+
+def _started(server: KmsServer) -> None:
+    from kms.log import get_logger
+
+    ident, addr = server.identity, server.addresses
+    assert ident is not None and addr is not None
+    get_logger("kms.serve").info(
+        "serving", listen=addr.api, health_listen=addr.health, metrics_listen=addr.metrics,
+        collateral_url=addr.collateral_url, simulated=ident.simulated, initialized=ident.domain_loaded,
+        mrenclave=ident.mrenclave.hex(), mrsigner=ident.mrsigner.hex(), isv_prod_id=ident.isv_prod_id,
+        isv_svn=ident.isv_svn, enclave_version=ident.version,
+        warning="simulated SGX platform: nothing is protected" if ident.simulated else None)
+    print("\n".join(describe(server)), file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start, check and describe the enclave; 0 on success, 2 when the enclave refuses."""
-    from kms.enclave.node import open_node
-
-    from kms.enclave.bridge import MemoryStore
-
+    """Validate the settings, then serve until SIGTERM/SIGINT: 0 after a clean shutdown, 1 bad settings, 2 failure."""
     try:
-        with open_node(args.data_dir, store=MemoryStore()) as enclave:
-            ident = enclave.identity()
-            _self_check(enclave)
-    except KmsError as exc:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    from kms import log
+    from kms.api.server import StartupError
+    from kms.api.server import run as serve
+    from kms.errors import KmsError
+
+    log.configure(settings.log_level)
+    log.get_logger("kms.serve").info("starting", settings=settings.public())
+    try:
+        return asyncio.run(serve(settings, on_started=_started))
+    except (StartupError, KmsError, OSError) as exc:
+        log.get_logger("kms.serve").error("start-up failed", error=str(exc), error_type=type(exc).__name__)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    info = {
-        "mrenclave": ident.mrenclave.hex(), "mrsigner": ident.mrsigner.hex(),
-        "isv_prod_id": ident.isv_prod_id, "isv_svn": ident.isv_svn, "debug": ident.debug,
-        "simulated": ident.simulated, "domain_id": ident.domain_id.hex(), "enclave_version": ident.version,
-        "self_check": "ok",
-    }
-    if ident.simulated:
-        print("WARNING: simulated SGX platform: keys are NOT protected (development and CI only)", file=sys.stderr)
-    if args.output == "json":
-        print(json.dumps(info, indent=2))
-    else:
-        for k, v in info.items():
-            print(f"{k:16} {v}")
-        print("\nThe enclave is ready. The gRPC front end arrives with the service issue; until then")
-        print("`kms serve` starts, checks and describes the enclave, then exits.")
-    return 0
