@@ -247,6 +247,7 @@ $(FUZZ)/seeds.stamp: enclave/fuzz/make_seeds.py $(PY_PB)
 fuzz: $(FUZZ)/fuzz_ecall $(FUZZ)/seeds.stamp
 
 fuzz-smoke: fuzz
+	@rm -rf $(FUZZ)/run
 	@mkdir -p $(FUZZ)/corpus $(FUZZ)/artifacts
 	$(FUZZ)/fuzz_ecall -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) $(FUZZ)/corpus $(FUZZ)/seeds
 

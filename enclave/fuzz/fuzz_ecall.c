@@ -4,9 +4,9 @@
  * instrumented simulated CPU (build/fuzz/libkms_simcpu.so), entered through simcpu_ecall with
  * the marshalling struct and OCALL table exactly as enclave/bridge/bridge.c does.
  *
- * Setup (LLVMFuzzerInitialize): a fresh temporary platform directory, the init ECALL, a domain
- * key, and one key per entry of k_keys, created with real encoded Requests; their records are
- * kept by the harness's in-memory store (testhost.c, store_get/put/list OCALLs). While
+ * Setup (LLVMFuzzerInitialize): a fresh platform directory (build/fuzz/run/), the init ECALL,
+ * a domain key, and one key per entry of k_keys, created with real encoded Requests; their
+ * records are kept by the harness's in-memory store (testhost.c, store_get/put/list OCALLs). While
  * fuzzing, the store never changes, and the input length mod 3 picks the host's behaviour:
  * 0: store_put answers "durable" without keeping the record, store_list lists the store;
  * 1: store_put answers "conflict", store_list answers with the input's own bytes (hostile ids);
@@ -25,10 +25,12 @@
  * Any violation aborts. Environment: KMS_FUZZ_IMAGE / KMS_FUZZ_SIGSTRUCT override the image;
  * KMS_FUZZ_TRACE prints each input's operation tag and code (for triage, e.g. with -runs=0).
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <pb_decode.h>
 
@@ -123,6 +125,18 @@ static int spec_is_rsa(KeySpec s)
 
 static void cleanup(void) { th_rmtree(g_platform); }
 
+/* A fresh platform directory under <exe dir>/run/ (make fuzz-smoke empties it: a run that
+ * crashed cannot remove its own), else under $TMPDIR. */
+static void make_platform_dir(void)
+{
+    char base[PATH_MAX];
+    if (th_exe_path("run", base, sizeof base) != NULL && (mkdir(base, 0700) == 0 || errno == EEXIST) &&
+        snprintf(g_platform, sizeof g_platform, "%s/platform.XXXXXX", base) < (int)sizeof g_platform &&
+        mkdtemp(g_platform) != NULL)
+        return;
+    if (th_mkdtemp("kms-fuzz-platform", g_platform, sizeof g_platform) != 0) die("mkdtemp", 0);
+}
+
 /* One encoded request through the enclave during setup; aborts unless it answers KMS_OK. */
 static void setup_request(Request *req, Response *resp, const char *what)
 {
@@ -175,7 +189,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     else if (th_exe_path("kms_enclave.so", image, sizeof image) == NULL) die("image path", 0);
     if (env_sig != NULL) snprintf(sig, sizeof sig, "%s", env_sig);
     else if (th_exe_path("kms_enclave.sigstruct", sig, sizeof sig) == NULL) die("sigstruct path", 0);
-    if (th_mkdtemp("kms-fuzz-platform", g_platform, sizeof g_platform) != 0) die("mkdtemp", 0);
+    make_platform_dir();
     atexit(cleanup);
     const char *why = "?";
     kms_sgx_status_t st = simcpu_create_enclave(g_platform, image, sig, 4, &g_eid, &why);
