@@ -90,10 +90,10 @@ def _kind(name: str) -> type:
     return {"Path": Path, "str": str, "int": int, "float": float, "bool": bool}[str(FIELDS[name].type)]
 
 
-def _coerce(name: str, value: object, source: str) -> object:
-    """A value from TOML (typed) or text (env, flags) as the setting's type."""
+def _coerce(name: str, value: object, source: str, *, typed: bool = False) -> object:
+    """A value from TOML (typed=True: no parsing of strings) or text (env, flags) as the setting's type."""
     kind, where = _kind(name), f"{name} (from {source})"
-    if isinstance(value, str) and kind is not str and kind is not Path:
+    if isinstance(value, str) and kind is not str and kind is not Path and not typed:
         text = value.strip().lower()
         if kind is bool:
             if text not in _BOOL_TEXT:
@@ -132,11 +132,15 @@ def parse_address(value: str, name: str, *, port_zero: bool = True) -> tuple[str
     return host, port
 
 
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def _validate(s: Settings) -> None:
     for name, f in FIELDS.items():
         lo, hi, value = f.metadata["lo"], f.metadata["hi"], getattr(s, name)
         if lo is not None and not lo <= value <= hi:
-            raise ConfigError(f"{name}: {value} is outside {lo:g}..{hi:g}")
+            raise ConfigError(f"{name}: {_num(value)} is outside {_num(lo)}..{_num(hi)}")
     if s.workers > s.enclave_tcs:
         raise ConfigError(f"workers: {s.workers} exceeds the enclave's {s.enclave_tcs} thread slots (enclave_tcs); "
                           "more would fail with SGX_ERROR_OUT_OF_TCS")
@@ -177,7 +181,7 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     path = config_file or env.get(CONFIG_ENV)
     if path:
         for name, value in _read_file(Path(path)).items():
-            values[name] = _coerce(name, value, f"config file {path}")
+            values[name] = _coerce(name, value, f"config file {path}", typed=True)
     for name in FIELDS:
         if (text := env.get(ENV_PREFIX + name.upper())) is not None:
             values[name] = _coerce(name, text, f"environment {ENV_PREFIX}{name.upper()}")

@@ -36,11 +36,18 @@ def describe(server: KmsServer) -> list[str]:
     ]
     if ident.simulated:
         lines.append("WARNING: the SGX platform is SIMULATED: it protects NOTHING (development, CI and demos only).")
+    verify = f"--server {addr.api} --mrsigner {ident.mrsigner.hex()}"
+    if ident.simulated:
+        from kms.sim.platform import sim_dir
+
+        verify += f" --simulated-root {sim_dir(server.settings.data_dir) / 'root-ca.pem'} --allow-simulation-insecure"
     if ident.domain_loaded:
-        lines.append(f"Domain {ident.domain_id.hex()} is initialized and unsealed. Clients can connect now.")
+        lines += [f"Domain {ident.domain_id.hex()} is initialized and unsealed. For example:",
+                  f"  kms key list {verify} --credentials DIR"]
     else:
-        lines.append(f"The domain is NOT initialized. Next: `kms admin init` against {addr.api} "
-                     "(verifies this enclave, then creates the first admin and the recovery shares).")
+        lines += ["The domain is NOT initialized. Next, as the first admin (verifies this enclave first):",
+                  "  kms credentials new --out admin",
+                  f"  kms admin init {verify} --credentials admin --recovery-keys 3 --recovery-dir recovery"]
     return lines
 
 
