@@ -1,0 +1,63 @@
+"""End-to-end fixtures: the real `kms serve` subprocess on loopback, policies, admin/user clients, the proxy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+from kms.attestation import AttestationPolicy, TrustAnchor
+from kms.client import Credentials, KmsClient
+from tests.e2e.proxy import RecordingProxy
+from tests.e2e.server import ServerProcess
+
+
+def recovery_public(n: int) -> list[bytes]:
+    return [x25519.X25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw) for _ in range(n)]
+
+
+def policy_for(server: ServerProcess) -> AttestationPolicy:
+    return AttestationPolicy.build(mrsigner=server.mrsigner, allow_simulation_insecure=True)
+
+
+def anchor_for(server: ServerProcess) -> TrustAnchor:
+    return TrustAnchor.load(server.root_pem.read_bytes(), simulated=True)
+
+
+def client_for(server: ServerProcess, creds: Credentials, target: str | None = None, **kw) -> KmsClient:
+    return KmsClient(target or server.api, credentials=creds, policy=policy_for(server),
+                     trust_anchor=anchor_for(server), **kw)
+
+
+@pytest.fixture(scope="module")
+def server(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server per module, on a fresh data directory."""
+    srv = ServerProcess(tmp_path_factory.mktemp("e2e") / "data")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_creds(server: ServerProcess) -> Credentials:
+    """The module's server, initialized once; the first admin's credentials."""
+    creds = Credentials.generate("alice")
+    with client_for(server, creds) as client:
+        client.init(recovery_public(3), threshold=2, admin_name="alice")
+    return creds
+
+
+@pytest.fixture
+def admin(server: ServerProcess, admin_creds: Credentials) -> Iterator[KmsClient]:
+    with client_for(server, admin_creds) as client:
+        yield client
+
+
+@pytest.fixture
+def proxy(server: ServerProcess) -> Iterator[RecordingProxy]:
+    p = RecordingProxy(server.api)
+    yield p
+    p.stop()
