@@ -89,6 +89,7 @@ class KmsServer:
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api: grpc.aio.Server | None = None
+        self.relay: Relay | None = None
 
     async def start(self) -> None:
         """Open everything in order; on failure, close what was opened and raise."""
@@ -113,6 +114,7 @@ class KmsServer:
         relay = Relay(enclave, workers=s.worker_count, max_queued=s.max_queued_ecalls, max_sessions=s.max_sessions,
                       observe_ecall=metrics.observe_ecall, on_sessions=metrics.set_sessions)
         stack.push_async_callback(relay.close)
+        self.relay = relay
         self.identity = await relay.identity()
         pccs_url = await self._start_pccs()
         collateral_url = s.collateral_url or pccs_url

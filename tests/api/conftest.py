@@ -81,6 +81,10 @@ class SubprocessServer:
         self.info = event
         self.api, self.health, self.metrics = event["listen"], event["health_listen"], event["metrics_listen"]
 
+    def saw(self, text: str, timeout: float = 10.0) -> bool:
+        """Whether a stderr line containing text arrives within timeout."""
+        return wait_until(lambda: any(text in line for line in self.lines), timeout)
+
     def _read(self) -> None:
         for line in self.proc.stderr:  # type: ignore[union-attr]
             self.lines.append(line.rstrip("\n"))
