@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
@@ -21,6 +21,8 @@ class RecordingProxy:
         self._lock = threading.Lock()
         self.frames: list[tuple[str, str, bytes]] = []  # (method, "c2s" | "s2c", raw message)
         self.rpcs: Counter[str] = Counter()
+        # tamper(session number, frame number, raw SessionFrame) -> what is forwarded (client to server)
+        self.tamper: Callable[[int, int, bytes], bytes] | None = None
         handlers = {
             "GetEvidence": grpc.unary_unary_rpc_method_handler(self._get_evidence),
             "Session": grpc.stream_stream_rpc_method_handler(self._session),
@@ -51,11 +53,13 @@ class RecordingProxy:
     def _session(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         with self._lock:
             self.rpcs["Session"] += 1
+            number = self.rpcs["Session"]
 
         def upward() -> Iterator[bytes]:
-            for frame in requests:
+            for i, frame in enumerate(requests, 1):
                 self._record("Session", "c2s", frame)
-                yield frame
+                tamper = self.tamper
+                yield tamper(number, i, frame) if tamper is not None else frame
 
         call = self._upstream.stream_stream(f"/{SERVICE}/Session")(upward())
         context.add_callback(call.cancel)

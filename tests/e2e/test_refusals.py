@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kms import errors
 from kms.attestation import INTEL_SGX_ROOT, AttestationPolicy, Step, TrustAnchor
-from kms.client import Credentials, KmsClient, VerificationFailed
+from kms.client import Credentials, KmsClient, TransportError, VerificationFailed
 from kms.sim import SimPlatform
 from tests.e2e.conftest import anchor_for, client_for, policy_for
 
@@ -99,3 +99,23 @@ def test_user_without_grant_and_admin_operations(server, admin) -> None:
         assert [k.key_id for k in client.list_keys()] == [key.key_id]
     roles = {p.name: p.role for p in admin.list_principals()}
     assert roles["svc"] == "USER" and roles["alice"] == "ADMIN"
+
+
+def test_flipped_byte_ends_that_session_only(server, admin_creds, proxy) -> None:
+    """A byte flipped by the host in one session's record ends that session with a clear error; a
+    concurrent session and the server carry on; a retrying client recovers on a fresh, re-verified session."""
+    with client_for(server, admin_creds) as bystander:
+        key = bystander.create_key()
+        victim = client_for(server, admin_creds, target=proxy.target, retries=0)
+        proxy.tamper = lambda session, frame, data: (data[:-1] + bytes([data[-1] ^ 1])
+                                                     if session == 1 and frame == 3 else data)
+        with pytest.raises(TransportError) as info:
+            victim.encrypt(key.key_id, b"x")  # frame 3: the first request after the 2 handshake frames
+        assert info.value.grpc_code == "ABORTED", info.value
+        victim.close()
+        assert bystander.decrypt(bystander.encrypt(key.key_id, b"y").ciphertext).plaintext == b"y"
+        proxy.tamper = lambda session, frame, data: (data[:-1] + bytes([data[-1] ^ 1])
+                                                     if session == 2 and frame == 3 else data)
+        with client_for(server, admin_creds, target=proxy.target) as retrying:
+            assert retrying.decrypt(retrying.encrypt(key.key_id, b"z").ciphertext).plaintext == b"z"
+            assert retrying.connects == 2 and proxy.rpcs["GetEvidence"] == 3  # re-verified before reconnecting
