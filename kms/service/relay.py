@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from kms.enclave.bridge import SESSION_IN_MAX, Enclave, RecordStore
 from kms.enclave.node import SEALED_DOMAIN_KEY
-from kms.errors import E, KmsError, SessionError
+from kms.errors import E, KmsError, SealError, SessionError
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.service.evidence import QuotingEnclave, install_evidence
 
@@ -56,7 +56,12 @@ def open_enclave(data_dir: Path, store: RecordStore, qe: QuotingEnclave, *, tcs:
         sealed = Path(data_dir) / SEALED_DOMAIN_KEY
         if sealed.exists():
             blob = sealed.read_bytes()
-            enclave.call(pb.Request(load_domain_key=pb.LoadDomainKeyRequest(sealed_domain_key=blob)))
+            try:
+                enclave.call(pb.Request(load_domain_key=pb.LoadDomainKeyRequest(sealed_domain_key=blob)))
+            except SealError as exc:
+                raise SealError(f"cannot unseal {sealed} ({exc.code_name}): it was sealed on another machine, "
+                                "by another signer or a newer enclave, or it is damaged; restore the domain "
+                                "from recovery shares on a fresh data directory", exc.code) from exc
         install_evidence(enclave, qe)
     except BaseException:
         enclave.close()

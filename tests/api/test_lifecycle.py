@@ -151,6 +151,23 @@ def test_world_writable_data_dir_is_refused_unless_insecure(build, tmp_path: Pat
         assert srv.stop() == 0
 
 
+def test_a_damaged_sealed_key_stops_the_start_with_a_clear_error(build, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    srv = SubprocessServer(data, "--shutdown-delay-s=0")
+    try:
+        with grpc.insecure_channel(srv.api) as ch:
+            init_domain(open_session(ch, Credentials.generate("alice"))[0])
+    finally:
+        srv.stop()
+    sealed = data / "domain-key.sealed"
+    blob = bytearray(sealed.read_bytes())
+    blob[-1] ^= 1
+    sealed.write_bytes(bytes(blob))
+    result = _serve(f"--data-dir={data}", "--health-listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0")
+    assert result.returncode == 2
+    assert f"cannot unseal {sealed} (KMS_ERR_SEAL_MAC_MISMATCH)" in result.stderr
+
+
 def test_port_in_use_is_a_start_up_error(build, tmp_path: Path) -> None:
     srv = SubprocessServer(tmp_path / "a", "--shutdown-delay-s=0")
     try:
