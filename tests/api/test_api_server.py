@@ -7,16 +7,6 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import (
-    GrpcExchange,
-    create_aes_key,
-    decrypt,
-    encrypt,
-    fetch_evidence,
-    health_status,
-    now,
-    open_session,
-)
 from grpc_health.v1 import health_pb2
 
 from kms import errors
@@ -26,6 +16,16 @@ from kms.client.credentials import Credentials
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.v1 import kms_pb2, kms_pb2_grpc
 from kms.sim.platform import SimPlatform
+from tests.api.helpers import (
+    GrpcExchange,
+    create_aes_key,
+    decrypt,
+    encrypt,
+    fetch_evidence,
+    health_status,
+    now,
+    open_session,
+)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 

@@ -7,16 +7,16 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from conftest import (
+
+from kms.client.credentials import Credentials
+from kms.proto.enclave.v1 import boundary_pb2 as pb
+from tests.api.helpers import (
     LOOPBACK,
     GrpcExchange,
     InProcessServer,
     open_session,
     wait_until,
 )
-
-from kms.client.credentials import Credentials
-from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 MAX_SESSIONS = 3
 

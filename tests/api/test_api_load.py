@@ -7,11 +7,11 @@ import threading
 import time
 
 import pytest
-from conftest import InProcessServer, create_aes_key, decrypt, encrypt, init_domain, open_session, wait_until
 
 from kms import errors, log
 from kms.client.credentials import Credentials
 from kms.proto.enclave.v1 import boundary_pb2 as pb
+from tests.api.helpers import InProcessServer, create_aes_key, decrypt, encrypt, init_domain, open_session, wait_until
 
 
 def _active(srv: InProcessServer) -> int:

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import (
+from grpc_health.v1 import health_pb2
+
+from kms import errors
+from kms.client.credentials import Credentials
+from kms.proto.enclave.v1 import boundary_pb2 as pb
+from tests.api.helpers import (
     REPO,
     SubprocessServer,
     create_aes_key,
@@ -24,11 +29,6 @@ from conftest import (
     open_session,
     wait_until,
 )
-from grpc_health.v1 import health_pb2
-
-from kms import errors
-from kms.client.credentials import Credentials
-from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
