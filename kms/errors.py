@@ -79,6 +79,10 @@ class PermissionDenied(EnclaveFailure):
     """The caller's role or grants do not allow this operation (decided inside the enclave)."""
 
 
+class DoubleSignRefused(EnclaveFailure):
+    """The double-sign guard refused: a regression or a conflicting message at the same height/round/step."""
+
+
 class SessionError(EnclaveFailure):
     """An attested session failed or could not be opened; it is closed."""
 
@@ -137,6 +141,7 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_SESSION_TLS: SessionError,
     E.KMS_ERR_SESSION_BUSY: SessionError,
     E.KMS_ERR_SESSION_FRAME: SessionError,
+    E.KMS_ERR_DOUBLE_SIGN: DoubleSignRefused,
 }
 
 

@@ -25,7 +25,7 @@ static int host_only(pb_size_t op)
 static int session_only(pb_size_t op)
 {
     return op == Request_init_tag || op == Request_add_principal_tag || op == Request_list_principals_tag ||
-           op == Request_grant_key_tag;
+           op == Request_grant_key_tag || op == Request_import_validator_tag;
 }
 
 /* What a USER may do: use keys granted to it, and harmless reads. */
@@ -36,6 +36,7 @@ static int user_allowed(pb_size_t op)
     case Request_list_keys_tag: case Request_encrypt_tag: case Request_decrypt_tag: case Request_sign_tag:
     case Request_verify_tag: case Request_generate_mac_tag: case Request_verify_mac_tag:
     case Request_asymmetric_decrypt_tag: case Request_derive_shared_secret_tag: case Request_generate_random_tag:
+    case Request_validator_sign_tag: case Request_validator_state_tag:
         return 1;
     default:
         return 0;

@@ -192,6 +192,17 @@ kms_err_t kms_derive(EVP_PKEY *priv, EVP_PKEY *peer, uint8_t *secret, size_t cap
 kms_err_t kms_hkdf_sha256(const uint8_t *salt, size_t salt_len, const uint8_t *ikm, size_t ikm_len,
                           const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len);
 
+/*
+ * Recovery id (0 or 1) of a low-s secp256k1 signature sig = r || s (32 + 32 bytes) over the
+ * SHA-256 digest, for the key that made it (Ethereum/Cosmos-style r || s || v).
+ * Errors: KMS_ERR_CRYPTO (not a secp256k1 key, or no candidate matches).
+ */
+kms_err_t kms_secp256k1_recovery_id(const EVP_PKEY *key, const uint8_t digest[32], const uint8_t sig[64], uint8_t *v);
+
+/* A private key from its raw 32 bytes: an Ed25519 seed or a secp256k1 scalar (1..n-1), as
+ * CometBFT's priv_validator_key.json holds them. KMS_ERR_INVALID_KEY, KMS_ERR_UNSUPPORTED. */
+kms_err_t kms_pkey_from_raw_private(kms_pkey_kind kind, const uint8_t *priv, size_t len, EVP_PKEY **out);
+
 /* X25519 keys as raw 32-byte public values (RFC 7748): import (KMS_ERR_INVALID_KEY) and export. */
 kms_err_t kms_x25519_from_raw(const uint8_t pub[32], EVP_PKEY **out);
 kms_err_t kms_x25519_raw_public(const EVP_PKEY *key, uint8_t pub[32]);

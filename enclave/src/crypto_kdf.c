@@ -1,8 +1,12 @@
-/* crypto_kdf.c - HKDF-SHA-256 and raw X25519 keys, over OpenSSL 3 EVP (EVP_KDF, raw keys). */
+/* crypto_kdf.c - HKDF-SHA-256 and raw keys (X25519 public, Ed25519/secp256k1 private) over OpenSSL 3. */
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/kdf.h>
+#include <openssl/obj_mac.h>
+#include <openssl/param_build.h>
 
 #include "crypto_internal.h"
 
@@ -46,4 +50,51 @@ kms_err_t kms_x25519_raw_public(const EVP_PKEY *key, uint8_t pub[32])
     int ok = key != NULL && EVP_PKEY_get_raw_public_key(key, pub, &len) == 1 && len == 32;
     ERR_clear_error();
     return ok ? KMS_OK : KMS_ERR_INVALID_KEY;
+}
+
+/* secp256k1 key from a 32-byte scalar: the public point is computed here (fromdata needs it). */
+static kms_err_t secp256k1_from_scalar(const uint8_t priv[32], EVP_PKEY **out)
+{
+    EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_secp256k1);
+    EC_POINT *pub = g != NULL ? EC_POINT_new(g) : NULL;
+    BIGNUM *d = BN_secure_new();
+    BN_CTX *ctx = BN_CTX_new();
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    uint8_t pub_oct[65];
+    char group[] = "secp256k1";
+    kms_err_t err = KMS_ERR_INVALID_KEY;
+    if (pub == NULL || d == NULL || ctx == NULL || bld == NULL || pctx == NULL || BN_bin2bn(priv, 32, d) == NULL ||
+        BN_is_zero(d) || BN_cmp(d, EC_GROUP_get0_order(g)) >= 0 || EC_POINT_mul(g, pub, d, NULL, NULL, ctx) != 1 ||
+        EC_POINT_point2oct(g, pub, POINT_CONVERSION_UNCOMPRESSED, pub_oct, sizeof pub_oct, ctx) != sizeof pub_oct ||
+        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d) != 1 ||
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub_oct, sizeof pub_oct) != 1 ||
+        (params = OSSL_PARAM_BLD_to_param(bld)) == NULL || EVP_PKEY_fromdata_init(pctx) != 1 ||
+        EVP_PKEY_fromdata(pctx, out, EVP_PKEY_KEYPAIR, params) != 1)
+        goto done;
+    err = KMS_OK;
+done:
+    EVP_PKEY_CTX_free(pctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_CTX_free(ctx);
+    BN_clear_free(d);
+    EC_POINT_free(pub);
+    EC_GROUP_free(g);
+    ERR_clear_error();
+    return err;
+}
+
+kms_err_t kms_pkey_from_raw_private(kms_pkey_kind kind, const uint8_t *priv, size_t len, EVP_PKEY **out)
+{
+    if (priv == NULL || len != 32) return KMS_ERR_INVALID_KEY;
+    if (kind == KMS_PKEY_EC_SECP256K1) return secp256k1_from_scalar(priv, out);
+    if (kind != KMS_PKEY_ED25519) return KMS_ERR_UNSUPPORTED;
+    EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, priv, len);
+    ERR_clear_error();
+    if (key == NULL) return KMS_ERR_INVALID_KEY;
+    *out = key;
+    return KMS_OK;
 }

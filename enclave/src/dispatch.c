@@ -32,6 +32,10 @@ static const struct {
     {Request_list_principals_tag, kms_handle_list_principals},
     {Request_list_keys_tag, kms_handle_list_keys},
     {Request_grant_key_tag, kms_handle_grant_key},
+    {Request_validator_sign_tag, kms_handle_validator_sign},
+    {Request_validator_state_tag, kms_handle_validator_state},
+    {Request_validator_state_import_tag, kms_handle_validator_state_import},
+    {Request_import_validator_tag, kms_handle_import_validator},
 };
 
 kms_err_t kms_dispatch(const Request *req, Response *resp)

@@ -39,6 +39,10 @@ kms_err_t kms_handle_add_principal(const Request *req, Response *resp);
 kms_err_t kms_handle_list_principals(const Request *req, Response *resp);
 kms_err_t kms_handle_list_keys(const Request *req, Response *resp);
 kms_err_t kms_handle_grant_key(const Request *req, Response *resp);
+kms_err_t kms_handle_validator_sign(const Request *req, Response *resp);
+kms_err_t kms_handle_validator_state(const Request *req, Response *resp);
+kms_err_t kms_handle_validator_state_import(const Request *req, Response *resp);
+kms_err_t kms_handle_import_validator(const Request *req, Response *resp);
 
 /* Authorize the current caller for req's operation, then dispatch it (ecall.c, session.c). */
 kms_err_t kms_process(const Request *req, Response *resp);

@@ -57,7 +57,7 @@ void kms_domain_reset(void)
     pthread_mutex_unlock(&g_lock);
 }
 
-kms_err_t kms_domain_copy_for_recovery(uint8_t dk[32])
+kms_err_t kms_domain_copy_key(uint8_t dk[32])
 {
     uint8_t id[KMS_DOMAIN_ID_LEN];
     return dk_copy(dk, id);

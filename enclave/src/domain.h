@@ -23,9 +23,9 @@ kms_err_t kms_domain_generate(uint8_t *sealed, size_t cap, size_t *sealed_len,
 kms_err_t kms_domain_load(const uint8_t *sealed, size_t len, uint8_t id[KMS_DOMAIN_ID_LEN]);
 /* Forget the DK (wiped): used when initialization could not persist what it created. */
 void kms_domain_reset(void);
-/* A copy of the DK for splitting into recovery shares at init (recovery.c only). The caller
- * wipes it. KMS_ERR_DOMAIN_NOT_LOADED. */
-kms_err_t kms_domain_copy_for_recovery(uint8_t dk[32]);
+/* A copy of the DK, for the two places that derive from it: recovery shares at init and the
+ * validator-state export MAC key. The caller wipes it. KMS_ERR_DOMAIN_NOT_LOADED. */
+kms_err_t kms_domain_copy_key(uint8_t dk[32]);
 
 /* 1 and the id when a DK is loaded, else 0. */
 int kms_domain_id(uint8_t id[KMS_DOMAIN_ID_LEN]);

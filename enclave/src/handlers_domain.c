@@ -32,7 +32,7 @@ static kms_err_t init_domain(const InitRequest *q, InitResponse *r)
     KMS_GOTO_IF_ERR(err, kms_principals_create(caller->principal, q->admin_name, q->threshold,
                                                q->recovery_public_keys_count), fail);
     KMS_GOTO_IF_ERR(err, kms_edge_store_put(SEALED_DOMAIN_KEY_ID, 0, 1, sealed, sealed_len), fail);
-    KMS_GOTO_IF_ERR(err, kms_domain_copy_for_recovery(dk), fail);
+    KMS_GOTO_IF_ERR(err, kms_domain_copy_key(dk), fail);
     err = kms_recovery_split(dk, r->domain_id.bytes, q, r);
     OPENSSL_cleanse(dk, sizeof dk);
     if (err != KMS_OK) goto fail;

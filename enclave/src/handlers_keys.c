@@ -9,6 +9,7 @@
 #include "dispatch.h"
 #include "handlers.h"
 #include "keyspec.h"
+#include "validator.h"
 #include "kms/limits.h"
 
 /* A zeroed heap KeyRecord (42 KiB: too big for an enclave stack). */
@@ -50,7 +51,8 @@ static kms_err_t commit(const KeyRecord *rec, Response *resp)
 kms_err_t kms_handle_create_key(const Request *req, Response *resp)
 {
     const CreateKeyRequest *q = &req->op.create_key;
-    if (!kms_spec_allows_usage(q->spec, q->usage)) return KMS_ERR_INVALID_ARGUMENT;
+    if (!kms_spec_allows_usage(q->spec, q->usage) || ((q->usage == KeyUsage_VALIDATOR) != (q->chain_id[0] != '\0')))
+        return KMS_ERR_INVALID_ARGUMENT;
     KeyRecord *rec = record_new();
     if (rec == NULL) return KMS_ERR_OUT_OF_MEMORY;
     kms_err_t err;
@@ -62,7 +64,10 @@ kms_err_t kms_handle_create_key(const Request *req, Response *resp)
     memcpy(rec->description, q->description, sizeof rec->description);
     rec->created_at = req->host_time;
     rec->revision = 1;
+    memcpy(rec->chain_id, q->chain_id, sizeof rec->chain_id);
     KMS_GOTO_IF_ERR(err, add_version(rec, req->host_time), done);
+    if (q->usage == KeyUsage_VALIDATOR) /* the guard state exists before the key can sign */
+        KMS_GOTO_IF_ERR(err, kms_vstate_create(rec->key_id, q->chain_id, 0, 0, 0, NULL, 0, NULL, 0), done);
     err = commit(rec, resp);
 done:
     record_free(rec);

@@ -28,7 +28,7 @@ int kms_spec_allows_usage(KeySpec spec, KeyUsage usage)
     case KeySpec_ECC_NIST_P256:
     case KeySpec_ECC_NIST_P384: return usage == KeyUsage_SIGN_VERIFY || usage == KeyUsage_KEY_AGREEMENT;
     case KeySpec_ECC_SECG_P256K1:
-    case KeySpec_ED25519: return usage == KeyUsage_SIGN_VERIFY;
+    case KeySpec_ED25519: return usage == KeyUsage_SIGN_VERIFY || usage == KeyUsage_VALIDATOR;
     case KeySpec_X25519: return usage == KeyUsage_KEY_AGREEMENT;
     case KeySpec_RSA_2048:
     case KeySpec_RSA_3072:

@@ -1,0 +1,93 @@
+/*
+ * validator_state.c - the double-sign guard's state record ("vstate-<key id>"), encrypted under
+ * the domain key like a key record and written with a conditional store_put before any
+ * signature that depends on it leaves the enclave. A missing or corrupt state stops signing.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "domain.h"
+#include "keystore.h"
+#include "validator.h"
+
+#define STATE_BLOB_MAX (ValidatorGuardState_size + KMS_RECORD_OVERHEAD)
+
+static void state_id(const char *key_id, char out[KMS_VSTATE_ID_LEN])
+{
+    snprintf(out, KMS_VSTATE_ID_LEN, "vstate-%s", key_id);
+}
+
+kms_err_t kms_vstate_load(const char *key_id, ValidatorGuardState *st)
+{
+    char id[KMS_VSTATE_ID_LEN];
+    uint8_t blob[STATE_BLOB_MAX], pt[STATE_BLOB_MAX];
+    size_t blob_len = 0, pt_len = 0;
+    uint64_t revision = 0;
+    state_id(key_id, id);
+    memset(st, 0, sizeof *st);
+    KMS_RETURN_IF_ERR(kms_edge_store_get(id, blob, sizeof blob, &blob_len));
+    if (blob_len == 0) return KMS_ERR_RECORD_CORRUPT; /* created with the key: missing means tampered */
+    kms_err_t err = kms_domain_open_record(id, blob, blob_len, pt, sizeof pt, &pt_len, &revision);
+    if (err == KMS_OK) {
+        pb_istream_t is = pb_istream_from_buffer(pt, pt_len);
+        if (!pb_decode(&is, ValidatorGuardState_fields, st) || st->revision != revision ||
+            strcmp(st->key_id, key_id) != 0)
+            err = KMS_ERR_RECORD_CORRUPT;
+    }
+    OPENSSL_cleanse(pt, sizeof pt);
+    return err == KMS_ERR_RECORD_TOO_LARGE ? KMS_ERR_RECORD_CORRUPT : err;
+}
+
+kms_err_t kms_vstate_store(const ValidatorGuardState *st)
+{
+    char id[KMS_VSTATE_ID_LEN];
+    uint8_t pt[ValidatorGuardState_size], blob[STATE_BLOB_MAX];
+    size_t blob_len = 0;
+    state_id(st->key_id, id);
+    pb_ostream_t os = pb_ostream_from_buffer(pt, sizeof pt);
+    if (!pb_encode(&os, ValidatorGuardState_fields, st)) return KMS_ERR_ENCODE;
+    KMS_RETURN_IF_ERR(kms_domain_seal_record(id, st->revision, pt, os.bytes_written, blob, sizeof blob, &blob_len));
+    return kms_edge_store_put(id, st->revision - 1, st->revision, blob, blob_len);
+}
+
+kms_err_t kms_vstate_create(const char *key_id, const char *chain_id, int64_t height, int32_t round, uint32_t step,
+                            const uint8_t *sign_bytes, size_t sign_len, const uint8_t *sig, size_t sig_len)
+{
+    ValidatorGuardState st;
+    memset(&st, 0, sizeof st);
+    if (sign_len > sizeof st.sign_bytes.bytes || sig_len > sizeof st.signature.bytes || height < 0 || round < 0 ||
+        step > KMS_STEP_PRECOMMIT)
+        return KMS_ERR_INVALID_ARGUMENT;
+    snprintf(st.key_id, sizeof st.key_id, "%s", key_id);
+    snprintf(st.chain_id, sizeof st.chain_id, "%s", chain_id);
+    st.revision = 1;
+    st.height = height;
+    st.round = round;
+    st.step = step;
+    if (sign_len > 0) memcpy(st.sign_bytes.bytes, sign_bytes, sign_len);
+    st.sign_bytes.size = (pb_size_t)sign_len;
+    if (sig_len > 0) memcpy(st.signature.bytes, sig, sig_len);
+    st.signature.size = (pb_size_t)sig_len;
+    return kms_vstate_store(&st);
+}
+
+kms_err_t kms_vstate_mac(const ValidatorStateExport *exp, uint8_t mac[32])
+{
+    static const char info[] = "enclave-kms validator state export v1";
+    uint8_t dk[32], key[32], buf[ValidatorStateExport_size];
+    ValidatorStateExport unsigned_copy = *exp;
+    unsigned_copy.mac.size = 0;
+    pb_ostream_t os = pb_ostream_from_buffer(buf, sizeof buf);
+    size_t len = 0;
+    kms_err_t err = pb_encode(&os, ValidatorStateExport_fields, &unsigned_copy) ? KMS_OK : KMS_ERR_ENCODE;
+    if (err == KMS_OK) err = kms_domain_copy_key(dk);
+    if (err == KMS_OK) err = kms_hkdf_sha256(NULL, 0, dk, sizeof dk, (const uint8_t *)info, sizeof info - 1, key, 32);
+    if (err == KMS_OK) err = kms_hmac(KMS_MD_SHA256, key, sizeof key, buf, os.bytes_written, mac, 32, &len);
+    OPENSSL_cleanse(dk, sizeof dk);
+    OPENSSL_cleanse(key, sizeof key);
+    return err;
+}
