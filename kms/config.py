@@ -43,7 +43,7 @@ class Settings:
     enclave_tcs: int = field(default=8, metadata=_meta("the enclave's thread slots (TCS)", lo=1, hi=MAX_TCS))
     workers: int = field(default=0, metadata=_meta("ECALL worker threads (0: enclave_tcs; at most enclave_tcs)",
                                                    lo=0, hi=MAX_TCS))
-    max_queued_ecalls: int = field(default=256, metadata=_meta("ECALLs queued or running before RESOURCE_EXHAUSTED",
+    max_queued_ecalls: int = field(default=256, metadata=_meta("evidence and session-open ECALLs queued or running",
                                                                lo=1, hi=65536))
     max_message_bytes: int = field(default=SESSION_FRAME_MAX + 1024, metadata=_meta(
         "largest gRPC message received", lo=1024, hi=SESSION_FRAME_MAX + 1024))

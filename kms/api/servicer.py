@@ -31,7 +31,8 @@ async def _frames(requests: AsyncIterator[kms_pb2.SessionFrame], idle_s: float) 
     it = aiter(requests)
     while True:
         try:
-            frame = await asyncio.wait_for(anext(it, _END), idle_s)
+            async with asyncio.timeout(idle_s):
+                frame = await anext(it, _END)
         except TimeoutError:
             raise SessionIdle(f"no frame for {idle_s:g} s: the server closed the idle session; "
                               "open a new session") from None

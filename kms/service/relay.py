@@ -175,7 +175,8 @@ class RelaySession:
         if len(data) > SESSION_IN_MAX:
             raise FrameTooLarge(f"a SessionFrame carries at most {SESSION_IN_MAX} bytes of TLS records, "
                                 f"got {len(data)}")
-        out, closed = await self.relay.run("session_feed", self._feed, data)
+        # Not subject to the queue bound: a session has at most one feed in flight (max_sessions bounds them).
+        out, closed = await self.relay.run("session_feed", self._feed, data, admit=False)
         self.frames_in, self.bytes_in = self.frames_in + 1, self.bytes_in + len(data)
         self.frames_out, self.bytes_out = self.frames_out + 1, self.bytes_out + len(out)
         return out, closed
