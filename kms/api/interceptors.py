@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import time
@@ -108,7 +109,7 @@ def _code_name(context: grpc.aio.ServicerContext, exc: BaseException | None) -> 
         return next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
     if exc is None:
         return "OK"
-    return "CANCELLED" if isinstance(exc, BaseException) and type(exc).__name__ == "CancelledError" else "UNKNOWN"
+    return "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "UNKNOWN"
 
 
 class _Interceptor(grpc.aio.ServerInterceptor):
@@ -134,7 +135,10 @@ class RequestContextInterceptor(_Interceptor):
             rid = sent if isinstance(sent, str) and _REQUEST_ID.match(sent) else uuid.uuid4().hex[:16]
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(request_id=rid, method=method, peer=context.peer())
-            await context.send_initial_metadata(((REQUEST_ID_HEADER, rid),))
+            try:
+                await context.send_initial_metadata(((REQUEST_ID_HEADER, rid),))
+            except Exception:  # best effort: the client may already be gone
+                _log.debug("request id not sent")
             start, failure = time.perf_counter(), None
             try:
                 yield

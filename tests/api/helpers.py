@@ -62,6 +62,11 @@ class InProcessServer:
         self._thread.join(60)
 
 
+def clean_env() -> dict[str, str]:
+    """The environment without KMS_* settings (KMS_BUILD_DIR kept), so only the test's flags apply."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KMS_") or k == "KMS_BUILD_DIR"}
+
+
 class SubprocessServer:
     """`python -m kms serve` with loopback ports; addresses read from its structured start-up log."""
 
@@ -69,7 +74,7 @@ class SubprocessServer:
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in LOOPBACK.items()]
         cmd = [sys.executable, "-m", "kms", "serve", f"--data-dir={data_dir}", *flags, *args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     env={**os.environ, **(env or {})}, text=True)
+                                     env={**clean_env(), **(env or {})}, text=True)
         self.lines: list[str] = []
         self._serving: queue.Queue[dict | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -3,7 +3,6 @@ row fails only its key, start-up errors are clear."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from kms.proto.enclave.v1 import boundary_pb2 as pb
 from tests.api.helpers import (
     REPO,
     SubprocessServer,
+    clean_env,
     create_aes_key,
     decrypt,
     encrypt,
@@ -126,7 +126,7 @@ def test_a_damaged_row_gives_a_typed_error_for_that_key_only(build, tmp_path: Pa
 
 def _serve(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kms", "serve", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "KMS_LISTEN": "127.0.0.1:0"})
+                          timeout=60, env={**clean_env(), "KMS_LISTEN": "127.0.0.1:0"})
 
 
 def test_bad_settings_exit_1_with_a_clear_error(tmp_path: Path) -> None:
