@@ -258,4 +258,4 @@ distclean: clean
 	rm -rf .venv .local
 
 # Header dependencies recorded by -MMD.
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz -name '*.d' -type f 2>/dev/null)

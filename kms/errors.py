@@ -55,6 +55,10 @@ class KeyStateError(EnclaveFailure):
     """The key exists but its state or usage does not allow the operation."""
 
 
+class KeyDestroyed(EnclaveFailure):
+    """The key was destroyed after its deletion window: what it encrypted is gone for good."""
+
+
 class InvalidCiphertext(EnclaveFailure):
     """Decryption failed. Deliberately opaque: wrong key, context, tag or format look the same."""
 
@@ -119,6 +123,11 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_RECORD_TOO_LARGE: StoreError,
     E.KMS_ERR_KEY_VERSION_NOT_FOUND: NotFound,
     E.KMS_ERR_CONFLICT: Conflict,
+    E.KMS_ERR_KEY_PENDING_DELETION: KeyStateError,
+    E.KMS_ERR_KEY_DESTROYED: KeyDestroyed,
+    E.KMS_ERR_KEY_VERSION_RETIRED: KeyStateError,
+    E.KMS_ERR_ALIAS_NOT_FOUND: NotFound,
+    E.KMS_ERR_NOT_DUE: InvalidRequest,
     E.KMS_ERR_SEAL_MALFORMED: SealError,
     E.KMS_ERR_SEAL_MAC_MISMATCH: SealError,
     E.KMS_ERR_SEAL_INVALID_ISVSVN: SealError,

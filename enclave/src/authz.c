@@ -36,7 +36,8 @@ static int user_allowed(pb_size_t op)
     case Request_list_keys_tag: case Request_encrypt_tag: case Request_decrypt_tag: case Request_sign_tag:
     case Request_verify_tag: case Request_generate_mac_tag: case Request_verify_mac_tag:
     case Request_asymmetric_decrypt_tag: case Request_derive_shared_secret_tag: case Request_generate_random_tag:
-    case Request_validator_sign_tag: case Request_validator_state_tag:
+    case Request_validator_sign_tag: case Request_validator_state_tag: case Request_generate_data_key_tag:
+    case Request_generate_data_key_pair_tag: case Request_re_encrypt_tag: case Request_batch_tag:
         return 1;
     default:
         return 0;

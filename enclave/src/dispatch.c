@@ -36,6 +36,19 @@ static const struct {
     {Request_validator_state_tag, kms_handle_validator_state},
     {Request_validator_state_import_tag, kms_handle_validator_state_import},
     {Request_import_validator_tag, kms_handle_import_validator},
+    {Request_schedule_key_deletion_tag, kms_handle_schedule_key_deletion},
+    {Request_cancel_key_deletion_tag, kms_handle_cancel_key_deletion},
+    {Request_destroy_key_tag, kms_handle_destroy_key},
+    {Request_update_key_tag, kms_handle_update_key},
+    {Request_rotate_if_due_tag, kms_handle_rotate_if_due},
+    {Request_create_alias_tag, kms_handle_create_alias},
+    {Request_update_alias_tag, kms_handle_update_alias},
+    {Request_delete_alias_tag, kms_handle_delete_alias},
+    {Request_list_aliases_tag, kms_handle_list_aliases},
+    {Request_generate_data_key_tag, kms_handle_generate_data_key},
+    {Request_generate_data_key_pair_tag, kms_handle_generate_data_key_pair},
+    {Request_re_encrypt_tag, kms_handle_re_encrypt},
+    {Request_batch_tag, kms_handle_batch},
 };
 
 kms_err_t kms_dispatch(const Request *req, Response *resp)

@@ -43,6 +43,19 @@ kms_err_t kms_handle_validator_sign(const Request *req, Response *resp);
 kms_err_t kms_handle_validator_state(const Request *req, Response *resp);
 kms_err_t kms_handle_validator_state_import(const Request *req, Response *resp);
 kms_err_t kms_handle_import_validator(const Request *req, Response *resp);
+kms_err_t kms_handle_schedule_key_deletion(const Request *req, Response *resp);
+kms_err_t kms_handle_cancel_key_deletion(const Request *req, Response *resp);
+kms_err_t kms_handle_destroy_key(const Request *req, Response *resp);
+kms_err_t kms_handle_update_key(const Request *req, Response *resp);
+kms_err_t kms_handle_rotate_if_due(const Request *req, Response *resp);
+kms_err_t kms_handle_create_alias(const Request *req, Response *resp);
+kms_err_t kms_handle_update_alias(const Request *req, Response *resp);
+kms_err_t kms_handle_delete_alias(const Request *req, Response *resp);
+kms_err_t kms_handle_list_aliases(const Request *req, Response *resp);
+kms_err_t kms_handle_generate_data_key(const Request *req, Response *resp);
+kms_err_t kms_handle_generate_data_key_pair(const Request *req, Response *resp);
+kms_err_t kms_handle_re_encrypt(const Request *req, Response *resp);
+kms_err_t kms_handle_batch(const Request *req, Response *resp);
 
 /* Authorize the current caller for req's operation, then dispatch it (ecall.c, session.c). */
 kms_err_t kms_process(const Request *req, Response *resp);

@@ -29,6 +29,27 @@ kms_err_t kms_acquire_authorized(const char *key_id, kms_key **out);
 
 /* Fill resp's KeyMetadata from rec and select it as the result. */
 void kms_fill_metadata(const KeyRecord *rec, Response *resp);
+/*
+ * AES-256-GCM under a SYMMETRIC_DEFAULT key (id or alias) into the self-describing ciphertext
+ * format (docs/formats.md); resolved receives the key id, version the key version. The caller
+ * must be authorized (kms_acquire_for is applied). Decrypt collapses format, key and tag
+ * failures to KMS_ERR_INVALID_CIPHERTEXT; retired versions are KMS_ERR_KEY_VERSION_RETIRED.
+ */
+kms_err_t kms_sym_encrypt(const char *key_id, const uint8_t *pt, size_t pt_len, const ContextEntry *ctx,
+                          pb_size_t ctx_count, uint8_t *ct, size_t cap, size_t *ct_len, char resolved[37],
+                          uint32_t *version);
+kms_err_t kms_sym_decrypt(const uint8_t *ct, size_t ct_len, const ContextEntry *ctx, pb_size_t ctx_count, uint8_t *pt,
+                          size_t cap, size_t *pt_len, char key_id[37], uint32_t *version);
+
+/* Key record changes (handlers_keys.c): a zeroed heap record and its wiping free; a new
+ * version made current; a copy of the current record with the revision bumped (authorized);
+ * persisting a changed record and answering with its metadata. */
+KeyRecord *kms_record_new(void);
+void kms_record_free(KeyRecord *rec);
+kms_err_t kms_record_add_version(KeyRecord *rec, int64_t now);
+kms_err_t kms_record_for_change(const char *key_id, KeyRecord **out);
+kms_err_t kms_record_commit(const KeyRecord *rec, Response *resp);
+
 /* KeyMetadata of rec into m. */
 void kms_metadata_from(const KeyRecord *rec, KeyMetadata *m);
 

@@ -28,7 +28,7 @@ kms_err_t kms_handle_sign(const Request *req, Response *resp)
                                   q->message.size, sig_format(q->format), r->signature.bytes,
                                   sizeof r->signature.bytes, &len), done);
     r->signature.size = (pb_size_t)len;
-    memcpy(r->key_id, q->key_id, sizeof r->key_id);
+    memcpy(r->key_id, kms_key_record(key)->key_id, sizeof r->key_id);
     r->key_version = mat->version;
     resp->which_result = Response_sign_tag;
 done:

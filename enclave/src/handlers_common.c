@@ -1,6 +1,7 @@
 /* handlers_common.c - key ids, key acquisition for an operation, metadata. */
 #include <string.h>
 
+#include "aliases.h"
 #include "authz.h"
 #include "crypto.h"
 #include "handlers.h"
@@ -35,6 +36,11 @@ kms_err_t kms_key_id_new(char out[37])
 
 kms_err_t kms_acquire_authorized(const char *key_id, kms_key **out)
 {
+    char resolved[37];
+    if (strncmp(key_id, KMS_ALIAS_PREFIX, sizeof KMS_ALIAS_PREFIX - 1) == 0) {
+        KMS_RETURN_IF_ERR(kms_alias_resolve(key_id, resolved));
+        key_id = resolved;
+    }
     if (!kms_key_id_valid(key_id)) return KMS_ERR_INVALID_ARGUMENT;
     kms_key *key = NULL;
     KMS_RETURN_IF_ERR(kms_keystore_acquire(key_id, &key));
@@ -53,7 +59,9 @@ kms_err_t kms_acquire_for(const char *key_id, KeyUsage usage, kms_key **out)
     KMS_RETURN_IF_ERR(kms_acquire_authorized(key_id, &key));
     const KeyRecord *rec = kms_key_record(key);
     kms_err_t err = KMS_OK;
-    if (rec->state != KeyState_ENABLED) err = KMS_ERR_KEY_DISABLED;
+    if (rec->state == KeyState_PENDING_DELETION) err = KMS_ERR_KEY_PENDING_DELETION;
+    else if (rec->state == KeyState_DESTROYED) err = KMS_ERR_KEY_DESTROYED;
+    else if (rec->state != KeyState_ENABLED) err = KMS_ERR_KEY_DISABLED;
     else if (rec->usage != usage) err = KMS_ERR_INVALID_KEY_USAGE;
     if (err != KMS_OK) {
         kms_keystore_release(key);
@@ -80,4 +88,10 @@ void kms_metadata_from(const KeyRecord *rec, KeyMetadata *m)
     m->current_version = rec->current_version;
     m->version_count = rec->versions_count;
     m->revision = rec->revision;
+    m->deletion_date = rec->deletion_date;
+    m->min_decrypt_version = rec->min_decrypt_version;
+    m->rotation_period_days = rec->rotation_period_days;
+    m->last_rotated_at = rec->last_rotated_at;
+    m->origin = rec->origin;
+    memcpy(m->chain_id, rec->chain_id, sizeof m->chain_id);
 }

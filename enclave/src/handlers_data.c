@@ -65,42 +65,54 @@ static kms_err_t build_aad(const uint8_t *hdr, size_t hdr_len, const ContextEntr
     return KMS_OK;
 }
 
-kms_err_t kms_handle_encrypt(const Request *req, Response *resp)
+kms_err_t kms_sym_encrypt(const char *key_id, const uint8_t *pt, size_t pt_len, const ContextEntry *ctx,
+                          pb_size_t ctx_count, uint8_t *ct, size_t cap, size_t *ct_len, char resolved[37],
+                          uint32_t *version)
 {
-    const EncryptRequest *q = &req->op.encrypt;
+    if (cap < CT_HEADER_LEN + pt_len + KMS_GCM_TAG_LEN) return KMS_ERR_BUFFER_TOO_SMALL;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_ENCRYPT_DECRYPT, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_for(key_id, KeyUsage_ENCRYPT_DECRYPT, &key));
+    const KeyRecord *rec = kms_key_record(key);
     const KeyVersionMaterial *mat = NULL;
-    EncryptResponse *r = &resp->result.encrypt;
-    uint8_t *ct = r->ciphertext.bytes, aad[CT_HEADER_LEN + CTX_MAX_LEN];
+    uint8_t aad[CT_HEADER_LEN + CTX_MAX_LEN];
     size_t aad_len = 0;
     kms_err_t err = KMS_ERR_INVALID_KEY_USAGE;
-    if (kms_key_record(key)->spec != KeySpec_SYMMETRIC_DEFAULT) goto done;
+    if (rec->spec != KeySpec_SYMMETRIC_DEFAULT) goto done;
     KMS_GOTO_IF_ERR(err, kms_key_version(key, 0, &mat, NULL), done);
     ct[0] = CT_FORMAT;
     ct[1] = KMS_KEY_ID_LEN;
-    memcpy(ct + 2, q->key_id, KMS_KEY_ID_LEN);
+    memcpy(ct + 2, rec->key_id, KMS_KEY_ID_LEN); /* the resolved id, never an alias */
     for (int i = 0; i < 4; i++) ct[2 + KMS_KEY_ID_LEN + i] = (uint8_t)(mat->version >> (8 * (3 - i)));
     KMS_GOTO_IF_ERR(err, kms_random(ct + CT_HEADER_LEN - KMS_GCM_IV_LEN, KMS_GCM_IV_LEN), done);
-    KMS_GOTO_IF_ERR(err, build_aad(ct, CT_HEADER_LEN, q->context, q->context_count, aad, &aad_len), done);
-    KMS_GOTO_IF_ERR(err, kms_aes_gcm_seal(mat->material.bytes, mat->material.size,
-                                          ct + CT_HEADER_LEN - KMS_GCM_IV_LEN, KMS_GCM_IV_LEN, aad, aad_len,
-                                          q->plaintext.bytes, q->plaintext.size, ct + CT_HEADER_LEN,
-                                          ct + CT_HEADER_LEN + q->plaintext.size), done);
-    r->ciphertext.size = (pb_size_t)(CT_HEADER_LEN + q->plaintext.size + KMS_GCM_TAG_LEN);
-    memcpy(r->key_id, q->key_id, sizeof r->key_id);
-    r->key_version = mat->version;
-    resp->which_result = Response_encrypt_tag;
+    KMS_GOTO_IF_ERR(err, build_aad(ct, CT_HEADER_LEN, ctx, ctx_count, aad, &aad_len), done);
+    KMS_GOTO_IF_ERR(err, kms_aes_gcm_seal(mat->material.bytes, mat->material.size, ct + CT_HEADER_LEN - KMS_GCM_IV_LEN,
+                                          KMS_GCM_IV_LEN, aad, aad_len, pt, pt_len, ct + CT_HEADER_LEN,
+                                          ct + CT_HEADER_LEN + pt_len), done);
+    *ct_len = CT_HEADER_LEN + pt_len + KMS_GCM_TAG_LEN;
+    memcpy(resolved, rec->key_id, 37);
+    *version = mat->version;
 done:
     kms_keystore_release(key);
     return err;
 }
 
-/* Parse the self-describing header. Every failure is the opaque KMS_ERR_INVALID_CIPHERTEXT. */
-static kms_err_t parse_header(const DecryptRequest *q, char key_id[37], uint32_t *version)
+kms_err_t kms_handle_encrypt(const Request *req, Response *resp)
 {
-    const uint8_t *c = q->ciphertext.bytes;
-    if (q->ciphertext.size < CT_HEADER_LEN + KMS_GCM_TAG_LEN || c[0] != CT_FORMAT || c[1] != KMS_KEY_ID_LEN)
+    const EncryptRequest *q = &req->op.encrypt;
+    EncryptResponse *r = &resp->result.encrypt;
+    size_t len = 0;
+    KMS_RETURN_IF_ERR(kms_sym_encrypt(q->key_id, q->plaintext.bytes, q->plaintext.size, q->context, q->context_count,
+                                      r->ciphertext.bytes, sizeof r->ciphertext.bytes, &len, r->key_id,
+                                      &r->key_version));
+    r->ciphertext.size = (pb_size_t)len;
+    resp->which_result = Response_encrypt_tag;
+    return KMS_OK;
+}
+
+/* Parse the self-describing header. Every failure is the opaque KMS_ERR_INVALID_CIPHERTEXT. */
+static kms_err_t parse_header(const uint8_t *c, size_t len, char key_id[37], uint32_t *version)
+{
+    if (len < CT_HEADER_LEN + KMS_GCM_TAG_LEN || c[0] != CT_FORMAT || c[1] != KMS_KEY_ID_LEN)
         return KMS_ERR_INVALID_CIPHERTEXT;
     memcpy(key_id, c + 2, KMS_KEY_ID_LEN);
     key_id[KMS_KEY_ID_LEN] = '\0';
@@ -110,39 +122,45 @@ static kms_err_t parse_header(const DecryptRequest *q, char key_id[37], uint32_t
     return *version == 0 ? KMS_ERR_INVALID_CIPHERTEXT : KMS_OK;
 }
 
-kms_err_t kms_handle_decrypt(const Request *req, Response *resp)
+kms_err_t kms_sym_decrypt(const uint8_t *ct, size_t ct_len, const ContextEntry *ctx, pb_size_t ctx_count, uint8_t *pt,
+                          size_t cap, size_t *pt_len, char key_id[37], uint32_t *version)
 {
-    const DecryptRequest *q = &req->op.decrypt;
-    char key_id[37];
-    uint32_t version = 0;
-    KMS_RETURN_IF_ERR(parse_header(q, key_id, &version));
+    KMS_RETURN_IF_ERR(parse_header(ct, ct_len, key_id, version));
     kms_key *key = NULL;
     kms_err_t err = kms_acquire_for(key_id, KeyUsage_ENCRYPT_DECRYPT, &key);
     /* Unknown key or version look like any other bad ciphertext: no oracle. */
     if (err == KMS_ERR_KEY_NOT_FOUND || err == KMS_ERR_INVALID_ARGUMENT) return KMS_ERR_INVALID_CIPHERTEXT;
     if (err != KMS_OK) return err;
+    const KeyRecord *rec = kms_key_record(key);
     const KeyVersionMaterial *mat = NULL;
-    DecryptResponse *r = &resp->result.decrypt;
     uint8_t aad[CT_HEADER_LEN + CTX_MAX_LEN];
-    size_t aad_len = 0, ct_len = q->ciphertext.size - CT_HEADER_LEN - KMS_GCM_TAG_LEN;
+    size_t aad_len = 0, body = ct_len - CT_HEADER_LEN - KMS_GCM_TAG_LEN;
     err = KMS_ERR_INVALID_CIPHERTEXT;
-    if (kms_key_record(key)->spec != KeySpec_SYMMETRIC_DEFAULT || ct_len > sizeof r->plaintext.bytes ||
-        kms_key_version(key, version, &mat, NULL) != KMS_OK)
+    if (rec->spec != KeySpec_SYMMETRIC_DEFAULT || body > cap || kms_key_version(key, *version, &mat, NULL) != KMS_OK)
         goto done;
-    KMS_GOTO_IF_ERR(err, build_aad(q->ciphertext.bytes, CT_HEADER_LEN, q->context, q->context_count, aad,
-                                   &aad_len), done);
-    KMS_GOTO_IF_ERR(err, kms_aes_gcm_open(mat->material.bytes, mat->material.size,
-                                          q->ciphertext.bytes + CT_HEADER_LEN - KMS_GCM_IV_LEN, KMS_GCM_IV_LEN,
-                                          aad, aad_len, q->ciphertext.bytes + CT_HEADER_LEN, ct_len,
-                                          q->ciphertext.bytes + CT_HEADER_LEN + ct_len, KMS_GCM_TAG_LEN,
-                                          r->plaintext.bytes), done);
-    r->plaintext.size = (pb_size_t)ct_len;
-    memcpy(r->key_id, key_id, sizeof key_id);
-    r->key_version = version;
-    resp->which_result = Response_decrypt_tag;
+    err = KMS_ERR_KEY_VERSION_RETIRED;
+    if (*version < rec->min_decrypt_version) goto done;
+    KMS_GOTO_IF_ERR(err, build_aad(ct, CT_HEADER_LEN, ctx, ctx_count, aad, &aad_len), done);
+    KMS_GOTO_IF_ERR(err, kms_aes_gcm_open(mat->material.bytes, mat->material.size, ct + CT_HEADER_LEN - KMS_GCM_IV_LEN,
+                                          KMS_GCM_IV_LEN, aad, aad_len, ct + CT_HEADER_LEN, body,
+                                          ct + CT_HEADER_LEN + body, KMS_GCM_TAG_LEN, pt), done);
+    *pt_len = body;
 done:
     kms_keystore_release(key);
     return err;
+}
+
+kms_err_t kms_handle_decrypt(const Request *req, Response *resp)
+{
+    const DecryptRequest *q = &req->op.decrypt;
+    DecryptResponse *r = &resp->result.decrypt;
+    size_t len = 0;
+    KMS_RETURN_IF_ERR(kms_sym_decrypt(q->ciphertext.bytes, q->ciphertext.size, q->context, q->context_count,
+                                      r->plaintext.bytes, sizeof r->plaintext.bytes, &len, r->key_id,
+                                      &r->key_version));
+    r->plaintext.size = (pb_size_t)len;
+    resp->which_result = Response_decrypt_tag;
+    return KMS_OK;
 }
 
 kms_err_t kms_handle_generate_mac(const Request *req, Response *resp)
@@ -159,7 +177,7 @@ kms_err_t kms_handle_generate_mac(const Request *req, Response *resp)
                                   mat->material.size, q->message.bytes, q->message.size, r->mac.bytes,
                                   sizeof r->mac.bytes, &len), done);
     r->mac.size = (pb_size_t)len;
-    memcpy(r->key_id, q->key_id, sizeof r->key_id);
+    memcpy(r->key_id, kms_key_record(key)->key_id, sizeof r->key_id);
     r->key_version = mat->version;
     resp->which_result = Response_generate_mac_tag;
 done:

@@ -13,9 +13,9 @@
 #include "kms/limits.h"
 
 /* A zeroed heap KeyRecord (42 KiB: too big for an enclave stack). */
-static KeyRecord *record_new(void) { return calloc(1, sizeof(KeyRecord)); }
+KeyRecord *kms_record_new(void) { return calloc(1, sizeof(KeyRecord)); }
 
-static void record_free(KeyRecord *rec)
+void kms_record_free(KeyRecord *rec)
 {
     if (rec == NULL) return;
     OPENSSL_cleanse(rec, sizeof *rec);
@@ -23,7 +23,7 @@ static void record_free(KeyRecord *rec)
 }
 
 /* Append a freshly generated version to rec and make it current. */
-static kms_err_t add_version(KeyRecord *rec, int64_t now)
+kms_err_t kms_record_add_version(KeyRecord *rec, int64_t now)
 {
     if (rec->versions_count >= KMS_MAX_KEY_VERSIONS_COUNT) return KMS_ERR_TOO_MANY_VERSIONS;
     uint32_t next = 0;
@@ -37,11 +37,12 @@ static kms_err_t add_version(KeyRecord *rec, int64_t now)
     v->created_at = now;
     rec->versions_count++;
     rec->current_version = v->version;
+    rec->last_rotated_at = now;
     return KMS_OK;
 }
 
 /* Have the host persist rec (conditional on the revision it replaces), then answer. */
-static kms_err_t commit(const KeyRecord *rec, Response *resp)
+kms_err_t kms_record_commit(const KeyRecord *rec, Response *resp)
 {
     KMS_RETURN_IF_ERR(kms_keystore_write(rec, rec->revision - 1));
     kms_fill_metadata(rec, resp);
@@ -53,7 +54,7 @@ kms_err_t kms_handle_create_key(const Request *req, Response *resp)
     const CreateKeyRequest *q = &req->op.create_key;
     if (!kms_spec_allows_usage(q->spec, q->usage) || ((q->usage == KeyUsage_VALIDATOR) != (q->chain_id[0] != '\0')))
         return KMS_ERR_INVALID_ARGUMENT;
-    KeyRecord *rec = record_new();
+    KeyRecord *rec = kms_record_new();
     if (rec == NULL) return KMS_ERR_OUT_OF_MEMORY;
     kms_err_t err;
     KMS_GOTO_IF_ERR(err, kms_key_id_new(rec->key_id), done);
@@ -63,23 +64,24 @@ kms_err_t kms_handle_create_key(const Request *req, Response *resp)
     rec->host_owned = kms_caller_get()->host != 0;
     memcpy(rec->description, q->description, sizeof rec->description);
     rec->created_at = req->host_time;
+    rec->origin = KeyOrigin_ORIGIN_GENERATED;
     rec->revision = 1;
     memcpy(rec->chain_id, q->chain_id, sizeof rec->chain_id);
-    KMS_GOTO_IF_ERR(err, add_version(rec, req->host_time), done);
+    KMS_GOTO_IF_ERR(err, kms_record_add_version(rec, req->host_time), done);
     if (q->usage == KeyUsage_VALIDATOR) /* the guard state exists before the key can sign */
         KMS_GOTO_IF_ERR(err, kms_vstate_create(rec->key_id, q->chain_id, 0, 0, 0, NULL, 0, NULL, 0), done);
-    err = commit(rec, resp);
+    err = kms_record_commit(rec, resp);
 done:
-    record_free(rec);
+    kms_record_free(rec);
     return err;
 }
 
 /* Copy of key_id's current record, for a change. */
-static kms_err_t record_for_change(const char *key_id, KeyRecord **out)
+kms_err_t kms_record_for_change(const char *key_id, KeyRecord **out)
 {
     kms_key *key = NULL;
     KMS_RETURN_IF_ERR(kms_acquire_authorized(key_id, &key));
-    KeyRecord *rec = record_new();
+    KeyRecord *rec = kms_record_new();
     if (rec != NULL) memcpy(rec, kms_key_record(key), sizeof *rec);
     kms_keystore_release(key);
     if (rec == NULL) return KMS_ERR_OUT_OF_MEMORY;
@@ -91,11 +93,11 @@ static kms_err_t record_for_change(const char *key_id, KeyRecord **out)
 kms_err_t kms_handle_rotate_key(const Request *req, Response *resp)
 {
     KeyRecord *rec = NULL;
-    KMS_RETURN_IF_ERR(record_for_change(req->op.rotate_key.key_id, &rec));
+    KMS_RETURN_IF_ERR(kms_record_for_change(req->op.rotate_key.key_id, &rec));
     kms_err_t err = rec->state == KeyState_ENABLED ? KMS_OK : KMS_ERR_KEY_DISABLED;
-    if (err == KMS_OK) err = add_version(rec, req->host_time);
-    if (err == KMS_OK) err = commit(rec, resp);
-    record_free(rec);
+    if (err == KMS_OK) err = kms_record_add_version(rec, req->host_time);
+    if (err == KMS_OK) err = kms_record_commit(rec, resp);
+    kms_record_free(rec);
     return err;
 }
 
@@ -104,10 +106,13 @@ kms_err_t kms_handle_set_key_state(const Request *req, Response *resp)
     KeyState state = req->op.set_key_state.state;
     if (state != KeyState_ENABLED && state != KeyState_DISABLED) return KMS_ERR_INVALID_ARGUMENT;
     KeyRecord *rec = NULL;
-    KMS_RETURN_IF_ERR(record_for_change(req->op.set_key_state.key_id, &rec));
+    KMS_RETURN_IF_ERR(kms_record_for_change(req->op.set_key_state.key_id, &rec));
+    kms_err_t err = rec->state == KeyState_PENDING_DELETION ? KMS_ERR_KEY_PENDING_DELETION
+                    : rec->state == KeyState_DESTROYED      ? KMS_ERR_KEY_DESTROYED
+                                                            : KMS_OK;
     rec->state = state;
-    kms_err_t err = commit(rec, resp);
-    record_free(rec);
+    if (err == KMS_OK) err = kms_record_commit(rec, resp);
+    kms_record_free(rec);
     return err;
 }
 
@@ -153,7 +158,7 @@ kms_err_t kms_handle_grant_key(const Request *req, Response *resp)
     const GrantKeyRequest *q = &req->op.grant_key;
     if (q->principal_id.size != 32) return KMS_ERR_INVALID_ARGUMENT;
     KeyRecord *rec = NULL;
-    KMS_RETURN_IF_ERR(record_for_change(q->key_id, &rec));
+    KMS_RETURN_IF_ERR(kms_record_for_change(q->key_id, &rec));
     pb_size_t i = 0, n = rec->grantees_count;
     while (i < n && memcmp(rec->grantees[i].bytes, q->principal_id.bytes, 32) != 0) i++;
     kms_err_t err = KMS_OK;
@@ -168,8 +173,8 @@ kms_err_t kms_handle_grant_key(const Request *req, Response *resp)
             rec->grantees_count++;
         }
     }
-    if (err == KMS_OK) err = commit(rec, resp);
-    record_free(rec);
+    if (err == KMS_OK) err = kms_record_commit(rec, resp);
+    kms_record_free(rec);
     return err;
 }
 
