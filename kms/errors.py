@@ -55,7 +55,7 @@ class KeyStateError(EnclaveFailure):
     """The key exists but its state or usage does not allow the operation."""
 
 
-class KeyDestroyed(EnclaveFailure):
+class KeyDestroyed(KeyStateError):
     """The key was destroyed after its deletion window: what it encrypted is gone for good."""
 
 

@@ -63,7 +63,8 @@ static kms_err_t key_decode(const char *key_id, uint64_t revision, const uint8_t
 {
     pb_istream_t in = pb_istream_from_buffer(pt, len);
     if (!pb_decode(&in, KeyRecord_fields, &key->rec) || strcmp(key->rec.key_id, key_id) != 0 ||
-        key->rec.revision != revision || key->rec.versions_count == 0)
+        key->rec.revision != revision ||
+        (key->rec.versions_count == 0) != (key->rec.state == KeyState_DESTROYED)) /* only tombstones are empty */
         return KMS_ERR_RECORD_CORRUPT;
     kms_pkey_kind kind = kms_spec_pkey_kind(key->rec.spec);
     for (pb_size_t i = 0; kind != 0 && i < key->rec.versions_count; i++) {
