@@ -1,0 +1,1 @@
+"""CometBFT validator signing: SecretConnection, privval, the remote-signer loop and its CLI."""

@@ -1,0 +1,121 @@
+"""`kms validator run|status|create|import|import-state`: CometBFT remote signing through the KMS."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+from pathlib import Path
+
+from kms.commands.common import LocalError, emit, make_client, read_input, run_command
+from kms.proto.enclave.v1 import boundary_pb2 as pb
+from kms.validator.canonical import STEP_NAMES
+from kms.validator.keyfiles import KeyFileError, import_request, parse_state, parse_validator_key
+from kms.validator.kms_link import SPECS, ValidatorLink, ValidatorPublicKey
+
+_PUB_TYPES = {"ed25519": "tendermint/PubKeyEd25519", "secp256k1": "tendermint/PubKeySecp256k1"}
+
+
+def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -> None:
+    """Add the validator commands under `kms validator`."""
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="sign for CometBFT nodes (dials each node's priv_validator_laddr)",
+                         description="Reads a TOML file: [kms] (server, credentials and the attestation policy, "
+                                     "named like this CLI's flags), [signer] and one [[validator]] per chain "
+                                     "(chain_id, key_id, addr). Stops on SIGTERM. See docs/validators.md.")
+    run.add_argument("--config", type=Path, required=True, metavar="FILE")
+    run.set_defaults(func=_run)
+
+    status = sub.add_parser("status", parents=[parent], help="the guard's last signed height/round/step of a key")
+    status.add_argument("--key-id", required=True)
+    status.set_defaults(func=run_command(_status))
+
+    create = sub.add_parser("create", parents=[parent], help="a new validator key, generated in the enclave (admins)")
+    create.add_argument("--chain-id", required=True)
+    create.add_argument("--spec", choices=sorted(SPECS), default="ed25519")
+    create.add_argument("--description", default="")
+    create.set_defaults(func=run_command(_create))
+
+    imp = sub.add_parser("import", parents=[parent], help="import priv_validator_key.json and its state (admins)",
+                         description="Stop the old signer first. The key is sent only after the server's enclave "
+                                     "verified against the policy, inside the attested session.")
+    imp.add_argument("--key", required=True, metavar="FILE", help="priv_validator_key.json (or a tmkms seed file)")
+    imp.add_argument("--state", required=True, metavar="FILE", help="priv_validator_state.json of the old signer")
+    imp.add_argument("--chain-id", required=True)
+    imp.add_argument("--description", default="")
+    imp.set_defaults(func=run_command(_import))
+
+    restore = sub.add_parser("import-state", parents=[parent],
+                             help="move a key's guard forward to a signed state export (from `status --output json`)")
+    restore.add_argument("--export", required=True, metavar="FILE", help="base64 export (or '-' for stdin)")
+    restore.set_defaults(func=run_command(_import_state))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kms.validator.runner import run
+
+    return run(args.config)
+
+
+def _address(key: ValidatorPublicKey) -> str | None:
+    digest = hashlib.sha256(key.raw).digest()
+    if key.key_type == "ed25519":
+        return digest[:20].hex().upper()
+    try:
+        return hashlib.new("ripemd160", digest).hexdigest().upper()
+    except ValueError:  # OpenSSL without the legacy provider
+        return None
+
+
+def _key_view(info: dict, key: ValidatorPublicKey) -> dict:
+    return {**info, "pub_key_type": _PUB_TYPES[key.key_type], "pub_key": base64.b64encode(key.raw).decode(),
+            "address": _address(key)}
+
+
+def _state_view(e: pb.ValidatorStateExport) -> dict:
+    return {"key_id": e.key_id, "chain_id": e.chain_id, "height": e.height, "round": e.round,
+            "step": STEP_NAMES.get(e.step, "none"), "revision": e.revision,
+            "block_id_hash": e.block_id_hash.hex() or None}
+
+
+def _status(args: argparse.Namespace) -> None:
+    with make_client(args) as client:
+        export = ValidatorLink(client).state(args.key_id)
+    view = _state_view(export)
+    if args.output == "json":
+        view["export"] = base64.b64encode(export.SerializeToString()).decode()
+    emit(args, view)
+
+
+def _create(args: argparse.Namespace) -> None:
+    with make_client(args) as client:
+        link = ValidatorLink(client)
+        info = link.create(args.chain_id, args.spec, args.description)
+        emit(args, _key_view(info.to_dict(), link.public_key(info.key_id)))
+
+
+def _import(args: argparse.Namespace) -> None:
+    try:
+        key = parse_validator_key(read_input(args.key, what="the key file").decode())
+        state = parse_state(read_input(args.state, what="the state file").decode())
+    except (KeyFileError, UnicodeDecodeError) as exc:
+        raise LocalError(str(exc)) from exc
+    with make_client(args) as client:  # verifies the enclave before any session, hence before the key is sent
+        link = ValidatorLink(client)
+        info = link.import_validator(import_request(key, state, args.chain_id, args.description))
+        public = link.public_key(info.key_id)
+    if public.raw != key.public_key:
+        raise LocalError("the imported key's public key differs from the file's: do not use it")
+    view = _key_view(info.to_dict(), public)
+    view.update(height=state.height, round=state.round, step=STEP_NAMES.get(state.step, "none"))
+    emit(args, view)
+
+
+def _import_state(args: argparse.Namespace) -> None:
+    export = pb.ValidatorStateExport()
+    try:
+        export.ParseFromString(read_input(args.export, base64_text=True, what="the state export"))
+    except Exception as exc:
+        raise LocalError("not a state export (base64 from `kms validator status --output json`)") from exc
+    with make_client(args) as client:
+        emit(args, _state_view(ValidatorLink(client).import_state(export)))

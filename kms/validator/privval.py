@@ -1,0 +1,223 @@
+"""privval (CometBFT v0.38): the Message codec and the handler that answers PubKey, SignVote, SignProposal, Ping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.hashes import SHA256
+
+from kms import errors
+from kms.client.errors import ClientError, VerificationFailed
+from kms.proto.cometbft.v038 import privval_pb2 as pv
+from kms.proto.cometbft.v038 import types_pb2 as cmt
+from kms.proto.enclave.v1 import boundary_pb2 as pb
+from kms.validator import canonical
+from kms.validator.kms_link import ValidatorLink, ValidatorPublicKey
+from kms.validator.protoio import ProtocolError
+
+CODE_UNKNOWN, CODE_DOUBLE_SIGN = 1, 2  # tmkms / tendermint-rs RemoteErrorCode
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One signature decision, for the log and the metrics (no data bytes)."""
+
+    chain_id: str
+    height: int
+    round: int
+    step: str
+    outcome: str  # signed, reused, refused, error
+    reason: str = ""
+
+
+def encode(msg: pv.Message) -> bytes:
+    """The Message oneof's bytes (without the wire's length prefix)."""
+    return msg.SerializeToString()
+
+
+def decode(body: bytes) -> pv.Message:
+    """A Message from its bytes; ProtocolError if it is not one."""
+    msg = pv.Message()
+    try:
+        msg.ParseFromString(body)
+    except Exception as exc:  # google.protobuf.message.DecodeError and friends
+        raise ProtocolError("undecodable privval message") from exc
+    if msg.WhichOneof("sum") is None:
+        raise ProtocolError("empty privval message")
+    return msg
+
+
+def remote_error(code: int, description: str) -> pv.RemoteSignerError:
+    return pv.RemoteSignerError(code=code, description=description)
+
+
+def pub_key_response(key: ValidatorPublicKey | None, error: pv.RemoteSignerError | None = None) -> pv.Message:
+    """PubKeyResponse: the key (tendermint.crypto.PublicKey), or an empty key and an error."""
+    resp = pv.PubKeyResponse()
+    resp.pub_key.SetInParent()
+    if key is not None:
+        setattr(resp.pub_key, key.key_type, key.raw)
+    if error is not None:
+        resp.error.CopyFrom(error)
+    return pv.Message(pub_key_response=resp)
+
+
+def vote_response(vote: cmt.Vote | None, error: pv.RemoteSignerError | None = None) -> pv.Message:
+    """SignedVoteResponse: the signed vote, or an empty vote and an error (as CometBFT's signer server sends)."""
+    resp = pv.SignedVoteResponse()
+    if vote is not None:
+        resp.vote.CopyFrom(vote)
+    canonical.fill_gogo_defaults(resp.vote)
+    if error is not None:
+        resp.error.CopyFrom(error)
+    return pv.Message(signed_vote_response=resp)
+
+
+def proposal_response(proposal: cmt.Proposal | None, error: pv.RemoteSignerError | None = None) -> pv.Message:
+    """SignedProposalResponse: the signed proposal, or an empty proposal and an error."""
+    resp = pv.SignedProposalResponse()
+    if proposal is not None:
+        resp.proposal.CopyFrom(proposal)
+    canonical.fill_gogo_defaults(resp.proposal)
+    if error is not None:
+        resp.error.CopyFrom(error)
+    return pv.Message(signed_proposal_response=resp)
+
+
+def _verify(key: ValidatorPublicKey, signature: bytes, data: bytes) -> None:
+    if key.key_type == "ed25519":
+        key.key.verify(signature, data)  # type: ignore[call-arg]
+        return
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
+    key.key.verify(utils.encode_dss_signature(r, s), data, ec.ECDSA(SHA256()))  # type: ignore[call-arg]
+
+
+class PrivvalHandler:
+    """Answers one validator's privval requests through the KMS; `observe` gets every signature decision."""
+
+    def __init__(self, link: ValidatorLink, key_id: str, chain_id: str, *, sign_extensions: bool = True,
+                 observe: Callable[[Decision], None] = lambda d: None) -> None:
+        self.link, self.key_id, self.chain_id = link, key_id, chain_id
+        self.sign_extensions = sign_extensions
+        self._observe = observe
+        self._public_key: ValidatorPublicKey | None = None
+
+    def public_key(self) -> ValidatorPublicKey:
+        """The validator's public key (fetched once from the KMS)."""
+        if self._public_key is None:
+            self._public_key = self.link.public_key(self.key_id)
+        return self._public_key
+
+    def handle(self, msg: pv.Message) -> pv.Message:
+        """The response to one request; ProtocolError for a message a signer never receives."""
+        kind = msg.WhichOneof("sum")
+        if kind == "ping_request":
+            return pv.Message(ping_response=pv.PingResponse())
+        if kind == "pub_key_request":
+            return self._pub_key(msg.pub_key_request)
+        if kind == "sign_vote_request":
+            return self._sign_vote(msg.sign_vote_request)
+        if kind == "sign_proposal_request":
+            return self._sign_proposal(msg.sign_proposal_request)
+        raise ProtocolError(f"unexpected privval message {kind}")
+
+    def _pub_key(self, req: pv.PubKeyRequest) -> pv.Message:
+        if req.chain_id != self.chain_id:
+            return pub_key_response(None, remote_error(CODE_UNKNOWN, f"unable to provide pubkey: chain id "
+                                                                     f"{req.chain_id!r} is not {self.chain_id!r}"))
+        try:
+            return pub_key_response(self.public_key())
+        except (ClientError, errors.KmsError, ValueError) as exc:
+            return pub_key_response(None, remote_error(CODE_UNKNOWN, f"unable to provide pubkey: {exc}"))
+
+    def _sign_vote(self, req: pv.SignVoteRequest) -> pv.Message:
+        vote = cmt.Vote()
+        vote.CopyFrom(req.vote)
+        canonical.fill_gogo_defaults(vote)
+        step = {canonical.PREVOTE: "prevote", canonical.PRECOMMIT: "precommit"}.get(vote.type, "unknown")
+        position = (req.chain_id, vote.height, vote.round, step)
+        try:
+            self._check_chain(req.chain_id)
+            sign_bytes = canonical.vote_sign_bytes(req.chain_id, vote)
+            ext_bytes = b""
+            if canonical.signs_extension(vote):
+                if self.sign_extensions:
+                    ext_bytes = canonical.vote_extension_sign_bytes(req.chain_id, vote)
+            elif vote.extension:
+                raise canonical.SignBytesError("unexpected vote extension: only non-nil precommits carry one")
+            r = self._sign(pb.VOTE, sign_bytes, ext_bytes, position, proposal=False)
+        except _Refusal as refusal:
+            return vote_response(None, refusal.error)
+        vote.signature = r.signature
+        vote.extension_signature = r.extension_signature
+        if r.sign_bytes != sign_bytes:  # reused with only the timestamp different: send the stored one
+            canonical.with_timestamp(vote, canonical.timestamp_from_sign_bytes(r.sign_bytes, proposal=False))
+        return vote_response(vote)
+
+    def _sign_proposal(self, req: pv.SignProposalRequest) -> pv.Message:
+        proposal = cmt.Proposal()
+        proposal.CopyFrom(req.proposal)
+        canonical.fill_gogo_defaults(proposal)
+        position = (req.chain_id, proposal.height, proposal.round, "propose")
+        try:
+            self._check_chain(req.chain_id)
+            sign_bytes = canonical.proposal_sign_bytes(req.chain_id, proposal)
+            r = self._sign(pb.PROPOSAL, sign_bytes, b"", position, proposal=True)
+        except _Refusal as refusal:
+            return proposal_response(None, refusal.error)
+        proposal.signature = r.signature
+        if r.sign_bytes != sign_bytes:
+            canonical.with_timestamp(proposal, canonical.timestamp_from_sign_bytes(r.sign_bytes, proposal=True))
+        return proposal_response(proposal)
+
+    def _check_chain(self, chain_id: str) -> None:
+        if chain_id != self.chain_id:
+            raise canonical.SignBytesError(f"chain id {chain_id!r} is not this signer's {self.chain_id!r}")
+
+    def _sign(self, kind: int, sign_bytes: bytes, ext_bytes: bytes, position: tuple[str, int, int, str], *,
+              proposal: bool) -> pb.ValidatorSignResponse:
+        chain, height, rnd, step = position
+        try:
+            r = self.link.sign(self.key_id, self.chain_id, kind, sign_bytes, ext_bytes)
+            self._check_answer(r, sign_bytes, ext_bytes, proposal)
+        except errors.DoubleSignRefused as exc:
+            self._observe(Decision(chain, height, rnd, step, "refused", "double-sign guard"))
+            raise _Refusal(CODE_DOUBLE_SIGN, f"double signing requested at height: {height}") from exc
+        except errors.StoreError as exc:
+            reason = ("the guard state is missing or corrupt: signing is stopped for this key until an operator "
+                      "restores it (docs/validators.md)") if exc.code == errors.E.KMS_ERR_RECORD_CORRUPT else str(exc)
+            self._observe(Decision(chain, height, rnd, step, "error", reason))
+            raise _Refusal(CODE_UNKNOWN, f"signer error: {reason}") from exc
+        except (canonical.SignBytesError, ClientError, errors.KmsError, InvalidSignature, ValueError) as exc:
+            reason = "signature does not verify" if isinstance(exc, InvalidSignature) else str(exc)
+            if isinstance(exc, VerificationFailed):
+                reason = f"KMS NOT trusted, nothing was sent: {exc}"
+            self._observe(Decision(chain, height, rnd, step, "error", reason))
+            raise _Refusal(CODE_UNKNOWN, f"signer error: {reason}") from exc
+        self._observe(Decision(chain, height, rnd, step, "reused" if r.reused else "signed"))
+        return r
+
+    def _check_answer(self, r: pb.ValidatorSignResponse, sign_bytes: bytes, ext_bytes: bytes, proposal: bool) -> None:
+        """Fail closed unless the signature verifies over the bytes it claims, and those match the request."""
+        key = self.public_key()
+        if r.sign_bytes != sign_bytes:
+            if not r.reused:
+                raise ValueError("the KMS signed other bytes than requested")
+            # Only the timestamp may differ: our message with the stored timestamp must give the stored bytes.
+            stored = canonical.timestamp_from_sign_bytes(r.sign_bytes, proposal)
+            if canonical.replace_timestamp(sign_bytes, stored, proposal) != r.sign_bytes:
+                raise ValueError("the KMS reused a signature over different data")
+        _verify(key, r.signature[:64], r.sign_bytes)
+        if ext_bytes:
+            _verify(key, r.extension_signature[:64], ext_bytes)
+        elif r.extension_signature:
+            raise ValueError("unexpected extension signature")
+
+
+class _Refusal(Exception):
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(description)
+        self.error = remote_error(code, description)

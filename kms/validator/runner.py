@@ -1,0 +1,139 @@
+"""`kms validator run`: one KMS session for every configured validator, a signer thread each, SIGTERM to stop."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from kms import errors
+from kms.client.client import KmsClient
+from kms.client.errors import ClientError, VerificationFailed
+from kms.commands.common import EXIT_LOCAL, EXIT_OK, EXIT_REMOTE, LocalError, connection_parent, make_client
+from kms.log import configure, get_logger
+from kms.validator import config as vconfig
+from kms.validator.canonical import STEP_NAMES
+from kms.validator.keyfiles import KeyFileError, load_or_create_identity
+from kms.validator.kms_link import ValidatorLink
+from kms.validator.privval import PrivvalHandler
+from kms.validator.signer import ValidatorSigner, handler_observer
+
+_log = get_logger("kms.validator")
+
+
+def _connect(cfg: vconfig.SignerConfig, stop: threading.Event) -> KmsClient | None:
+    """Verify the KMS and open the session, retrying transport failures with backoff (never a verification)."""
+    args = connection_parent().parse_args(list(cfg.kms_argv))
+    delay = cfg.backoff_min_s
+    while not stop.is_set():
+        try:
+            return make_client(args)
+        except VerificationFailed:
+            raise
+        except ClientError as exc:
+            _log.warning("validator: KMS not reachable, retrying", error=str(exc), retry_s=round(delay, 2))
+        stop.wait(delay)
+        delay = min(cfg.backoff_max_s, delay * 2)
+    return None
+
+
+def _check_keys(link: ValidatorLink, cfg: vconfig.SignerConfig) -> None:
+    """Log each key's guard position at start; a missing key or grant stops the start, a corrupt state does not."""
+    for entry in cfg.validators:
+        try:
+            state = link.state(entry.key_id)
+            key = link.public_key(entry.key_id)
+        except errors.StoreError as exc:
+            _log.error("validator: the guard state of this key is missing or corrupt; it will NOT sign until an "
+                       "operator restores it (docs/validators.md)", chain=entry.chain_id, key_id=entry.key_id,
+                       error=exc.code_name)
+            continue
+        except (errors.NotFound, errors.PermissionDenied, errors.KeyStateError) as exc:
+            raise LocalError(f"validator key {entry.key_id} ({entry.chain_id}): {exc}") from exc
+        except (ClientError, errors.KmsError) as exc:  # the signer will retry on each request
+            _log.warning("validator: cannot check the key now", chain=entry.chain_id, key_id=entry.key_id,
+                         error=str(exc))
+            continue
+        if state.chain_id != entry.chain_id:
+            raise LocalError(f"validator key {entry.key_id} signs for chain {state.chain_id!r}, "
+                             f"not {entry.chain_id!r}")
+        _log.info("validator: key ready", chain=entry.chain_id, key_id=entry.key_id, key_type=key.key_type,
+                  height=state.height, round=state.round, step=STEP_NAMES.get(state.step, "none"))
+
+
+def _identities(cfg: vconfig.SignerConfig) -> dict[Path, ed25519.Ed25519PrivateKey]:
+    out: dict[Path, ed25519.Ed25519PrivateKey] = {}
+    for entry in cfg.validators:
+        if entry.addr.scheme == "tcp" and entry.secret_key not in out:
+            out[entry.secret_key] = load_or_create_identity(entry.secret_key)
+    return out
+
+
+def run(config_path: Path, *, ready: threading.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code."""
+    try:
+        cfg = vconfig.load(config_path)
+        configure(cfg.log_level)
+        identities = _identities(cfg)
+    except (vconfig.ValidatorConfigError, KeyFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCAL
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        _log.info("validator: stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    client: KmsClient | None = None
+    signers: list[ValidatorSigner] = []
+    metrics = None
+    try:
+        try:
+            client = _connect(cfg, stop)
+            if client is None:
+                return EXIT_OK
+            link = ValidatorLink(client)
+            _check_keys(link, cfg)
+        except VerificationFailed as exc:
+            _log.error("validator: the KMS is NOT trusted, nothing was sent; not signing", error=str(exc))
+            return EXIT_REMOTE
+        except LocalError as exc:
+            _log.error("validator: cannot start", error=str(exc))
+            return EXIT_REMOTE
+        if cfg.metrics_listen:
+            from kms.api.metrics import MetricsServer
+
+            metrics = MetricsServer(cfg.metrics_listen)
+            _log.info("validator: metrics", metrics_listen=metrics.address)
+        for entry in cfg.validators:
+            handler = PrivvalHandler(link, entry.key_id, entry.chain_id, sign_extensions=entry.sign_extensions,
+                                     observe=handler_observer(entry.key_id))
+            identity = identities.get(entry.secret_key) or ed25519.Ed25519PrivateKey.generate()
+            signer = ValidatorSigner(entry, handler, identity, cfg)
+            signers.append(signer)
+            signer.start()
+        _log.info("validator: running", validators=len(signers))
+        if ready is not None:
+            ready.set()
+        while not stop.wait(1.0):
+            pass
+        return EXIT_OK
+    finally:
+        deadline = time.monotonic() + 10
+        for s in signers:
+            s.stop()
+        for s in signers:
+            s.join(max(0.1, deadline - time.monotonic()))
+        if metrics is not None:
+            metrics.stop()
+        if client is not None:
+            client.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _log.info("validator: stopped all signers")
