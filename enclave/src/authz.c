@@ -25,7 +25,7 @@ static int host_only(pb_size_t op)
 static int session_only(pb_size_t op)
 {
     return op == Request_init_tag || op == Request_add_principal_tag || op == Request_list_principals_tag ||
-           op == Request_grant_key_tag || op == Request_import_validator_tag;
+           op == Request_grant_key_tag || op == Request_import_validator_tag || op == Request_recover_tag;
 }
 
 /* What a USER may do: use keys granted to it, and harmless reads. */
@@ -56,8 +56,10 @@ kms_err_t kms_authz_op(pb_size_t op)
     if (host_only(op)) return KMS_ERR_PERMISSION_DENIED;
     uint8_t id[KMS_DOMAIN_ID_LEN];
     if (!kms_domain_id(id))
-        return op == Request_init_tag || op == Request_get_identity_tag ? KMS_OK : KMS_ERR_NOT_INITIALIZED_DOMAIN;
-    if (op == Request_init_tag) return KMS_ERR_DOMAIN_ALREADY_LOADED;
+        return op == Request_init_tag || op == Request_recover_tag || op == Request_get_identity_tag
+                   ? KMS_OK
+                   : KMS_ERR_NOT_INITIALIZED_DOMAIN;
+    if (op == Request_init_tag || op == Request_recover_tag) return KMS_ERR_DOMAIN_ALREADY_LOADED;
     if (op == Request_get_identity_tag) return KMS_OK;
     Role role = Role_ROLE_UNSPECIFIED;
     KMS_RETURN_IF_ERR(session_role(&role));

@@ -30,6 +30,7 @@ static const struct {
     {Request_init_tag, kms_handle_init},
     {Request_add_principal_tag, kms_handle_add_principal},
     {Request_list_principals_tag, kms_handle_list_principals},
+    {Request_recover_tag, kms_handle_recover},
     {Request_list_keys_tag, kms_handle_list_keys},
     {Request_grant_key_tag, kms_handle_grant_key},
     {Request_validator_sign_tag, kms_handle_validator_sign},

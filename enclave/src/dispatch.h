@@ -37,6 +37,7 @@ kms_err_t kms_handle_get_evidence(const Request *req, Response *resp);
 kms_err_t kms_handle_init(const Request *req, Response *resp);
 kms_err_t kms_handle_add_principal(const Request *req, Response *resp);
 kms_err_t kms_handle_list_principals(const Request *req, Response *resp);
+kms_err_t kms_handle_recover(const Request *req, Response *resp);
 kms_err_t kms_handle_list_keys(const Request *req, Response *resp);
 kms_err_t kms_handle_grant_key(const Request *req, Response *resp);
 kms_err_t kms_handle_validator_sign(const Request *req, Response *resp);

@@ -48,6 +48,16 @@ static kms_err_t dk_install(const uint8_t dk[DK_LEN], const uint8_t id[KMS_DOMAI
     return err;
 }
 
+kms_err_t kms_domain_install_recovered(const uint8_t dk[32], const uint8_t id[KMS_DOMAIN_ID_LEN], uint8_t *sealed,
+                                       size_t cap, size_t *sealed_len)
+{
+    uint8_t aad[sizeof k_dk_label + KMS_DOMAIN_ID_LEN];
+    memcpy(aad, k_dk_label, sizeof k_dk_label);
+    memcpy(aad + sizeof k_dk_label, id, KMS_DOMAIN_ID_LEN);
+    KMS_RETURN_IF_ERR(kms_seal(dk, DK_LEN, aad, sizeof aad, sealed, cap, sealed_len));
+    return dk_install(dk, id);
+}
+
 void kms_domain_reset(void)
 {
     pthread_mutex_lock(&g_lock);

@@ -21,6 +21,11 @@ kms_err_t kms_domain_generate(uint8_t *sealed, size_t cap, size_t *sealed_len,
 /* Unseal a DK sealed by an enclave with our MRSIGNER and an ISVSVN <= ours. Seal errors
  * pass through (KMS_ERR_SEAL_*); a blob of the wrong kind is KMS_ERR_SEAL_MALFORMED. */
 kms_err_t kms_domain_load(const uint8_t *sealed, size_t len, uint8_t id[KMS_DOMAIN_ID_LEN]);
+/* Install a recovered DK under its domain id and seal it to this platform into sealed (cap
+ * bytes). KMS_ERR_DOMAIN_ALREADY_LOADED. */
+kms_err_t kms_domain_install_recovered(const uint8_t dk[32], const uint8_t id[KMS_DOMAIN_ID_LEN], uint8_t *sealed,
+                                       size_t cap, size_t *sealed_len);
+
 /* Forget the DK (wiped): used when initialization could not persist what it created. */
 void kms_domain_reset(void);
 /* A copy of the DK, for the two places that derive from it: recovery shares at init and the

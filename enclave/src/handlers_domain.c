@@ -16,6 +16,8 @@
 
 #define SEALED_DOMAIN_KEY_ID "sealed-domain-key"
 
+static kms_err_t fill_principals(Response *resp);
+
 /*
  * Order matters: the domain state is written first (conditional on none existing), then the
  * sealed domain key; only then are the shares produced. If a write fails, the in-memory domain
@@ -57,6 +59,40 @@ kms_err_t kms_handle_init(const Request *req, Response *resp)
     KMS_RETURN_IF_ERR(init_domain(q, &resp->result.init));
     resp->which_result = Response_init_tag;
     return KMS_OK;
+}
+
+/*
+ * Recovery: the recombined key must open this domain's stored state (its AAD binds the domain
+ * id), which proves both the shares and the domain; only then is it sealed here and persisted.
+ */
+kms_err_t kms_handle_recover(const Request *req, Response *resp)
+{
+    const RecoverRequest *q = &req->op.recover;
+    uint8_t dk[32], sealed[1024];
+    size_t sealed_len = 0;
+    DomainState *st = NULL;
+    if (q->domain_id.size != KMS_DOMAIN_ID_LEN) return KMS_ERR_INVALID_ARGUMENT;
+    kms_err_t err;
+    KMS_GOTO_IF_ERR(err, kms_recovery_combine(q, dk), done);
+    KMS_GOTO_IF_ERR(err, kms_domain_install_recovered(dk, q->domain_id.bytes, sealed, sizeof sealed, &sealed_len), done);
+    kms_principals_clear();
+    err = kms_principals_list(&st);
+    if (err != KMS_OK) { /* wrong shares, too few, or another domain: nothing stays installed */
+        err = KMS_ERR_INVALID_ARGUMENT;
+        goto fail;
+    }
+    KMS_GOTO_IF_ERR(err, kms_edge_store_put(SEALED_DOMAIN_KEY_ID, 0, 1, sealed, sealed_len), fail);
+    free(st);
+    OPENSSL_cleanse(dk, sizeof dk);
+    return fill_principals(resp);
+fail:
+    free(st);
+    kms_domain_reset();
+    kms_principals_clear();
+    kms_keystore_clear();
+done:
+    OPENSSL_cleanse(dk, sizeof dk);
+    return err;
 }
 
 static kms_err_t fill_principals(Response *resp)

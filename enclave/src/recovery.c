@@ -81,3 +81,29 @@ kms_err_t kms_recovery_split(const uint8_t secret[32], const uint8_t domain_id[1
     OPENSSL_cleanse(share, sizeof share);
     return err;
 }
+
+kms_err_t kms_recovery_combine(const RecoverRequest *req, uint8_t dk[32])
+{
+    pb_size_t n = req->shares_count;
+    unsigned char xs[10];
+    if (n < 1 || n > 10) return KMS_ERR_INVALID_ARGUMENT;
+    for (pb_size_t i = 0; i < n; i++) {
+        if (req->shares[i].share.size != SECRET_LEN || req->shares[i].share_x < 1 || req->shares[i].share_x > 255)
+            return KMS_ERR_INVALID_ARGUMENT;
+        xs[i] = (unsigned char)req->shares[i].share_x;
+        for (pb_size_t j = 0; j < i; j++)
+            if (xs[j] == xs[i]) return KMS_ERR_INVALID_ARGUMENT;
+    }
+    gfshare_fill_rand = fill_rand; /* libgfshare also scrubs with random bytes when freeing */
+    gfshare_ctx *ctx = gfshare_ctx_init_dec(xs, n, SECRET_LEN);
+    if (ctx == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    unsigned char share[SECRET_LEN];
+    for (pb_size_t i = 0; i < n; i++) {
+        memcpy(share, req->shares[i].share.bytes, SECRET_LEN);
+        gfshare_ctx_dec_giveshare(ctx, (unsigned char)i, share);
+    }
+    gfshare_ctx_dec_extract(ctx, dk);
+    gfshare_ctx_free(ctx);
+    OPENSSL_cleanse(share, sizeof share);
+    return KMS_OK;
+}

@@ -19,4 +19,11 @@
 kms_err_t kms_recovery_split(const uint8_t secret[32], const uint8_t domain_id[16], const InitRequest *req,
                              InitResponse *resp);
 
+/*
+ * Recombine plain shares (2..10 distinct x in 1..255, 32 bytes each) into a candidate domain
+ * key in dk[32]. Any set of shares yields some key: the caller proves it by opening the
+ * domain's stored state. Errors: KMS_ERR_INVALID_ARGUMENT, KMS_ERR_OUT_OF_MEMORY.
+ */
+kms_err_t kms_recovery_combine(const RecoverRequest *req, uint8_t dk[32]);
+
 #endif /* KMS_ENCLAVE_RECOVERY_H */
