@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["tests.bench.bench_enclave", "tests.bench.bench_verify"]
+BENCHMARKS = ["tests.bench.bench_enclave", "tests.bench.bench_verify", "tests.bench.bench_service"]
 
 
 def main() -> int:

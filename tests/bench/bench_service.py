@@ -1,0 +1,239 @@
+"""Benchmark: the real `kms serve` over loopback through attested sessions (Encrypt 1 KiB, Sign Ed25519 and
+ECDSA P-256) next to a bare grpc.aio bidirectional echo with the same concurrency and payload, and session set-up.
+
+Run: `./dev bench` or `.venv/bin/python -m tests.bench.bench_service [--seconds S] [--concurrency C]
+[--processes P]`. C sessions (one KmsClient each, one request in flight each) are spread over P
+client processes; the echo server runs in its own process and is driven by the same harness with
+one frame per exchange, as the Session stream is. Bounded: every phase runs for --seconds, then it
+all stops. Figures depend on the machine (the clients share its CPUs with the server); compare the
+columns of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import queue
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from kms.attestation import AttestationPolicy, PccsClient, TrustAnchor
+from kms.client import Credentials, KmsClient
+from kms.client.channel import SessionChannel
+from kms.client.evidence import CollateralSources, verify_evidence
+from kms.client.transport import SessionStream, fetch_evidence, open_channel
+from kms.proto.v1 import kms_pb2_grpc
+
+ECHO = "/bench.Echo/Stream"
+MESSAGE = b"a 32-byte message to be signed!!"
+
+
+# --- the bare echo server (its own process) -----------------------------------------------------------
+
+
+def _echo_server(port_queue: Any) -> None:
+    async def serve() -> None:
+        async def echo(requests: Any, context: Any) -> Any:
+            async for frame in requests:
+                yield frame
+
+        server = grpc.aio.server()
+        handler = grpc.stream_stream_rpc_method_handler(echo)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Stream": handler}),))
+        port_queue.put(server.add_insecure_port("127.0.0.1:0"))
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+
+
+class _EchoSession:
+    """The same transport shape as SessionStream: one frame written, one frame read."""
+
+    def __init__(self, target: str) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._call = self._channel.stream_stream(ECHO)(iter(self._q.get, None))
+
+    def exchange(self, data: bytes) -> bytes:
+        self._q.put(data)
+        return next(self._call)
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._call.cancel()
+        self._channel.close()
+
+
+# --- load workers (spawned processes, each running threads) ----------------------------------------
+
+
+def _kms_op(client: KmsClient, spec: dict[str, Any], op: str) -> Callable[[], object]:
+    if op == "encrypt":
+        data = os.urandom(1024)
+        return lambda: client.encrypt(spec["aes"], data)
+    key = spec["ed25519" if op == "sign-ed25519" else "p256"]
+    algorithm = "ED25519_PURE" if op == "sign-ed25519" else "ECDSA_SHA_256"
+    return lambda: client.sign(key, MESSAGE, algorithm=algorithm)
+
+
+def _worker(spec: dict[str, Any], threads: int, results: Any) -> None:
+    """Run `threads` sessions for warm-up + seconds; report (ops in window, latencies ns)."""
+    barrier = threading.Barrier(threads)
+    out: list[tuple[int, list[int]]] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        if spec["kind"] == "echo":
+            session = _EchoSession(spec["target"])
+            payload = os.urandom(spec["payload"])
+            fn: Callable[[], object] = lambda: session.exchange(payload)  # noqa: E731
+            close = session.close
+        else:
+            policy = AttestationPolicy.build(mrsigner=spec["mrsigner"], allow_simulation_insecure=True)
+            client = KmsClient(spec["target"], credentials=Credentials(spec["cert"], spec["key"]), policy=policy,
+                               trust_anchor=TrustAnchor.load(spec["root"], simulated=True))
+            fn, close = _kms_op(client, spec, spec["kind"]), client.close
+        barrier.wait()
+        start = time.monotonic()
+        warm_end, end = start + spec["warmup"], start + spec["warmup"] + spec["seconds"]
+        lat: list[int] = []
+        while (now := time.monotonic()) < end:
+            t = time.perf_counter_ns()
+            fn()
+            if now >= warm_end:
+                lat.append(time.perf_counter_ns() - t)
+        close()
+        with lock:
+            out.append((len(lat), lat))
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    results.put([lat for _, lat in out])
+
+
+def _phase(ctx: Any, spec: dict[str, Any], concurrency: int, processes: int) -> tuple[float, float, float]:
+    """(ops/s, p50 µs, p99 µs) with `concurrency` sessions over `processes` processes."""
+    results = ctx.Queue()
+    per = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+    procs = [ctx.Process(target=_worker, args=(spec, n, results)) for n in per if n]
+    for p in procs:
+        p.start()
+    lat: list[int] = []
+    deadline, pending = time.monotonic() + spec["warmup"] + spec["seconds"] + 120, len(procs)
+    while pending:
+        try:
+            lat.extend(x for session in results.get(timeout=1) for x in session)
+            pending -= 1
+        except queue.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(f"a {spec['kind']} load process failed (exit {dead[0].exitcode if dead else '?'})")
+    for p in procs:
+        p.join(30)
+    q = statistics.quantiles(lat, n=100)
+    return len(lat) / spec["seconds"], q[49] / 1000, q[98] / 1000
+
+
+# --- session set-up --------------------------------------------------------------------------------
+
+
+def _setup_times(server: Any, creds: Credentials, policy: AttestationPolicy, anchor: TrustAnchor,
+                 n: int) -> dict[str, list[float]]:
+    """Evidence fetch, verification with cached collateral, TLS handshake; and the whole KmsClient()."""
+    pccs = PccsClient(server.info["collateral_url"])
+    sources = CollateralSources(pccs)
+    times: dict[str, list[float]] = {"GetEvidence": [], "verify (cached collateral)": [], "TLS handshake": [],
+                                     "KmsClient() total": []}
+    channel = open_channel(server.api)
+    stub = kms_pb2_grpc.KeyManagementServiceStub(channel)
+    verify_evidence(fetch_evidence(stub, 10), policy, trust_anchor=anchor, collateral=sources)  # fill the cache
+    for _ in range(n):
+        t0 = time.perf_counter()
+        evidence = fetch_evidence(stub, 10)
+        t1 = time.perf_counter()
+        verified = verify_evidence(evidence, policy, trust_anchor=anchor, collateral=sources)
+        t2 = time.perf_counter()
+        stream = SessionStream(stub)
+        session = SessionChannel(stream.exchange, creds, verified.certificate)
+        t3 = time.perf_counter()
+        session.close()
+        stream.close()
+        times["GetEvidence"].append(t1 - t0)
+        times["verify (cached collateral)"].append(t2 - t1)
+        times["TLS handshake"].append(t3 - t2)
+        t4 = time.perf_counter()
+        KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor, collateral=pccs).close()
+        times["KmsClient() total"].append(time.perf_counter() - t4)
+    channel.close()
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tests.e2e.server import ServerProcess
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per phase (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=16, help="sessions / streams in flight (default 16)")
+    parser.add_argument("--processes", type=int, default=min(4, max(1, (os.cpu_count() or 2) // 2)),
+                        help="client processes the sessions are spread over")
+    parser.add_argument("--setups", type=int, default=30, help="session set-ups to time (default 30)")
+    args = parser.parse_args(argv)
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ServerProcess(Path(tmp) / "data", log_level="info")  # the default level
+        echo_ports = ctx.Queue()
+        echo = ctx.Process(target=_echo_server, args=(echo_ports,), daemon=True)
+        echo.start()
+        try:
+            echo_target = f"127.0.0.1:{echo_ports.get(timeout=30)}"
+            creds = Credentials.generate("bench")
+            policy = AttestationPolicy.build(mrsigner=server.mrsigner, allow_simulation_insecure=True)
+            anchor = TrustAnchor.load(server.root_pem.read_bytes(), simulated=True)
+            with KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor) as admin:
+                admin.init([os.urandom(32)], 1)
+                keys = {"aes": admin.create_key().key_id, "ed25519": admin.create_key("ED25519").key_id,
+                        "p256": admin.create_key("ECC_NIST_P256").key_id}
+            base = {"target": server.api, "cert": creds.certificate_pem, "key": creds.private_key_pem,
+                    "mrsigner": server.mrsigner, "root": server.root_pem.read_bytes(), "seconds": args.seconds,
+                    "warmup": args.warmup, **keys}
+            print(f"kms serve over loopback, attested sessions vs bare grpc.aio echo; {args.concurrency} sessions "
+                  f"over {args.processes} client processes, one request in flight per session, "
+                  f"{args.seconds:g} s per phase, {os.cpu_count()} CPUs shared by clients and servers")
+            print(f"{'operation':22} {'kms ops/s':>10} {'p50 µs':>8} {'p99 µs':>8}   {'echo ops/s':>10} "
+                  f"{'p50 µs':>8} {'p99 µs':>8}   {'ratio':>6}")
+            for name, kind, payload in (("encrypt 1 KiB", "encrypt", 1024), ("sign Ed25519", "sign-ed25519", 32),
+                                        ("sign ECDSA P-256", "sign-p256", 32)):
+                k = _phase(ctx, {**base, "kind": kind}, args.concurrency, args.processes)
+                e = _phase(ctx, {**base, "kind": "echo", "target": echo_target, "payload": payload},
+                           args.concurrency, args.processes)
+                print(f"{name:22} {k[0]:10.0f} {k[1]:8.0f} {k[2]:8.0f}   {e[0]:10.0f} {e[1]:8.0f} {e[2]:8.0f}   "
+                      f"{k[0] / e[0]:6.2f}")
+            print("(ratio = kms ops/s / echo ops/s; echo payload = the operation's data size)")
+            print(f"\nsession set-up, {args.setups} times, one at a time (ms)")
+            for stage, values in _setup_times(server, creds, policy, anchor, args.setups).items():
+                q = statistics.quantiles(values, n=100)
+                print(f"  {stage:28} p50 {q[49] * 1000:7.2f}   p99 {q[98] * 1000:7.2f}")
+        finally:
+            echo.terminate()
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
