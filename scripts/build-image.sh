@@ -201,6 +201,19 @@ run_build() {  # target, tag, log
 run_build runtime "$TAG" "$WORK/build-runtime.log"
 say "runtime image built ($(elapsed))"
 
+# No private key may ship: no PEM private key block anywhere, and not the signer key's bytes.
+say "checking the runtime image for key material"
+mnt=$(pod image mount "$TAG")
+found=$(grep -rlE --exclude-dir=proc --exclude-dir=sys -e '^-----BEGIN ([A-Z0-9]+ )?PRIVATE KEY-----$' \
+        "$mnt" 2>/dev/null | sed "s|^$mnt||" | head -5 || true)
+if [ -z "$found" ] && [ -n "$SIGNER" ]; then
+    needle=$(sed -n 2p "$SIGNER")
+    found=$(grep -rlF --exclude-dir=proc --exclude-dir=sys -e "$needle" "$mnt" 2>/dev/null | sed "s|^$mnt||" \
+            | head -5 || true)
+fi
+pod image unmount "$TAG" >/dev/null || true
+[ -z "$found" ] || die "private key material in the runtime image: $found"
+
 if [ "$SMOKE" -eq 1 ]; then
     run_build smoke "$SMOKE_TAG" "$WORK/build-smoke.log"
     grep -E '^==> smoke:|^    ' "$WORK/build-smoke.log" || true
