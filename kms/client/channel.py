@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kms.client.credentials import Credentials
+from kms.client.errors import TransportError
 from kms.errors import KmsError, SessionError, error_for_code
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
@@ -152,6 +153,8 @@ class SessionChannel:
                 reply = self._exchange(data)
             except BaseException as exc:
                 with self._lock:
+                    if isinstance(exc, TransportError) and not exc.sent:
+                        self._sent_total -= len(data)  # the transport says these bytes never left
                     self._fail(exc)
                 return
             with self._lock:
@@ -236,8 +239,6 @@ def _for_waiter(failure: BaseException, sent: bool) -> BaseException:
 
 
 def _unsent(failure: BaseException | None) -> BaseException:
-    from kms.client.errors import TransportError
-
     if isinstance(failure, TransportError):
         return TransportError(str(failure), sent=False, grpc_code=failure.grpc_code)
     if isinstance(failure, KmsError):

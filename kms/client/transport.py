@@ -14,7 +14,7 @@ from kms.client.errors import ServerError, TransportError
 from kms.proto.v1 import kms_pb2, kms_pb2_grpc
 
 SESSION_FRAME_MAX = 128 * 1024
-MESSAGE_MAX = SESSION_FRAME_MAX + 4096
+MESSAGE_MAX = 4 * 1024 * 1024   # a server frame carries all pending TLS output: pipelined answers can exceed 128 KiB
 # Codes that say "the call did not complete, try again later" rather than "the server refused it".
 TRANSIENT = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -130,6 +130,15 @@ class SessionStream:
             raise TransportError("the session stream is closed", sent=False)
         if len(data) > SESSION_FRAME_MAX:
             raise TransportError(f"{len(data)} TLS bytes exceed the {SESSION_FRAME_MAX}-byte frame", sent=False)
+        if self._call.done():  # the server already ended the stream (idle timeout, shutdown): nothing is sent
+            self._closed = True
+            try:
+                code = self._call.code()
+                detail = f"{code.name}: {self._call.details()}"
+            except Exception:
+                code, detail = None, "ended"
+            raise TransportError(f"the session stream had already ended ({detail})", sent=False,
+                                 grpc_code=code.name if code is not None else None)
         self._deadline = time.monotonic() + self._timeout
         try:
             self._requests.put(kms_pb2.SessionFrame(tls=data))

@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,5 +148,20 @@ def test_restart_keeps_keys_working(build: Path, tmp_path: Path) -> None:
             assert client.get_public_key(ed.key_id).public_key == pub
             assert client.describe_key(aes.key_id).version_count == 2
             assert client.verify(ed.key_id, client.sign(ed.key_id, b"after").signature, b"after")
+    finally:
+        server.stop()
+
+
+def test_idle_session_closed_by_the_server_reconnects_even_for_create(build: Path, tmp_path: Path) -> None:
+    """The server ends idle sessions (DEADLINE_EXCEEDED); the client notices before sending, so even a
+    non-idempotent request (create_key) goes out once, on a fresh verified session."""
+    server = ServerProcess(tmp_path / "data", "--session-idle-timeout-s=1")
+    try:
+        with client_for(server, Credentials.generate("alice")) as client:
+            client.init(recovery_public(1), threshold=1)
+            time.sleep(2.5)
+            key = client.create_key()
+            assert client.connects == 2
+            assert [k.key_id for k in client.list_keys()] == [key.key_id]
     finally:
         server.stop()
