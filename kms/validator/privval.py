@@ -140,14 +140,8 @@ class PrivvalHandler:
         step = {canonical.PREVOTE: "prevote", canonical.PRECOMMIT: "precommit"}.get(vote.type, "unknown")
         position = (req.chain_id, vote.height, vote.round, step)
         try:
-            self._check_chain(req.chain_id)
-            sign_bytes = canonical.vote_sign_bytes(req.chain_id, vote)
-            ext_bytes = b""
-            if canonical.signs_extension(vote):
-                if self.sign_extensions:
-                    ext_bytes = canonical.vote_extension_sign_bytes(req.chain_id, vote)
-            elif vote.extension:
-                raise canonical.SignBytesError("unexpected vote extension: only non-nil precommits carry one")
+            sign_bytes, ext_bytes = self._prepare(position, lambda: _vote_bytes(req.chain_id, vote,
+                                                                                self.sign_extensions))
             r = self._sign(pb.VOTE, sign_bytes, ext_bytes, position, proposal=False)
         except _Refusal as refusal:
             return vote_response(None, refusal.error)
@@ -163,8 +157,8 @@ class PrivvalHandler:
         canonical.fill_gogo_defaults(proposal)
         position = (req.chain_id, proposal.height, proposal.round, "propose")
         try:
-            self._check_chain(req.chain_id)
-            sign_bytes = canonical.proposal_sign_bytes(req.chain_id, proposal)
+            sign_bytes, _ = self._prepare(position, lambda: (canonical.proposal_sign_bytes(req.chain_id, proposal),
+                                                             b""))
             r = self._sign(pb.PROPOSAL, sign_bytes, b"", position, proposal=True)
         except _Refusal as refusal:
             return proposal_response(None, refusal.error)
@@ -173,9 +167,17 @@ class PrivvalHandler:
             canonical.with_timestamp(proposal, canonical.timestamp_from_sign_bytes(r.sign_bytes, proposal=True))
         return proposal_response(proposal)
 
-    def _check_chain(self, chain_id: str) -> None:
-        if chain_id != self.chain_id:
-            raise canonical.SignBytesError(f"chain id {chain_id!r} is not this signer's {self.chain_id!r}")
+    def _prepare(self, position: tuple[str, int, int, str],
+                 build: Callable[[], tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+        """The sign bytes for a request of this signer's chain, or a refusal (error code 1) the node is sent."""
+        chain, height, rnd, step = position
+        try:
+            if chain != self.chain_id:
+                raise canonical.SignBytesError(f"chain id {chain!r} is not this signer's {self.chain_id!r}")
+            return build()
+        except canonical.SignBytesError as exc:
+            self._observe(Decision(chain, height, rnd, step, "error", str(exc)))
+            raise _Refusal(CODE_UNKNOWN, f"signer error: {exc}") from exc
 
     def _sign(self, kind: int, sign_bytes: bytes, ext_bytes: bytes, position: tuple[str, int, int, str], *,
               proposal: bool) -> pb.ValidatorSignResponse:
@@ -191,7 +193,7 @@ class PrivvalHandler:
                       "restores it (docs/validators.md)") if exc.code == errors.E.KMS_ERR_RECORD_CORRUPT else str(exc)
             self._observe(Decision(chain, height, rnd, step, "error", reason))
             raise _Refusal(CODE_UNKNOWN, f"signer error: {reason}") from exc
-        except (canonical.SignBytesError, ClientError, errors.KmsError, InvalidSignature, ValueError) as exc:
+        except (ClientError, errors.KmsError, InvalidSignature, ValueError) as exc:
             reason = "signature does not verify" if isinstance(exc, InvalidSignature) else str(exc)
             if isinstance(exc, VerificationFailed):
                 reason = f"KMS NOT trusted, nothing was sent: {exc}"
@@ -215,6 +217,16 @@ class PrivvalHandler:
             _verify(key, r.extension_signature[:64], ext_bytes)
         elif r.extension_signature:
             raise ValueError("unexpected extension signature")
+
+
+def _vote_bytes(chain_id: str, vote: cmt.Vote, sign_extensions: bool) -> tuple[bytes, bytes]:
+    """Vote sign bytes, and extension sign bytes for non-nil precommits (FilePV: an extension elsewhere is an error)."""
+    sign_bytes = canonical.vote_sign_bytes(chain_id, vote)
+    if canonical.signs_extension(vote):
+        return sign_bytes, canonical.vote_extension_sign_bytes(chain_id, vote) if sign_extensions else b""
+    if vote.extension:
+        raise canonical.SignBytesError("unexpected vote extension: only non-nil precommits carry one")
+    return sign_bytes, b""
 
 
 class _Refusal(Exception):

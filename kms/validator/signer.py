@@ -105,6 +105,8 @@ class ValidatorSigner:
             except (OSError, ProtocolError, ConnectionError) as exc:
                 if not self._stop.is_set():
                     _log.warning("validator: connection to the node lost", error=str(exc), **where)
+            except Exception as exc:  # a bug must not end this validator's loop: drop the connection, redial
+                _log.error("validator: unexpected failure, reconnecting", error=repr(exc), **where)
             finally:
                 with self._lock:
                     self._sock = None

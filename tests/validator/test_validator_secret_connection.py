@@ -96,7 +96,10 @@ class NodeSide:
         return self.recv_frame()[1]
 
 
-def _pair(node_factory: Callable[[socket.socket], NodeSide]) -> tuple[SecretConnection | Exception, NodeSide, ed25519.Ed25519PrivateKey]:
+Pair = tuple[SecretConnection | Exception, NodeSide, ed25519.Ed25519PrivateKey]
+
+
+def _pair(node_factory: Callable[[socket.socket], NodeSide]) -> Pair:
     a, b = socket.socketpair()
     a.settimeout(10)
     b.settimeout(10)
