@@ -7,6 +7,7 @@ import base64
 import hashlib
 from pathlib import Path
 
+from kms import errors
 from kms.commands.common import LocalError, emit, make_client, read_input, run_command
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.validator.canonical import STEP_NAMES
@@ -118,4 +119,7 @@ def _import_state(args: argparse.Namespace) -> None:
     except Exception as exc:
         raise LocalError("not a state export (base64 from `kms validator status --output json`)") from exc
     with make_client(args) as client:
-        emit(args, _state_view(ValidatorLink(client).import_state(export)))
+        try:
+            emit(args, _state_view(ValidatorLink(client).import_state(export)))
+        except errors.InvalidSignature as exc:
+            raise errors.KmsError("the state export is not authentic (its MAC does not verify): refused") from exc
