@@ -151,6 +151,8 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_SESSION_BUSY: SessionError,
     E.KMS_ERR_SESSION_FRAME: SessionError,
     E.KMS_ERR_DOUBLE_SIGN: DoubleSignRefused,
+    E.KMS_ERR_AUDIT_UNAVAILABLE: StoreError,
+    E.KMS_ERR_AUDIT_CORRUPT: StoreError,
 }
 
 

@@ -58,7 +58,10 @@ kms_err_t kms_handle_generate_data_key_pair(const Request *req, Response *resp);
 kms_err_t kms_handle_re_encrypt(const Request *req, Response *resp);
 kms_err_t kms_handle_batch(const Request *req, Response *resp);
 
-/* Authorize the current caller for req's operation, then dispatch it (ecall.c, session.c). */
+/* Authorize the current caller for req's operation, dispatch it, and append its audit record
+ * (a failed append turns a success into KMS_ERR_AUDIT_UNAVAILABLE). ecall.c, session.c. */
 kms_err_t kms_process(const Request *req, Response *resp);
+/* The operation's name (the oneof field name), for audit records. */
+const char *kms_op_name(pb_size_t tag);
 
 #endif /* KMS_ENCLAVE_DISPATCH_H */

@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 
+#include "audit.h"
 #include "ecall.h"
 #include "keystore.h"
 #include "kms/edge.h"
@@ -180,6 +181,33 @@ kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size
     if (err == KMS_OK && (ms.ms_retval != 0 || out_len > cap)) err = KMS_ERR_STORE_UNAVAILABLE;
     if (err == KMS_OK) {
         memcpy(ids, outside, out_len);
+        *len = out_len;
+    }
+    free(outside);
+    return err;
+}
+
+kms_err_t kms_edge_audit_append(uint64_t seq, const uint8_t *entry, size_t len)
+{
+    uint8_t *outside = malloc(len);
+    if (outside == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    memcpy(outside, entry, len);
+    ms_kms_ocall_audit_append_t ms = {.ms_retval = -1, .ms_seq = seq, .ms_entry = outside, .ms_len = len};
+    kms_err_t err = platform_ocall(KMS_OCALL_AUDIT_APPEND, &ms);
+    free(outside);
+    return err == KMS_OK && ms.ms_retval == 0 ? KMS_OK : KMS_ERR_AUDIT_UNAVAILABLE;
+}
+
+kms_err_t kms_edge_audit_head(uint8_t *entry, size_t cap, size_t *len)
+{
+    uint8_t *outside = malloc(cap);
+    size_t out_len = 0;
+    if (outside == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    ms_kms_ocall_audit_head_t ms = {.ms_retval = -1, .ms_entry = outside, .ms_cap = cap, .ms_len = &out_len};
+    kms_err_t err = platform_ocall(KMS_OCALL_AUDIT_HEAD, &ms);
+    if (err == KMS_OK && (ms.ms_retval != 0 || out_len > cap)) err = KMS_ERR_AUDIT_UNAVAILABLE;
+    if (err == KMS_OK) {
+        memcpy(entry, outside, out_len);
         *len = out_len;
     }
     free(outside);

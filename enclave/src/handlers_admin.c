@@ -1,7 +1,9 @@
 /* handlers_admin.c - identity, the domain key, and random bytes. */
 #include <string.h>
 
+#include "audit.h"
 #include "crypto.h"
+#include "principals.h"
 #include "dispatch.h"
 #include "domain.h"
 #include "kms/limits.h"
@@ -32,6 +34,7 @@ kms_err_t kms_handle_get_identity(const Request *req, Response *resp)
     r->domain_loaded = kms_domain_id(r->domain_id.bytes) != 0;
     r->domain_id.size = r->domain_loaded ? KMS_DOMAIN_ID_LEN : 0;
     memcpy(r->version, KMS_ENCLAVE_VERSION, sizeof KMS_ENCLAVE_VERSION);
+    r->audit_public_key.size = kms_audit_public_key(r->audit_public_key.bytes) == KMS_OK ? 32 : 0;
     return KMS_OK;
 }
 
@@ -54,6 +57,9 @@ kms_err_t kms_handle_load_domain_key(const Request *req, Response *resp)
     LoadDomainKeyResponse *r = &resp->result.load_domain_key;
     KMS_RETURN_IF_ERR(kms_domain_load(q->sealed_domain_key.bytes, q->sealed_domain_key.size,
                                       r->domain_id.bytes));
+    /* A domain initialized over a session has state with an audit key; a host-made one has none. */
+    kms_err_t err = kms_principals_activate_audit();
+    if (err != KMS_OK && err != KMS_ERR_NOT_INITIALIZED_DOMAIN) return err;
     r->domain_id.size = KMS_DOMAIN_ID_LEN;
     resp->which_result = Response_load_domain_key_tag;
     return KMS_OK;

@@ -9,6 +9,7 @@
 
 #include "authz.h"
 #include "dispatch.h"
+#include "audit.h"
 #include "domain.h"
 #include "keystore.h"
 #include "principals.h"
@@ -45,6 +46,7 @@ fail:
     kms_domain_reset();
     kms_principals_clear();
     kms_keystore_clear();
+    kms_audit_set_key(NULL, 0);
 done:
     return err;
 }
@@ -82,6 +84,7 @@ kms_err_t kms_handle_recover(const Request *req, Response *resp)
         goto fail;
     }
     KMS_GOTO_IF_ERR(err, kms_edge_store_put(SEALED_DOMAIN_KEY_ID, 0, 1, sealed, sealed_len), fail);
+    KMS_GOTO_IF_ERR(err, kms_principals_activate_audit(), fail);
     free(st);
     OPENSSL_cleanse(dk, sizeof dk);
     return fill_principals(resp);

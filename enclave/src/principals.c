@@ -7,6 +7,8 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "audit.h"
+#include "crypto.h"
 #include "domain.h"
 #include "keystore.h"
 #include "kms/limits.h"
@@ -125,7 +127,16 @@ kms_err_t kms_principals_create(const uint8_t admin[32], const char *admin_name,
     set_principal(&st->principals[0], admin, admin_name, Role_ADMIN);
     st->recovery_threshold = threshold;
     st->recovery_share_count = share_count;
-    kms_err_t err = state_write(st);
+    EVP_PKEY *audit = NULL; /* the domain's audit key lives (encrypted) in its state */
+    size_t len = 0;
+    kms_err_t err = kms_pkey_generate(KMS_PKEY_ED25519, &audit);
+    if (err == KMS_OK)
+        err = kms_pkey_private_der(audit, st->audit_private_key.bytes, sizeof st->audit_private_key.bytes, &len);
+    EVP_PKEY_free(audit);
+    st->audit_private_key.size = (pb_size_t)len;
+    if (err == KMS_OK) err = state_write(st);
+    if (err == KMS_OK) err = kms_audit_set_key(st->audit_private_key.bytes, st->audit_private_key.size);
+    OPENSSL_cleanse(st, sizeof *st);
     free(st);
     return err;
 }
@@ -148,6 +159,18 @@ kms_err_t kms_principals_put(const uint8_t id[32], const char *name, Role role)
         st->revision++;
         err = state_write(st);
     }
+    free(st);
+    return err;
+}
+
+kms_err_t kms_principals_activate_audit(void)
+{
+    DomainState *st = NULL;
+    KMS_RETURN_IF_ERR(state_get(&st));
+    kms_err_t err = KMS_OK;
+    if (st != NULL && st->audit_private_key.size > 0)
+        err = kms_audit_set_key(st->audit_private_key.bytes, st->audit_private_key.size);
+    if (st != NULL) OPENSSL_cleanse(st, sizeof *st);
     free(st);
     return err;
 }

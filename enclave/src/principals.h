@@ -26,6 +26,9 @@ kms_err_t kms_principals_put(const uint8_t id[32], const char *name, Role role);
 /* Copy of the principals (heap; the caller frees with free()). */
 kms_err_t kms_principals_list(DomainState **out);
 
+/* Start auditing with the audit key of the stored domain state (if there is one). */
+kms_err_t kms_principals_activate_audit(void);
+
 /* Forget the cached state (after a domain reset). */
 void kms_principals_clear(void);
 

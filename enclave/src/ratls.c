@@ -20,13 +20,18 @@
 #include "ratls.h"
 
 #define CLAIMS_LEN 51u            /* a1 6b "pubkey-hash" 58 24 82 01 58 20 <32> */
+#define CLAIMS_MAX (CLAIMS_LEN + 1u + 10u + 2u + 32u) /* + 69 "audit-key" 58 20 <32> */
 #define QUOTE_MAX 8192u
 #define QUOTE_BODY_OFF 48u        /* SGX report body in quote v3 and SGX v4 */
 #define QUOTE_MIN_LEN 1020u
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static EVP_PKEY *g_key;
-static uint8_t g_claims[CLAIMS_LEN];
+static uint8_t g_claims[CLAIMS_MAX];
+static size_t g_claims_len;
+static uint8_t g_pubkey_hash[32];
+static uint8_t g_audit_pub[32];
+static int g_has_audit;
 static uint8_t *g_cert, *g_quote;
 static size_t g_cert_len, g_quote_len;
 
@@ -39,30 +44,44 @@ static size_t cbor_bstr_header(uint8_t *out, size_t len)
     return 3; /* callers bound len below 65536 */
 }
 
-static kms_err_t build_claims(EVP_PKEY *key, uint8_t claims[CLAIMS_LEN])
+/* SHA-256 of the key's SubjectPublicKeyInfo. */
+static kms_err_t spki_hash(EVP_PKEY *key, uint8_t hash[32])
 {
-    uint8_t spki[256], hash[32];
+    uint8_t spki[256];
     size_t spki_len = 0;
     KMS_RETURN_IF_ERR(kms_pkey_public_der(key, spki, sizeof spki, &spki_len));
-    KMS_RETURN_IF_ERR(kms_sha256(spki, spki_len, hash));
-    static const uint8_t prefix[] = {0xa1, 0x6b, 'p', 'u', 'b', 'k', 'e', 'y', '-', 'h', 'a', 's', 'h',
+    return kms_sha256(spki, spki_len, hash);
+}
+
+/* The claims map (lock held), keys in canonical CBOR order: {"audit-key": h'<32>'?,
+ * "pubkey-hash": h'82 01 58 20 <32>'}. */
+static size_t claims_encode(uint8_t out[CLAIMS_MAX])
+{
+    static const uint8_t audit[] = {0x69, 'a', 'u', 'd', 'i', 't', '-', 'k', 'e', 'y', 0x58, 0x20};
+    static const uint8_t pubkey[] = {0x6b, 'p', 'u', 'b', 'k', 'e', 'y', '-', 'h', 'a', 's', 'h',
                                      0x58, 0x24, 0x82, 0x01, 0x58, 0x20};
-    _Static_assert(sizeof prefix + 32 == CLAIMS_LEN, "claims layout");
-    memcpy(claims, prefix, sizeof prefix);
-    memcpy(claims + sizeof prefix, hash, 32);
-    return KMS_OK;
+    size_t n = 0;
+    out[n++] = g_has_audit ? 0xa2 : 0xa1;
+    if (g_has_audit) {
+        memcpy(out + n, audit, sizeof audit), n += sizeof audit;
+        memcpy(out + n, g_audit_pub, 32), n += 32;
+    }
+    memcpy(out + n, pubkey, sizeof pubkey), n += sizeof pubkey;
+    memcpy(out + n, g_pubkey_hash, 32), n += 32;
+    return n;
 }
 
 kms_err_t kms_ratls_init(void)
 {
     EVP_PKEY *key = NULL;
-    uint8_t claims[CLAIMS_LEN];
+    uint8_t hash[32];
     KMS_RETURN_IF_ERR(kms_pkey_generate(KMS_PKEY_EC_P256, &key));
-    kms_err_t err = build_claims(key, claims);
+    kms_err_t err = spki_hash(key, hash);
     pthread_mutex_lock(&g_lock);
     if (err == KMS_OK && g_key == NULL) {
         g_key = key;
-        memcpy(g_claims, claims, sizeof claims);
+        memcpy(g_pubkey_hash, hash, 32);
+        g_claims_len = claims_encode(g_claims);
         key = NULL;
     }
     pthread_mutex_unlock(&g_lock);
@@ -70,16 +89,33 @@ kms_err_t kms_ratls_init(void)
     return err;
 }
 
-kms_err_t kms_ratls_report_data(uint8_t out[64])
+kms_err_t kms_ratls_set_audit_key(const uint8_t pub[32])
 {
     pthread_mutex_lock(&g_lock);
-    int ready = g_key != NULL;
-    uint8_t claims[CLAIMS_LEN];
-    memcpy(claims, g_claims, sizeof claims);
+    g_has_audit = pub != NULL;
+    if (pub != NULL) memcpy(g_audit_pub, pub, 32);
+    if (g_key != NULL) g_claims_len = claims_encode(g_claims);
     pthread_mutex_unlock(&g_lock);
-    if (!ready) return KMS_ERR_NOT_INITIALIZED;
+    return KMS_OK;
+}
+
+/* A copy of the current claims. */
+static size_t claims_copy(uint8_t out[CLAIMS_MAX])
+{
+    pthread_mutex_lock(&g_lock);
+    size_t n = g_key != NULL ? g_claims_len : 0;
+    memcpy(out, g_claims, n);
+    pthread_mutex_unlock(&g_lock);
+    return n;
+}
+
+kms_err_t kms_ratls_report_data(uint8_t out[64])
+{
+    uint8_t claims[CLAIMS_MAX];
+    size_t n = claims_copy(claims);
+    if (n == 0) return KMS_ERR_NOT_INITIALIZED;
     memset(out, 0, 64);
-    return kms_sha256(claims, sizeof claims, out);
+    return kms_sha256(claims, n, out);
 }
 
 /* The quote must carry our own report body: identity from the CPU, binding from our claims. */
@@ -104,10 +140,10 @@ static kms_err_t check_quote(const uint8_t *quote, size_t len)
 }
 
 /* evidence = tag 60000 [ bstr quote, bstr claims ]; caller frees *out. */
-static kms_err_t build_evidence(const uint8_t *quote, size_t quote_len, const uint8_t *claims,
+static kms_err_t build_evidence(const uint8_t *quote, size_t quote_len, const uint8_t *claims, size_t claims_len,
                                 uint8_t **out, size_t *out_len)
 {
-    uint8_t *ev = malloc(quote_len + CLAIMS_LEN + 16);
+    uint8_t *ev = malloc(quote_len + claims_len + 16);
     if (ev == NULL) return KMS_ERR_OUT_OF_MEMORY;
     size_t n = 0;
     ev[n++] = 0xd9; ev[n++] = 0xea; ev[n++] = 0x60; /* tag 60000 */
@@ -115,9 +151,9 @@ static kms_err_t build_evidence(const uint8_t *quote, size_t quote_len, const ui
     n += cbor_bstr_header(ev + n, quote_len);
     memcpy(ev + n, quote, quote_len);
     n += quote_len;
-    n += cbor_bstr_header(ev + n, CLAIMS_LEN);
-    memcpy(ev + n, claims, CLAIMS_LEN);
-    n += CLAIMS_LEN;
+    n += cbor_bstr_header(ev + n, claims_len);
+    memcpy(ev + n, claims, claims_len);
+    n += claims_len;
     *out = ev;
     *out_len = n;
     return KMS_OK;
@@ -210,17 +246,20 @@ static kms_err_t keep(const uint8_t *cert, size_t cert_len, const uint8_t *quote
 kms_err_t kms_ratls_install_quote(const uint8_t *quote, size_t quote_len, uint8_t *cert, size_t cap,
                                   size_t *cert_len)
 {
+    uint8_t claims[CLAIMS_MAX];
+    size_t claims_len = claims_copy(claims); /* before the check: the quote must bind exactly these */
     KMS_RETURN_IF_ERR(check_quote(quote, quote_len));
     pthread_mutex_lock(&g_lock);
     EVP_PKEY *key = g_key;
     if (key != NULL) EVP_PKEY_up_ref(key);
-    uint8_t claims[CLAIMS_LEN];
-    memcpy(claims, g_claims, sizeof claims);
     pthread_mutex_unlock(&g_lock);
-    if (key == NULL) return KMS_ERR_NOT_INITIALIZED;
+    if (key == NULL || claims_len == 0) {
+        EVP_PKEY_free(key);
+        return KMS_ERR_NOT_INITIALIZED;
+    }
     uint8_t *ev = NULL;
     size_t ev_len = 0;
-    kms_err_t err = build_evidence(quote, quote_len, claims, &ev, &ev_len);
+    kms_err_t err = build_evidence(quote, quote_len, claims, claims_len, &ev, &ev_len);
     if (err == KMS_OK) err = issue(key, ev, ev_len, cert, cap, cert_len);
     if (err == KMS_OK) err = keep(cert, *cert_len, quote, quote_len);
     free(ev);

@@ -15,6 +15,10 @@
 /* Generate the TLS key and its claims. Called once by the init ECALL. KMS_ERR_CRYPTO. */
 kms_err_t kms_ratls_init(void);
 
+/* Add (or, with NULL, remove) the domain's audit public key to the claims, so reports made
+ * from now on bind it too ("audit-key"). */
+kms_err_t kms_ratls_set_audit_key(const uint8_t pub[32]);
+
 /* REPORTDATA for every report: SHA-256(claims) || 32 zero bytes. KMS_ERR_NOT_INITIALIZED. */
 kms_err_t kms_ratls_report_data(uint8_t out[64]);
 

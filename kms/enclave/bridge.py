@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError("the enclave bridge is not built: run `make python` (or ./dev build)") from exc
 
 ffi, lib = _native.ffi, _native.lib
-ABI_VERSION = 3
+ABI_VERSION = 4
 if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != ABI_VERSION:
     raise ImportError(
         f"enclave bridge ABI {lib.kms_bridge_abi_version()} does not match the Python side ({ABI_VERSION}): rebuild"
@@ -61,6 +61,12 @@ class RecordStore(Protocol):
     def list(self, after: str, limit: int) -> list[str]:
         """Up to limit stored key ids greater than after, in byte order (reserved names excluded)."""
 
+    def audit_append(self, seq: int, entry: bytes) -> None:
+        """Durably append audit entry seq (must be the last + 1, else StoreConflict)."""
+
+    def audit_head(self) -> bytes | None:
+        """The last audit entry, or None."""
+
 
 class MemoryStore(dict[str, tuple[int, bytes]]):
     """A RecordStore in memory (tests, benchmarks, the start-up self-check)."""
@@ -77,6 +83,19 @@ class MemoryStore(dict[str, tuple[int, bytes]]):
 
     def list(self, after: str, limit: int) -> list[str]:  # type: ignore[override]
         return sorted(k for k in self if k > after and k not in RESERVED_RECORDS)[:limit]
+
+    @property
+    def audit(self) -> list[bytes]:
+        """The audit entries, in order (seq = index + 1)."""
+        return self.__dict__.setdefault("_audit", [])
+
+    def audit_append(self, seq: int, entry: bytes) -> None:
+        if seq != len(self.audit) + 1:
+            raise StoreConflict(f"audit seq {seq}")
+        self.audit.append(bytes(entry))
+
+    def audit_head(self) -> bytes | None:
+        return self.audit[-1] if self.audit else None
 
 _log = logging.getLogger("kms.enclave")
 
@@ -139,6 +158,39 @@ def kms_py_store_list(ctx, after, after_len, limit, ids, cap, out_len):  # type:
         return -1
     ffi.memmove(ids, data, len(data))
     out_len[0] = len(data)
+    return 0
+
+
+@ffi.def_extern(error=-1)
+def kms_py_audit_append(ctx, seq, entry, length):  # type: ignore[no-untyped-def]
+    """OCALL: append an audit entry durably before the enclave answers (0 ok, 1 out of sequence, -1 failure)."""
+    enclave: Enclave = ffi.from_handle(ctx)
+    try:
+        if enclave._store is None:
+            return -1
+        enclave._store.audit_append(seq, ffi.unpack(entry, length))
+    except StoreConflict:
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the request fails closed
+        _log.error("audit append failed: %s", type(exc).__name__)
+        return -1
+    return 0
+
+
+@ffi.def_extern(error=-1)
+def kms_py_audit_head(ctx, entry, cap, out_len):  # type: ignore[no-untyped-def]
+    """OCALL: the last audit entry (0 ok with length 0 when none, -1 failure)."""
+    enclave: Enclave = ffi.from_handle(ctx)
+    try:
+        head = enclave._store.audit_head() if enclave._store is not None else None
+    except Exception as exc:  # noqa: BLE001
+        _log.error("audit head failed: %s", type(exc).__name__)
+        return -1
+    head = head or b""
+    if len(head) > cap:
+        return -1
+    ffi.memmove(entry, head, len(head))
+    out_len[0] = len(head)
     return 0
 
 

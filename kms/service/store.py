@@ -36,6 +36,15 @@ CREATE TABLE IF NOT EXISTS records (
 ) WITHOUT ROWID
 """
 
+# The audit chain: entries (encoded kms.enclave.v1.AuditEntry, signed inside the enclave) in
+# sequence order; appends must be gap-free (last + 1), so a replayed or skipped seq is refused.
+_AUDIT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    seq   INTEGER PRIMARY KEY NOT NULL CHECK (seq > 0),
+    entry BLOB NOT NULL
+)
+"""
+
 
 class StoreError(Exception):
     """The store cannot be opened or used (reported to the enclave as a store failure)."""
@@ -84,6 +93,7 @@ class SqliteStore:
         if version not in (0, SCHEMA_VERSION):
             raise StoreError(f"store schema version {version} is not {SCHEMA_VERSION}")
         db.execute(_SCHEMA)
+        db.execute(_AUDIT_SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def get(self, key_id: str) -> bytes | None:
@@ -163,6 +173,35 @@ class SqliteStore:
                 f"SELECT key_id FROM records WHERE key_id > ? AND key_id NOT IN ({marks}) "  # noqa: S608 - marks only
                 "ORDER BY key_id LIMIT ?", (after, *reserved, limit)).fetchall()
         return [r[0] for r in rows]
+
+    def audit_append(self, seq: int, entry: bytes) -> None:
+        """Append audit entry seq (must be the last + 1), durably; StoreConflict otherwise."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                last = db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]
+                if seq != last + 1:
+                    raise StoreConflict(f"audit seq {seq} after {last}")
+                db.execute("INSERT INTO audit (seq, entry) VALUES (?, ?)", (seq, bytes(entry)))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def audit_head(self) -> bytes | None:
+        """The last audit entry, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT entry FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return bytes(row[0]) if row else None
+
+    def audit_entries(self, after: int = 0, limit: int = 1000) -> list[tuple[int, bytes]]:
+        """Audit entries with seq > after, in order (for `kms audit export`)."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, entry FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (after, limit)).fetchall()
+        return [(int(s), bytes(e)) for s, e in rows]
 
     def _observe(self, result: str) -> None:
         if self._observer is not None:

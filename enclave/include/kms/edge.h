@@ -27,7 +27,9 @@ enum {
     KMS_OCALL_STORE_GET = 1,
     KMS_OCALL_STORE_PUT = 2,
     KMS_OCALL_STORE_LIST = 3,
-    KMS_OCALL_COUNT = 4
+    KMS_OCALL_AUDIT_APPEND = 4,
+    KMS_OCALL_AUDIT_HEAD = 5,
+    KMS_OCALL_COUNT = 6
 };
 
 typedef struct {
@@ -107,6 +109,20 @@ typedef struct {
     size_t ms_cap;
     size_t *ms_len;
 } ms_kms_ocall_store_list_t;
+
+typedef struct {
+    int ms_retval;
+    uint64_t ms_seq;
+    const uint8_t *ms_entry;
+    size_t ms_len;
+} ms_kms_ocall_audit_append_t;
+
+typedef struct {
+    int ms_retval;
+    uint8_t *ms_entry;
+    size_t ms_cap;
+    size_t *ms_len;
+} ms_kms_ocall_audit_head_t;
 
 /* An OCALL: takes its marshalling struct, returns an sgx_status_t. */
 typedef unsigned int (*kms_ocall_fn)(void *ms);
