@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["tests.bench.bench_enclave", "tests.bench.bench_verify", "tests.bench.bench_service"]
+BENCHMARKS = ["tests.bench.bench_enclave", "tests.bench.bench_verify", "tests.bench.bench_service",
+              "tests.bench.bench_validator"]
 
 
 def main() -> int:
