@@ -27,15 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     from kms import serve
 
     serve.register(groups.add_parser("serve", help="start the enclave on a data directory and report it"))
-    try:
-        from kms.attestation import cli as attest_cli
-    except ImportError:  # pragma: no cover - attestation arrives with its own issue
-        attest_cli = None
-    if attest_cli is not None:
-        attest_commands = attest_cli.register(groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates"))
-        from kms.sim import show
+    from kms.attestation import cli as attest_cli
+    from kms.sim import show
 
-        show.register(attest_commands)
+    attest_commands = attest_cli.register(groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates"))
+    show.register(attest_commands)
+    from kms import audit
+
+    audit.register(groups.add_parser("audit", help="export and verify the signed audit chain"))
     from kms.sim import cli as sim_cli
 
     sim_cli.register(groups.add_parser("sim", help="simulated SGX platform services: PKI, QE, collateral, PCCS"))

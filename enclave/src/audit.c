@@ -88,7 +88,7 @@ static const char *request_key(const Request *req, const Response *resp)
                : req->which_op == Request_create_key_tag        ? ""
                                                                 : req->op.describe_key.key_id;
     case Request_encrypt_tag: return resp->which_result == Response_encrypt_tag ? resp->result.encrypt.key_id : req->op.encrypt.key_id;
-    case Request_decrypt_tag: return resp->which_result == Response_decrypt_tag ? resp->result.decrypt.key_id : "";
+    case Request_decrypt_tag: return resp->which_result == Response_decrypt_tag ? resp->result.decrypt.key_id : "?";
     case Request_sign_tag: return req->op.sign.key_id;
     case Request_verify_tag: return req->op.verify.key_id;
     case Request_generate_mac_tag: return req->op.generate_mac.key_id;
@@ -109,6 +109,14 @@ static void fill_record(const Request *req, const Response *resp, kms_err_t outc
     rec->time = req->host_time;
     snprintf(rec->operation, sizeof rec->operation, "%s", kms_op_name(req->which_op));
     snprintf(rec->key_id, sizeof rec->key_id, "%s", request_key(req, resp));
+    const pb_bytes_array_t *ct = (const pb_bytes_array_t *)(const void *)&req->op.decrypt.ciphertext;
+    if (strcmp(rec->key_id, "?") == 0) { /* a failed decrypt: name the key its ciphertext claims, if any */
+        rec->key_id[0] = '\0';
+        if (ct->size > 38 && ct->bytes[0] == 0x01 && ct->bytes[1] == 36) {
+            memcpy(rec->key_id, ct->bytes + 2, 36);
+            rec->key_id[36] = '\0';
+        }
+    }
     if (!caller->host) {
         memcpy(rec->principal.bytes, caller->principal, 32);
         rec->principal.size = 32;
