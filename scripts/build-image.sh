@@ -201,10 +201,11 @@ run_build() {  # target, tag, log
 run_build runtime "$TAG" "$WORK/build-runtime.log"
 say "runtime image built ($(elapsed))"
 
-# No private key may ship: no PEM private key block anywhere, and not the signer key's bytes.
+# No private key may ship: no PEM private key file (text; libraries quote the armour line in binary
+# data), and not the signer key's bytes anywhere, binary files included.
 say "checking the runtime image for key material"
 mnt=$(pod image mount "$TAG")
-found=$(grep -rlE --exclude-dir=proc --exclude-dir=sys -e '^-----BEGIN ([A-Z0-9]+ )?PRIVATE KEY-----$' \
+found=$(grep -rlIE --exclude-dir=proc --exclude-dir=sys -e '^-----BEGIN ([A-Z0-9]+ )?PRIVATE KEY-----$' \
         "$mnt" 2>/dev/null | sed "s|^$mnt||" | head -5 || true)
 if [ -z "$found" ] && [ -n "$SIGNER" ]; then
     needle=$(sed -n 2p "$SIGNER")
