@@ -47,10 +47,7 @@ class ValidatorLink:
 
     def sign(self, key_id: str, chain_id: str, kind: int, sign_bytes: bytes, extension_sign_bytes: bytes = b"",
              recoverable: bool = False) -> pb.ValidatorSignResponse:
-        """Sign through the enclave's double-sign guard; raises kms.errors.DoubleSignRefused when it refuses.
-
-        Retrying is safe: the guard answers a repeated request with the stored signature.
-        """
+        """Sign through the enclave's guard (DoubleSignRefused when it refuses); retrying is safe (stored answer)."""
         req = pb.ValidatorSignRequest(key_id=key_id, chain_id=chain_id, kind=kind, sign_bytes=sign_bytes,
                                       extension_sign_bytes=extension_sign_bytes, recoverable=recoverable)
         return self._call(pb.Request(validator_sign=req), idempotent=True).validator_sign
@@ -77,10 +74,7 @@ class ValidatorLink:
         return KeyInfo.from_pb(self._call(pb.Request(create_key=req), idempotent=False).key_metadata)
 
     def import_validator(self, request: pb.ImportValidatorRequest) -> KeyInfo:
-        """Import a validator key and its last signed state (admins) over the attested session.
-
-        The session is opened only after the enclave's evidence verified against the client's policy,
-        so the private key is never sent to an unverified enclave.
-        """
+        """Import a validator key and its last signed state (admins), only ever inside a verified session."""
+        # KmsClient opens a session only after the enclave's evidence verified against its policy.
         _ = self.client.evidence  # verify (or reuse the verified session) before the key leaves this process
         return KeyInfo.from_pb(self._call(pb.Request(import_validator=request), idempotent=False).key_metadata)

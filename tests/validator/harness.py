@@ -1,5 +1,4 @@
-"""Test harness for privval end to end: the real `kms serve` on a fixed loopback port (restartable, killable),
-a signer subprocess (`python -m kms.validator run`), the domain, the signer's USER principal and its keys."""
+"""privval end-to-end harness: a restartable `kms serve` on a fixed loopback port, the domain, a signer subprocess."""
 
 from __future__ import annotations
 

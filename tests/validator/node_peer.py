@@ -1,5 +1,4 @@
-"""A protocol test peer that plays the CometBFT node: it listens (loopback tcp with SecretConnection, or a unix
-socket), accepts the signer's dial and sends privval requests the way the node's SignerClient does."""
+"""A test peer that plays the CometBFT node: listens (loopback tcp + SecretConnection, or unix), sends privval."""
 
 from __future__ import annotations
 

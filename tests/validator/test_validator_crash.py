@@ -1,5 +1,4 @@
-"""Crash test: SIGKILL the KMS server (where the guard lives) at random points while the node asks for honest and
-conflicting signatures; restart it; no two conflicting signatures are ever released for one height/round/step."""
+"""Crash test: SIGKILL the KMS server at random points of signing; no conflicting signatures are ever released."""
 
 from __future__ import annotations
 

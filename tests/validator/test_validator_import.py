@@ -1,5 +1,4 @@
-"""`kms validator import|create|status|import-state` against the real server: keys from CometBFT files keep their
-history (the old signer's last vote is answered with its own signature), and nothing goes to an unverified enclave."""
+"""`kms validator import|create|status|import-state` against the real server; nothing goes to an unverified enclave."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""privval end to end: the test peer plays the CometBFT node against `kms validator run` and the real
-`kms serve` with the real enclave; restarts of the signer and of the server keep the guard's state."""
+"""privval end to end: test peer (node) <-> `kms validator run` <-> real `kms serve`; restarts keep the guard."""
 
 from __future__ import annotations
 

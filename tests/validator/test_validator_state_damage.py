@@ -1,5 +1,4 @@
-"""A tampered, truncated or missing guard state in the server's store: the signer refuses to sign (and says why)
-until an operator restores the record; it keeps answering pings and PubKey meanwhile (safety over liveness)."""
+"""A damaged or missing guard state in the server's store stops signing, with a clear message, until restored."""
 
 from __future__ import annotations
 
