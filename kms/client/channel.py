@@ -98,6 +98,8 @@ class SessionChannel:
                 break
             except ssl.SSLWantReadError:
                 self._flush()
+            except ssl.SSLError as exc:
+                raise SessionError(f"TLS handshake with the enclave failed: {exc.reason or exc}") from exc
         else:
             raise SessionError("TLS handshake with the enclave did not complete")
         peer = self._tls.getpeercert(binary_form=True)

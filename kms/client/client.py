@@ -6,9 +6,10 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
+from typing import TypeVar
 
 import grpc
 
@@ -26,6 +27,7 @@ from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.v1 import kms_pb2_grpc
 
 _log = logging.getLogger("kms.client")
+_T = TypeVar("_T")
 
 
 class _Connection:
@@ -170,7 +172,7 @@ class KmsClient(Operations):
 
         return self._with_retries(attempt, sent_is_final=not idempotent)
 
-    def _with_retries(self, fn, *, sent_is_final: bool):  # type: ignore[no-untyped-def]
+    def _with_retries(self, fn: Callable[[], _T], *, sent_is_final: bool) -> _T:
         attempt = 0
         while True:
             try:

@@ -230,8 +230,13 @@ def run_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[arg
         except (ClientError, KmsError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_REMOTE
-        except ValueError as exc:  # SDK argument checks (unknown spec, bad threshold, ...)
+        except (ValueError, OSError) as exc:  # SDK argument checks (unknown spec, bad threshold), local files
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_LOCAL
+        except Exception as exc:  # a one-line message, never a traceback (KMS_DEBUG=1 shows it)
+            if _env_flag("KMS_DEBUG"):
+                raise
+            print(f"error: unexpected {type(exc).__name__}: {exc} (set KMS_DEBUG=1 for details)", file=sys.stderr)
+            return EXIT_REMOTE
 
     return wrapper
