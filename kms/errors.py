@@ -128,6 +128,7 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_KEY_VERSION_RETIRED: KeyStateError,
     E.KMS_ERR_ALIAS_NOT_FOUND: NotFound,
     E.KMS_ERR_NOT_DUE: InvalidRequest,
+    E.KMS_ERR_IMPORT_TOKEN: InvalidRequest,
     E.KMS_ERR_SEAL_MALFORMED: SealError,
     E.KMS_ERR_SEAL_MAC_MISMATCH: SealError,
     E.KMS_ERR_SEAL_INVALID_ISVSVN: SealError,

@@ -203,6 +203,11 @@ kms_err_t kms_secp256k1_recovery_id(const EVP_PKEY *key, const uint8_t digest[32
  * CometBFT's priv_validator_key.json holds them. KMS_ERR_INVALID_KEY, KMS_ERR_UNSUPPORTED. */
 kms_err_t kms_pkey_from_raw_private(kms_pkey_kind kind, const uint8_t *priv, size_t len, EVP_PKEY **out);
 
+/* AES key unwrap with padding (RFC 5649) under a 32-byte key encryption key; out has room for
+ * at least in_len bytes. Any failure is KMS_ERR_INVALID_CIPHERTEXT. */
+kms_err_t kms_aes_kwp_unwrap(const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                             size_t cap, size_t *out_len);
+
 /* X25519 keys as raw 32-byte public values (RFC 7748): import (KMS_ERR_INVALID_KEY) and export. */
 kms_err_t kms_x25519_from_raw(const uint8_t pub[32], EVP_PKEY **out);
 kms_err_t kms_x25519_raw_public(const EVP_PKEY *key, uint8_t pub[32]);

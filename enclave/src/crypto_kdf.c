@@ -98,3 +98,26 @@ kms_err_t kms_pkey_from_raw_private(kms_pkey_kind kind, const uint8_t *priv, siz
     *out = key;
     return KMS_OK;
 }
+
+kms_err_t kms_aes_kwp_unwrap(const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                             size_t cap, size_t *out_len)
+{
+    if (kek == NULL || kek_len != 32 || in == NULL || in_len < 16 || in_len % 8 != 0 || cap < in_len)
+        return KMS_ERR_INVALID_CIPHERTEXT;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int n = 0, fin = 0;
+    kms_err_t err = KMS_ERR_INVALID_CIPHERTEXT;
+    if (ctx != NULL) {
+        EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+        if (EVP_DecryptInit_ex(ctx, EVP_aes_256_wrap_pad(), NULL, kek, NULL) == 1 &&
+            EVP_DecryptUpdate(ctx, out, &n, in, (int)in_len) == 1 && EVP_DecryptFinal_ex(ctx, out + n, &fin) == 1) {
+            *out_len = (size_t)(n + fin);
+            err = KMS_OK;
+        } else {
+            OPENSSL_cleanse(out, cap);
+        }
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    ERR_clear_error();
+    return err;
+}

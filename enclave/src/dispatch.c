@@ -52,6 +52,8 @@ static const struct {
     {Request_generate_data_key_pair_tag, kms_handle_generate_data_key_pair, "generate_data_key_pair"},
     {Request_re_encrypt_tag, kms_handle_re_encrypt, "re_encrypt"},
     {Request_batch_tag, kms_handle_batch, "batch"},
+    {Request_get_parameters_for_import_tag, kms_handle_get_parameters_for_import, "get_parameters_for_import"},
+    {Request_import_key_material_tag, kms_handle_import_key_material, "import_key_material"},
 };
 
 kms_err_t kms_dispatch(const Request *req, Response *resp)

@@ -57,6 +57,8 @@ kms_err_t kms_handle_generate_data_key(const Request *req, Response *resp);
 kms_err_t kms_handle_generate_data_key_pair(const Request *req, Response *resp);
 kms_err_t kms_handle_re_encrypt(const Request *req, Response *resp);
 kms_err_t kms_handle_batch(const Request *req, Response *resp);
+kms_err_t kms_handle_get_parameters_for_import(const Request *req, Response *resp);
+kms_err_t kms_handle_import_key_material(const Request *req, Response *resp);
 
 /* Authorize the current caller for req's operation, dispatch it, and append its audit record
  * (a failed append turns a success into KMS_ERR_AUDIT_UNAVAILABLE). ecall.c, session.c. */
