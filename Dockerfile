@@ -6,7 +6,8 @@
 # Release signing: the signer key is a build secret, mounted only into the one RUN that signs and
 # never written to a layer:
 #   podman build --secret id=signer,src=/secure/signer.pem --build-arg KMS_SIGNER=release \
-#       [--build-arg KMS_SIGNER_PUBKEY_SHA256=<sha256 of the DER public key>] --target runtime .
+#       --build-arg KMS_SIGNER_PUBKEY_SHA256=<sha256 of the DER public key> --target runtime .
+# (the hash is checked against the secret, and keys the layer cache: secrets are not part of it).
 # Without the secret the enclave is signed with an EPHEMERAL development key generated inside that
 # RUN (on a tmpfs), and the image labels say so.
 #
