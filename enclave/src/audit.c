@@ -12,6 +12,7 @@
 #include "crypto.h"
 #include "dispatch.h"
 #include "domain.h"
+#include "policy.h"
 #include "ratls.h"
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -84,6 +85,7 @@ static const char *request_key(const Request *req, const Response *resp)
     case Request_describe_key_tag: case Request_schedule_key_deletion_tag: case Request_cancel_key_deletion_tag:
     case Request_destroy_key_tag: case Request_update_key_tag: case Request_rotate_if_due_tag:
     case Request_grant_key_tag: case Request_import_validator_tag: case Request_import_key_material_tag:
+    case Request_put_key_policy_tag: case Request_create_grant_tag: case Request_revoke_grant_tag: case Request_list_grants_tag:
         return resp->which_result == Response_key_metadata_tag ? resp->result.key_metadata.key_id
                : req->which_op == Request_create_key_tag        ? ""
                                                                 : req->op.describe_key.key_id;
@@ -127,6 +129,7 @@ static void fill_record(const Request *req, const Response *resp, kms_err_t outc
                        : resp->which_result == Response_sign_tag    ? resp->result.sign.key_version
                                                                     : 0;
     rec->domain_id.size = kms_domain_id(rec->domain_id.bytes) ? 16 : 0;
+    rec->policy_hash.size = kms_policy_last_hash(rec->policy_hash.bytes) ? 32 : 0;
 }
 
 kms_err_t kms_audit_record(const Request *req, const Response *resp, kms_err_t outcome)

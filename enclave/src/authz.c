@@ -5,6 +5,7 @@
 
 #include "authz.h"
 #include "domain.h"
+#include "policy.h"
 #include "principals.h"
 
 static __thread const kms_caller *t_caller;
@@ -77,11 +78,12 @@ int kms_caller_is_admin(void)
 kms_err_t kms_authz_key(const KeyRecord *rec)
 {
     const kms_caller *c = kms_caller_get();
+    kms_policy_note_key(rec);
     if (c->host) return rec->host_owned ? KMS_OK : KMS_ERR_PERMISSION_DENIED;
     if (rec->host_owned) return KMS_ERR_PERMISSION_DENIED;
     if (kms_caller_is_admin()) return KMS_OK;
-    for (pb_size_t i = 0; i < rec->grantees_count; i++)
+    for (pb_size_t i = 0; i < rec->grantees_count; i++) /* full-use grants (grant_key) */
         if (rec->grantees[i].size == 32 && CRYPTO_memcmp(rec->grantees[i].bytes, c->principal, 32) == 0)
             return KMS_OK;
-    return KMS_ERR_PERMISSION_DENIED;
+    return kms_policy_allows(rec, c->principal) ? KMS_OK : KMS_ERR_PERMISSION_DENIED;
 }

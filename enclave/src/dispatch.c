@@ -3,6 +3,7 @@
 
 #include "audit.h"
 #include "authz.h"
+#include "policy.h"
 #include "dispatch.h"
 
 static const struct {
@@ -54,6 +55,10 @@ static const struct {
     {Request_batch_tag, kms_handle_batch, "batch"},
     {Request_get_parameters_for_import_tag, kms_handle_get_parameters_for_import, "get_parameters_for_import"},
     {Request_import_key_material_tag, kms_handle_import_key_material, "import_key_material"},
+    {Request_put_key_policy_tag, kms_handle_put_key_policy, "put_key_policy"},
+    {Request_create_grant_tag, kms_handle_create_grant, "create_grant"},
+    {Request_list_grants_tag, kms_handle_list_grants, "list_grants"},
+    {Request_revoke_grant_tag, kms_handle_revoke_grant, "revoke_grant"},
 };
 
 kms_err_t kms_dispatch(const Request *req, Response *resp)
@@ -79,6 +84,7 @@ static int audited(pb_size_t op)
 
 kms_err_t kms_process(const Request *req, Response *resp)
 {
+    kms_policy_begin(req);
     kms_err_t err = kms_authz_op(req->which_op);
     if (err == KMS_OK) err = kms_dispatch(req, resp);
     if (!audited(req->which_op)) return err;

@@ -59,6 +59,10 @@ kms_err_t kms_handle_re_encrypt(const Request *req, Response *resp);
 kms_err_t kms_handle_batch(const Request *req, Response *resp);
 kms_err_t kms_handle_get_parameters_for_import(const Request *req, Response *resp);
 kms_err_t kms_handle_import_key_material(const Request *req, Response *resp);
+kms_err_t kms_handle_put_key_policy(const Request *req, Response *resp);
+kms_err_t kms_handle_create_grant(const Request *req, Response *resp);
+kms_err_t kms_handle_list_grants(const Request *req, Response *resp);
+kms_err_t kms_handle_revoke_grant(const Request *req, Response *resp);
 
 /* Authorize the current caller for req's operation, dispatch it, and append its audit record
  * (a failed append turns a success into KMS_ERR_AUDIT_UNAVAILABLE). ecall.c, session.c. */

@@ -4,6 +4,7 @@
 #include "aliases.h"
 #include "authz.h"
 #include "crypto.h"
+#include "policy.h"
 #include "handlers.h"
 
 int kms_key_id_valid(const char *s)
@@ -93,5 +94,8 @@ void kms_metadata_from(const KeyRecord *rec, KeyMetadata *m)
     m->rotation_period_days = rec->rotation_period_days;
     m->last_rotated_at = rec->last_rotated_at;
     m->origin = rec->origin;
+    m->export_policy = rec->export_policy;
+    kms_policy_hash(rec, m->policy_hash.bytes);
+    m->policy_hash.size = 32;
     memcpy(m->chain_id, rec->chain_id, sizeof m->chain_id);
 }

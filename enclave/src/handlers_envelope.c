@@ -8,6 +8,7 @@
 #include "dispatch.h"
 #include "handlers.h"
 #include "keyspec.h"
+#include "policy.h"
 #include "kms/limits.h"
 
 #define BATCH_PLAINTEXT_MAX 64u
@@ -72,6 +73,7 @@ kms_err_t kms_handle_re_encrypt(const Request *req, Response *resp)
     kms_err_t err = kms_sym_decrypt(q->ciphertext.bytes, q->ciphertext.size, q->source_context,
                                     q->source_context_count, pt, KMS_MAX_DATA_SIZE, &pt_len, r->source_key_id,
                                     &r->source_key_version);
+    kms_policy_step(OperationClass_OP_ENCRYPT, q->destination_context, q->destination_context_count);
     if (err == KMS_OK)
         err = kms_sym_encrypt(q->destination_key_id, pt, pt_len, q->destination_context, q->destination_context_count,
                               r->ciphertext.bytes, sizeof r->ciphertext.bytes, &len, r->key_id, &r->key_version);

@@ -15,7 +15,7 @@
  * data goes through data keys). Bounded by nanopb's 16-bit field sizes in Debian's build. */
 #define KMS_MAX_DATA_SIZE (32u * 1024u)
 /* Largest encrypted key record the store OCALL may hand back. */
-#define KMS_MAX_RECORD_BLOB (20u * 1024u)
+#define KMS_MAX_RECORD_BLOB (32u * 1024u)
 /* Key ids: UUID strings, 36 characters. */
 #define KMS_KEY_ID_LEN 36u
 /* Versions a key may hold before it must be retired (rotation refuses beyond this). */
