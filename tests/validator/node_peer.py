@@ -74,7 +74,7 @@ class NodeConnection:
 class NodePeer:
     """The node's priv_validator_laddr listener; a fresh Ed25519 node key per start, like CometBFT v0.38."""
 
-    def __init__(self, unix_path: Path | None = None) -> None:
+    def __init__(self, unix_path: Path | None = None, port: int = 0) -> None:
         self.identity = ed25519.Ed25519PrivateKey.generate()
         if unix_path is not None:
             self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -83,7 +83,7 @@ class NodePeer:
         else:
             self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.listener.bind(("127.0.0.1", 0))
+            self.listener.bind(("127.0.0.1", port))
             self.addr = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
         self.listener.listen(4)
         self._lock = threading.Lock()

@@ -135,3 +135,25 @@ def test_privval_against_the_real_server(domain: Domain, tmp_path: Path) -> None
     assert (status["chain_id"], status["height"], status["round"], status["step"]) == (A, 8, 0, "precommit")
     tcp.close()
     unix.close()
+
+
+def test_signer_redials_with_backoff_until_the_node_listens(domain: Domain, tmp_path: Path) -> None:
+    chain = "chain-redial"
+    key = domain.create_key(chain)
+    pub = _public(domain, key)
+    port = free_port()
+    config = domain.config(tmp_path / "v.toml", [{"chain_id": chain, "key_id": key,
+                                                   "addr": f"tcp://127.0.0.1:{port}"}])
+    signer = SignerProcess(config)
+    try:
+        assert signer.wait_for("node not reachable, retrying")  # nobody listens yet
+        peer = NodePeer(port=port)
+        conn = peer.accept()
+        _height(conn, pub, chain, 1, tag=1)
+        conn.close()  # the node drops the connection (as on a timeout, or a restart)
+        conn = peer.accept()
+        _height(conn, pub, chain, 2, tag=2)
+        assert signer.wait_for("connection to the node lost")
+        peer.close()
+    finally:
+        assert signer.stop() == 0
