@@ -12,6 +12,7 @@ from kms.client.errors import (
 )
 from kms.client.evidence import VerifiedEvidence
 from kms.client.types import (
+    DataKey,
     DecryptResult,
     EncryptResult,
     InitResult,
@@ -24,7 +25,7 @@ from kms.client.types import (
 )
 
 __all__ = [
-    "ClientClosed", "ClientError", "Credentials", "DecryptResult", "EncryptResult", "InitResult", "KeyInfo",
+    "ClientClosed", "ClientError", "Credentials", "DataKey", "DecryptResult", "EncryptResult", "InitResult", "KeyInfo",
     "KmsClient", "MacResult", "OutcomeUnknown", "Principal", "PublicKey", "RecoveryShare", "ServerError",
     "SignResult", "TransportError", "VerificationFailed", "VerifiedEvidence", "principal_id_of",
 ]

@@ -10,6 +10,7 @@ from kms.client.types import (
     DEFAULT_SIGNING,
     DEFAULT_USAGE,
     SPEC_ALIASES,
+    DataKey,
     DecryptResult,
     EncryptResult,
     InitResult,
@@ -118,6 +119,34 @@ class Operations:
         r = self._call(pb.Request(get_public_key=pb.GetPublicKeyRequest(key_id=key_id, format=fmt))).get_public_key
         return PublicKey(r.key_id, r.key_version, pb.KeySpec.Name(r.spec), bytes(r.public_key))
 
+    def schedule_key_deletion(self, key_id: str, pending_window_days: int = 30) -> KeyInfo:
+        """PENDING_DELETION for 7..30 days (every use refused), then destroyable (admins)."""
+        req = pb.ScheduleKeyDeletionRequest(key_id=key_id, pending_window_days=pending_window_days)
+        return self._remember(KeyInfo.from_pb(self._call(pb.Request(schedule_key_deletion=req),
+                                                         idempotent=False).key_metadata))
+
+    def cancel_key_deletion(self, key_id: str) -> KeyInfo:
+        """Back from PENDING_DELETION; the key comes back DISABLED (admins)."""
+        r = self._call(pb.Request(cancel_key_deletion=pb.CancelKeyDeletionRequest(key_id=key_id)))
+        return self._remember(KeyInfo.from_pb(r.key_metadata))
+
+    def create_alias(self, alias: str, key_id: str) -> dict[str, str]:
+        """`alias/<name>` -> key id, usable wherever a key id is (admins); returns every alias."""
+        r = self._call(pb.Request(create_alias=pb.AliasRequest(alias=alias, key_id=key_id)), idempotent=False)
+        return {a.alias: a.key_id for a in r.aliases.aliases}
+
+    def update_alias(self, alias: str, key_id: str) -> dict[str, str]:
+        r = self._call(pb.Request(update_alias=pb.AliasRequest(alias=alias, key_id=key_id)))
+        return {a.alias: a.key_id for a in r.aliases.aliases}
+
+    def delete_alias(self, alias: str) -> dict[str, str]:
+        r = self._call(pb.Request(delete_alias=pb.AliasRequest(alias=alias)))
+        return {a.alias: a.key_id for a in r.aliases.aliases}
+
+    def list_aliases(self) -> dict[str, str]:
+        r = self._call(pb.Request(list_aliases=pb.ListAliasesRequest()))
+        return {a.alias: a.key_id for a in r.aliases.aliases}
+
     # --- data -----------------------------------------------------------------------------------
 
     def encrypt(self, key_id: str, plaintext: bytes, context: Mapping[str, str] | None = None) -> EncryptResult:
@@ -130,6 +159,23 @@ class Operations:
         """The ciphertext names its key and version; a wrong context or any tampering is InvalidCiphertext."""
         r = self._call(pb.Request(decrypt=pb.DecryptRequest(ciphertext=ciphertext, context=_context(context)))).decrypt
         return DecryptResult(r.key_id, r.key_version, bytes(r.plaintext))
+
+    def generate_data_key(self, key_id: str, number_of_bytes: int = 32, context: Mapping[str, str] | None = None,
+                          *, with_plaintext: bool = True) -> DataKey:
+        """A fresh data key: its plaintext (unless with_plaintext=False) and its ciphertext under key_id."""
+        req = pb.GenerateDataKeyRequest(key_id=key_id, number_of_bytes=number_of_bytes, context=_context(context),
+                                        without_plaintext=not with_plaintext)
+        r = self._call(pb.Request(generate_data_key=req)).generate_data_key
+        return DataKey(r.key_id, r.key_version, bytes(r.plaintext), bytes(r.ciphertext))
+
+    def re_encrypt(self, ciphertext: bytes, destination_key_id: str, source_context: Mapping[str, str] | None = None,
+                   destination_context: Mapping[str, str] | None = None) -> EncryptResult:
+        """Decrypt and encrypt again under another key (or context) without the plaintext leaving the enclave."""
+        req = pb.ReEncryptRequest(ciphertext=ciphertext, source_context=_context(source_context),
+                                  destination_key_id=destination_key_id,
+                                  destination_context=_context(destination_context))
+        r = self._call(pb.Request(re_encrypt=req)).re_encrypt
+        return EncryptResult(r.key_id, r.key_version, bytes(r.ciphertext))
 
     def _sign_request(self, key_id: str, message: bytes | None, digest: bytes | None,
                       algorithm: str | int | None) -> tuple[int, bytes, int]:

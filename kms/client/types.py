@@ -90,6 +90,16 @@ class DecryptResult:
 
 
 @dataclass(frozen=True)
+class DataKey:
+    """A data key: plaintext (empty when not asked for) and its ciphertext, as Encrypt would make it."""
+
+    key_id: str
+    key_version: int
+    plaintext: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
 class SignResult:
     key_id: str
     key_version: int

@@ -204,3 +204,26 @@ def test_closed_client(admin: KmsClient) -> None:
     admin.close()
     with pytest.raises(ClientClosed):
         admin.generate_random(8)
+
+
+def test_lifecycle_aliases_data_keys_and_re_encrypt(admin: KmsClient) -> None:
+    a, b = admin.create_key(), admin.create_key()
+    aliases = admin.create_alias("alias/billing", a.key_id)
+    assert aliases == {"alias/billing": a.key_id}
+    ct = admin.encrypt("alias/billing", b"via alias", {"t": "1"})
+    assert ct.key_id == a.key_id
+    assert admin.update_alias("alias/billing", b.key_id) == {"alias/billing": b.key_id}
+    moved = admin.re_encrypt(ct.ciphertext, "alias/billing", {"t": "1"}, {"t": "2"})
+    assert moved.key_id == b.key_id
+    assert admin.decrypt(moved.ciphertext, {"t": "2"}).plaintext == b"via alias"
+    assert admin.delete_alias("alias/billing") == {} and admin.list_aliases() == {}
+    dk = admin.generate_data_key(a.key_id, 32, {"file": "x"})
+    assert len(dk.plaintext) == 32 and admin.decrypt(dk.ciphertext, {"file": "x"}).plaintext == dk.plaintext
+    assert admin.generate_data_key(a.key_id, with_plaintext=False).plaintext == b""
+    pending = admin.schedule_key_deletion(a.key_id, 7)
+    assert pending.state == "PENDING_DELETION"
+    with pytest.raises(errors.KeyStateError):
+        admin.decrypt(dk.ciphertext, {"file": "x"})
+    assert admin.cancel_key_deletion(a.key_id).state == "DISABLED"
+    assert admin.enable_key(a.key_id).state == "ENABLED"
+    assert admin.decrypt(dk.ciphertext, {"file": "x"}).plaintext == dk.plaintext
