@@ -26,6 +26,10 @@ from kms.validator.signer import ValidatorSigner, handler_observer
 _log = get_logger("kms.validator")
 
 
+class StartError(Exception):
+    """A configured key cannot be used (not found, not granted, another chain): the signer does not start."""
+
+
 def _connect(cfg: vconfig.SignerConfig, stop: threading.Event) -> KmsClient | None:
     """Verify the KMS and open the session, retrying transport failures with backoff (never a verification)."""
     args = connection_parent().parse_args(list(cfg.kms_argv))
@@ -53,14 +57,14 @@ def _check_keys(link: ValidatorLink, cfg: vconfig.SignerConfig) -> None:
                        "operator restores it (docs/validators.md)", chain=entry.chain_id, key_id=entry.key_id,
                        error=exc.code_name)
             continue
-        except (errors.NotFound, errors.PermissionDenied, errors.KeyStateError) as exc:
-            raise LocalError(f"validator key {entry.key_id} ({entry.chain_id}): {exc}") from exc
+        except (errors.NotFound, errors.PermissionDenied, errors.KeyStateError, errors.InvalidRequest) as exc:
+            raise StartError(f"validator key {entry.key_id} ({entry.chain_id}): {exc}") from exc
         except (ClientError, errors.KmsError) as exc:  # the signer will retry on each request
             _log.warning("validator: cannot check the key now", chain=entry.chain_id, key_id=entry.key_id,
                          error=str(exc))
             continue
         if state.chain_id != entry.chain_id:
-            raise LocalError(f"validator key {entry.key_id} signs for chain {state.chain_id!r}, "
+            raise StartError(f"validator key {entry.key_id} signs for chain {state.chain_id!r}, "
                              f"not {entry.chain_id!r}")
         _log.info("validator: key ready", chain=entry.chain_id, key_id=entry.key_id, key_type=key.key_type,
                   height=state.height, round=state.round, step=STEP_NAMES.get(state.step, "none"))
@@ -103,7 +107,10 @@ def run(config_path: Path, *, ready: threading.Event | None = None) -> int:
         except VerificationFailed as exc:
             _log.error("validator: the KMS is NOT trusted, nothing was sent; not signing", error=str(exc))
             return EXIT_REMOTE
-        except LocalError as exc:
+        except LocalError as exc:  # credentials or policy settings
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_LOCAL
+        except StartError as exc:
             _log.error("validator: cannot start", error=str(exc))
             return EXIT_REMOTE
         if cfg.metrics_listen:

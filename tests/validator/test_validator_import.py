@@ -18,7 +18,7 @@ from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.validator import canonical
 from kms.validator.kms_link import ValidatorLink
 from tests.validator.checks import verify
-from tests.validator.harness import REPO, Domain
+from tests.validator.harness import REPO, Domain, SignerProcess
 from tests.validator.node_peer import PRECOMMIT, PREVOTE, vote
 from tests.validator.test_validator_config import cometbft_ed25519_key, cometbft_secp256k1_key
 
@@ -108,3 +108,17 @@ def test_import_refuses_an_unverified_enclave_and_sends_nothing(domain: Domain, 
     out = kms_validator(domain, admin_dir, "import", "--key", str(broken), "--state", str(tmp_path / "state.json"),
                         "--chain-id", C)
     assert out.returncode == 1 and "unsupported validator key type" in out.stderr
+
+
+def test_signer_refuses_to_start_for_an_untrusted_kms_or_an_unusable_key(domain: Domain, tmp_path: Path) -> None:
+    with domain.server.client(domain.admin) as c:  # a key the signer principal was never granted
+        ungranted = ValidatorLink(c).create(C).key_id
+    for key_id, text in ((ungranted, "cannot start"), ("no-such-key", "cannot start")):
+        config = domain.config(tmp_path / "v.toml", [{"chain_id": C, "key_id": key_id, "addr": "tcp://127.0.0.1:9"}])
+        signer = SignerProcess(config)
+        assert signer.proc.wait(60) == 2 and signer.wait_for(text), signer.lines
+    config = domain.config(tmp_path / "v.toml", [{"chain_id": C, "key_id": ungranted, "addr": "tcp://127.0.0.1:9"}])
+    config.write_text(config.read_text().replace(f'mrsigner = "{domain.server.proc.mrsigner.hex()}"',
+                                                 f'mrsigner = "{"00" * 32}"'))
+    signer = SignerProcess(config)
+    assert signer.proc.wait(60) == 2 and signer.wait_for("NOT trusted, nothing was sent"), signer.lines
