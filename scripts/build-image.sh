@@ -216,6 +216,7 @@ pod image unmount "$TAG" >/dev/null || true
 [ -z "$found" ] || die "private key material in the runtime image: $found"
 
 if [ "$SMOKE" -eq 1 ]; then
+    build_args+=(--build-arg "KMS_SMOKE_RUN=$(date +%s%N)")  # never a cached smoke result
     run_build smoke "$SMOKE_TAG" "$WORK/build-smoke.log"
     grep -E '^==> smoke:|^    ' "$WORK/build-smoke.log" || true
     grep -q '^==> smoke: passed' "$WORK/build-smoke.log" || die "the smoke stage did not report success"

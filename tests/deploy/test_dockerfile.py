@@ -162,7 +162,9 @@ def test_runtime_environment(stages) -> None:
 
 def test_smoke_stage_runs_the_smoke_script(stages) -> None:
     smoke = stage(stages, "smoke")
-    assert smoke.all("RUN") == ["sh /opt/kms-smoke/smoke.sh"]
+    assert smoke.all("RUN") == ['KMS_SMOKE_RUN="${KMS_SMOKE_RUN}" sh /opt/kms-smoke/smoke.sh']
+    assert "ARG KMS_SMOKE_RUN=" in [f"{o} {a}" for o, a in smoke.instructions]  # cache-busted per build
+    assert "KMS_SMOKE_RUN=$(date" in (REPO / "scripts" / "build-image.sh").read_text()
     assert not smoke.all("USER")  # runs as the runtime image's user
     script = (REPO / "scripts" / "image" / "smoke.sh").read_text()
     for step in ("kms --help", "kms enclave measure", "kms attest show", "--allow-simulation-insecure",
