@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     from kms import commands
 
     commands.register(groups)
+    from kms.commands.common import connection_parent
+    from kms.validator import cli as validator_cli
+
+    validator_cli.register(groups.add_parser("validator", help="CometBFT validator signing: run, status, create, import"),
+                           connection_parent())
     return parser
 
 

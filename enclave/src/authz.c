@@ -26,7 +26,8 @@ static int host_only(pb_size_t op)
 static int session_only(pb_size_t op)
 {
     return op == Request_init_tag || op == Request_add_principal_tag || op == Request_list_principals_tag ||
-           op == Request_grant_key_tag || op == Request_import_validator_tag || op == Request_recover_tag;
+           op == Request_grant_key_tag || op == Request_import_validator_tag || op == Request_recover_tag ||
+           op == Request_validator_state_import_tag;
 }
 
 /* What a USER may do: use keys granted to it, and harmless reads. */

@@ -150,16 +150,34 @@ def test_state_survives_restart_and_tampering_stops_signing(build, tmp_path) -> 
             sign(e, kid, vote(11, 0, 1))
 
 
-def test_signed_state_export_and_import(enclave) -> None:
-    kid = create(enclave)
-    sign(enclave, kid, vote(7, 0, 2))
-    exported = enclave.call(pb.Request(validator_state=pb.ValidatorStateRequest(key_id=kid))).validator_state
-    assert (exported.height, exported.round, exported.step, len(exported.mac)) == (7, 0, 3, 32)
-    doctored = pb.ValidatorStateExport()
-    doctored.CopyFrom(exported)
-    doctored.height = 100
-    with pytest.raises(errors.InvalidSignature):
-        enclave.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=doctored)))
-    sign(enclave, kid, vote(8, 0, 1))
-    with pytest.raises(errors.DoubleSignRefused):  # an older (authentic) export never rolls the guard back
-        enclave.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=exported)))
+def test_signed_state_export_and_import(build, tmp_path) -> None:
+    """Over an attested session (state import is an admin, session-only operation)."""
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    from kms.client.channel import SessionChannel
+    from kms.client.credentials import Credentials
+    from kms.client.recovery import raw_public
+    from kms.service.evidence import install_evidence
+    from kms.sim.qe import SimQuotingEnclave
+
+    with Enclave(tmp_path / "d", store=MemoryStore()) as enclave:
+        cert = install_evidence(enclave, SimQuotingEnclave.open(tmp_path / "d")).certificate
+        sid = enclave.session_open()
+        admin = SessionChannel(lambda d: enclave.session_feed(sid, d)[0], Credentials.generate("alice"), cert)
+        admin.call(pb.Request(init=pb.InitRequest(admin_name="alice", threshold=1, recovery_public_keys=[
+            raw_public(x25519.X25519PrivateKey.generate())])))
+        kid = admin.call(pb.Request(create_key=pb.CreateKeyRequest(spec=pb.ED25519, usage=pb.VALIDATOR,
+                                                                   chain_id=CHAIN))).key_metadata.key_id
+        sign(admin, kid, vote(7, 0, 2))
+        exported = admin.call(pb.Request(validator_state=pb.ValidatorStateRequest(key_id=kid))).validator_state
+        assert (exported.height, exported.round, exported.step, len(exported.mac)) == (7, 0, 3, 32)
+        doctored = pb.ValidatorStateExport()
+        doctored.CopyFrom(exported)
+        doctored.height = 100
+        with pytest.raises(errors.InvalidSignature):
+            admin.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=doctored)))
+        sign(admin, kid, vote(8, 0, 1))
+        with pytest.raises(errors.DoubleSignRefused):  # an older (authentic) export never rolls the guard back
+            admin.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=exported)))
+        with pytest.raises(errors.PermissionDenied):  # never through the host's call ECALL
+            enclave.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=exported)))
