@@ -180,7 +180,15 @@ kms_err_t kms_handle_validator_state_import(const Request *req, Response *resp)
     if (in->mac.size != 32 || CRYPTO_memcmp(mac, in->mac.bytes, 32) != 0) return KMS_ERR_INVALID_SIGNATURE;
     KMS_RETURN_IF_ERR(kms_acquire_for(in->key_id, KeyUsage_VALIDATOR, &key));
     kms_err_t err = kms_vstate_load(in->key_id, &st);
+    int missing = err == KMS_ERR_RECORD_CORRUPT && !kms_vstate_present(in->key_id);
+    if (strcmp(in->chain_id, kms_key_record(key)->chain_id) != 0) err = KMS_ERR_INVALID_ARGUMENT;
     kms_keystore_release(key);
+    if (missing) { /* the operator deleted a lost row: the signed export becomes the state (revision 1) */
+        memset(&st, 0, sizeof st);
+        memcpy(st.chain_id, in->chain_id, sizeof st.chain_id);
+        st.height = -1;
+        err = KMS_OK;
+    }
     if (err != KMS_OK) return err;
     kms_cmt_msg pos = {.height = in->height, .round = in->round, .step = in->step};
     int c = hrs_cmp(&st, &pos);

@@ -18,6 +18,8 @@
 
 /* The guard state of key_id. KMS_ERR_RECORD_CORRUPT when missing, altered or for another key. */
 kms_err_t kms_vstate_load(const char *key_id, ValidatorGuardState *st);
+/* 0 only when the store definitely holds no state record for key_id. */
+int kms_vstate_present(const char *key_id);
 /* Persist st (its revision already bumped), conditional on the previous revision. */
 kms_err_t kms_vstate_store(const ValidatorGuardState *st);
 /* The first state of a new or imported validator key (revision 1). */

@@ -42,6 +42,16 @@ kms_err_t kms_vstate_load(const char *key_id, ValidatorGuardState *st)
     return err == KMS_ERR_RECORD_TOO_LARGE ? KMS_ERR_RECORD_CORRUPT : err;
 }
 
+int kms_vstate_present(const char *key_id)
+{
+    char id[KMS_VSTATE_ID_LEN];
+    uint8_t blob[STATE_BLOB_MAX];
+    size_t len = 0;
+    state_id(key_id, id);
+    /* Only a definite "not there" counts as absent; a failing store is treated as present. */
+    return kms_edge_store_get(id, blob, sizeof blob, &len) != KMS_OK || len != 0;
+}
+
 kms_err_t kms_vstate_store(const ValidatorGuardState *st)
 {
     char id[KMS_VSTATE_ID_LEN];

@@ -160,7 +160,8 @@ def test_signed_state_export_and_import(build, tmp_path) -> None:
     from kms.service.evidence import install_evidence
     from kms.sim.qe import SimQuotingEnclave
 
-    with Enclave(tmp_path / "d", store=MemoryStore()) as enclave:
+    store = MemoryStore()
+    with Enclave(tmp_path / "d", store=store) as enclave:
         cert = install_evidence(enclave, SimQuotingEnclave.open(tmp_path / "d")).certificate
         sid = enclave.session_open()
         admin = SessionChannel(lambda d: enclave.session_feed(sid, d)[0], Credentials.generate("alice"), cert)
@@ -181,3 +182,11 @@ def test_signed_state_export_and_import(build, tmp_path) -> None:
             admin.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=exported)))
         with pytest.raises(errors.PermissionDenied):  # never through the host's call ECALL
             enclave.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=exported)))
+        latest = admin.call(pb.Request(validator_state=pb.ValidatorStateRequest(key_id=kid))).validator_state
+        del store[f"vstate-{kid}"]  # the row is lost: signing stops until the operator acts
+        with pytest.raises(errors.StoreError):
+            sign(admin, kid, vote(9, 0, 1))
+        admin.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=latest)))
+        with pytest.raises(errors.DoubleSignRefused):  # the restored guard still holds height 8
+            sign(admin, kid, vote(8, 0, 1, block=b"\x55" * 32))
+        assert sign(admin, kid, vote(9, 0, 1)).height == 9
