@@ -1,7 +1,9 @@
 """Client SDK: verify the enclave's evidence, then talk to it over an attested TLS session."""
 
+from kms.client.byok import ImportParameters
 from kms.client.client import KmsClient
 from kms.client.credentials import Credentials, principal_id_of
+from kms.client.envelope import BatchItem
 from kms.client.errors import (
     ClientClosed,
     ClientError,
@@ -11,10 +13,13 @@ from kms.client.errors import (
     VerificationFailed,
 )
 from kms.client.evidence import VerifiedEvidence
+from kms.client.policy import Grant, KeyPolicy, PolicyError, Statement
 from kms.client.types import (
     DataKey,
+    DataKeyPair,
     DecryptResult,
     EncryptResult,
+    Identity,
     InitResult,
     KeyInfo,
     MacResult,
@@ -25,7 +30,8 @@ from kms.client.types import (
 )
 
 __all__ = [
-    "ClientClosed", "ClientError", "Credentials", "DataKey", "DecryptResult", "EncryptResult", "InitResult", "KeyInfo",
-    "KmsClient", "MacResult", "OutcomeUnknown", "Principal", "PublicKey", "RecoveryShare", "ServerError",
-    "SignResult", "TransportError", "VerificationFailed", "VerifiedEvidence", "principal_id_of",
+    "BatchItem", "ClientClosed", "ClientError", "Credentials", "DataKey", "DataKeyPair", "DecryptResult",
+    "EncryptResult", "Grant", "Identity", "ImportParameters", "InitResult", "KeyInfo", "KeyPolicy", "KmsClient",
+    "MacResult", "OutcomeUnknown", "PolicyError", "Principal", "PublicKey", "RecoveryShare", "ServerError",
+    "SignResult", "Statement", "TransportError", "VerificationFailed", "VerifiedEvidence", "principal_id_of",
 ]

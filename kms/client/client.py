@@ -16,11 +16,14 @@ import grpc
 from kms.attestation.anchor import INTEL_SGX_ROOT, TrustAnchor
 from kms.attestation.collateral import Collateral, CollateralSource
 from kms.attestation.policy import AttestationPolicy
+from kms.client.access import AccessOperations
+from kms.client.byok import ImportOperations
 from kms.client.channel import SessionChannel
 from kms.client.credentials import Credentials
+from kms.client.envelope import EnvelopeOperations
 from kms.client.errors import ClientClosed, OutcomeUnknown, TransportError, VerificationFailed
 from kms.client.evidence import CollateralSources, VerifiedEvidence, verify_evidence
-from kms.client.operations import Operations
+from kms.client.lifecycle import LifecycleOperations
 from kms.client.transport import SessionStream, fetch_evidence, open_channel
 from kms.errors import Conflict, SessionError
 from kms.proto.enclave.v1 import boundary_pb2 as pb
@@ -47,7 +50,7 @@ class _Connection:
             self.stream.close(grace=0 if broken else grace)
 
 
-class KmsClient(Operations):
+class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, ImportOperations):
     """A client of one Enclave KMS server.
 
     On construction (and on every reconnect) it fetches the server's evidence and verifies the
@@ -158,11 +161,16 @@ class KmsClient(Operations):
 
     def _call(self, request: pb.Request, *, idempotent: bool = True) -> pb.Response:
         """Run one request in the session; reconnect and retry as the request's idempotency allows."""
+        return self._call_with_evidence(request, idempotent=idempotent)[0]
 
-        def attempt() -> pb.Response:
+    def _call_with_evidence(self, request: pb.Request, *, idempotent: bool = True
+                            ) -> tuple[pb.Response, VerifiedEvidence]:
+        """As _call, with the verified evidence of the session that carried the answer."""
+
+        def attempt() -> tuple[pb.Response, VerifiedEvidence]:
             conn = self._connection()
             try:
-                return conn.channel.call(request)
+                return conn.channel.call(request), conn.evidence
             except TransportError:
                 self._drop(conn)
                 raise

@@ -13,6 +13,7 @@ from kms.client.types import (
     DataKey,
     DecryptResult,
     EncryptResult,
+    Identity,
     InitResult,
     KeyInfo,
     MacResult,
@@ -110,42 +111,14 @@ class Operations:
         """Let a principal use a key (admins)."""
         self._call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=key_id, principal_id=principal_id)))
 
-    def revoke_grant(self, key_id: str, principal_id: bytes) -> None:
-        """Take a key's use away from a principal (admins)."""
+    def ungrant_key(self, key_id: str, principal_id: bytes) -> None:
+        """Take a key's full use away from a principal (admins; the reverse of grant_key)."""
         self._call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=key_id, principal_id=principal_id, revoke=True)))
 
     def get_public_key(self, key_id: str, *, pem: bool = False) -> PublicKey:
         fmt = pb.PUBLIC_KEY_PEM if pem else pb.PUBLIC_KEY_DER
         r = self._call(pb.Request(get_public_key=pb.GetPublicKeyRequest(key_id=key_id, format=fmt))).get_public_key
         return PublicKey(r.key_id, r.key_version, pb.KeySpec.Name(r.spec), bytes(r.public_key))
-
-    def schedule_key_deletion(self, key_id: str, pending_window_days: int = 30) -> KeyInfo:
-        """PENDING_DELETION for 7..30 days (every use refused), then destroyable (admins)."""
-        req = pb.ScheduleKeyDeletionRequest(key_id=key_id, pending_window_days=pending_window_days)
-        return self._remember(KeyInfo.from_pb(self._call(pb.Request(schedule_key_deletion=req),
-                                                         idempotent=False).key_metadata))
-
-    def cancel_key_deletion(self, key_id: str) -> KeyInfo:
-        """Back from PENDING_DELETION; the key comes back DISABLED (admins)."""
-        r = self._call(pb.Request(cancel_key_deletion=pb.CancelKeyDeletionRequest(key_id=key_id)))
-        return self._remember(KeyInfo.from_pb(r.key_metadata))
-
-    def create_alias(self, alias: str, key_id: str) -> dict[str, str]:
-        """`alias/<name>` -> key id, usable wherever a key id is (admins); returns every alias."""
-        r = self._call(pb.Request(create_alias=pb.AliasRequest(alias=alias, key_id=key_id)), idempotent=False)
-        return {a.alias: a.key_id for a in r.aliases.aliases}
-
-    def update_alias(self, alias: str, key_id: str) -> dict[str, str]:
-        r = self._call(pb.Request(update_alias=pb.AliasRequest(alias=alias, key_id=key_id)))
-        return {a.alias: a.key_id for a in r.aliases.aliases}
-
-    def delete_alias(self, alias: str) -> dict[str, str]:
-        r = self._call(pb.Request(delete_alias=pb.AliasRequest(alias=alias)))
-        return {a.alias: a.key_id for a in r.aliases.aliases}
-
-    def list_aliases(self) -> dict[str, str]:
-        r = self._call(pb.Request(list_aliases=pb.ListAliasesRequest()))
-        return {a.alias: a.key_id for a in r.aliases.aliases}
 
     # --- data -----------------------------------------------------------------------------------
 
@@ -255,6 +228,18 @@ class Operations:
         r = self._call(pb.Request(list_principals=pb.ListPrincipalsRequest())).principals
         return [Principal.from_pb(p) for p in r.principals]
 
-    def identity(self) -> pb.GetIdentityResponse:
-        """The enclave's own view of its identity (inside the session, so it is authenticated)."""
-        return self._call(pb.Request(get_identity=pb.GetIdentityRequest())).get_identity
+    def recover(self, domain_id: bytes, shares: Iterable[tuple[int, bytes]]) -> list[Principal]:
+        """Recombine the domain key on a fresh server from plain shares (share_x, 32 bytes), at least the threshold.
+
+        Each share is opened offline by its holder (kms.client.recovery.open_share). The enclave
+        installs the key only if it opens the stored domain state of domain_id; returns the principals.
+        """
+        plain = [pb.PlainShare(share_x=x, share=bytes(share)) for x, share in shares]
+        if len(domain_id) != 16 or not plain or any(len(s.share) != 32 or not 1 <= s.share_x <= 255 for s in plain):
+            raise ValueError("recover takes a 16-byte domain id and (share_x 1..255, 32-byte share) pairs")
+        r = self._call(pb.Request(recover=pb.RecoverRequest(domain_id=domain_id, shares=plain)), idempotent=False)
+        return [Principal.from_pb(p) for p in r.principals.principals]
+
+    def identity(self) -> Identity:
+        """The enclave's own view of its identity and audit key (inside the session, so it is authenticated)."""
+        return Identity.from_pb(self._call(pb.Request(get_identity=pb.GetIdentityRequest())).get_identity)

@@ -48,6 +48,10 @@ def _time(seconds: int) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC) if seconds else None
 
 
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     """A key's metadata (never its material)."""
@@ -61,18 +65,36 @@ class KeyInfo:
     current_version: int
     version_count: int
     revision: int
+    deletion_date: datetime | None = None
+    min_decrypt_version: int = 0
+    rotation_period_days: int = 0
+    last_rotated_at: datetime | None = None
+    origin: str = "ORIGIN_GENERATED"
+    policy_hash: bytes = b""
+    export_policy: str = "NON_EXPORTABLE"
+    chain_id: str = ""
 
     @classmethod
     def from_pb(cls, m: pb.KeyMetadata) -> KeyInfo:
         return cls(m.key_id, pb.KeySpec.Name(m.spec), pb.KeyUsage.Name(m.usage), pb.KeyState.Name(m.state),
-                   m.description, _time(m.created_at), m.current_version, m.version_count, m.revision)
+                   m.description, _time(m.created_at), m.current_version, m.version_count, m.revision,
+                   _time(m.deletion_date), m.min_decrypt_version, m.rotation_period_days, _time(m.last_rotated_at),
+                   pb.KeyOrigin.Name(m.origin), bytes(m.policy_hash), pb.ExportPolicy.Name(m.export_policy),
+                   m.chain_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key_id": self.key_id, "spec": self.spec, "usage": self.usage, "state": self.state,
-                "description": self.description,
-                "created_at": self.created_at.isoformat() if self.created_at else None,
-                "current_version": self.current_version, "version_count": self.version_count,
-                "revision": self.revision}
+        out: dict[str, Any] = {
+            "key_id": self.key_id, "spec": self.spec, "usage": self.usage, "state": self.state,
+            "description": self.description, "created_at": _iso(self.created_at),
+            "current_version": self.current_version, "version_count": self.version_count, "revision": self.revision,
+            "origin": self.origin.removeprefix("ORIGIN_"), "min_decrypt_version": self.min_decrypt_version,
+            "rotation_period_days": self.rotation_period_days, "last_rotated_at": _iso(self.last_rotated_at),
+            "deletion_date": _iso(self.deletion_date), "policy_hash": self.policy_hash.hex() or None,
+            "export_policy": self.export_policy,
+        }
+        if self.chain_id:
+            out["chain_id"] = self.chain_id
+        return out
 
 
 @dataclass(frozen=True)
@@ -153,3 +175,42 @@ class InitResult:
     shares: tuple[RecoveryShare, ...]
     threshold: int
     recovery_public_keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class DataKeyPair:
+    """A data key pair: SPKI public key, PKCS#8 private key (empty when not asked for) and its ciphertext."""
+
+    key_id: str
+    key_version: int
+    pair_spec: str
+    public_key: bytes
+    private_key: bytes
+    private_key_ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The enclave's own view of itself, as answered inside the attested session."""
+
+    mrenclave: bytes
+    mrsigner: bytes
+    isv_prod_id: int
+    isv_svn: int
+    debug: bool
+    simulated: bool
+    domain_loaded: bool
+    domain_id: bytes
+    version: str
+    audit_public_key: bytes  # Ed25519, raw 32 bytes; empty before init
+
+    @classmethod
+    def from_pb(cls, r: pb.GetIdentityResponse) -> Identity:
+        return cls(bytes(r.mrenclave), bytes(r.mrsigner), r.isv_prod_id, r.isv_svn, r.debug, r.simulated,
+                   r.domain_loaded, bytes(r.domain_id), r.version, bytes(r.audit_public_key))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mrenclave": self.mrenclave.hex(), "mrsigner": self.mrsigner.hex(), "isv_prod_id": self.isv_prod_id,
+                "isv_svn": self.isv_svn, "debug": self.debug, "simulated": self.simulated,
+                "domain_loaded": self.domain_loaded, "domain_id": self.domain_id.hex() or None,
+                "version": self.version, "audit_public_key": self.audit_public_key.hex() or None}

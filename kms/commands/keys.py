@@ -88,5 +88,5 @@ def _grant(args: argparse.Namespace) -> None:
 def _revoke(args: argparse.Namespace) -> None:
     principal = principal_arg(args)
     with make_client(args) as client:
-        client.revoke_grant(args.key_id, principal)
+        client.ungrant_key(args.key_id, principal)
     emit(args, {"key_id": args.key_id, "principal_id": principal.hex(), "granted": False})

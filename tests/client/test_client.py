@@ -94,7 +94,7 @@ def test_users_and_grants(server, policy, admin: KmsClient) -> None:
                            lambda: user.rotate_key(key.key_id), lambda: user.grant_key(key.key_id, bob.principal_id)):
             with pytest.raises(errors.PermissionDenied):
                 admin_only()
-        admin.revoke_grant(key.key_id, bob.principal_id)
+        admin.ungrant_key(key.key_id, bob.principal_id)
         with pytest.raises(errors.PermissionDenied):
             user.decrypt(ct)
     assert {p.role for p in admin.list_principals()} == {"ADMIN", "USER"}

@@ -88,7 +88,7 @@ def test_user_without_grant_and_admin_operations(server, admin) -> None:
             lambda: client.rotate_key(key.key_id),
             lambda: client.disable_key(key.key_id),
             lambda: client.grant_key(other.key_id, user.principal_id),
-            lambda: client.revoke_grant(key.key_id, user.principal_id),
+            lambda: client.ungrant_key(key.key_id, user.principal_id),
             lambda: client.add_principal(user.principal_id, "me", "ADMIN"),
             lambda: client.list_principals(),
             lambda: client.init([bytes(32)], 1),
