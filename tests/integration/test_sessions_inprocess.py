@@ -107,3 +107,28 @@ def test_flipped_record_ends_the_session_only(node) -> None:
     with pytest.raises(errors.SessionError):
         victim.call(pb.Request(get_identity=pb.GetIdentityRequest()))
     assert admin.call(pb.Request(get_identity=pb.GetIdentityRequest())).get_identity.domain_loaded
+
+
+def test_hostile_tls_bytes_end_only_that_session(node) -> None:
+    """Garbage, truncated and oversized TLS input: a typed SessionError, never a crash, and the
+    slot is freed (the enclave keeps serving new sessions)."""
+    import os
+
+    enclave, _, cert = node
+    samples = [b"", b"\x16\x03\x01\x00\x05hello", os.urandom(64), b"\x17\x03\x03\xff\xff" + os.urandom(300),
+               b"\x16\x03\x03\x00\x02\x01\x00" * 50]
+    for data in samples:
+        sid = enclave.session_open()
+        try:
+            enclave.session_feed(sid, data)
+            enclave.session_feed(sid, os.urandom(512))
+        except errors.SessionError as exc:
+            assert exc.code_name.startswith("KMS_ERR_SESSION")
+        else:
+            enclave.session_close(sid)
+    with pytest.raises(errors.InvalidRequest):  # above the per-feed bound, refused before the enclave
+        enclave.session_feed(enclave.session_open(), b"\x00" * (128 * 1024 + 1))
+    with pytest.raises(errors.SessionError):
+        enclave.session_feed(12345, b"x")  # no such session
+    admin = open_channel(enclave, cert, Credentials.generate("alice"))
+    assert admin.call(pb.Request(get_identity=pb.GetIdentityRequest())).get_identity.simulated
