@@ -124,6 +124,12 @@ def test_tampered_signature_or_image_does_not_load(build, tmp_path) -> None:
     sig.write_bytes(bytes(raw))
     with pytest.raises(errors.EnclaveUnavailable, match="signature"):
         load(image, sig, tmp_path / "data")
+    image_q, sig_q = variant(build, tmp_path)
+    raw = bytearray(sig_q.read_bytes())
+    raw[1040] ^= 1  # Q1: outside the signed bytes, but EINIT checks it
+    sig_q.write_bytes(bytes(raw))
+    with pytest.raises(errors.EnclaveUnavailable, match="Q1/Q2"):
+        load(image_q, sig_q, tmp_path / "data")
     image2, sig2 = variant(build, tmp_path)
     with image2.open("ab") as f:
         f.write(b"\x00")

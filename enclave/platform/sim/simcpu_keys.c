@@ -18,7 +18,7 @@
 enum {
     SS_HEADER = 0, SS_VENDOR = 16, SS_HEADER2 = 24, SS_MODULUS = 128, SS_EXPONENT = 512,
     SS_SIGNATURE = 516, SS_BODY = 900, SS_MISCSELECT = 900, SS_ATTRIBUTES = 928,
-    SS_XFRM = 936, SS_ENCLAVEHASH = 960, SS_ISVPRODID = 1024, SS_ISVSVN = 1026,
+    SS_XFRM = 936, SS_ENCLAVEHASH = 960, SS_ISVPRODID = 1024, SS_ISVSVN = 1026, SS_Q1 = 1040, SS_Q2 = 1424,
 };
 static const uint8_t k_header1[16] = {6, 0, 0, 0, 0xE1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0};
 static const uint8_t k_header2[16] = {1, 1, 0, 0, 0x60, 0, 0, 0, 0x60, 0, 0, 0, 1, 0, 0, 0};
@@ -84,6 +84,33 @@ done:
     return ok;
 }
 
+/* Q1 = floor(s^2 / n), Q2 = floor((s^3 - Q1 * s * n) / n), as EINIT requires (little-endian). */
+static int q1q2_ok(const uint8_t ss[1808])
+{
+    uint8_t buf[384];
+    BN_CTX *ctx = BN_CTX_new();
+    BIGNUM *n = BN_new(), *s = BN_new(), *q1 = BN_new(), *q2 = BN_new(), *t = BN_new(), *u = BN_new();
+    int ok = 0;
+    if (ctx == NULL || n == NULL || s == NULL || q1 == NULL || q2 == NULL || t == NULL || u == NULL) goto done;
+    reverse(buf, ss + SS_MODULUS, 384);
+    BN_bin2bn(buf, 384, n);
+    reverse(buf, ss + SS_SIGNATURE, 384);
+    BN_bin2bn(buf, 384, s);
+    if (BN_sqr(t, s, ctx) != 1 || BN_div(q1, NULL, t, n, ctx) != 1) goto done; /* q1 */
+    if (BN_mul(t, t, s, ctx) != 1 || BN_mul(u, q1, s, ctx) != 1 || BN_mul(u, u, n, ctx) != 1 ||
+        BN_sub(t, t, u) != 1 || BN_div(q2, NULL, t, n, ctx) != 1)
+        goto done;
+    reverse(buf, ss + SS_Q1, 384);
+    BN_bin2bn(buf, 384, t);
+    reverse(buf, ss + SS_Q2, 384);
+    BN_bin2bn(buf, 384, u);
+    ok = BN_cmp(t, q1) == 0 && BN_cmp(u, q2) == 0;
+done:
+    BN_free(n), BN_free(s), BN_free(q1), BN_free(q2), BN_free(t), BN_free(u);
+    BN_CTX_free(ctx);
+    return ok;
+}
+
 kms_sgx_status_t simcpu_verify_sigstruct(const uint8_t ss[1808], const uint8_t mrenclave[32],
                                          struct sim_identity *out, const char **why)
 {
@@ -97,6 +124,10 @@ kms_sgx_status_t simcpu_verify_sigstruct(const uint8_t ss[1808], const uint8_t m
     }
     if (!rsa_verify(ss)) {
         *why = "SIGSTRUCT signature does not verify";
+        return SGX_ERROR_INVALID_SIGNATURE;
+    }
+    if (!q1q2_ok(ss)) {
+        *why = "SIGSTRUCT Q1/Q2 do not match the signature";
         return SGX_ERROR_INVALID_SIGNATURE;
     }
     if (CRYPTO_memcmp(ss + SS_ENCLAVEHASH, mrenclave, 32) != 0) {
