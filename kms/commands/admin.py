@@ -1,4 +1,4 @@
-"""`kms admin init|principal add|principal list` and `kms credentials new|show`."""
+"""`kms admin init|principal add|principal list` (recover, backup, restore: their own modules) and `kms credentials`."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ MAX_RECOVERY_KEYS = 10
 
 
 def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -> None:
-    """Add `kms admin init` and `kms admin principal add|list`."""
+    """Add `kms admin init|recover|backup|restore` and `kms admin principal add|list`."""
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     init = sub.add_parser("init", parents=[parent], help="initialize a fresh server; you become its first admin",
                           description="Verify the server, then send your certificate's key (the first admin), the "
@@ -50,6 +50,10 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
     add.set_defaults(func=run_command(_principal_add))
     listing = psub.add_parser("list", parents=[parent], help="list principals (admins)")
     listing.set_defaults(func=run_command(_principal_list))
+    from kms.commands import backup, recover
+
+    recover.register(sub, parent)
+    backup.register(sub)
 
 
 def register_credentials(parser: argparse.ArgumentParser) -> None:

@@ -1,11 +1,22 @@
-"""`kms key create|list|describe|enable|disable|rotate|grant|revoke`."""
+"""`kms key create|list|describe|enable|disable|rotate|grant|revoke|schedule-deletion|cancel-deletion|update|import`."""
 
 from __future__ import annotations
 
 import argparse
 
+from cryptography.hazmat.primitives import serialization
+
+from kms.client.byok import key_material
 from kms.client.types import KeyInfo
-from kms.commands.common import add_principal_args, emit, make_client, principal_arg, run_command
+from kms.commands.common import (
+    LocalError,
+    add_principal_args,
+    emit,
+    make_client,
+    principal_arg,
+    read_input,
+    run_command,
+)
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 _COLUMNS = ("key_id", "spec", "usage", "state", "current_version", "created_at", "description")
@@ -41,6 +52,43 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
         p.add_argument("key_id", metavar="KEY_ID")
         add_principal_args(p)
         p.set_defaults(func=run_command(func))
+    _register_lifecycle(sub, parent, specs)
+
+
+def _register_lifecycle(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser, specs: str) -> None:
+    sched = sub.add_parser("schedule-deletion", parents=[parent],
+                           help="PENDING_DELETION: every use refused; destroyed after the window (admins)")
+    sched.add_argument("key_id", metavar="KEY_ID")
+    sched.add_argument("--pending-window-days", type=int, default=30, choices=range(7, 31), metavar="7..30",
+                       help="days before the server may destroy it (default 30)")
+    sched.set_defaults(func=run_command(_schedule))
+    cancel = sub.add_parser("cancel-deletion", parents=[parent],
+                            help="take a key out of PENDING_DELETION; it comes back DISABLED (admins)")
+    cancel.add_argument("key_id", metavar="KEY_ID")
+    cancel.set_defaults(func=run_command(_cancel))
+
+    update = sub.add_parser("update", parents=[parent], help="change a key's settings (admins)")
+    update.add_argument("key_id", metavar="KEY_ID")
+    update.add_argument("--min-decrypt-version", type=int, metavar="N",
+                        help="retire versions below N: their ciphertexts no longer decrypt")
+    update.add_argument("--rotation-period-days", type=int, metavar="D",
+                        help="rotate every D days (1..3650; 0 turns scheduled rotation off; AES keys)")
+    update.add_argument("--description")
+    update.set_defaults(func=run_command(_update))
+
+    imp = sub.add_parser("import", parents=[parent], help="import your own key material (BYOK; admins)",
+                         description="Verify the server, fetch a wrapping key generated in its enclave, wrap the "
+                                     "material locally and import it. The material never leaves this machine "
+                                     "unwrapped.")
+    imp.add_argument("--spec", required=True, help=f"key spec: {specs}")
+    imp.add_argument("--usage", help="default by spec")
+    imp.add_argument("--material", required=True, metavar="FILE",
+                     help="raw key bytes (AES 32, HMAC 32/48/64) or a private key (PEM or DER, PKCS#8 or "
+                          "traditional); - for stdin")
+    imp.add_argument("--wrapping", choices=("auto", "RSAES_OAEP_SHA_256_WRAP", "RSA_AES_KEY_WRAP_SHA_256"),
+                     default="auto", help="wrapping algorithm (default: RSA-OAEP when the material fits)")
+    imp.add_argument("--description", default="")
+    imp.set_defaults(func=run_command(_import))
 
 
 def _show(args: argparse.Namespace, info: KeyInfo) -> None:
@@ -90,3 +138,41 @@ def _revoke(args: argparse.Namespace) -> None:
     with make_client(args) as client:
         client.ungrant_key(args.key_id, principal)
     emit(args, {"key_id": args.key_id, "principal_id": principal.hex(), "granted": False})
+
+
+def _schedule(args: argparse.Namespace) -> None:
+    with make_client(args) as client:
+        _show(args, client.schedule_key_deletion(args.key_id, args.pending_window_days))
+
+
+def _cancel(args: argparse.Namespace) -> None:
+    with make_client(args) as client:
+        _show(args, client.cancel_key_deletion(args.key_id))
+
+
+def _update(args: argparse.Namespace) -> None:
+    if args.min_decrypt_version is None and args.rotation_period_days is None and args.description is None:
+        raise LocalError("give --min-decrypt-version, --rotation-period-days or --description")
+    with make_client(args) as client:
+        _show(args, client.update_key(args.key_id, min_decrypt_version=args.min_decrypt_version,
+                                      rotation_period_days=args.rotation_period_days, description=args.description))
+
+
+def _material(data: bytes, spec: str) -> bytes:
+    """Symmetric specs take the raw bytes; asymmetric ones a private key file, sent as PKCS#8 DER."""
+    if spec.upper().startswith(("SYMMETRIC", "HMAC", "AES")):
+        return data
+    try:
+        key = (serialization.load_pem_private_key(data, None) if data.lstrip().startswith(b"-----")
+               else serialization.load_der_private_key(data, None))
+    except (ValueError, TypeError) as exc:
+        raise LocalError(f"--material is not an unencrypted private key (PEM or DER): {exc}") from exc
+    return key_material(key)  # type: ignore[arg-type]
+
+
+def _import(args: argparse.Namespace) -> None:
+    material = _material(read_input(args.material, what="key material"), args.spec)
+    algorithm = None if args.wrapping == "auto" else args.wrapping
+    with make_client(args) as client:  # verified before anything is fetched or wrapped
+        _show(args, client.import_key(args.spec, material, args.usage, description=args.description,
+                                      algorithm=algorithm))
