@@ -225,6 +225,9 @@ if [ "$SMOKE" -eq 1 ]; then
     say "smoke stage passed ($(elapsed))"
 fi
 
+# Build cache older than a day (vfs keeps a full copy per layer): bounded growth, recent cache kept.
+pod image prune -f --filter until=24h >/dev/null 2>&1 || true
+
 # ---- report ----------------------------------------------------------------------------------------
 rm -rf "$WORK/identity"
 mkdir -p "$WORK/identity"
