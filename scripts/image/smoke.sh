@@ -7,8 +7,12 @@
 #      simulated root allowed, and is refused without that allowance;
 #   4. `kms serve` starts on the image's data volume, answers gRPC health on its plaintext port,
 #      and a real client round trip works: credentials, admin init, key create, encrypt, decrypt;
-#   5. SIGTERM stops it cleanly, and nothing was written outside the data volume and /tmp
-#      (the image must run with a read-only root filesystem).
+#   5. `kms admin backup` while serving; SIGTERM stops the server cleanly;
+#   6. node loss drill: the backup restored into a new data directory (a new simulated platform,
+#      so the sealed key cannot come along), `kms serve` there starts uninitialized, `kms admin
+#      recover` with 2 of the 3 recovery shares restores the domain, and the old ciphertext decrypts;
+#   7. nothing was written outside the data volume and /tmp (the image must run with a read-only
+#      root filesystem).
 # Any failure exits non-zero, which fails the image build.
 set -eu
 
@@ -123,6 +127,9 @@ kms decrypt --in cipher.bin --context stage=other --out - > /dev/null 2>&1 || rc
 [ "$rc" != 0 ] || fail "decrypt with the wrong context succeeded"
 say "    key $KEY: encrypt/decrypt round trip ok; wrong context refused"
 
+say "backup while serving (kms admin backup)"
+kms admin backup --data-dir "$DATA" --out "$work/kms.backup" > /dev/null
+
 say "SIGTERM: graceful shutdown"
 kill -TERM "$server_pid"
 rc=0
@@ -130,6 +137,47 @@ wait "$server_pid" || rc=$?
 server_pid=
 [ "$rc" = 0 ] || { cat "$work/serve.log" >&2; fail "kms serve exited $rc after SIGTERM"; }
 [ -s "$DATA/domain-key.sealed" ] || fail "no sealed domain key in $DATA"
+
+say "node loss drill: restore the backup on a new (simulated) platform, recover with 2 of 3 shares, decrypt"
+NODE2=$work/node2
+mkdir -m 0700 "$NODE2"
+kms admin restore --in "$work/kms.backup" --data-dir "$NODE2" > /dev/null
+kms serve --data-dir "$NODE2" --listen 127.0.0.1:0 --health-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+    --shutdown-delay-s 0 > "$work/serve2.log" 2>&1 &
+server_pid=$!
+python3 - "$work/serve2.log" "$work/serving.json" "$server_pid" <<'PY'
+import json, os, sys, time
+log, out, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+deadline = time.monotonic() + 90
+while time.monotonic() < deadline:
+    for line in open(log, errors="replace"):
+        if line.startswith("{") and '"serving"' in line and json.loads(line).get("event") == "serving":
+            json.dump(json.loads(line), open(out, "w"))
+            sys.exit(0)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.2)
+print(open(log, errors="replace").read(), file=sys.stderr)
+sys.exit("kms serve (node 2) did not start")
+PY
+[ "$(field initialized)" = False ] || fail "a restored store must start without a domain key (it is sealed per node)"
+KMS_SERVER=$(field listen)
+export KMS_SERVER KMS_SIMULATED_ROOT="$NODE2/sgx-sim/root-ca.pem"
+DOMAIN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["domain_id"])' init.json)
+kms admin recover --domain-id "$DOMAIN" --share recovery/share-0.json --recovery-key recovery/recovery-0.key \
+    --share recovery/share-2.json --recovery-key recovery/recovery-2.key > /dev/null
+kms decrypt --in cipher.bin --context stage=smoke --out decrypted2.txt
+cmp plain.txt decrypted2.txt || fail "the recovered node did not decrypt the old ciphertext"
+kill -TERM "$server_pid"
+rc=0
+wait "$server_pid" || rc=$?
+server_pid=
+[ "$rc" = 0 ] || fail "kms serve (node 2) exited $rc after SIGTERM"
+[ -s "$NODE2/domain-key.sealed" ] || fail "the recovered domain key was not sealed on node 2"
+cmp -s "$NODE2/domain-key.sealed" "$DATA/domain-key.sealed" && fail "node 2 holds node 1's sealed blob"
+say "    recovered domain $DOMAIN on a new platform; old ciphertext decrypts"
 
 say "nothing written outside $DATA and /tmp"
 written=$(find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
