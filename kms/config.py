@@ -63,6 +63,9 @@ class Settings:
     sim_pccs: bool = field(default=True, metadata=_meta("start the simulated PCCS and advertise its URL"))
     sim_pccs_listen: str = field(default="127.0.0.1:0", metadata=_meta("simulated PCCS address (loopback only)"))
     collateral_url: str = field(default="", metadata=_meta("PCCS URL advertised in GetEvidence (overrides sim_pccs)"))
+    housekeeping_interval_s: float = field(default=3600.0, metadata=_meta(
+        "seconds between housekeeping rounds (destroy keys past their deletion window, scheduled rotation); 0: off",
+        lo=0, hi=7 * 86400))
     log_level: str = field(default="info", metadata=_meta("debug, info, warning or error"))
     allow_world_writable_data_dir_insecure: bool = field(default=False, metadata=_meta(
         "start even if other users can write the data directory"))

@@ -21,6 +21,7 @@ from kms.config import Settings, parse_address
 from kms.log import get_logger
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.v1 import kms_pb2, kms_pb2_grpc
+from kms.service.housekeeping import Housekeeping
 from kms.service.relay import Relay, open_enclave
 from kms.service.store import SqliteStore
 
@@ -66,6 +67,12 @@ def _options(s: Settings) -> list[tuple[str, int]]:
     ]
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def _bind(server: grpc.aio.Server, address: str, name: str) -> str:
     host, _ = parse_address(address, name)
     try:
@@ -90,6 +97,7 @@ class KmsServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api: grpc.aio.Server | None = None
         self.relay: Relay | None = None
+        self.housekeeping: Housekeeping | None = None
 
     async def start(self) -> None:
         """Open everything in order; on failure, close what was opened and raise."""
@@ -116,6 +124,10 @@ class KmsServer:
         stack.push_async_callback(relay.close)
         self.relay = relay
         self.identity = await relay.identity()
+        if s.housekeeping_interval_s > 0:  # stopped (LIFO) before the relay closes
+            self.housekeeping = Housekeeping(relay, store, interval_s=s.housekeeping_interval_s)
+            task = asyncio.create_task(self.housekeeping.run(), name="housekeeping")
+            stack.push_async_callback(_cancel, task)
         pccs_url = await self._start_pccs()
         collateral_url = s.collateral_url or pccs_url
         metrics_address = self._start_metrics()
