@@ -1,4 +1,4 @@
-"""`kms admin init|principal add|principal list` (recover, backup, restore: their own modules) and `kms credentials`."""
+"""`kms admin init|principal add|list` (recover, identity, backup, restore: own modules), `kms credentials`."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ MAX_RECOVERY_KEYS = 10
 
 
 def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -> None:
-    """Add `kms admin init|recover|backup|restore` and `kms admin principal add|list`."""
+    """Add `kms admin init|recover|identity|backup|restore` and `kms admin principal add|list`."""
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     init = sub.add_parser("init", parents=[parent], help="initialize a fresh server; you become its first admin",
                           description="Verify the server, then send your certificate's key (the first admin), the "
@@ -50,9 +50,9 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
     add.set_defaults(func=run_command(_principal_add))
     listing = psub.add_parser("list", parents=[parent], help="list principals (admins)")
     listing.set_defaults(func=run_command(_principal_list))
-    from kms.commands import backup, recover
+    from kms.commands import backup, domain
 
-    recover.register(sub, parent)
+    domain.register(sub, parent)
     backup.register(sub)
 
 

@@ -1,4 +1,4 @@
-"""`kms admin recover`: open recovery shares locally with their keys, then recombine the domain in the enclave."""
+"""`kms admin recover` (shares opened locally, recombined in the enclave) and `kms admin identity`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,12 @@ from kms.commands.common import LocalError, emit, load_credentials, make_client,
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
-    """Add `kms admin recover`."""
+    """Add `kms admin recover` and `kms admin identity`."""
+    ident = sub.add_parser("identity", parents=[parent],
+                           help="the enclave's identity, domain and audit key, as it answers in a verified session",
+                           description="The audit public key printed here is what `kms audit verify --audit-key` "
+                                       "takes.")
+    ident.set_defaults(func=run_command(_identity))
     p = sub.add_parser("recover", parents=[parent], help="restore the domain on a fresh server from M of N shares",
                        description="Each --share is opened here with the --recovery-key given in the same position "
                                    "(nothing secret leaves this machine unencrypted: the plain shares travel "
@@ -84,3 +89,8 @@ def _recover(args: argparse.Namespace) -> None:
     emit(args, {"domain_id": identity.domain_id.hex(), "recovered": identity.domain_loaded,
                 "principals": len(principals), "shares_used": len(shares),
                 "audit_public_key": identity.audit_public_key.hex()})
+
+
+def _identity(args: argparse.Namespace) -> None:
+    with make_client(args) as client:
+        emit(args, client.identity().to_dict())
