@@ -13,8 +13,11 @@ from typing import Any
 from kms.enclave import sigstruct as ss
 
 EXIT_OK, EXIT_LOCAL, EXIT_VERIFY = 0, 1, 2
-DEFAULT_IMAGE = "build/kms_enclave.so"
-DEFAULT_SIGSTRUCT = "build/kms_enclave.sigstruct"
+# Where `make` puts the build; KMS_BUILD_DIR overrides it (as kms.enclave.bridge does; the
+# container image sets it), without importing the native bridge here.
+_BUILD_DIR = os.environ.get("KMS_BUILD_DIR", "build")
+DEFAULT_IMAGE = os.path.join(_BUILD_DIR, "kms_enclave.so")
+DEFAULT_SIGSTRUCT = os.path.join(_BUILD_DIR, "kms_enclave.sigstruct")
 
 
 _LABELS = {"sigstruct": "SIGSTRUCT", "image": "IMAGE", "mrenclave": "MRENCLAVE", "mrsigner": "MRSIGNER",
