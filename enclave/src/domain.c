@@ -9,6 +9,8 @@
 
 #include "crypto.h"
 #include "domain.h"
+#include "keystore.h"
+#include "platform.h"
 #include "seal.h"
 
 #define DK_LEN 32u
@@ -99,6 +101,23 @@ done:
     return err;
 }
 
+/*
+ * An upgraded enclave (higher ISVSVN) re-seals the domain key under its own ISVSVN and hands it to
+ * the host, so an older (possibly vulnerable) build can no longer unseal what the host keeps from
+ * now on. Best effort: a host that declines keeps the older blob (documented limit).
+ */
+static void reseal_if_older(const uint8_t *sealed, const uint8_t *dk, const uint8_t *aad, size_t aad_len)
+{
+    kms_identity self;
+    uint8_t fresh[KMS_SEALED_SIZE(DK_LEN, sizeof k_dk_label + KMS_DOMAIN_ID_LEN)];
+    size_t fresh_len = 0;
+    uint16_t sealed_svn = (uint16_t)(sealed[4] | (sealed[5] << 8)); /* KEYREQUEST.ISVSVN */
+    if (platform_self_identity(&self) != KMS_OK || sealed_svn >= self.isvsvn) return;
+    if (kms_seal(dk, DK_LEN, aad, aad_len, fresh, sizeof fresh, &fresh_len) == KMS_OK)
+        (void)kms_edge_store_put(KMS_SEALED_DOMAIN_KEY_ID, 1, 2, fresh, fresh_len);
+    OPENSSL_cleanse(fresh, sizeof fresh);
+}
+
 kms_err_t kms_domain_load(const uint8_t *sealed, size_t len, uint8_t id[KMS_DOMAIN_ID_LEN])
 {
     uint8_t dk[DK_LEN + 1], aad[sizeof k_dk_label + KMS_DOMAIN_ID_LEN + 1];
@@ -114,6 +133,7 @@ kms_err_t kms_domain_load(const uint8_t *sealed, size_t len, uint8_t id[KMS_DOMA
     }
     memcpy(id, aad + sizeof k_dk_label, KMS_DOMAIN_ID_LEN);
     err = dk_install(dk, id);
+    if (err == KMS_OK) reseal_if_older(sealed, dk, aad, aad_len);
 done:
     OPENSSL_cleanse(dk, sizeof dk);
     return err;

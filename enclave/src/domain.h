@@ -12,6 +12,8 @@
 #include "kms/errors.h"
 
 #define KMS_DOMAIN_ID_LEN 16u
+/* The host's name for the node-local sealed domain key (store_put). */
+#define KMS_SEALED_DOMAIN_KEY_ID "sealed-domain-key"
 /* Encrypted record = header(5) | revision u64 | nonce(12) | ciphertext | tag(16). */
 #define KMS_RECORD_OVERHEAD (5u + 8u + 12u + 16u)
 

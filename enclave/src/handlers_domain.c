@@ -15,7 +15,7 @@
 #include "principals.h"
 #include "recovery.h"
 
-#define SEALED_DOMAIN_KEY_ID "sealed-domain-key"
+#define SEALED_DOMAIN_KEY_ID KMS_SEALED_DOMAIN_KEY_ID
 
 static kms_err_t fill_principals(Response *resp);
 

@@ -169,3 +169,17 @@ def test_operations_before_the_domain_key_are_refused(build, tmp_path) -> None:
         e.call(pb.Request(generate_domain_key=pb.GenerateDomainKeyRequest()))
         with pytest.raises(errors.InvalidRequest):
             e.call(pb.Request(generate_domain_key=pb.GenerateDomainKeyRequest()))
+
+
+def test_an_upgrade_reseals_so_the_old_build_cannot_unseal(build, tmp_path) -> None:
+    data, store = tmp_path / "data", MemoryStore()
+    blob, domain_id = seal_domain(build, tmp_path, data)
+    store["sealed-domain-key"] = (1, blob)  # what the host holds
+    with load(*variant(build, tmp_path, isv_svn=2), data, store) as newer:
+        assert try_load(newer, blob) == domain_id
+    revision, resealed = store["sealed-domain-key"]
+    assert revision == 2 and struct.unpack_from("<H", resealed, 4)[0] == 2
+    with load(*variant(build, tmp_path, isv_svn=1), data) as older:
+        with pytest.raises(errors.SealError) as exc:
+            try_load(older, resealed)
+        assert exc.value.code == codes.KMS_ERR_SEAL_INVALID_ISVSVN
