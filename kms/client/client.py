@@ -60,7 +60,8 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
     `credentials`. A verification failure raises VerificationFailed and is never retried; no
     Session is opened and nothing is sent. Transient transport errors reconnect (re-verifying)
     with bounded exponential backoff; requests that change state in a non-idempotent way
-    (create, rotate, init, add principal) are retried only if they certainly were not sent.
+    (create, rotate, import, deletion, grants, aliases, init, recover, add principal; see
+    docs/api.md §5) are retried only if they certainly were not sent, else raise OutcomeUnknown.
 
     Thread-safe: concurrent callers share one session and are pipelined on it.
     """
