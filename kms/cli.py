@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     from kms.attestation import cli as attest_cli
     from kms.sim import show
 
-    attest_commands = attest_cli.register(groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates"))
+    attest_group = groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates")
+    attest_commands = attest_cli.register(attest_group)
     show.register(attest_commands)
     from kms import audit
 
@@ -44,13 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     from kms.commands.common import connection_parent
     from kms.validator import cli as validator_cli
 
-    validator_cli.register(groups.add_parser("validator", help="CometBFT validator signing: run, status, create, import"),
-                           connection_parent())
+    validator_group = groups.add_parser("validator", help="CometBFT validator signing: run, status, create, import")
+    validator_cli.register(validator_group, connection_parent())
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse argv and run the chosen command; returns the process exit code (0 ok, 1 usage/local, 2 server/verification)."""
+    """Parse argv and run the chosen command; the exit code is 0 ok, 1 usage/local, 2 server/verification."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

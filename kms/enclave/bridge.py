@@ -8,14 +8,13 @@ itself failed, an EnclaveFailure subclass when the enclave refused.
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
+from kms.enclave.records import RESERVED_RECORDS, MemoryStore, RecordStore, StoreConflict
 from kms.errors import EnclaveUnavailable, InvalidRequest, error_for_code
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
@@ -31,6 +30,10 @@ if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != 
         f"enclave bridge ABI {lib.kms_bridge_abi_version()} does not match the Python side ({ABI_VERSION}): rebuild"
     )
 
+from kms.enclave import ocalls  # noqa: E402,F401 - registers the OCALL callbacks on the bridge
+
+__all__ = ["RESERVED_RECORDS", "Enclave", "MemoryStore", "RecordStore", "StoreConflict", "default_build_dir"]
+
 SGX_SUCCESS = 0
 MAX_REQUEST_SIZE = int(lib.KMS_MAX_REQUEST_SIZE)
 MAX_RESPONSE_SIZE = int(lib.KMS_MAX_RESPONSE_SIZE)
@@ -40,164 +43,11 @@ SESSION_OUT_MAX = int(lib.KMS_SESSION_OUT_MAX)
 
 
 
-# Records the enclave stores under fixed names rather than key ids.
-RESERVED_RECORDS = frozenset({"domain-state", "sealed-domain-key"})
-
-
-class StoreConflict(Exception):
-    """Raised by a RecordStore.put when the stored revision is not the expected one."""
-
-
-class RecordStore(Protocol):
-    """The host's store of encrypted key records, as the enclave's OCALLs use it."""
-
-    def get(self, key_id: str) -> bytes | None:
-        """The current record for key_id, or None."""
-
-    def put(self, key_id: str, expected_revision: int, revision: int, blob: bytes) -> None:
-        """Durably store blob as key_id's record at revision, only if the current revision is
-        expected_revision (0: absent); raise StoreConflict otherwise. Return only once durable."""
-
-    def list(self, after: str, limit: int) -> list[str]:
-        """Up to limit stored key ids greater than after, in byte order (reserved names excluded)."""
-
-    def audit_append(self, seq: int, entry: bytes) -> None:
-        """Durably append audit entry seq (must be the last + 1, else StoreConflict)."""
-
-    def audit_head(self) -> bytes | None:
-        """The last audit entry, or None."""
-
-
-class MemoryStore(dict[str, tuple[int, bytes]]):
-    """A RecordStore in memory (tests, benchmarks, the start-up self-check)."""
-
-    def get(self, key_id: str) -> bytes | None:  # type: ignore[override]
-        entry = dict.get(self, key_id)
-        return entry[1] if entry else None
-
-    def put(self, key_id: str, expected_revision: int, revision: int, blob: bytes) -> None:
-        current = dict.get(self, key_id, (0, b""))[0]
-        if current != expected_revision:
-            raise StoreConflict(key_id)
-        self[key_id] = (revision, bytes(blob))
-
-    def list(self, after: str, limit: int) -> list[str]:  # type: ignore[override]
-        return sorted(k for k in self if k > after and k not in RESERVED_RECORDS)[:limit]
-
-    @property
-    def audit(self) -> list[bytes]:
-        """The audit entries, in order (seq = index + 1)."""
-        return self.__dict__.setdefault("_audit", [])
-
-    def audit_append(self, seq: int, entry: bytes) -> None:
-        if seq != len(self.audit) + 1:
-            raise StoreConflict(f"audit seq {seq}")
-        self.audit.append(bytes(entry))
-
-    def audit_head(self) -> bytes | None:
-        return self.audit[-1] if self.audit else None
-
-_log = logging.getLogger("kms.enclave")
-
 
 def default_build_dir() -> Path:
     """Where `make` puts the enclave image, its SIGSTRUCT and the simulated CPU (KMS_BUILD_DIR overrides)."""
     env = os.environ.get("KMS_BUILD_DIR")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "build"
-
-
-@ffi.def_extern(error=-1)  # an exception in the store is a store failure, never "not found"
-def kms_py_store_get(ctx, key_id, key_id_len, blob, blob_cap, blob_len):  # type: ignore[no-untyped-def]
-    """OCALL: copy the store's record for key_id into the enclave's [out] buffer (0 ok, -1 failure)."""
-    enclave: Enclave = ffi.from_handle(ctx)
-    name = ffi.unpack(key_id, key_id_len).decode("ascii", "replace")
-    try:
-        data = enclave._store.get(name) if enclave._store is not None else None
-    except Exception as exc:  # noqa: BLE001 - reported to the enclave as a store failure
-        _log.error("store read failed: %s", type(exc).__name__)
-        return -1
-    if data is None:
-        blob_len[0] = 0
-        return 0
-    if len(data) > blob_cap:
-        return -1
-    ffi.memmove(blob, data, len(data))
-    blob_len[0] = len(data)
-    return 0
-
-
-
-@ffi.def_extern(error=-1)  # any exception but a conflict is a store failure: the change fails closed
-def kms_py_store_put(ctx, key_id, key_id_len, expected_revision, revision, blob, blob_len):  # type: ignore[no-untyped-def]
-    """OCALL: persist a new record revision durably before the enclave answers (0 ok, 1 conflict, -1 failure)."""
-    enclave: Enclave = ffi.from_handle(ctx)
-    if enclave._store is None:
-        return -1
-    name = ffi.unpack(key_id, key_id_len).decode("ascii", "replace")
-    try:
-        enclave._store.put(name, expected_revision, revision, ffi.unpack(blob, blob_len))
-    except StoreConflict:
-        return 1
-    except Exception as exc:  # noqa: BLE001 - any store failure fails the change closed
-        _log.error("store write failed: %s", type(exc).__name__)
-        return -1
-    return 0
-
-
-@ffi.def_extern(error=-1)
-def kms_py_store_list(ctx, after, after_len, limit, ids, cap, out_len):  # type: ignore[no-untyped-def]
-    """OCALL: key ids after `after`, NUL-terminated one after another (0 ok, -1 failure)."""
-    enclave: Enclave = ffi.from_handle(ctx)
-    try:
-        names = enclave._store.list(ffi.unpack(after, after_len).decode("ascii"), limit) if enclave._store else []
-    except Exception as exc:  # noqa: BLE001 - reported to the enclave as a store failure
-        _log.error("store list failed: %s", type(exc).__name__)
-        return -1
-    data = b"".join(name.encode("ascii") + b"\0" for name in names)
-    if len(data) > cap:
-        return -1
-    ffi.memmove(ids, data, len(data))
-    out_len[0] = len(data)
-    return 0
-
-
-@ffi.def_extern(error=-1)
-def kms_py_audit_append(ctx, seq, entry, length):  # type: ignore[no-untyped-def]
-    """OCALL: append an audit entry durably before the enclave answers (0 ok, 1 out of sequence, -1 failure)."""
-    enclave: Enclave = ffi.from_handle(ctx)
-    try:
-        if enclave._store is None:
-            return -1
-        enclave._store.audit_append(seq, ffi.unpack(entry, length))
-    except StoreConflict:
-        return 1
-    except Exception as exc:  # noqa: BLE001 - the request fails closed
-        _log.error("audit append failed: %s", type(exc).__name__)
-        return -1
-    return 0
-
-
-@ffi.def_extern(error=-1)
-def kms_py_audit_head(ctx, entry, cap, out_len):  # type: ignore[no-untyped-def]
-    """OCALL: the last audit entry (0 ok with length 0 when none, -1 failure)."""
-    enclave: Enclave = ffi.from_handle(ctx)
-    try:
-        head = enclave._store.audit_head() if enclave._store is not None else None
-    except Exception as exc:  # noqa: BLE001
-        _log.error("audit head failed: %s", type(exc).__name__)
-        return -1
-    head = head or b""
-    if len(head) > cap:
-        return -1
-    ffi.memmove(entry, head, len(head))
-    out_len[0] = len(head)
-    return 0
-
-
-@ffi.def_extern()
-def kms_py_log(ctx, level, code, msg):  # type: ignore[no-untyped-def]
-    """OCALL: a fixed message and an error code from the enclave (never data)."""
-    _log.log(level, "enclave: %s (code %d)", ffi.string(msg).decode("ascii", "replace"), code)
 
 
 class Enclave:

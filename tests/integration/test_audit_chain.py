@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -111,7 +110,7 @@ def test_a_store_that_refuses_audit_writes_fails_the_request(domain, monkeypatch
 
 
 def test_cli_export_and_verify(domain, tmp_path) -> None:
-    enclave, store, _, cert, _, data = domain
+    _enclave, _store, _, cert, _, data = domain
     (tmp_path / "cert.der").write_bytes(cert)
     out = tmp_path / "audit.jsonl"
     run = lambda *a: subprocess.run([sys.executable, "-m", "kms", "audit", *a], capture_output=True, text=True)  # noqa: E731
@@ -120,5 +119,6 @@ def test_cli_export_and_verify(domain, tmp_path) -> None:
     assert ok.returncode == 0 and json.loads(ok.stdout)["entries"] == 11
     lines = out.read_text().splitlines()
     (tmp_path / "cut.jsonl").write_text("\n".join(lines[:3] + lines[4:]) + "\n")
-    broken = run("verify", "--file", str(tmp_path / "cut.jsonl"), "--cert", str(tmp_path / "cert.der"), "--output", "json")
+    broken = run("verify", "--file", str(tmp_path / "cut.jsonl"), "--cert", str(tmp_path / "cert.der"),
+                 "--output", "json")
     assert broken.returncode == 2 and json.loads(broken.stdout)["broken_at"] == 4

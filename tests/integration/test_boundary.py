@@ -117,7 +117,7 @@ def test_concurrent_calls_from_many_threads(enclave, store) -> None:
         except errors.EnclaveUnavailable as exc:  # out of TCS is a transport refusal, not corruption
             if exc.sgx_status != 0x1003:
                 failures.append(exc)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]

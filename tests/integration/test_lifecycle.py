@@ -118,7 +118,8 @@ def test_data_keys(enclave) -> None:
     ctx = [pb.ContextEntry(key=b"bucket", value=b"invoices")]
     dk = call(enclave, generate_data_key=pb.GenerateDataKeyRequest(key_id=kid, context=ctx)).generate_data_key
     assert len(dk.plaintext) == 32
-    assert call(enclave, decrypt=pb.DecryptRequest(ciphertext=dk.ciphertext, context=ctx)).decrypt.plaintext == dk.plaintext
+    opened = call(enclave, decrypt=pb.DecryptRequest(ciphertext=dk.ciphertext, context=ctx)).decrypt
+    assert opened.plaintext == dk.plaintext
     bare = call(enclave, generate_data_key=pb.GenerateDataKeyRequest(key_id=kid, without_plaintext=True,
                                                                      number_of_bytes=16)).generate_data_key
     assert bare.plaintext == b"" and len(decrypt(enclave, bare.ciphertext).plaintext) == 16
@@ -135,7 +136,8 @@ def test_re_encrypt_moves_a_ciphertext_between_keys(enclave) -> None:
     a, b = aes(enclave), aes(enclave)
     ct = call(enclave, encrypt=pb.EncryptRequest(key_id=a, plaintext=b"secret",
                                                  context=[pb.ContextEntry(key=b"k", value=b"1")])).encrypt.ciphertext
-    r = call(enclave, re_encrypt=pb.ReEncryptRequest(ciphertext=ct, source_context=[pb.ContextEntry(key=b"k", value=b"1")],
+    source = [pb.ContextEntry(key=b"k", value=b"1")]
+    r = call(enclave, re_encrypt=pb.ReEncryptRequest(ciphertext=ct, source_context=source,
                                                      destination_key_id=b)).re_encrypt
     assert (r.source_key_id, r.key_id) == (a, b) and b"secret" not in r.ciphertext
     assert decrypt(enclave, r.ciphertext).plaintext == b"secret"
@@ -153,7 +155,8 @@ def test_batches_report_per_item_status(enclave) -> None:
     dec = call(enclave, batch=pb.BatchRequest(operation=pb.BATCH_DECRYPT, items=cts)).batch.results
     assert [r.data for i, r in enumerate(dec) if i != 7] == [x for i, x in enumerate(items) if i != 7]
     assert dec[7].error == codes.KMS_ERR_INVALID_CIPHERTEXT and dec[7].data == b""
-    signer = call(enclave, create_key=pb.CreateKeyRequest(spec=pb.ECC_NIST_P256, usage=pb.SIGN_VERIFY)).key_metadata.key_id
+    signer = call(enclave, create_key=pb.CreateKeyRequest(spec=pb.ECC_NIST_P256,
+                                                          usage=pb.SIGN_VERIFY)).key_metadata.key_id
     sigs = call(enclave, batch=pb.BatchRequest(operation=pb.BATCH_SIGN, key_id=signer, algorithm=pb.ECDSA_SHA_256,
                                                message_type=pb.DIGEST, items=[b"\x01" * 32, b"short"])).batch.results
     assert sigs[0].error == 0 and sigs[1].error == codes.KMS_ERR_INVALID_ARGUMENT

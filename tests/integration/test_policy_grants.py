@@ -60,7 +60,8 @@ def test_policy_statement_with_context_condition(parties) -> None:
         with pytest.raises(errors.PermissionDenied):
             user.call(pb.Request(encrypt=pb.EncryptRequest(key_id=kid, plaintext=b"x", context=bad_ctx)))
     with pytest.raises(errors.PermissionDenied):  # no decrypt in the statement
-        user.call(pb.Request(decrypt=pb.DecryptRequest(ciphertext=ok.encrypt.ciphertext, context=ctx(tenant="a", app="z"))))
+        user.call(pb.Request(decrypt=pb.DecryptRequest(ciphertext=ok.encrypt.ciphertext,
+                                                       context=ctx(tenant="a", app="z"))))
     audit = verify_chain(enclave._store.audit, enclave.identity().audit_public_key)
     assert audit.ok and audit.records[-1].policy_hash == after.key_metadata.policy_hash
 
@@ -83,7 +84,7 @@ def test_grants_expire_and_can_be_revoked(parties) -> None:
 
 
 def test_expired_grant_is_refused(parties) -> None:
-    enclave, _, admin, user, bob, kid = parties
+    _enclave, _, admin, user, bob, kid = parties
     import time
 
     now = int(time.time())

@@ -45,7 +45,8 @@ def seal_domain(build: Path, tmp_path: Path, data: Path) -> tuple[bytes, bytes]:
 
 
 def try_load(enclave: Enclave, blob: bytes) -> bytes:
-    return enclave.call(pb.Request(load_domain_key=pb.LoadDomainKeyRequest(sealed_domain_key=blob))).load_domain_key.domain_id
+    request = pb.Request(load_domain_key=pb.LoadDomainKeyRequest(sealed_domain_key=blob))
+    return enclave.call(request).load_domain_key.domain_id
 
 
 def test_sealed_blob_has_the_sdk_layout(build, tmp_path) -> None:

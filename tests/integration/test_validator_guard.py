@@ -20,7 +20,6 @@ from kms.enclave.bridge import Enclave, MemoryStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.enclave.v1 import cometbft_pb2 as cmt
 from kms.proto.enclave.v1 import errors_pb2 as codes
-
 from tests.conftest import vectors_dir
 
 CHAIN = "test-chain-1"
@@ -118,7 +117,8 @@ def test_secp256k1_chain_ready_signatures(enclave) -> None:
     rr, ss, v = int.from_bytes(r.signature[:32], "big"), int.from_bytes(r.signature[32:64], "big"), r.signature[64]
     assert ss <= SECP256K1_N // 2 and v in (0, 1)
     pub.verify(utils.encode_dss_signature(rr, ss), vote(1, 0, 1), ec.ECDSA(SHA256()))
-    recovered = coincurve.PublicKey.from_signature_and_message(r.signature, vote(1, 0, 1), hasher=lambda m: hashlib.sha256(m).digest())
+    recovered = coincurve.PublicKey.from_signature_and_message(
+        r.signature, vote(1, 0, 1), hasher=lambda m: hashlib.sha256(m).digest())
     assert recovered.format(compressed=False) == pub.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
 
