@@ -88,6 +88,11 @@ kms_err_t kms_process(const Request *req, Response *resp)
     kms_err_t err = kms_authz_op(req->which_op);
     if (err == KMS_OK) err = kms_dispatch(req, resp);
     if (!audited(req->which_op)) return err;
+    /* The host's housekeeping proposes destroy/rotate for every key on a timer; a refused proposal
+     * changed nothing, so it is not worth an audit record (and an fsync) per key per round. */
+    if (err != KMS_OK && kms_caller_get()->host &&
+        (req->which_op == Request_destroy_key_tag || req->which_op == Request_rotate_if_due_tag))
+        return err;
     kms_err_t audit = kms_audit_record(req, resp, err);
     return err != KMS_OK ? err : audit; /* an unaudited success is a failure */
 }
