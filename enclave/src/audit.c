@@ -85,7 +85,7 @@ static const char *request_key(const Request *req, const Response *resp)
     case Request_describe_key_tag: case Request_schedule_key_deletion_tag: case Request_cancel_key_deletion_tag:
     case Request_destroy_key_tag: case Request_update_key_tag: case Request_rotate_if_due_tag:
     case Request_grant_key_tag: case Request_import_validator_tag: case Request_import_key_material_tag:
-    case Request_put_key_policy_tag: case Request_create_grant_tag: case Request_revoke_grant_tag: case Request_list_grants_tag:
+    case Request_put_key_policy_tag: case Request_export_key_tag: case Request_import_transferred_key_tag: case Request_create_grant_tag: case Request_revoke_grant_tag: case Request_list_grants_tag:
         return resp->which_result == Response_key_metadata_tag ? resp->result.key_metadata.key_id
                : req->which_op == Request_create_key_tag        ? ""
                                                                 : req->op.describe_key.key_id;

@@ -208,6 +208,9 @@ kms_err_t kms_pkey_from_raw_private(kms_pkey_kind kind, const uint8_t *priv, siz
 kms_err_t kms_aes_kwp_unwrap(const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t in_len, uint8_t *out,
                              size_t cap, size_t *out_len);
 
+/* AES-128-CMAC (the MAC of SGX reports) into out[16]. KMS_ERR_CRYPTO. */
+kms_err_t kms_aes128_cmac(const uint8_t key[16], const uint8_t *data, size_t len, uint8_t out[16]);
+
 /* X25519 keys as raw 32-byte public values (RFC 7748): import (KMS_ERR_INVALID_KEY) and export. */
 kms_err_t kms_x25519_from_raw(const uint8_t pub[32], EVP_PKEY **out);
 kms_err_t kms_x25519_raw_public(const EVP_PKEY *key, uint8_t pub[32]);

@@ -121,3 +121,21 @@ kms_err_t kms_aes_kwp_unwrap(const uint8_t *kek, size_t kek_len, const uint8_t *
     ERR_clear_error();
     return err;
 }
+
+kms_err_t kms_aes128_cmac(const uint8_t key[16], const uint8_t *data, size_t len, uint8_t out[16])
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "CMAC", NULL);
+    EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+    char cipher[] = "AES-128-CBC";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, cipher, 0),
+                           OSSL_PARAM_construct_end()};
+    size_t outl = 0;
+    kms_err_t err = ctx != NULL && EVP_MAC_init(ctx, key, 16, params) == 1 && EVP_MAC_update(ctx, data, len) == 1 &&
+                            EVP_MAC_final(ctx, out, &outl, 16) == 1 && outl == 16
+                        ? KMS_OK
+                        : KMS_ERR_CRYPTO;
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+    ERR_clear_error();
+    return err;
+}

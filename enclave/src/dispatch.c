@@ -59,6 +59,9 @@ static const struct {
     {Request_create_grant_tag, kms_handle_create_grant, "create_grant"},
     {Request_list_grants_tag, kms_handle_list_grants, "list_grants"},
     {Request_revoke_grant_tag, kms_handle_revoke_grant, "revoke_grant"},
+    {Request_prepare_key_import_tag, kms_handle_prepare_key_import, "prepare_key_import"},
+    {Request_export_key_tag, kms_handle_export_key, "export_key"},
+    {Request_import_transferred_key_tag, kms_handle_import_transferred_key, "import_transferred_key"},
 };
 
 kms_err_t kms_dispatch(const Request *req, Response *resp)

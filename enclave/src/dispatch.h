@@ -63,6 +63,9 @@ kms_err_t kms_handle_put_key_policy(const Request *req, Response *resp);
 kms_err_t kms_handle_create_grant(const Request *req, Response *resp);
 kms_err_t kms_handle_list_grants(const Request *req, Response *resp);
 kms_err_t kms_handle_revoke_grant(const Request *req, Response *resp);
+kms_err_t kms_handle_prepare_key_import(const Request *req, Response *resp);
+kms_err_t kms_handle_export_key(const Request *req, Response *resp);
+kms_err_t kms_handle_import_transferred_key(const Request *req, Response *resp);
 
 /* Authorize the current caller for req's operation, dispatch it, and append its audit record
  * (a failed append turns a success into KMS_ERR_AUDIT_UNAVAILABLE). ecall.c, session.c. */

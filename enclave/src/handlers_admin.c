@@ -35,6 +35,15 @@ kms_err_t kms_handle_get_identity(const Request *req, Response *resp)
     r->domain_id.size = r->domain_loaded ? KMS_DOMAIN_ID_LEN : 0;
     memcpy(r->version, KMS_ENCLAVE_VERSION, sizeof KMS_ENCLAVE_VERSION);
     r->audit_public_key.size = kms_audit_public_key(r->audit_public_key.bytes) == KMS_OK ? 32 : 0;
+    /* TARGETINFO for local attestation: MRENCLAVE @0, ATTRIBUTES @32, MISCSELECT @52. */
+    memset(r->target_info.bytes, 0, 512);
+    memcpy(r->target_info.bytes, self.mrenclave, 32);
+    for (int i = 0; i < 8; i++) {
+        r->target_info.bytes[32 + i] = (uint8_t)(self.attributes >> (8 * i));
+        r->target_info.bytes[40 + i] = (uint8_t)(self.xfrm >> (8 * i));
+    }
+    for (int i = 0; i < 4; i++) r->target_info.bytes[52 + i] = (uint8_t)(self.miscselect >> (8 * i));
+    r->target_info.size = 512;
     return KMS_OK;
 }
 
