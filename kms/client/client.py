@@ -24,6 +24,7 @@ from kms.client.envelope import EnvelopeOperations
 from kms.client.errors import ClientClosed, OutcomeUnknown, TransportError, VerificationFailed
 from kms.client.evidence import CollateralSources, VerifiedEvidence, verify_evidence
 from kms.client.lifecycle import LifecycleOperations
+from kms.client.transfer import TransferOperations
 from kms.client.transport import SessionStream, fetch_evidence, open_channel
 from kms.errors import Conflict, SessionError
 from kms.proto.enclave.v1 import boundary_pb2 as pb
@@ -50,7 +51,7 @@ class _Connection:
             self.stream.close(grace=0 if broken else grace)
 
 
-class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, ImportOperations):
+class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, ImportOperations, TransferOperations):
     """A client of one Enclave KMS server.
 
     On construction (and on every reconnect) it fetches the server's evidence and verifies the

@@ -21,11 +21,11 @@ from kms.sim import PccsServer, SimPlatform, SimQuotingEnclave
 
 
 class FakeServer(kms_pb2_grpc.KeyManagementServiceServicer):
-    def __init__(self, data_dir: Path, *, threads: int = 80) -> None:
+    def __init__(self, data_dir: Path, *, threads: int = 80, image: Path | None = None) -> None:
         self.platform = SimPlatform(data_dir)
         self.pccs = PccsServer(self.platform)
         self.store = MemoryStore()
-        self.enclave = Enclave(data_dir, store=self.store, tcs_num=16)
+        self.enclave = Enclave(data_dir, store=self.store, tcs_num=16, image=image)
         self.evidence = install_evidence(self.enclave, SimQuotingEnclave(self.platform))
         self.mrsigner = bytes(self.enclave.identity().mrsigner)
         self.lock = threading.Lock()
