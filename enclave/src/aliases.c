@@ -93,7 +93,7 @@ kms_err_t kms_alias_delete(const char *name)
 
 kms_err_t kms_alias_list(AliasList *out, pb_size_t max)
 {
-    char ids[32 * 41];
+    char ids[32 * 65]; /* record names up to 64 characters */
     size_t len = 0;
     out->aliases_count = 0;
     KMS_RETURN_IF_ERR(kms_edge_store_list(KMS_ALIAS_PREFIX, max, ids, sizeof ids, &len));

@@ -187,14 +187,26 @@ static void list_one(const char *key_id, ListKeysResponse *r)
     kms_keystore_release(key);
 }
 
+/* A page token is a store cursor: the last record name the host listed (key ids, but also alias
+ * and validator-state names, which the listing skips). Only its characters are checked: a host
+ * that lies about the cursor can only hide keys, which it can anyway. */
+static int cursor_valid(const char *c)
+{
+    size_t n = strlen(c);
+    for (size_t i = 0; i < n; i++)
+        if (!((c[i] >= 'a' && c[i] <= 'z') || (c[i] >= 'A' && c[i] <= 'Z') || (c[i] >= '0' && c[i] <= '9') ||
+              c[i] == '-' || c[i] == '/' || c[i] == '_'))
+            return 0;
+    return n <= 64;
+}
+
 kms_err_t kms_handle_list_keys(const Request *req, Response *resp)
 {
     const ListKeysRequest *q = &req->op.list_keys;
     ListKeysResponse *r = &resp->result.list_keys;
     uint32_t limit = q->limit == 0 ? 32 : q->limit;
-    if (limit > sizeof r->keys / sizeof r->keys[0] || (q->page_token[0] != '\0' && !kms_key_id_valid(q->page_token)))
-        return KMS_ERR_INVALID_ARGUMENT;
-    char ids[32 * (KMS_KEY_ID_LEN + 1)];
+    if (limit > sizeof r->keys / sizeof r->keys[0] || !cursor_valid(q->page_token)) return KMS_ERR_INVALID_ARGUMENT;
+    char ids[32 * 65];
     size_t len = 0, count = 0;
     KMS_RETURN_IF_ERR(kms_edge_store_list(q->page_token, limit, ids, sizeof ids, &len));
     const char *last = NULL;
@@ -206,7 +218,7 @@ kms_err_t kms_handle_list_keys(const Request *req, Response *resp)
         last = id;
         off += n + 1;
     }
-    if (count == limit && last != NULL && strlen(last) < sizeof r->next_page_token)
+    if (count == limit && last != NULL && strlen(last) < sizeof r->next_page_token && cursor_valid(last))
         memcpy(r->next_page_token, last, strlen(last) + 1);
     resp->which_result = Response_list_keys_tag;
     return KMS_OK;

@@ -160,3 +160,22 @@ def test_batches_report_per_item_status(enclave) -> None:
     sigs = call(enclave, batch=pb.BatchRequest(operation=pb.BATCH_SIGN, key_id=signer, algorithm=pb.ECDSA_SHA_256,
                                                message_type=pb.DIGEST, items=[b"\x01" * 32, b"short"])).batch.results
     assert sigs[0].error == 0 and sigs[1].error == codes.KMS_ERR_INVALID_ARGUMENT
+
+
+def test_listing_pages_through_aliases_and_validator_state(enclave) -> None:
+    """The store also holds alias and validator-state records: pages must step over them."""
+    made = {aes(enclave) for _ in range(40)}
+    for i in range(12):
+        call(enclave, create_alias=pb.AliasRequest(alias=f"alias/a{i}", key_id=sorted(made)[i]))
+    made.add(call(enclave, create_key=pb.CreateKeyRequest(spec=pb.ED25519, usage=pb.VALIDATOR,
+                                                          chain_id="c")).key_metadata.key_id)
+    seen, token = [], ""
+    for _ in range(20):
+        page = call(enclave, list_keys=pb.ListKeysRequest(page_token=token, limit=7)).list_keys
+        seen += [k.key_id for k in page.keys]
+        token = page.next_page_token
+        if not token:
+            break
+    assert set(seen) == made and len(seen) == len(made)
+    aliases = call(enclave, list_aliases=pb.ListAliasesRequest()).aliases.aliases
+    assert len(aliases) == 12
