@@ -409,7 +409,8 @@ static void test_list_keys(uint64_t eid)
     req->op.list_keys.limit = 33;
     CHECK_EQ(th_request(eid, req, NULL, NULL), KMS_ERR_INVALID_ARGUMENT);
     req->op.list_keys.limit = 0;
-    snprintf(req->op.list_keys.page_token, sizeof req->op.list_keys.page_token, "not-a-key-id");
+    /* a page token is a store cursor: record-name characters only */
+    snprintf(req->op.list_keys.page_token, sizeof req->op.list_keys.page_token, "../not a cursor");
     CHECK_EQ(th_request(eid, req, NULL, NULL), KMS_ERR_INVALID_ARGUMENT);
     free(req);
 }
