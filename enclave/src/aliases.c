@@ -1,16 +1,10 @@
 /* aliases.c - alias records: names that point at key ids. */
 #include <string.h>
 
-#include <openssl/crypto.h>
-#include <pb_decode.h>
-#include <pb_encode.h>
-
 #include "aliases.h"
-#include "domain.h"
 #include "handlers.h"
 #include "keystore.h"
-
-#define ALIAS_BLOB_MAX (AliasRecord_size + KMS_RECORD_OVERHEAD)
+#include "record.h"
 
 int kms_alias_name_valid(const char *name)
 {
@@ -28,30 +22,17 @@ int kms_alias_name_valid(const char *name)
 /* The stored record of an alias; *found 0 when there is none. */
 static kms_err_t alias_load(const char *name, AliasRecord *rec, int *found)
 {
-    uint8_t blob[ALIAS_BLOB_MAX], pt[ALIAS_BLOB_MAX];
-    size_t blob_len = 0, pt_len = 0;
     uint64_t revision = 0;
     memset(rec, 0, sizeof *rec);
-    *found = 0;
-    KMS_RETURN_IF_ERR(kms_edge_store_get(name, blob, sizeof blob, &blob_len));
-    if (blob_len == 0) return KMS_OK;
-    KMS_RETURN_IF_ERR(kms_domain_open_record(name, blob, blob_len, pt, sizeof pt, &pt_len, &revision));
-    pb_istream_t is = pb_istream_from_buffer(pt, pt_len);
-    if (!pb_decode(&is, AliasRecord_fields, rec) || rec->revision != revision || strcmp(rec->alias, name) != 0)
-        return KMS_ERR_RECORD_CORRUPT;
-    *found = rec->key_id[0] != '\0'; /* an empty key id is a deleted alias */
+    KMS_RETURN_IF_ERR(kms_record_load(name, AliasRecord_fields, rec, AliasRecord_size, found, &revision));
+    if (*found && (rec->revision != revision || strcmp(rec->alias, name) != 0)) return KMS_ERR_RECORD_CORRUPT;
+    *found = *found && rec->key_id[0] != '\0'; /* an empty key id is a deleted alias */
     return KMS_OK;
 }
 
 static kms_err_t alias_store(const AliasRecord *rec)
 {
-    uint8_t pt[AliasRecord_size], blob[ALIAS_BLOB_MAX];
-    size_t blob_len = 0;
-    pb_ostream_t os = pb_ostream_from_buffer(pt, sizeof pt);
-    if (!pb_encode(&os, AliasRecord_fields, rec)) return KMS_ERR_ENCODE;
-    KMS_RETURN_IF_ERR(kms_domain_seal_record(rec->alias, rec->revision, pt, os.bytes_written, blob, sizeof blob,
-                                             &blob_len));
-    return kms_edge_store_put(rec->alias, rec->revision - 1, rec->revision, blob, blob_len);
+    return kms_record_store(rec->alias, AliasRecord_fields, rec, AliasRecord_size, rec->revision - 1, rec->revision);
 }
 
 kms_err_t kms_alias_resolve(const char *name, char key_id[37])

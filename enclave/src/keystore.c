@@ -5,13 +5,11 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <pb_decode.h>
-#include <pb_encode.h>
-
 #include "domain.h"
 #include "keyspec.h"
 #include "keystore.h"
 #include "kms/limits.h"
+#include "record.h"
 
 struct kms_key {
     atomic_int refs;
@@ -57,13 +55,10 @@ kms_err_t kms_key_version(const kms_key *key, uint32_t version, const KeyVersion
     return KMS_ERR_KEY_VERSION_NOT_FOUND;
 }
 
-/* Decode an authenticated record and parse its asymmetric keys. */
-static kms_err_t key_decode(const char *key_id, uint64_t revision, const uint8_t *pt, size_t len,
-                            kms_key *key)
+/* Check a decoded, authenticated record and parse its asymmetric keys. */
+static kms_err_t key_check(const char *key_id, uint64_t revision, kms_key *key)
 {
-    pb_istream_t in = pb_istream_from_buffer(pt, len);
-    if (!pb_decode(&in, KeyRecord_fields, &key->rec) || strcmp(key->rec.key_id, key_id) != 0 ||
-        key->rec.revision != revision ||
+    if (strcmp(key->rec.key_id, key_id) != 0 || key->rec.revision != revision ||
         (key->rec.versions_count == 0) != (key->rec.state == KeyState_DESTROYED)) /* only tombstones are empty */
         return KMS_ERR_RECORD_CORRUPT;
     kms_pkey_kind kind = kms_spec_pkey_kind(key->rec.spec);
@@ -78,27 +73,20 @@ static kms_err_t key_decode(const char *key_id, uint64_t revision, const uint8_t
 /* Fetch, authenticate and decode key_id from the host's store (no lock held). */
 static kms_err_t key_load(const char *key_id, kms_key **out)
 {
-    uint8_t *blob = malloc(KMS_MAX_RECORD_BLOB), *pt = malloc(KMS_MAX_RECORD_BLOB);
     kms_key *key = calloc(1, sizeof *key);
-    size_t blob_len = 0, pt_len = 0;
     uint64_t revision = 0;
-    kms_err_t err = KMS_ERR_OUT_OF_MEMORY;
-    if (blob == NULL || pt == NULL || key == NULL) goto done;
-    KMS_GOTO_IF_ERR(err, kms_edge_store_get(key_id, blob, KMS_MAX_RECORD_BLOB, &blob_len), done);
-    err = KMS_ERR_KEY_NOT_FOUND;
-    if (blob_len == 0) goto done;
-    KMS_GOTO_IF_ERR(err, kms_domain_open_record(key_id, blob, blob_len, pt, KMS_MAX_RECORD_BLOB,
-                                                &pt_len, &revision), done);
-    KMS_GOTO_IF_ERR(err, key_decode(key_id, revision, pt, pt_len, key), done);
+    int found = 0;
+    if (key == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    kms_err_t err = kms_record_load(key_id, KeyRecord_fields, &key->rec, KMS_MAX_RECORD_BLOB - KMS_RECORD_OVERHEAD,
+                                    &found, &revision);
+    if (err == KMS_OK) err = found ? key_check(key_id, revision, key) : KMS_ERR_KEY_NOT_FOUND;
+    if (err != KMS_OK) {
+        key_free(key);
+        return err;
+    }
     atomic_init(&key->refs, 1);
     *out = key;
-    key = NULL;
-done:
-    if (pt != NULL) OPENSSL_cleanse(pt, KMS_MAX_RECORD_BLOB);
-    free(pt);
-    free(blob);
-    if (key != NULL) key_free(key);
-    return err;
+    return KMS_OK;
 }
 
 /* Index of key_id in the cache, or -1. Lock held. */
@@ -191,20 +179,8 @@ __attribute__((destructor)) static void keystore_unload(void)
 
 kms_err_t kms_keystore_write(const KeyRecord *rec, uint64_t expected_revision)
 {
-    uint8_t *pt = malloc(KeyRecord_size), *blob = malloc(KMS_MAX_RECORD_BLOB);
-    kms_err_t err = KMS_ERR_OUT_OF_MEMORY;
-    size_t blob_len = 0;
-    if (pt == NULL || blob == NULL) goto done;
-    pb_ostream_t os = pb_ostream_from_buffer(pt, KeyRecord_size);
-    err = KMS_ERR_ENCODE;
-    if (!pb_encode(&os, KeyRecord_fields, rec)) goto done;
-    KMS_GOTO_IF_ERR(err, kms_domain_seal_record(rec->key_id, rec->revision, pt, os.bytes_written, blob,
-                                                KMS_MAX_RECORD_BLOB, &blob_len), done);
-    KMS_GOTO_IF_ERR(err, kms_edge_store_put(rec->key_id, expected_revision, rec->revision, blob, blob_len), done);
+    KMS_RETURN_IF_ERR(
+        kms_record_store(rec->key_id, KeyRecord_fields, rec, KeyRecord_size, expected_revision, rec->revision));
     cache_evict(rec->key_id);
-done:
-    if (pt != NULL) OPENSSL_cleanse(pt, KeyRecord_size);
-    free(pt);
-    free(blob);
-    return err;
+    return KMS_OK;
 }

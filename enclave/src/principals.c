@@ -4,8 +4,6 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <pb_decode.h>
-#include <pb_encode.h>
 
 #include "audit.h"
 #include "crypto.h"
@@ -13,8 +11,7 @@
 #include "keystore.h"
 #include "kms/limits.h"
 #include "principals.h"
-
-#define STATE_BLOB_MAX (DomainState_size + KMS_RECORD_OVERHEAD)
+#include "record.h"
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static DomainState *g_state; /* cached copy of what the store holds, or NULL */
@@ -22,27 +19,18 @@ static DomainState *g_state; /* cached copy of what the store holds, or NULL */
 /* Load the stored state (NULL *out when there is none). Caller frees. */
 static kms_err_t state_load(DomainState **out)
 {
-    uint8_t *blob = malloc(STATE_BLOB_MAX), *pt = malloc(STATE_BLOB_MAX);
     DomainState *st = calloc(1, sizeof *st);
-    size_t blob_len = 0, pt_len = 0;
     uint64_t revision = 0;
-    kms_err_t err = KMS_ERR_OUT_OF_MEMORY;
+    int found = 0;
     *out = NULL;
-    if (blob == NULL || pt == NULL || st == NULL) goto done;
-    KMS_GOTO_IF_ERR(err, kms_edge_store_get(KMS_DOMAIN_STATE_ID, blob, STATE_BLOB_MAX, &blob_len), done);
-    if (blob_len == 0) goto done; /* err is KMS_OK: no state */
-    KMS_GOTO_IF_ERR(err, kms_domain_open_record(KMS_DOMAIN_STATE_ID, blob, blob_len, pt, STATE_BLOB_MAX, &pt_len,
-                                                &revision), done);
-    pb_istream_t in = pb_istream_from_buffer(pt, pt_len);
-    err = KMS_ERR_RECORD_CORRUPT;
-    if (!pb_decode(&in, DomainState_fields, st) || st->revision != revision) goto done;
-    *out = st;
-    st = NULL;
-    err = KMS_OK;
-done:
-    free(blob);
-    if (pt != NULL) OPENSSL_cleanse(pt, STATE_BLOB_MAX);
-    free(pt);
+    if (st == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    kms_err_t err = kms_record_load(KMS_DOMAIN_STATE_ID, DomainState_fields, st, DomainState_size, &found, &revision);
+    if (err == KMS_OK && found && st->revision != revision) err = KMS_ERR_RECORD_CORRUPT;
+    if (err == KMS_OK && found) {
+        *out = st;
+        return KMS_OK;
+    }
+    OPENSSL_cleanse(st, sizeof *st);
     free(st);
     return err;
 }
@@ -71,21 +59,10 @@ static kms_err_t state_get(DomainState **out)
 /* Persist st (its revision already bumped) conditionally, then drop the cache. */
 static kms_err_t state_write(const DomainState *st)
 {
-    uint8_t pt[DomainState_size], *blob = malloc(STATE_BLOB_MAX);
-    size_t blob_len = 0;
-    kms_err_t err = KMS_ERR_OUT_OF_MEMORY;
-    if (blob == NULL) return err;
-    pb_ostream_t os = pb_ostream_from_buffer(pt, sizeof pt);
-    err = KMS_ERR_ENCODE;
-    if (!pb_encode(&os, DomainState_fields, st)) goto done;
-    KMS_GOTO_IF_ERR(err, kms_domain_seal_record(KMS_DOMAIN_STATE_ID, st->revision, pt, os.bytes_written, blob,
-                                                STATE_BLOB_MAX, &blob_len), done);
-    KMS_GOTO_IF_ERR(err, kms_edge_store_put(KMS_DOMAIN_STATE_ID, st->revision - 1, st->revision, blob, blob_len),
-                    done);
+    KMS_RETURN_IF_ERR(kms_record_store(KMS_DOMAIN_STATE_ID, DomainState_fields, st, DomainState_size,
+                                       st->revision - 1, st->revision));
     kms_principals_clear();
-done:
-    free(blob);
-    return err;
+    return KMS_OK;
 }
 
 void kms_principals_clear(void)

@@ -7,11 +7,11 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <pb_decode.h>
 #include <pb_encode.h>
 
 #include "domain.h"
 #include "keystore.h"
+#include "record.h"
 #include "validator.h"
 
 #define STATE_BLOB_MAX (ValidatorGuardState_size + KMS_RECORD_OVERHEAD)
@@ -24,22 +24,14 @@ static void state_id(const char *key_id, char out[KMS_VSTATE_ID_LEN])
 kms_err_t kms_vstate_load(const char *key_id, ValidatorGuardState *st)
 {
     char id[KMS_VSTATE_ID_LEN];
-    uint8_t blob[STATE_BLOB_MAX], pt[STATE_BLOB_MAX];
-    size_t blob_len = 0, pt_len = 0;
     uint64_t revision = 0;
+    int found = 0;
     state_id(key_id, id);
     memset(st, 0, sizeof *st);
-    KMS_RETURN_IF_ERR(kms_edge_store_get(id, blob, sizeof blob, &blob_len));
-    if (blob_len == 0) return KMS_ERR_RECORD_CORRUPT; /* created with the key: missing means tampered */
-    kms_err_t err = kms_domain_open_record(id, blob, blob_len, pt, sizeof pt, &pt_len, &revision);
-    if (err == KMS_OK) {
-        pb_istream_t is = pb_istream_from_buffer(pt, pt_len);
-        if (!pb_decode(&is, ValidatorGuardState_fields, st) || st->revision != revision ||
-            strcmp(st->key_id, key_id) != 0)
-            err = KMS_ERR_RECORD_CORRUPT;
-    }
-    OPENSSL_cleanse(pt, sizeof pt);
-    return err == KMS_ERR_RECORD_TOO_LARGE ? KMS_ERR_RECORD_CORRUPT : err;
+    KMS_RETURN_IF_ERR(kms_record_load(id, ValidatorGuardState_fields, st, ValidatorGuardState_size, &found, &revision));
+    /* Created with the key: a missing state means a tampered store. */
+    if (!found || st->revision != revision || strcmp(st->key_id, key_id) != 0) return KMS_ERR_RECORD_CORRUPT;
+    return KMS_OK;
 }
 
 int kms_vstate_present(const char *key_id)
@@ -55,13 +47,9 @@ int kms_vstate_present(const char *key_id)
 kms_err_t kms_vstate_store(const ValidatorGuardState *st)
 {
     char id[KMS_VSTATE_ID_LEN];
-    uint8_t pt[ValidatorGuardState_size], blob[STATE_BLOB_MAX];
-    size_t blob_len = 0;
     state_id(st->key_id, id);
-    pb_ostream_t os = pb_ostream_from_buffer(pt, sizeof pt);
-    if (!pb_encode(&os, ValidatorGuardState_fields, st)) return KMS_ERR_ENCODE;
-    KMS_RETURN_IF_ERR(kms_domain_seal_record(id, st->revision, pt, os.bytes_written, blob, sizeof blob, &blob_len));
-    return kms_edge_store_put(id, st->revision - 1, st->revision, blob, blob_len);
+    return kms_record_store(id, ValidatorGuardState_fields, st, ValidatorGuardState_size, st->revision - 1,
+                            st->revision);
 }
 
 kms_err_t kms_vstate_create(const char *key_id, const char *chain_id, int64_t height, int32_t round, uint32_t step,
