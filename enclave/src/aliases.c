@@ -1,6 +1,7 @@
 /* aliases.c - alias records: names that point at key ids. */
 #include <string.h>
 
+#include "ocalls.h"
 #include "aliases.h"
 #include "handlers.h"
 #include "keystore.h"

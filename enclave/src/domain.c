@@ -7,6 +7,7 @@
 
 #include <openssl/crypto.h>
 
+#include "ocalls.h"
 #include "crypto.h"
 #include "domain.h"
 #include "keystore.h"

@@ -5,6 +5,7 @@
 #include "authz.h"
 #include "crypto.h"
 #include "policy.h"
+#include "request.h"
 #include "handlers.h"
 
 int kms_key_id_valid(const char *s)
@@ -35,17 +36,17 @@ kms_err_t kms_key_id_new(char out[37])
     return KMS_OK;
 }
 
-kms_err_t kms_acquire_authorized(const char *key_id, kms_key **out)
+kms_err_t kms_acquire_authorized(kms_ctx *ctx, const char *key_id, kms_key **out)
 {
     char resolved[37];
     if (strncmp(key_id, KMS_ALIAS_PREFIX, sizeof KMS_ALIAS_PREFIX - 1) == 0) {
-        KMS_RETURN_IF_ERR(kms_alias_resolve(key_id, resolved));
+        KMS_RETURN_IF_ERR(kms_authz_hide_absence(ctx, kms_alias_resolve(key_id, resolved)));
         key_id = resolved;
     }
     if (!kms_key_id_valid(key_id)) return KMS_ERR_INVALID_ARGUMENT;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_keystore_acquire(key_id, &key));
-    kms_err_t err = kms_authz_key(kms_key_record(key));
+    KMS_RETURN_IF_ERR(kms_authz_hide_absence(ctx, kms_keystore_acquire(key_id, &key)));
+    kms_err_t err = kms_authz_key(ctx, kms_key_record(key)); /* before anything about the key's state */
     if (err != KMS_OK) {
         kms_keystore_release(key);
         return err;
@@ -54,10 +55,10 @@ kms_err_t kms_acquire_authorized(const char *key_id, kms_key **out)
     return KMS_OK;
 }
 
-kms_err_t kms_acquire_for(const char *key_id, KeyUsage usage, kms_key **out)
+kms_err_t kms_acquire_for(kms_ctx *ctx, const char *key_id, KeyUsage usage, kms_key **out)
 {
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_authorized(key_id, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_authorized(ctx, key_id, &key));
     const KeyRecord *rec = kms_key_record(key);
     kms_err_t err = KMS_OK;
     if (rec->state == KeyState_PENDING_DELETION) err = KMS_ERR_KEY_PENDING_DELETION;

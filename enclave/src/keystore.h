@@ -53,12 +53,4 @@ kms_err_t kms_keystore_write(const KeyRecord *rec, uint64_t expected_revision);
 /* Drop every cached record (wiped). */
 void kms_keystore_clear(void);
 
-/* The store OCALLs (implemented by the trusted edge). get: *len = 0 when the key is unknown.
- * put: KMS_OK once durable, KMS_ERR_CONFLICT, or KMS_ERR_STORE_UNAVAILABLE. */
-kms_err_t kms_edge_store_get(const char *key_id, uint8_t *blob, size_t cap, size_t *len);
-kms_err_t kms_edge_store_put(const char *key_id, uint64_t expected_revision, uint64_t revision,
-                             const uint8_t *blob, size_t len);
-/* list: NUL-terminated ids one after another into ids (cap bytes), *len bytes used. */
-kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size_t cap, size_t *len);
-
 #endif /* KMS_ENCLAVE_KEYSTORE_H */

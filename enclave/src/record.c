@@ -5,6 +5,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "ocalls.h"
 #include "domain.h"
 #include "keystore.h"
 #include "record.h"
