@@ -3,7 +3,6 @@
 
 #include "ocalls.h"
 #include "aliases.h"
-#include "handlers.h"
 #include "keystore.h"
 #include "record.h"
 

@@ -1,6 +1,5 @@
 /* audit.c - the audit chain: one signed, hash-chained record per operation, appended before answering. */
 #include <pthread.h>
-#include <stdio.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -75,44 +74,8 @@ static kms_err_t load_head(void)
     return KMS_OK;
 }
 
-/* The key version the answer names (0 when it names none). */
-static uint32_t answer_version(const Response *resp)
+kms_err_t kms_audit_record(AuditRecord *rec)
 {
-    switch (resp->which_result) {
-    case Response_encrypt_tag: return resp->result.encrypt.key_version;
-    case Response_decrypt_tag: return resp->result.decrypt.key_version;
-    case Response_sign_tag: return resp->result.sign.key_version;
-    case Response_generate_mac_tag: return resp->result.generate_mac.key_version;
-    case Response_get_public_key_tag: return resp->result.get_public_key.key_version;
-    case Response_generate_data_key_tag: return resp->result.generate_data_key.key_version;
-    case Response_generate_data_key_pair_tag: return resp->result.generate_data_key_pair.key_version;
-    case Response_re_encrypt_tag: return resp->result.re_encrypt.key_version;
-    case Response_key_metadata_tag: return resp->result.key_metadata.current_version;
-    default: return 0;
-    }
-}
-
-void kms_audit_fill(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome,
-                    AuditRecord *rec)
-{
-    rec->time = ctx->now;
-    snprintf(rec->operation, sizeof rec->operation, "%s", ctx->op->name);
-    kms_op_key_id(&ctx->op->key, req, resp, rec->key_id, sizeof rec->key_id);
-    kms_op_key_id(&ctx->op->source, req, resp, rec->source_key_id, sizeof rec->source_key_id);
-    if (ctx->caller.kind == KMS_CALLER_PRINCIPAL) {
-        memcpy(rec->principal.bytes, ctx->caller.principal, 32);
-        rec->principal.size = 32;
-    }
-    rec->outcome = outcome;
-    rec->key_version = outcome == KMS_OK ? answer_version(resp) : 0;
-    rec->domain_id.size = kms_domain_id(rec->domain_id.bytes) ? 16 : 0;
-    if (ctx->has_policy_hash) memcpy(rec->policy_hash.bytes, ctx->policy_hash, 32);
-    rec->policy_hash.size = ctx->has_policy_hash ? 32 : 0;
-}
-
-kms_err_t kms_audit_record(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome)
-{
-    AuditRecord rec = AuditRecord_init_zero;
     AuditEntry entry = AuditEntry_init_zero;
     uint8_t buf[AuditEntry_size];
     size_t sig_len = 0;
@@ -120,13 +83,13 @@ kms_err_t kms_audit_record(const kms_ctx *ctx, const Request *req, const Respons
     pthread_mutex_lock(&g_lock);
     if (g_key == NULL) goto done; /* no domain audit key (host-only embedding): nothing to chain */
     if (!g_head_known) KMS_GOTO_IF_ERR(err, load_head(), done);
-    kms_audit_fill(ctx, req, resp, outcome, &rec);
-    rec.seq = g_seq + 1;
-    memcpy(rec.prev_hash.bytes, g_prev, 32);
-    rec.prev_hash.size = 32;
+    rec->seq = g_seq + 1;
+    memcpy(rec->prev_hash.bytes, g_prev, 32);
+    rec->prev_hash.size = 32;
+    rec->domain_id.size = kms_domain_id(rec->domain_id.bytes) ? 16 : 0;
     pb_ostream_t rs = pb_ostream_from_buffer(entry.record.bytes, sizeof entry.record.bytes);
     err = KMS_ERR_ENCODE;
-    if (!pb_encode(&rs, AuditRecord_fields, &rec)) goto done;
+    if (!pb_encode(&rs, AuditRecord_fields, rec)) goto done;
     entry.record.size = (pb_size_t)rs.bytes_written;
     KMS_GOTO_IF_ERR(err, kms_sign(g_key, KMS_SIG_ED25519, 0, entry.record.bytes, entry.record.size, KMS_SIGFMT_DER,
                                   entry.signature.bytes, sizeof entry.signature.bytes, &sig_len), done);
@@ -134,8 +97,8 @@ kms_err_t kms_audit_record(const kms_ctx *ctx, const Request *req, const Respons
     pb_ostream_t es = pb_ostream_from_buffer(buf, sizeof buf);
     err = KMS_ERR_ENCODE;
     if (!pb_encode(&es, AuditEntry_fields, &entry)) goto done;
-    KMS_GOTO_IF_ERR(err, kms_edge_audit_append(rec.seq, buf, es.bytes_written), done);
-    g_seq = rec.seq;
+    KMS_GOTO_IF_ERR(err, kms_edge_audit_append(rec->seq, buf, es.bytes_written), done);
+    g_seq = rec->seq;
     err = kms_sha256(entry.record.bytes, entry.record.size, g_prev);
 done:
     if (err != KMS_OK) g_head_known = 0; /* re-read the head before the next record */

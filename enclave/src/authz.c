@@ -26,12 +26,11 @@ kms_err_t kms_authz_decide(unsigned int allow, kms_caller_kind kind, int domain_
     return KMS_ERR_PERMISSION_DENIED;
 }
 
-kms_err_t kms_authz_op(kms_ctx *ctx)
+kms_err_t kms_authz_op(kms_ctx *ctx, unsigned int allow)
 {
     uint8_t id[KMS_DOMAIN_ID_LEN];
     int loaded = kms_domain_id(id);
     ctx->role = Role_ROLE_UNSPECIFIED;
-    unsigned int allow = ctx->op->allow;
     int needs_role = (allow & (KMS_ALLOW_ADMIN | KMS_ALLOW_USER)) != 0 && (allow & KMS_ALLOW_ANYONE) == 0;
     if (ctx->caller.kind == KMS_CALLER_PRINCIPAL && loaded && needs_role)
         KMS_RETURN_IF_ERR(kms_principal_role(ctx->caller.principal, &ctx->role));

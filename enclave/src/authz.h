@@ -18,7 +18,7 @@
 
 #include "kms/errors.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
-#include "request.h"
+#include "context.h"
 
 /*
  * The rule of the operation table, as a pure function: may a caller of `kind` with `role`
@@ -30,11 +30,11 @@
 kms_err_t kms_authz_decide(unsigned int allow, kms_caller_kind kind, int domain_loaded, Role role);
 
 /*
- * May ctx's caller run ctx->op? Resolves the principal's role from the domain state into
- * ctx->role. Errors: as kms_authz_decide, and the domain state's (KMS_ERR_STORE_UNAVAILABLE,
- * KMS_ERR_RECORD_CORRUPT).
+ * May ctx's caller run an operation whose allow bits are `allow`? Resolves the principal's
+ * role from the domain state into ctx->role (when the operation needs one). Errors: as
+ * kms_authz_decide, and the domain state's (KMS_ERR_STORE_UNAVAILABLE, KMS_ERR_RECORD_CORRUPT).
  */
-kms_err_t kms_authz_op(kms_ctx *ctx);
+kms_err_t kms_authz_op(kms_ctx *ctx, unsigned int allow);
 
 /*
  * May ctx's caller use (or manage) the key of rec for ctx->op_class in ctx->context? Notes

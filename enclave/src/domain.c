@@ -10,7 +10,6 @@
 #include "ocalls.h"
 #include "crypto.h"
 #include "domain.h"
-#include "keystore.h"
 #include "platform.h"
 #include "seal.h"
 

@@ -10,9 +10,8 @@
 
 #include <openssl/crypto.h>
 
-#include "audit.h"
+#include "ocalls.h"
 #include "ecall.h"
-#include "keystore.h"
 #include "kms/edge.h"
 #include "kms/export.h"
 #include "kms/limits.h"

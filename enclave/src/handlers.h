@@ -12,19 +12,13 @@
 #include "keystore.h"
 #include "kms/errors.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
-#include "request.h"
+#include "context.h"
 
 /* kms_err_t kms_handle_<name>(kms_ctx *ctx, const Request *req, Response *resp), every operation. */
 #define KMS_OP(name, allow, audit, cls, key, source, context) \
     kms_err_t kms_handle_##name(kms_ctx *ctx, const Request *req, Response *resp);
 #include "operations.def"
 #undef KMS_OP
-
-/* 1 if s is a canonical lower-case UUID (the only key id form the enclave issues). */
-int kms_key_id_valid(const char *s);
-
-/* A fresh random UUID v4 into out[37]. Errors: KMS_ERR_RANDOM. */
-kms_err_t kms_key_id_new(char out[37]);
 
 /*
  * Acquire key_id (or "alias/<name>") for an operation of `usage`: the caller must be
@@ -66,6 +60,10 @@ void kms_record_free(KeyRecord *rec);
 kms_err_t kms_record_add_version(KeyRecord *rec, int64_t now);
 kms_err_t kms_record_for_change(kms_ctx *ctx, const char *key_id, KeyRecord **out);
 kms_err_t kms_record_commit(const KeyRecord *rec, Response *resp);
+
+/* Start auditing with the audit key of the stored domain state (handlers_domain.c): after
+ * init, recovery and loading a domain key. KMS_ERR_NOT_INITIALIZED_DOMAIN without a state. */
+kms_err_t kms_activate_audit(void);
 
 /* KeyMetadata of rec into m. */
 void kms_metadata_from(const KeyRecord *rec, KeyMetadata *m);

@@ -70,7 +70,7 @@ kms_err_t kms_handle_load_domain_key(kms_ctx *ctx, const Request *req, Response 
     KMS_RETURN_IF_ERR(kms_domain_load(q->sealed_domain_key.bytes, q->sealed_domain_key.size,
                                       r->domain_id.bytes));
     /* A domain initialized over a session has state with an audit key; a host-made one has none. */
-    kms_err_t err = kms_principals_activate_audit();
+    kms_err_t err = kms_activate_audit();
     if (err != KMS_OK && err != KMS_ERR_NOT_INITIALIZED_DOMAIN) return err;
     r->domain_id.size = KMS_DOMAIN_ID_LEN;
     resp->which_result = Response_load_domain_key_tag;

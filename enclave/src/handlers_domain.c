@@ -19,6 +19,16 @@
 
 static kms_err_t fill_principals(Response *resp);
 
+kms_err_t kms_activate_audit(void)
+{
+    uint8_t der[DomainState_size < 128 ? DomainState_size : 128];
+    size_t len = 0;
+    kms_err_t err = kms_principals_audit_key(der, sizeof der, &len);
+    if (err == KMS_OK && len > 0) err = kms_audit_set_key(der, len);
+    OPENSSL_cleanse(der, sizeof der);
+    return err;
+}
+
 /*
  * Order matters: the domain state is written first (conditional on none existing), then the
  * sealed domain key; only then are the shares produced. If a write fails, the in-memory domain
@@ -33,6 +43,7 @@ static kms_err_t init_domain(const kms_ctx *ctx, const InitRequest *q, InitRespo
     r->domain_id.size = KMS_DOMAIN_ID_LEN;
     KMS_GOTO_IF_ERR(err, kms_principals_create(ctx->caller.principal, q->admin_name, q->threshold,
                                                q->recovery_public_keys_count), fail);
+    KMS_GOTO_IF_ERR(err, kms_activate_audit(), fail);
     KMS_GOTO_IF_ERR(err, kms_edge_store_put(SEALED_DOMAIN_KEY_ID, 0, 1, sealed, sealed_len), fail);
     KMS_GOTO_IF_ERR(err, kms_domain_copy_key(dk), fail);
     err = kms_recovery_split(dk, r->domain_id.bytes, q, r);
@@ -85,7 +96,7 @@ kms_err_t kms_handle_recover(kms_ctx *ctx, const Request *req, Response *resp)
         goto fail;
     }
     KMS_GOTO_IF_ERR(err, kms_edge_store_put(SEALED_DOMAIN_KEY_ID, 0, 1, sealed, sealed_len), fail);
-    KMS_GOTO_IF_ERR(err, kms_principals_activate_audit(), fail);
+    KMS_GOTO_IF_ERR(err, kms_activate_audit(), fail);
     free(check);
     OPENSSL_cleanse(dk, sizeof dk);
     return fill_principals(resp);

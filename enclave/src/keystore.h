@@ -21,6 +21,12 @@
 
 typedef struct kms_key kms_key;
 
+/* 1 if s is a canonical lower-case UUID (the only key id form the enclave issues). */
+int kms_key_id_valid(const char *s);
+
+/* A fresh random UUID v4 into out[37]. Errors: KMS_ERR_RANDOM. */
+kms_err_t kms_key_id_new(char out[37]);
+
 /*
  * A reference to key_id's record. Errors: KMS_ERR_DOMAIN_NOT_LOADED, KMS_ERR_KEY_NOT_FOUND,
  * KMS_ERR_STORE_UNAVAILABLE, KMS_ERR_RECORD_CORRUPT (tag, format, or a record whose key id

@@ -10,21 +10,11 @@
 #include <stdint.h>
 
 #include "kms/errors.h"
+#include "context.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
-
-struct kms_ctx;
 
 /* A handler: the request is decoded and authorized for its caller; it fills resp. */
 typedef kms_err_t (*kms_handler)(struct kms_ctx *ctx, const Request *req, Response *resp);
-
-/* Caller classes (operations.def "allow"). */
-enum {
-    KMS_ALLOW_HOST = 1u,       /* the host's call ECALL */
-    KMS_ALLOW_ADMIN = 2u,      /* a session principal with role ADMIN */
-    KMS_ALLOW_USER = 4u,       /* a session principal with role USER */
-    KMS_ALLOW_ANYONE = 8u,     /* any authenticated session principal, whatever its role */
-    KMS_ALLOW_NEWDOMAIN = 16u, /* a session principal while there is no domain (and only then) */
-};
 
 /* Audit rule (operations.def "audit"). */
 typedef enum {
@@ -50,7 +40,7 @@ typedef struct kms_op {
     pb_size_t tag;            /* Request_<name>_tag */
     const char *name;         /* the oneof field name, as in audit records */
     kms_handler handler;
-    unsigned int allow;       /* KMS_ALLOW_* bits */
+    unsigned int allow;       /* KMS_ALLOW_* bits (context.h) */
     kms_audit_rule audit;
     uint32_t op_class;        /* OperationClass bits, 0 or KMS_OP_CLASS_BATCH */
     kms_key_ref key, source;

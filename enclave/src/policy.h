@@ -10,7 +10,7 @@
 
 #include "kms/errors.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
-#include "request.h"
+#include "context.h"
 
 /*
  * Does a policy statement or a live grant of rec allow `principal` ctx->op_class, given

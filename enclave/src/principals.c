@@ -9,10 +9,8 @@
 
 #include <openssl/crypto.h>
 
-#include "audit.h"
 #include "crypto.h"
 #include "domain.h"
-#include "keystore.h"
 #include "kms/limits.h"
 #include "principals.h"
 #include "record.h"
@@ -131,7 +129,6 @@ kms_err_t kms_principals_create(const uint8_t admin[32], const char *admin_name,
     EVP_PKEY_free(audit);
     st->audit_private_key.size = (pb_size_t)len;
     if (err == KMS_OK) err = state_write(st);
-    if (err == KMS_OK) err = kms_audit_set_key(st->audit_private_key.bytes, st->audit_private_key.size);
     state_free(st);
     return err;
 }
@@ -157,12 +154,16 @@ kms_err_t kms_principals_put(const uint8_t id[32], const char *name, Role role)
     return err;
 }
 
-kms_err_t kms_principals_activate_audit(void)
+kms_err_t kms_principals_audit_key(uint8_t *der, size_t cap, size_t *len)
 {
     KMS_RETURN_IF_ERR(state_lock());
-    kms_err_t err = KMS_OK;
-    if (g_state != NULL && g_state->audit_private_key.size > 0)
-        err = kms_audit_set_key(g_state->audit_private_key.bytes, g_state->audit_private_key.size);
+    kms_err_t err = g_state == NULL ? KMS_ERR_NOT_INITIALIZED_DOMAIN : KMS_OK;
+    *len = 0;
+    if (g_state != NULL && g_state->audit_private_key.size > cap) err = KMS_ERR_BUFFER_TOO_SMALL;
+    else if (g_state != NULL) {
+        memcpy(der, g_state->audit_private_key.bytes, g_state->audit_private_key.size);
+        *len = g_state->audit_private_key.size;
+    }
     pthread_mutex_unlock(&g_lock);
     return err;
 }

@@ -2,6 +2,7 @@
  * request.c - the one request path (request.h): decode, version, operation, caller's right,
  * handler, audit. Both transports (ecall.c, session.c) call kms_request_run.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,11 +18,38 @@
 _Static_assert(Request_size <= KMS_MAX_REQUEST_SIZE, "KMS_MAX_REQUEST_SIZE below nanopb's bound");
 _Static_assert(Response_size <= KMS_MAX_RESPONSE_SIZE, "KMS_MAX_RESPONSE_SIZE below nanopb's bound");
 
-void kms_ctx_step(kms_ctx *ctx, uint32_t op_class, const ContextEntry *context, pb_size_t count)
+/* The key version the answer names (0 when it names none). */
+static uint32_t answer_version(const Response *resp)
 {
-    ctx->op_class = op_class;
-    ctx->context = context;
-    ctx->context_count = count;
+    switch (resp->which_result) {
+    case Response_encrypt_tag: return resp->result.encrypt.key_version;
+    case Response_decrypt_tag: return resp->result.decrypt.key_version;
+    case Response_sign_tag: return resp->result.sign.key_version;
+    case Response_generate_mac_tag: return resp->result.generate_mac.key_version;
+    case Response_get_public_key_tag: return resp->result.get_public_key.key_version;
+    case Response_generate_data_key_tag: return resp->result.generate_data_key.key_version;
+    case Response_generate_data_key_pair_tag: return resp->result.generate_data_key_pair.key_version;
+    case Response_re_encrypt_tag: return resp->result.re_encrypt.key_version;
+    case Response_key_metadata_tag: return resp->result.key_metadata.current_version;
+    default: return 0;
+    }
+}
+
+void kms_request_audit_body(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome,
+                            AuditRecord *rec)
+{
+    rec->time = ctx->now;
+    snprintf(rec->operation, sizeof rec->operation, "%s", ctx->op->name);
+    kms_op_key_id(&ctx->op->key, req, resp, rec->key_id, sizeof rec->key_id);
+    kms_op_key_id(&ctx->op->source, req, resp, rec->source_key_id, sizeof rec->source_key_id);
+    if (ctx->caller.kind == KMS_CALLER_PRINCIPAL) {
+        memcpy(rec->principal.bytes, ctx->caller.principal, 32);
+        rec->principal.size = 32;
+    }
+    rec->outcome = outcome;
+    rec->key_version = outcome == KMS_OK ? answer_version(resp) : 0;
+    if (ctx->has_policy_hash) memcpy(rec->policy_hash.bytes, ctx->policy_hash, 32);
+    rec->policy_hash.size = ctx->has_policy_hash ? 32 : 0;
 }
 
 /* Should this outcome of op be audited? */
@@ -43,10 +71,17 @@ static kms_err_t process(kms_ctx *ctx, const Request *req, Response *resp)
     if (ctx->op == NULL) return KMS_ERR_UNKNOWN_OPERATION;
     ctx->op_class = kms_op_class(ctx->op, req);
     ctx->context = kms_op_context(ctx->op, req, &ctx->context_count);
-    kms_err_t err = kms_authz_op(ctx);
+    kms_err_t err = kms_authz_op(ctx, ctx->op->allow);
     if (err == KMS_OK) err = ctx->op->handler(ctx, req, resp);
     if (!audited(ctx, err)) return err;
-    kms_err_t audit = kms_audit_record(ctx, req, resp, err);
+    AuditRecord *body = calloc(1, sizeof *body);
+    kms_err_t audit = KMS_ERR_OUT_OF_MEMORY;
+    if (body != NULL) {
+        kms_request_audit_body(ctx, req, resp, err, body);
+        audit = kms_audit_record(body);
+        OPENSSL_cleanse(body, sizeof *body);
+        free(body);
+    }
     return err != KMS_OK ? err : audit; /* an unaudited success is a failure */
 }
 

@@ -18,37 +18,8 @@
 
 #include "kms/errors.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
+#include "context.h"
 #include "operations.h"
-
-typedef enum {
-    KMS_CALLER_NONE = 0,      /* nobody: every operation is refused (PERMISSION_DENIED) */
-    KMS_CALLER_HOST = 1,      /* the call ECALL */
-    KMS_CALLER_PRINCIPAL = 2, /* an authenticated session principal */
-} kms_caller_kind;
-
-typedef struct {
-    kms_caller_kind kind;
-    uint8_t principal[32]; /* KMS_CALLER_PRINCIPAL only */
-} kms_caller;
-
-/* What a handler knows about the request it runs. Owned by kms_request_run (on its stack). */
-typedef struct kms_ctx {
-    kms_caller caller;
-    Role role;                      /* the principal's role when authorized; ROLE_UNSPECIFIED for the host */
-    int64_t now;                    /* the request's time (Unix seconds) */
-    const kms_op *op;
-    uint32_t op_class;              /* what key policies must allow now (ReEncrypt changes it per key) */
-    const ContextEntry *context;    /* the encryption context policy conditions see */
-    pb_size_t context_count;
-    int has_policy_hash;            /* the policy hash of the last key authorized (for audit) */
-    uint8_t policy_hash[32];
-} kms_ctx;
-
-/* 1 when the request runs on the host's path. */
-static inline int kms_ctx_is_host(const kms_ctx *ctx) { return ctx->caller.kind == KMS_CALLER_HOST; }
-
-/* Switch the operation class and context for one step of a request that uses two keys. */
-void kms_ctx_step(kms_ctx *ctx, uint32_t op_class, const ContextEntry *context, pb_size_t count);
 
 /*
  * Run one encoded request (in, len bytes; at most KMS_MAX_REQUEST_SIZE) for caller.
@@ -67,5 +38,14 @@ kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const u
  * KMS_ERR_ENCODE; out is wiped on failure.
  */
 kms_err_t kms_response_encode(const Response *resp, uint8_t *out, size_t cap, size_t *len);
+
+/*
+ * The audit record body of req's outcome run in ctx: the operation, the key ids the operation
+ * table names (resp carries the resolved ones; a failed decrypt names the key its ciphertext
+ * claims), the key version of the answer, the caller, the outcome, the time and the policy
+ * hash of the key it authorized. audit.c adds the sequence, chain and domain, and signs.
+ */
+void kms_request_audit_body(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome,
+                            AuditRecord *rec);
 
 #endif /* KMS_ENCLAVE_REQUEST_H */

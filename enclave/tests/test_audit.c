@@ -15,6 +15,7 @@
 #include <pb_decode.h>
 
 #include "audit.h"
+#include "request.h"
 #include "crypto.h"
 #include "test_util.h"
 #include "unit_host.h"
@@ -50,6 +51,15 @@ static int entry_at(size_t i, AuditRecord *rec, uint8_t hash[32])
     return pb_decode(&rs, AuditRecord_fields, rec) && kms_sha256(e.record.bytes, e.record.size, hash) == KMS_OK;
 }
 
+/* Audit the outcome of req in ctx as request.c does. */
+static kms_err_t record(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome)
+{
+    AuditRecord rec;
+    memset(&rec, 0, sizeof rec);
+    kms_request_audit_body(ctx, req, resp, outcome, &rec);
+    return kms_audit_record(&rec);
+}
+
 static kms_ctx ctx_for(pb_size_t tag, kms_caller caller)
 {
     kms_ctx ctx;
@@ -64,14 +74,14 @@ static void test_chain(Request *req, Response *resp)
 {
     uh_enclave_with_domain();
     kms_ctx ctx = ctx_for(Request_generate_random_tag, uh_principal(3));
-    CHECK_EQ(kms_audit_record(&ctx, req, resp, KMS_OK), KMS_OK);
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK);
     CHECK_EQ(uh_audit_count(), 0); /* no audit key: nothing to chain */
     use_new_audit_key();
-    for (int i = 0; i < 3; i++) CHECK_EQ(kms_audit_record(&ctx, req, resp, i == 1 ? KMS_ERR_INVALID_ARGUMENT : KMS_OK), KMS_OK);
+    for (int i = 0; i < 3; i++) CHECK_EQ(record(&ctx, req, resp, i == 1 ? KMS_ERR_INVALID_ARGUMENT : KMS_OK), KMS_OK);
     uh_fail_append = KMS_ERR_AUDIT_UNAVAILABLE;
-    CHECK_EQ(kms_audit_record(&ctx, req, resp, KMS_OK), KMS_ERR_AUDIT_UNAVAILABLE);
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_ERR_AUDIT_UNAVAILABLE);
     uh_fail_append = KMS_OK;
-    CHECK_EQ(kms_audit_record(&ctx, req, resp, KMS_OK), KMS_OK); /* re-reads the head: no gap */
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK); /* re-reads the head: no gap */
     CHECK_EQ(uh_audit_count(), 4);
     uint8_t prev[32] = {0}, hash[32];
     for (size_t i = 0; i < uh_audit_count(); i++) {
@@ -101,8 +111,8 @@ static void test_forged_head(Request *req, Response *resp)
     REQUIRE(last != NULL);
     last[len - 1] ^= 1; /* its signature no longer verifies */
     size_t before = uh_audit_count();
-    CHECK_EQ(kms_audit_record(&ctx, req, resp, KMS_OK), KMS_ERR_AUDIT_CORRUPT);
-    CHECK_EQ(kms_audit_record(&ctx, req, resp, KMS_OK), KMS_ERR_AUDIT_CORRUPT);
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_ERR_AUDIT_CORRUPT);
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_ERR_AUDIT_CORRUPT);
     CHECK_EQ(uh_audit_count(), before);
 }
 
@@ -112,7 +122,7 @@ static void key_case(pb_size_t tag, Request *req, Response *resp, const char *wa
     memset(&rec, 0, sizeof rec);
     kms_ctx ctx = ctx_for(tag, uh_principal(9));
     req->which_op = tag;
-    kms_audit_fill(&ctx, req, resp, KMS_OK, &rec);
+    kms_request_audit_body(&ctx, req, resp, KMS_OK, &rec);
     if (strcmp(rec.key_id, want) != 0) fprintf(stderr, "%s: key id '%s', want '%s'\n", ctx.op->name, rec.key_id, want);
     CHECK(strcmp(rec.key_id, want) == 0);
     CHECK(strcmp(rec.source_key_id, want_source) == 0);

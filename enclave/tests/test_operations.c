@@ -2,8 +2,8 @@
  * test_operations.c - the operation table (enclave/src/operations.def) is complete and sound:
  * every member of the Request oneof has exactly one entry, every entry is a member, allow
  * bits and audit rules are in range, and the key and context references point inside the
- * request/response structs. With --markdown it prints the table that docs/boundary.md
- * carries (tests/integration/test_docs_tables.py compares the two).
+ * request/response structs. (docs/boundary.md's table is generated from operations.def by
+ * scripts/docs_tables.py.)
  */
 #include <stdio.h>
 #include <string.h>
@@ -63,54 +63,8 @@ static void test_complete(void)
     CHECK(kms_op_find(9999) == NULL);
 }
 
-static const char *callers(unsigned int allow, char *buf, size_t cap)
+int main(void)
 {
-    static const char *names[] = {"host", "admin", "user", "any principal", "new domain"};
-    buf[0] = '\0';
-    for (unsigned int b = 0; b < 5; b++)
-        if (allow & (1u << b)) snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", buf[0] ? ", " : "", names[b]);
-    return buf;
-}
-
-static const char *class_name(uint32_t c)
-{
-    switch (c) {
-    case 0: return "-";
-    case OperationClass_OP_ENCRYPT: return "ENCRYPT";
-    case OperationClass_OP_DECRYPT: return "DECRYPT";
-    case OperationClass_OP_SIGN: return "SIGN";
-    case OperationClass_OP_VERIFY: return "VERIFY";
-    case OperationClass_OP_MAC: return "MAC";
-    case OperationClass_OP_DERIVE: return "DERIVE";
-    case OperationClass_OP_DESCRIBE: return "DESCRIBE";
-    case KMS_OP_CLASS_BATCH: return "by batch operation";
-    default: return "?";
-    }
-}
-
-static void print_markdown(void)
-{
-    static const char *audit[] = {"no", "yes", "yes, except the host's refused proposals"};
-    size_t n = 0;
-    const kms_op *ops = kms_op_table(&n);
-    char buf[128];
-    printf("| operation | tag | callers | audited | policy class | names a key | encryption context |\n");
-    printf("|---|---|---|---|---|---|---|\n");
-    for (size_t i = 0; i < n; i++)
-        printf("| `%s` | %u | %s | %s | %s | %s | %s |\n", ops[i].name, (unsigned)ops[i].tag,
-               callers(ops[i].allow, buf, sizeof buf), audit[ops[i].audit], class_name(ops[i].op_class),
-               ops[i].key.req != KMS_NO_FIELD || ops[i].key.resp != KMS_NO_FIELD || ops[i].key.ciphertext != KMS_NO_FIELD
-                   ? (ops[i].source.resp != KMS_NO_FIELD ? "yes (two)" : "yes")
-                   : "no",
-               ops[i].context != KMS_NO_FIELD ? "yes" : "no");
-}
-
-int main(int argc, char **argv)
-{
-    if (argc > 1 && strcmp(argv[1], "--markdown") == 0) {
-        print_markdown();
-        return 0;
-    }
     test_complete();
     return test_summary();
 }
