@@ -1,4 +1,5 @@
-/* handlers_validator.c - ValidatorSign through the double-sign guard, state export/import, key import. */
+/* handlers_validator.c - ValidatorSign through the double-sign guard (with the signer's watermark),
+ * state export/import, key import. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,12 +26,57 @@ static kms_err_t chain_sign(EVP_PKEY *pkey, KeySpec spec, const uint8_t *msg, si
     return KMS_OK;
 }
 
+/* <0, 0, >0 as position (h, r, s) is below, at or above (h2, r2, s2). */
+static int pos_cmp(int64_t h, int32_t r, uint32_t s, int64_t h2, int32_t r2, uint32_t s2)
+{
+    if (h != h2) return h < h2 ? -1 : 1;
+    if (r != r2) return r < r2 ? -1 : 1;
+    if (s != s2) return s < s2 ? -1 : 1;
+    return 0;
+}
+
+/* The request's position m against the stored state's. */
 static int hrs_cmp(const ValidatorGuardState *st, const kms_cmt_msg *m)
 {
-    if (m->height != st->height) return m->height < st->height ? -1 : 1;
-    if (m->round != st->round) return m->round < st->round ? -1 : 1;
-    if (m->step != st->step) return m->step < st->step ? -1 : 1;
-    return 0;
+    return pos_cmp(m->height, m->round, m->step, st->height, st->round, st->step);
+}
+
+/* Move st up to the watermark and persist it: its position, with no sign bytes and no signature,
+ * so that nothing at or below it is signed again (by any client). */
+static kms_err_t adopt_watermark(ValidatorGuardState *st, const ValidatorWatermark *w)
+{
+    st->height = w->height, st->round = w->round, st->step = w->step;
+    OPENSSL_cleanse(&st->block_id_hash, sizeof st->block_id_hash);
+    OPENSSL_cleanse(&st->sign_bytes, sizeof st->sign_bytes);
+    OPENSSL_cleanse(&st->signature, sizeof st->signature);
+    st->revision++;
+    return kms_vstate_store(st);
+}
+
+/*
+ * Two-sided guard (docs/validators.md): the signer's watermark w is a second lower bound, and
+ * guard() then decides against st as raised here. Stored state above w: unchanged. At w: the
+ * stored signature stays usable only if its sign bytes hash to w's hash (when w has one), else it
+ * is withdrawn for this request (not persisted). Below w (the store was rolled back relative to
+ * the validator): a request above w is signed as usual (its state lies above w); for one at or
+ * below w, st becomes w, persisted, and guard() refuses it (no stored signature to return).
+ */
+static kms_err_t apply_watermark(ValidatorGuardState *st, const ValidatorWatermark *w, const kms_cmt_msg *m)
+{
+    uint8_t digest[32];
+    if (w->height < 0 || w->round < 0 || w->step > KMS_STEP_PRECOMMIT ||
+        (w->sign_bytes_hash.size != 0 && w->sign_bytes_hash.size != 32))
+        return KMS_ERR_INVALID_ARGUMENT;
+    int c = pos_cmp(st->height, st->round, st->step, w->height, w->round, w->step);
+    if (c > 0) return KMS_OK;
+    if (c == 0) {
+        if (w->sign_bytes_hash.size == 0 || st->signature.size == 0) return KMS_OK;
+        KMS_RETURN_IF_ERR(kms_sha256(st->sign_bytes.bytes, st->sign_bytes.size, digest));
+        if (CRYPTO_memcmp(digest, w->sign_bytes_hash.bytes, 32) != 0) st->signature.size = 0;
+        return KMS_OK;
+    }
+    if (pos_cmp(m->height, m->round, m->step, w->height, w->round, w->step) > 0) return KMS_OK;
+    return adopt_watermark(st, w);
 }
 
 /* FilePV's rules. KMS_OK with *reuse when the stored signature answers this request. */
@@ -116,6 +162,7 @@ kms_err_t kms_handle_validator_sign(kms_ctx *ctx, const Request *req, Response *
     if (strcmp(m->chain_id, q->chain_id) != 0) goto done;
     KMS_GOTO_IF_ERR(err, kms_key_version(key, 0, &mat, &pkey), done);
     KMS_GOTO_IF_ERR(err, kms_vstate_load(q->key_id, st), done);
+    if (q->has_watermark) KMS_GOTO_IF_ERR(err, apply_watermark(st, &q->watermark, m), done);
     KMS_GOTO_IF_ERR(err, guard(st, m, q->sign_bytes.bytes, q->sign_bytes.size, &reuse), done);
     if (reuse) {
         memcpy(r->signature.bytes, st->signature.bytes, st->signature.size);
@@ -188,8 +235,7 @@ kms_err_t kms_handle_validator_state_import(kms_ctx *ctx, const Request *req, Re
         err = KMS_OK;
     }
     if (err != KMS_OK) return err;
-    kms_cmt_msg pos = {.height = in->height, .round = in->round, .step = in->step};
-    int c = hrs_cmp(&st, &pos);
+    int c = pos_cmp(in->height, in->round, in->step, st.height, st.round, st.step);
     if (c < 0 || strcmp(in->chain_id, st.chain_id) != 0) return KMS_ERR_DOUBLE_SIGN;
     if (c > 0) {
         uint64_t revision = st.revision + 1;
