@@ -57,6 +57,7 @@ class SignerConfig:
 
     kms_argv: tuple[str, ...]
     validators: tuple[ValidatorEntry, ...]
+    state_dir: Path = Path("validator-state")  # the watermark files (two-sided guard); relative to the file
     metrics_listen: str = ""
     log_level: str = "info"
     backoff_min_s: float = 0.1
@@ -144,10 +145,12 @@ def load(path: Path) -> SignerConfig:
         raise ValidatorConfigError(f"unknown table(s) {', '.join(sorted(unknown))}")
     signer = data.get("signer", {})
     extra = set(signer) - {"identity_key", "metrics_listen", "log_level", "backoff_min_s", "backoff_max_s",
-                           "connect_timeout_s", "idle_timeout_s"}
+                           "connect_timeout_s", "idle_timeout_s", "state_dir"}
     if extra:
         raise ValidatorConfigError(f"[signer] unknown setting(s) {', '.join(sorted(extra))}")
     default_key = base / str(signer.get("identity_key", "validator-identity.key"))
+    if not isinstance(signer.get("state_dir", "validator-state"), str) or not signer.get("state_dir", "x"):
+        raise ValidatorConfigError("[signer] state_dir: expected a directory path (a non-empty string)")
     raw = data.get("validator", [])
     if not isinstance(raw, list) or not raw:
         raise ValidatorConfigError("no [[validator]] entries")
@@ -158,6 +161,7 @@ def load(path: Path) -> SignerConfig:
     lo = _number(signer, "backoff_min_s", 0.1, 0.01, 60)
     config = SignerConfig(
         kms_argv=_kms_argv(data.get("kms", {}), base), validators=entries,
+        state_dir=base / str(signer.get("state_dir", "validator-state")),
         metrics_listen=str(signer.get("metrics_listen", "")), log_level=str(signer.get("log_level", "info")),
         backoff_min_s=lo, backoff_max_s=_number(signer, "backoff_max_s", 10.0, lo, 600),
         connect_timeout_s=_number(signer, "connect_timeout_s", 5.0, 0.1, 120),

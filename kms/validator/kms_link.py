@@ -46,10 +46,13 @@ class ValidatorLink:
         return self.client._call(request, idempotent=idempotent)
 
     def sign(self, key_id: str, chain_id: str, kind: int, sign_bytes: bytes, extension_sign_bytes: bytes = b"",
-             recoverable: bool = False) -> pb.ValidatorSignResponse:
-        """Sign through the enclave's guard (DoubleSignRefused when it refuses); retrying is safe (stored answer)."""
+             recoverable: bool = False, watermark: pb.ValidatorWatermark | None = None) -> pb.ValidatorSignResponse:
+        """Sign through the enclave's guard (DoubleSignRefused when it refuses); retrying is safe (stored answer).
+        `watermark`: the signer's own last signed position, a second lower bound for the guard."""
         req = pb.ValidatorSignRequest(key_id=key_id, chain_id=chain_id, kind=kind, sign_bytes=sign_bytes,
                                       extension_sign_bytes=extension_sign_bytes, recoverable=recoverable)
+        if watermark is not None:
+            req.watermark.CopyFrom(watermark)
         return self._call(pb.Request(validator_sign=req), idempotent=True).validator_sign
 
     def state(self, key_id: str) -> pb.ValidatorStateExport:

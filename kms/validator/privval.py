@@ -17,6 +17,7 @@ from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.validator import canonical
 from kms.validator.kms_link import ValidatorLink, ValidatorPublicKey
 from kms.validator.protoio import ProtocolError
+from kms.validator.watermark import STEPS, Regression, SignerGuard, WatermarkError
 
 CODE_UNKNOWN, CODE_DOUBLE_SIGN = 1, 2  # tmkms / tendermint-rs RemoteErrorCode
 
@@ -99,9 +100,10 @@ class PrivvalHandler:
     """Answers one validator's privval requests through the KMS; `observe` gets every signature decision."""
 
     def __init__(self, link: ValidatorLink, key_id: str, chain_id: str, *, sign_extensions: bool = True,
-                 observe: Callable[[Decision], None] = lambda d: None) -> None:
+                 observe: Callable[[Decision], None] = lambda d: None, guard: SignerGuard | None = None) -> None:
         self.link, self.key_id, self.chain_id = link, key_id, chain_id
         self.sign_extensions = sign_extensions
+        self.guard = guard  # the validator's watermark (two-sided guard); None: the enclave's guard alone
         self._observe = observe
         self._public_key: ValidatorPublicKey | None = None
 
@@ -183,11 +185,21 @@ class PrivvalHandler:
               proposal: bool) -> pb.ValidatorSignResponse:
         chain, height, rnd, step = position
         try:
-            r = self.link.sign(self.key_id, self.chain_id, kind, sign_bytes, ext_bytes)
+            pos = (height, rnd, STEPS.get(step, 0))  # 0: not a signable type (the enclave's parser refuses it)
+            watermark = self._watermark(pos)
+            r = self.link.sign(self.key_id, self.chain_id, kind, sign_bytes, ext_bytes, watermark=watermark)
             self._check_answer(r, sign_bytes, ext_bytes, proposal)
-        except errors.DoubleSignRefused as exc:
-            self._observe(Decision(chain, height, rnd, step, "refused", "double-sign guard"))
+            if (r.height, r.round, r.step) != pos:
+                raise ValueError("the KMS answered for another height/round/step")
+            if self.guard is not None:  # durable before the node gets the signature
+                self.guard.record(pos, r.sign_bytes)
+        except (errors.DoubleSignRefused, Regression) as exc:
+            why = f"validator watermark: {exc}" if isinstance(exc, Regression) else "double-sign guard"
+            self._observe(Decision(chain, height, rnd, step, "refused", why))
             raise _Refusal(CODE_DOUBLE_SIGN, f"double signing requested at height: {height}") from exc
+        except WatermarkError as exc:
+            self._observe(Decision(chain, height, rnd, step, "error", str(exc)))
+            raise _Refusal(CODE_UNKNOWN, f"signer error: {exc}") from exc
         except errors.StoreError as exc:
             reason = ("the guard state is missing or corrupt: signing is stopped for this key until an operator "
                       "restores it (docs/validators.md)") if exc.code == errors.E.KMS_ERR_RECORD_CORRUPT else str(exc)
@@ -201,6 +213,16 @@ class PrivvalHandler:
             raise _Refusal(CODE_UNKNOWN, f"signer error: {reason}") from exc
         self._observe(Decision(chain, height, rnd, step, "reused" if r.reused else "signed"))
         return r
+
+    def _watermark(self, pos: tuple[int, int, int]) -> pb.ValidatorWatermark | None:
+        """The watermark to send (seeded from the KMS's guard the first time); Regression when pos is below it."""
+        if self.guard is None:
+            return None
+        if pos[2] not in STEPS.values():
+            raise ValueError("not a signable message type")
+        if self.guard.current is None:
+            self.guard.seed(self.link.state(self.key_id))
+        return self.guard.check(pos)
 
     def _check_answer(self, r: pb.ValidatorSignResponse, sign_bytes: bytes, ext_bytes: bytes, proposal: bool) -> None:
         """Fail closed unless the signature verifies over the bytes it claims, and those match the request."""

@@ -16,12 +16,14 @@ from kms.client.client import KmsClient
 from kms.client.errors import ClientError, VerificationFailed
 from kms.commands.common import EXIT_LOCAL, EXIT_OK, EXIT_REMOTE, LocalError, connection_parent, make_client
 from kms.log import configure, get_logger
+from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.validator import config as vconfig
 from kms.validator.canonical import STEP_NAMES
 from kms.validator.keyfiles import KeyFileError, load_or_create_identity
 from kms.validator.kms_link import ValidatorLink
 from kms.validator.privval import PrivvalHandler
 from kms.validator.signer import ValidatorSigner, handler_observer
+from kms.validator.watermark import SignerGuard, WatermarkError, WatermarkFile
 
 _log = get_logger("kms.validator")
 
@@ -46,7 +48,30 @@ def _connect(cfg: vconfig.SignerConfig, stop: threading.Event) -> KmsClient | No
     return None
 
 
-def _check_keys(link: ValidatorLink, cfg: vconfig.SignerConfig) -> None:
+def _guards(cfg: vconfig.SignerConfig) -> dict[str, SignerGuard]:
+    """Each key's watermark, locked for this process; WatermarkError (the signer does not start) if unusable."""
+    guards: dict[str, SignerGuard] = {}
+    try:
+        for entry in cfg.validators:
+            guards[entry.key_id] = SignerGuard(WatermarkFile(cfg.state_dir, entry.chain_id, entry.key_id))
+    except WatermarkError:
+        for guard in guards.values():
+            guard.file.close()
+        raise
+    return guards
+
+
+def _check_watermark(guard: SignerGuard, state: pb.ValidatorStateExport) -> None:
+    """Seed a missing watermark from the KMS's state; warn when the KMS's guard is behind the watermark."""
+    if guard.current is None:
+        guard.seed(state)
+    elif (state.height, state.round, state.step) < guard.current.position:
+        _log.warning("validator: the KMS's guard state is BEHIND this validator's watermark: its store was rolled "
+                     "back or restored; nothing at or below the watermark will be signed", key_id=state.key_id,
+                     kms_height=state.height, watermark_height=guard.current.height)
+
+
+def _check_keys(link: ValidatorLink, cfg: vconfig.SignerConfig, guards: dict[str, SignerGuard]) -> None:
     """Log each key's guard position at start; a missing key or grant stops the start, a corrupt state does not."""
     for entry in cfg.validators:
         try:
@@ -66,8 +91,10 @@ def _check_keys(link: ValidatorLink, cfg: vconfig.SignerConfig) -> None:
         if state.chain_id != entry.chain_id:
             raise StartError(f"validator key {entry.key_id} signs for chain {state.chain_id!r}, "
                              f"not {entry.chain_id!r}")
+        _check_watermark(guards[entry.key_id], state)
         _log.info("validator: key ready", chain=entry.chain_id, key_id=entry.key_id, key_type=key.key_type,
-                  height=state.height, round=state.round, step=STEP_NAMES.get(state.step, "none"))
+                  height=state.height, round=state.round, step=STEP_NAMES.get(state.step, "none"),
+                  watermark_height=guards[entry.key_id].current.height)  # type: ignore[union-attr]
 
 
 def _identities(cfg: vconfig.SignerConfig) -> dict[Path, ed25519.Ed25519PrivateKey]:
@@ -84,7 +111,8 @@ def run(config_path: Path, *, ready: threading.Event | None = None) -> int:
         cfg = vconfig.load(config_path)
         configure(cfg.log_level)
         identities = _identities(cfg)
-    except (vconfig.ValidatorConfigError, KeyFileError) as exc:
+        guards = _guards(cfg)
+    except (vconfig.ValidatorConfigError, KeyFileError, WatermarkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCAL
     stop = threading.Event()
@@ -103,7 +131,7 @@ def run(config_path: Path, *, ready: threading.Event | None = None) -> int:
             if client is None:
                 return EXIT_OK
             link = ValidatorLink(client)
-            _check_keys(link, cfg)
+            _check_keys(link, cfg, guards)
         except VerificationFailed as exc:
             _log.error("validator: the KMS is NOT trusted, nothing was sent; not signing", error=str(exc))
             return EXIT_REMOTE
@@ -113,6 +141,9 @@ def run(config_path: Path, *, ready: threading.Event | None = None) -> int:
         except StartError as exc:
             _log.error("validator: cannot start", error=str(exc))
             return EXIT_REMOTE
+        except WatermarkError as exc:  # a missing watermark that cannot be written
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_LOCAL
         if cfg.metrics_listen:
             from kms.api.metrics import MetricsServer
 
@@ -120,7 +151,7 @@ def run(config_path: Path, *, ready: threading.Event | None = None) -> int:
             _log.info("validator: metrics", metrics_listen=metrics.address)
         for entry in cfg.validators:
             handler = PrivvalHandler(link, entry.key_id, entry.chain_id, sign_extensions=entry.sign_extensions,
-                                     observe=handler_observer(entry.key_id))
+                                     observe=handler_observer(entry.key_id), guard=guards[entry.key_id])
             identity = identities.get(entry.secret_key) or ed25519.Ed25519PrivateKey.generate()
             signer = ValidatorSigner(entry, handler, identity, cfg)
             signers.append(signer)
@@ -141,6 +172,8 @@ def run(config_path: Path, *, ready: threading.Event | None = None) -> int:
             metrics.stop()
         if client is not None:
             client.close()
+        for guard in guards.values():
+            guard.file.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _log.info("validator: stopped all signers")
