@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from kms.client import Credentials, KmsClient
@@ -59,20 +62,49 @@ class KmsServer:
         assert self.proc is not None
         return KmsClient(self.api, credentials=creds, policy=policy_for(self.proc), trust_anchor=anchor_for(self.proc))
 
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the store, committed and CLOSED on exit: a connection left open in this process would
+        go stale when restore() replaces the database under it."""
+        db = sqlite3.connect(self.data_dir / "kms.sqlite3", timeout=30)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
     def record(self, record_id: str) -> tuple[int, bytes]:
-        with sqlite3.connect(self.data_dir / "kms.sqlite3") as db:
+        with self._db() as db:
             row = db.execute("SELECT revision, blob FROM records WHERE key_id = ?", (record_id,)).fetchone()
         assert row is not None, record_id
         return int(row[0]), bytes(row[1])
 
     def put_record(self, record_id: str, revision: int, blob: bytes) -> None:
         """What a malicious or broken host (or an operator restoring a backup) can do to the store."""
-        with sqlite3.connect(self.data_dir / "kms.sqlite3", timeout=30) as db:
+        with self._db() as db:
             db.execute("INSERT OR REPLACE INTO records (key_id, revision, blob) VALUES (?, ?, ?)",
                        (record_id, revision, blob))
 
+    def snapshot(self, path: Path) -> None:
+        """A consistent copy of the whole store as committed now (SQLite's online backup), as a host can take."""
+        src, dst = sqlite3.connect(self.data_dir / "kms.sqlite3", timeout=30), sqlite3.connect(path)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+
+    def restore(self, path: Path) -> None:
+        """SIGKILL the server, put an older snapshot of the store in place, start again: a consistent older prefix."""
+        self.kill()
+        db = self.data_dir / "kms.sqlite3"
+        for extra in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            extra.unlink(missing_ok=True)
+        shutil.copyfile(path, db)
+        self.start()
+
     def delete_record(self, record_id: str) -> None:
-        with sqlite3.connect(self.data_dir / "kms.sqlite3", timeout=30) as db:
+        with self._db() as db:
             db.execute("DELETE FROM records WHERE key_id = ?", (record_id,))
 
 
@@ -136,6 +168,12 @@ class SignerProcess:
                 return any(text in line for line in self.lines)
             time.sleep(0.05)
         return False
+
+    def kill(self) -> None:
+        """SIGKILL: whatever the signer had not written is lost."""
+        self.proc.kill()
+        self.proc.wait(10)
+        self._reader.join(5)
 
     def stop(self, timeout: float = 20) -> int:
         """SIGTERM: the signer finishes the request in hand and exits 0."""
