@@ -57,6 +57,9 @@ def test_config_maps_onto_the_cli_flags(tmp_path: Path) -> None:
     assert (b.addr.scheme, b.addr.path, b.secret_key, b.sign_extensions) == ("unix", "/run/privval.sock",
                                                                              tmp_path / "other.key", False)
     assert cfg.metrics_listen == "127.0.0.1:9465"
+    assert cfg.state_dir == tmp_path / "validator-state"  # the watermark files: next to the config by default
+    path.write_text(GOOD.replace("[signer]", '[signer]\nstate_dir = "/var/lib/kms-validator"'))
+    assert vconfig.load(path).state_dir == Path("/var/lib/kms-validator")
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -69,6 +72,8 @@ def test_config_maps_onto_the_cli_flags(tmp_path: Path) -> None:
     (('chain_id = "osmosis-1"', 'chain_id = ""'), "chain_id is required"),
     (('[signer]', '[signer]\nbackoff_max_s = -1'), "backoff_max_s"),
     (('[signer]', '[sign]'), "unknown table"),
+    (('[signer]', '[signer]\nstate_dir = ""'), "state_dir"),
+    (('[signer]', '[signer]\nstate_dir = 1'), "state_dir"),
 ])
 def test_bad_configs_are_refused(tmp_path: Path, change: tuple[str, str], message: str) -> None:
     path = tmp_path / "v.toml"
