@@ -3,7 +3,9 @@ SecretConnection -> `kms serve` -> enclave guard) and through the SDK directly (
 
 Run: `./dev bench` or `.venv/bin/python -m tests.bench.bench_validator [--votes N]`.
 Both paths run against one real `kms serve` on loopback with a fresh data directory; every vote is a new
-height (a new guard state persisted with a fully synced SQLite write before the signature is released).
+height (a new guard state persisted with a fully synced SQLite write before the signature is released; on the
+privval path also the signer's watermark file, written and fsync'd before the node gets the signature, whose
+cost alone is printed beneath).
 Figures depend on the machine; compare the lines of one run.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.validator import canonical
 from kms.validator.kms_link import ValidatorLink
+from kms.validator.watermark import Watermark, WatermarkFile
 from tests.validator.harness import Domain, KmsServer, SignerProcess
 from tests.validator.node_peer import PREVOTE, NodePeer, vote
 
@@ -74,6 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             signer.stop()
             peer.close()
+        # The signer's part of the two-sided guard: one durable watermark write per new position (included in the
+        # privval figure above), measured alone on the same file system as the signer's state directory.
+        wm_file = WatermarkFile(tmp / "wm-bench", "bench-privval", pv_key)
+        try:
+            rate, p50, p99 = measure(lambda i: wm_file.write(Watermark(i, 0, 2, bytes(32))), args.votes)
+        finally:
+            wm_file.close()
+        print(f"  of which the signer's watermark write (rename+2 fsync):     {rate:8.1f} /s     "
+              f"p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
     finally:
         server.stop()
     return 0
