@@ -10,45 +10,16 @@ watermark it refuses every position at or below it and adopts the watermark as i
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
 
 from kms import errors
-from kms.enclave.bridge import Enclave, MemoryStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
+from tests.integration.rollback_host import Host
 from tests.integration.test_validator_guard import create, proposal, public_key, sign, vote
 
 A, B = b"\x11" * 32, b"\x77" * 32  # the honest block and the attacker's
-
-
-class Host:
-    """A hostile host: it owns the store and restarts the enclave on it whenever it likes."""
-
-    def __init__(self, build: Path, tmp: Path) -> None:
-        self.build, self.tmp, self.store, self.starts = build, tmp, MemoryStore(), 0
-        self.enclave = Enclave(tmp / "data", store=self.store)
-        sealed = self.enclave.call(pb.Request(generate_domain_key=pb.GenerateDomainKeyRequest()))
-        self.sealed = sealed.generate_domain_key.sealed_domain_key
-
-    def restart(self) -> None:
-        """A fresh enclave instance on the same store and platform: nothing survives but the store."""
-        self.enclave.close()
-        self.starts += 1
-        image = self.tmp / f"restart-{self.starts}.so"  # a fresh image file: a fresh load, no leftover memory
-        shutil.copy(self.build / "kms_enclave.so", image)
-        shutil.copy(self.build / "kms_enclave.sigstruct", image.with_suffix(".sigstruct"))
-        self.enclave = Enclave(self.tmp / "data", store=self.store, image=image)
-        self.enclave.call(pb.Request(load_domain_key=pb.LoadDomainKeyRequest(sealed_domain_key=self.sealed)))
-
-    def roll_back(self, saved: dict[str, tuple[int, bytes]]) -> None:
-        """Put saved (authentic, older) rows back and restart: the enclave's memory of them is gone."""
-        self.store.update(saved)
-        self.restart()
-
-    def close(self) -> None:
-        self.enclave.close()
 
 
 @pytest.fixture

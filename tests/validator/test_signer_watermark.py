@@ -15,7 +15,7 @@ from kms.validator.kms_link import ValidatorLink
 from kms.validator.privval import Decision, PrivvalHandler
 from kms.validator.watermark import FORMAT, Regression, SignerGuard, Watermark, WatermarkError, WatermarkFile
 from kms.validator.watermark import file_name as watermark_file_name
-from tests.integration.test_validator_watermark import Host
+from tests.integration.rollback_host import Host
 from tests.validator.checks import verify_vote
 from tests.validator.node_peer import PRECOMMIT, PREVOTE, vote
 from tests.validator.test_validator_handler import EnclaveClient
