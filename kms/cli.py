@@ -27,12 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kms import serve
 
     serve.register(groups.add_parser("serve", help="start the enclave on a data directory and report it"))
-    from kms.attestation import cli as attest_cli
-    from kms.sim import show
+    from kms.commands import attest
 
-    attest_group = groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates")
-    attest_commands = attest_cli.register(attest_group)
-    show.register(attest_commands)
+    attest.register(groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates"))
     from kms import audit
 
     audit.register(groups.add_parser("audit", help="export and verify the signed audit chain"))
