@@ -1,8 +1,10 @@
-"""`kms serve` settings: TOML file, then KMS_* environment, then flags; validated into a frozen Settings."""
+"""`kms serve` settings: TOML file, then KMS_* environment, then flags; validated into a frozen Settings.
+
+The flags themselves are declared from these fields by kms.commands.serve.
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import os
@@ -89,13 +91,14 @@ FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _BOOL_TEXT = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def _kind(name: str) -> type:
+def setting_type(name: str) -> type:
+    """The Python type of a setting (Path, str, int, float or bool)."""
     return {"Path": Path, "str": str, "int": int, "float": float, "bool": bool}[str(FIELDS[name].type)]
 
 
 def _coerce(name: str, value: object, source: str, *, typed: bool = False) -> object:
     """A value from TOML (typed=True: no parsing of strings) or text (env, flags) as the setting's type."""
-    kind, where = _kind(name), f"{name} (from {source})"
+    kind, where = setting_type(name), f"{name} (from {source})"
     if isinstance(value, str) and kind is not str and kind is not Path and not typed:
         text = value.strip().lower()
         if kind is bool:
@@ -196,21 +199,3 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     settings = Settings(**values)  # type: ignore[arg-type]
     _validate(settings)
     return settings
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting (default None: not given), plus --config."""
-    parser.add_argument("--config", metavar="FILE", help=f"TOML settings file (env {CONFIG_ENV})")
-    for name, f in FIELDS.items():
-        flag, kind = "--" + name.replace("_", "-"), _kind(name)
-        env_name = ENV_PREFIX + name.upper()
-        text = f"{f.metadata['help']} (env {env_name}; default {f.default!s})"
-        if kind is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
-        else:
-            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=text)
-
-
-def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
-    """The Settings for parsed `kms serve` arguments."""
-    return load_settings(args.config, env, {name: getattr(args, name, None) for name in FIELDS})

@@ -1,22 +1,18 @@
-"""`kms serve`: the gRPC front end on one data directory (settings: TOML file, KMS_* environment, flags)."""
+"""The server's start: the gRPC front end on one data directory, reported to people and to the log.
+
+`kms serve` (kms.commands.serve) turns flags, KMS_* variables and the TOML file into Settings and calls run().
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from kms.config import ConfigError, add_arguments, settings_from_args
+from kms.config import Settings
 
 if TYPE_CHECKING:
     from kms.api.server import KmsServer
-
-
-def register(parser: argparse.ArgumentParser) -> None:
-    """Add the serve flags (one per setting, see docs/operations.md) to its parser."""
-    add_arguments(parser)
-    parser.set_defaults(func=run)
 
 
 def describe(server: KmsServer) -> list[str]:
@@ -65,13 +61,8 @@ def _started(server: KmsServer) -> None:
     print("\n".join(describe(server)), file=sys.stderr, flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Validate the settings, then serve until SIGTERM/SIGINT: 0 after a clean shutdown, 1 bad settings, 2 failure."""
-    try:
-        settings = settings_from_args(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+def run(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT: 0 after a clean shutdown, 2 when the server cannot start."""
     from kms import log
     from kms.api.server import StartupError
     from kms.api.server import run as serve

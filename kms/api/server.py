@@ -19,6 +19,7 @@ from kms.api.interceptors import server_interceptors
 from kms.api.servicer import KmsServicer
 from kms.config import Settings, parse_address
 from kms.log import get_logger
+from kms.metrics_endpoint import MetricsServer
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.v1 import kms_pb2, kms_pb2_grpc
 from kms.service.housekeeping import Housekeeping
@@ -167,7 +168,7 @@ class KmsServer:
         if not self.settings.metrics_listen:
             return ""
         try:
-            server = metrics.MetricsServer(self.settings.metrics_listen)
+            server = MetricsServer(self.settings.metrics_listen)
         except OSError as exc:
             raise StartupError(f"metrics_listen: cannot listen on {self.settings.metrics_listen}: {exc}") from exc
         self._stack.callback(server.stop)

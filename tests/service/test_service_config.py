@@ -8,15 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kms.config import (
-    ENCLAVE_MAX_SESSIONS,
-    SESSION_FRAME_MAX,
-    ConfigError,
-    Settings,
-    add_arguments,
-    load_settings,
-    settings_from_args,
-)
+from kms.commands.serve import add_arguments, settings_from_args
+from kms.config import ENCLAVE_MAX_SESSIONS, SESSION_FRAME_MAX, ConfigError, Settings, load_settings
 
 
 def test_defaults() -> None:
