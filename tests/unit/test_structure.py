@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,3 +27,33 @@ def test_import_contracts_hold() -> None:
 def test_ruff_is_clean() -> None:
     proc = _tool("ruff", "check", "--no-cache", ".")
     assert proc.returncode == 0, f"ruff check failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+def _contracts() -> list[dict]:
+    with (REPO / "pyproject.toml").open("rb") as f:
+        return tomllib.load(f)["tool"]["importlinter"]["contracts"]
+
+
+def _layers_section() -> str:
+    text = (REPO / "docs" / "architecture.md").read_text()
+    return text.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_architecture_doc_lists_the_contracts_layers() -> None:
+    """docs/architecture.md's numbered list is the layers contract, layer by layer, in order."""
+    (layers,) = [c for c in _contracts() if c["type"] == "layers"]
+    documented = [tuple(re.findall(r"`([\w.]+)`", m.group(1)))
+                  for m in re.finditer(r"^\d+\. ((?:`[\w.]+`(?: \| )?)+):", _layers_section(), re.MULTILINE)]
+    declared = [tuple(part.strip() for part in layer.split("|")) for layer in layers["layers"]]
+    assert documented == declared
+
+
+def test_architecture_doc_describes_every_other_contract() -> None:
+    """Each forbidden contract appears by name, with the kms modules it forbids."""
+    section = " ".join(_layers_section().replace("`", "").split())
+    for contract in (c for c in _contracts() if c["type"] == "forbidden"):
+        name = " ".join(contract["name"].split())
+        assert name in section, f"docs/architecture.md does not describe the contract {name!r}"
+        bullet = section.split(name, 1)[1].split(" - ", 1)[0]
+        missing = [m for m in contract["forbidden_modules"] if m.startswith("kms.") and m not in bullet]
+        assert not missing, f"{name!r}: the doc does not name {missing}"
