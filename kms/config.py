@@ -23,6 +23,7 @@ MAX_TCS = 64                        # the simulated CPU's bound on thread slots
 ENV_PREFIX = "KMS_"
 CONFIG_ENV = "KMS_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+QUOTING = ("simulated", "dcap")     # the quoting enclaves (kms.service.evidence.open_quoting_enclave)
 
 
 class ConfigError(ValueError):
@@ -65,6 +66,9 @@ class Settings:
     sim_pccs: bool = field(default=True, metadata=_meta("start the simulated PCCS and advertise its URL"))
     sim_pccs_listen: str = field(default="127.0.0.1:0", metadata=_meta("simulated PCCS address (loopback only)"))
     collateral_url: str = field(default="", metadata=_meta("PCCS URL advertised in GetEvidence (overrides sim_pccs)"))
+    quoting: str = field(default="simulated", metadata=_meta(
+        "quoting enclave: simulated (the simulated platform's QE) or dcap (the platform's QE3 through Intel's "
+        "DCAP quote library, libsgx_dcap_ql.so.1; SGX hardware only)"))
     housekeeping_interval_s: float = field(default=3600.0, metadata=_meta(
         "seconds between housekeeping rounds (destroy keys past their deletion window, scheduled rotation); 0: off",
         lo=0, hi=7 * 86400))
@@ -162,6 +166,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"log_level: expected one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
     if s.collateral_url and not s.collateral_url.startswith(("http://", "https://")):
         raise ConfigError(f"collateral_url: expected an http(s) URL, got {s.collateral_url!r}")
+    if s.quoting not in QUOTING:
+        raise ConfigError(f"quoting: expected one of {', '.join(QUOTING)}, got {s.quoting!r}")
+    if s.quoting == "dcap" and s.sim_pccs:
+        raise ConfigError("sim_pccs: the simulated PCCS serves collateral for the simulated platform only; with "
+                          "quoting = dcap set sim_pccs = false (and collateral_url to the platform's PCCS)")
     if not str(s.data_dir):
         raise ConfigError("data_dir: must not be empty")
 

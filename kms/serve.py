@@ -25,6 +25,7 @@ def describe(server: KmsServer) -> list[str]:
         f"  health    {addr.health} (plaintext gRPC health; also on the API port)",
         f"  metrics   {'http://' + addr.metrics + '/metrics' if addr.metrics else 'off'}",
         f"  PCCS      {addr.collateral_url or 'none advertised'}{' (simulated)' if addr.sim_pccs else ''}",
+        f"  quoting   {server.settings.quoting}",
         f"  MRENCLAVE {ident.mrenclave.hex()}",
         f"  MRSIGNER  {ident.mrsigner.hex()}",
         f"  ISVPRODID {ident.isv_prod_id}  ISVSVN {ident.isv_svn}  debug {str(ident.debug).lower()}",
@@ -54,7 +55,8 @@ def _started(server: KmsServer) -> None:
     assert ident is not None and addr is not None
     get_logger("kms.serve").info(
         "serving", listen=addr.api, health_listen=addr.health, metrics_listen=addr.metrics,
-        collateral_url=addr.collateral_url, simulated=ident.simulated, initialized=ident.domain_loaded,
+        collateral_url=addr.collateral_url, quoting=server.settings.quoting, simulated=ident.simulated,
+        initialized=ident.domain_loaded,
         mrenclave=ident.mrenclave.hex(), mrsigner=ident.mrsigner.hex(), isv_prod_id=ident.isv_prod_id,
         isv_svn=ident.isv_svn, enclave_version=ident.version,
         warning="simulated SGX platform: nothing is protected" if ident.simulated else None)
