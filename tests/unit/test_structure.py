@@ -57,3 +57,18 @@ def test_architecture_doc_describes_every_other_contract() -> None:
         bullet = section.split(name, 1)[1].split(" - ", 1)[0]
         missing = [m for m in contract["forbidden_modules"] if m.startswith("kms.") and m not in bullet]
         assert not missing, f"{name!r}: the doc does not name {missing}"
+
+
+def test_the_sdk_the_cli_and_the_signer_load_without_the_enclave_build() -> None:
+    """What the contracts promise, at run time: with the native bridge unimportable, the client SDK, the `kms`
+    parser and the validator signer still import, and nothing pulled in the bridge."""
+    code = (
+        "import sys\n"
+        "sys.modules['kms.enclave._native'] = None  # importing it now raises ImportError\n"
+        "import kms.client, kms.validator.runner, kms.cli\n"
+        "kms.cli.build_parser()\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('kms.enclave.bridge', 'kms.service', 'kms.api')))\n"
+        "assert not loaded, loaded\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
