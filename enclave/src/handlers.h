@@ -61,6 +61,10 @@ kms_err_t kms_record_add_version(KeyRecord *rec, int64_t now);
 kms_err_t kms_record_for_change(kms_ctx *ctx, const char *key_id, KeyRecord **out);
 kms_err_t kms_record_commit(const KeyRecord *rec, Response *resp);
 
+/* Forget the loaded domain entirely (key, state, caches, audit key): a domain that could not be
+ * set up or checked is not served. */
+void kms_domain_forget(void);
+
 /* Start auditing with the audit key of the stored domain state (handlers_domain.c): after
  * init, recovery and loading a domain key. KMS_ERR_NOT_INITIALIZED_DOMAIN without a state. */
 kms_err_t kms_activate_audit(void);
