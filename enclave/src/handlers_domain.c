@@ -133,6 +133,15 @@ kms_err_t kms_handle_add_principal(kms_ctx *ctx, const Request *req, Response *r
     return fill_principals(resp);
 }
 
+kms_err_t kms_handle_remove_principal(kms_ctx *ctx, const Request *req, Response *resp)
+{
+    (void)ctx;
+    const RemovePrincipalRequest *q = &req->op.remove_principal;
+    if (q->principal_id.size != 32) return KMS_ERR_INVALID_ARGUMENT;
+    KMS_RETURN_IF_ERR(kms_principals_remove(q->principal_id.bytes));
+    return fill_principals(resp);
+}
+
 kms_err_t kms_handle_list_principals(kms_ctx *ctx, const Request *req, Response *resp)
 {
     (void)ctx;
