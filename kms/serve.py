@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    from kms.enclave.runtime import ensure_static_tls
+
+    ensure_static_tls()  # before any thread: may re-execute this process (docs/simulation.md)
     from kms import log
     from kms.api.server import StartupError
     from kms.api.server import run as serve

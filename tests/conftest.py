@@ -10,6 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from kms.enclave.runtime import ensure_static_tls
+
+# Enclave images need static TLS that glibc sizes at process start: re-exec pytest with it if
+# the environment lacks it (./dev exports it already).
+ensure_static_tls()
+
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO.parent / "shared" / "vectors"
 
