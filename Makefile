@@ -228,7 +228,7 @@ ASAN_IMAGES := $(ASAN)/kms_enclave.sigstruct $(ASAN)/kms_enclave.svn2.sigstruct 
 # enclave through build/asan/libkms_simcpu.so and reach it only through simcpu_ecall. Each
 # prints "N passed, M failed" last and exits non-zero on failure.
 TEST_BINS := $(patsubst enclave/tests/%.c,$(BUILD)/test/%,$(sort $(wildcard enclave/tests/test_*.c)))
-TEST_HOST_BINS := $(BUILD)/test/test_boundary $(BUILD)/test/test_simcpu
+TEST_HOST_BINS := $(BUILD)/test/test_boundary $(BUILD)/test/test_simcpu $(BUILD)/test/test_elrange
 TEST_HOST_SRCS := enclave/tests/testhost.c $(PB_C)
 TEST_HOST_DEPS := $(TEST_HOST_SRCS) $(HEADERS) $(PB_H) $(ERROR_CODES)
 
