@@ -284,7 +284,7 @@ $(FUZZ)/kms_enclave.sigstruct: $(FUZZ)/kms_enclave.so $(ENCLAVE_CONFIG) $(KMS_SI
 $(FUZZ)/fuzz_ecall: enclave/fuzz/fuzz_ecall.c $(TEST_HOST_DEPS) $(FUZZ)/libkms_simcpu.so \
                     $(FUZZ)/kms_enclave.sigstruct
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Ienclave/tests -o $@ enclave/fuzz/fuzz_ecall.c \
-	  $(TEST_HOST_SRCS) $(ENCLAVE_STATIC_LIBS) -L$(FUZZ) -lkms_simcpu -Wl,-rpath,'$$ORIGIN' -lpthread
+	  $(TEST_HOST_SRCS) $(ENCLAVE_STATIC_LIBS) -L$(FUZZ) -lkms_simcpu -Wl,-rpath,'$$ORIGIN' -lcrypto -lpthread
 
 # Seeds: one valid encoded Request per operation (and a few invalid ones), never committed.
 $(FUZZ)/seeds.stamp: enclave/fuzz/make_seeds.py $(PY_PB)
