@@ -112,8 +112,10 @@ unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
     kms_bridge *b = calloc(1, sizeof *b);
     if (b == NULL) return SGX_ERROR_OUT_OF_MEMORY;
     b->host_ctx = host_ctx;
-    /* RTLD_GLOBAL: the enclave image links against this very copy of the CPU (by soname). */
-    b->simcpu = dlopen(simcpu_path, RTLD_NOW | RTLD_GLOBAL);
+    /* RTLD_LOCAL: the enclave image finds this very copy of the CPU by its soname (DT_NEEDED)
+     * in its own scope, so two CPUs with different sonames (the baseline variant of the
+     * benchmark) can serve their own images in one process. */
+    b->simcpu = dlopen(simcpu_path, RTLD_NOW | RTLD_LOCAL);
     kms_sgx_status_t rc = SGX_ERROR_INVALID_PARAMETER;
     if (b->simcpu == NULL) {
         set_why(why, why_cap, "cannot load the simulated CPU library");

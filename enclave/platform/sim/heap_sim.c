@@ -48,7 +48,7 @@ extern pthread_key_t je_tsd_tsd;
 
 /* Options applied after MALLOC_CONF and /etc/malloc.conf (the host's), so those cannot turn
  * on background threads or extra automatic arenas inside the enclave. */
-const char *malloc_conf_2_conf_harder = "narenas:1,background_thread:false,percpu_arena:disabled";
+const char *malloc_conf_2_conf_harder = "narenas:1,background_thread:false,percpu_arena:disabled,tcache_max:524288";
 
 /* Which tcache the wrappers use: 0 is jemalloc's automatic per-thread cache (measured in
  * tests/bench/bench_enclave.py against MALLOCX_TCACHE_NONE; docs/simulation.md). */

@@ -193,6 +193,8 @@ static kms_sgx_status_t load_locked(struct sim_enclave *e, const uint8_t *image,
     memcpy(&e->entry, &sym, sizeof sym);
 #ifndef KMS_SIM_BASELINE
     rc = reserve(e, c);
+#else
+    (void)c;
 #endif
     if (rc == SGX_SUCCESS) rc = scratch(e);
     if (rc != SGX_SUCCESS) {
