@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kms.enclave.runtime import ensure_static_tls
-
-# Enclave images need static TLS that glibc sizes at process start: re-exec pytest with it if
-# the environment lacks it (./dev exports it already).
-ensure_static_tls()
+# Enclave images need static TLS that glibc sizes at process start: tests/static_tls.py (loaded
+# with -p before output capture starts) re-executes pytest with it when the environment lacks it.
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO.parent / "shared" / "vectors"
