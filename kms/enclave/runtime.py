@@ -53,4 +53,4 @@ def ensure_static_tls() -> None:
     argv = list(getattr(sys, "orig_argv", []) or [sys.executable, *sys.argv])
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *argv[1:]], env)
+    os.execve(sys.executable, [sys.executable, *argv[1:]], env)  # noqa: S606 - the same interpreter, same argv
