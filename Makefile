@@ -246,10 +246,22 @@ $(TEST_HOST_BINS): $(BUILD)/test/%: enclave/tests/%.c $(TEST_HOST_DEPS) enclave/
 	$(CC) $(SAN_CFLAGS) -Ienclave/tests -o $@ $< $(TEST_HOST_SRCS) $(ENCLAVE_STATIC_LIBS) \
 	  -L$(ASAN) -lkms_simcpu -Wl,-rpath,'$$ORIGIN/../asan' -lcrypto -lpthread
 
-# Any other test_*.c: the enclave sources linked in directly (glibc malloc, no arena).
-$(BUILD)/test/%: enclave/tests/%.c $(filter-out enclave/src/ecall.c $(ENCLAVE_PLATFORM_SRCS),$(ENCLAVE_SRCS)) enclave/platform/sim/platform_sim.c $(SIMCPU_SRCS) $(PB_C) $(PB_H)
+# Unit tests (any other test_*.c): the enclave modules linked in directly, with the unit host
+# (enclave/tests/unit_host.c: a fake platform and in-memory OCALLs) in place of the trusted
+# edge and the simulated CPU (and glibc's malloc in place of the heap arena), so a test calls
+# trusted functions as trusted code does.
+UNIT        := $(BUILD)/unit
+UNIT_SRCS   := $(filter-out enclave/src/edge.c $(ENCLAVE_PLATFORM_SRCS),$(ENCLAVE_SRCS)) \
+               enclave/tests/unit_host.c
+UNIT_OBJS   := $(patsubst %.c,$(UNIT)/obj/%.o,$(UNIT_SRCS) $(PB_C))
+
+$(UNIT)/obj/%.o: %.c $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN_CFLAGS) -DKMS_TEST_BUILD -o $@ $< $(filter %.c,$(filter-out $<,$^)) $(ENCLAVE_STATIC_LIBS) -lssl -lcrypto -lpthread
+	$(CC) $(SAN_CFLAGS) -Ienclave/tests -DKMS_TEST_BUILD -MMD -MP -c $< -o $@
+
+$(BUILD)/test/%: enclave/tests/%.c $(UNIT_OBJS) $(HEADERS) enclave/tests/test_util.h
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -Ienclave/tests -o $@ $< $(UNIT_OBJS) $(ENCLAVE_STATIC_LIBS) -lssl -lcrypto -lpthread
 
 ctest: $(TEST_BINS) $(BUILD)/test/wycheproof_runner
 	@for t in $(TEST_BINS); do echo "== $$t"; $$t || { echo "FAILED: $$t"; exit 1; }; done
@@ -306,4 +318,4 @@ distclean: clean
 	rm -rf .venv .local
 
 # Header dependencies recorded by -MMD.
--include $(shell find $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/baseline -name '*.d' -type f 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/unit $(BUILD)/baseline -name '*.d' -type f 2>/dev/null)

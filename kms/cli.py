@@ -1,4 +1,4 @@
-"""Command-line entry point: `kms <group> <command>`; each group registers its own subcommands."""
+"""Command-line entry point: `kms <group> <command>`; every group's front end lives in kms.commands."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from kms import commands
+from kms.commands import attest, audit, enclave, serve, sim, validator
+from kms.commands.common import connection_parent
+
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors exit 1 (argparse's default 2 means "server or verification error" here)."""
+    """Usage errors exit 1 (argparse's default 2 means "server or verification error" here).
+
+    Every group's and command's parser is of this class: argparse's subparsers take their parent's class.
+    """
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -17,36 +24,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Assemble the parser from the groups; imports stay local so one group's deps never block another."""
+    """Assemble the parser from the groups, in the order `kms --help` lists them."""
     parser = _Parser(prog="kms", description="Enclave KMS")
     groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP", parser_class=_Parser)
-
-    from kms.enclave import cli as enclave_cli
-
-    enclave_cli.register(groups.add_parser("enclave", help="build, sign, measure and load the enclave"))
-    from kms import serve
-
+    enclave.register(groups.add_parser("enclave", help="build, sign, measure and load the enclave"))
     serve.register(groups.add_parser("serve", help="start the enclave on a data directory and report it"))
-    from kms.attestation import cli as attest_cli
-    from kms.sim import show
-
-    attest_group = groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates")
-    attest_commands = attest_cli.register(attest_group)
-    show.register(attest_commands)
-    from kms import audit
-
+    attest.register(groups.add_parser("attest", help="verify DCAP quotes and RA-TLS certificates"))
     audit.register(groups.add_parser("audit", help="export and verify the signed audit chain"))
-    from kms.sim import cli as sim_cli
-
-    sim_cli.register(groups.add_parser("sim", help="simulated SGX platform services: PKI, QE, collateral, PCCS"))
-    from kms import commands
-
+    sim.register(groups.add_parser("sim", help="simulated SGX platform services: PKI, QE, collateral, PCCS"))
     commands.register(groups)
-    from kms.commands.common import connection_parent
-    from kms.validator import cli as validator_cli
-
-    validator_group = groups.add_parser("validator", help="CometBFT validator signing: run, status, create, import")
-    validator_cli.register(validator_group, connection_parent())
+    validator.register(groups.add_parser("validator", help="CometBFT validator signing: run, status, create, import"),
+                       connection_parent())
     return parser
 
 

@@ -1,8 +1,10 @@
-"""`kms serve` settings: TOML file, then KMS_* environment, then flags; validated into a frozen Settings."""
+"""`kms serve` settings: TOML file, then KMS_* environment, then flags; validated into a frozen Settings.
+
+The flags themselves are declared from these fields by kms.commands.serve.
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import os
@@ -21,6 +23,7 @@ MAX_TCS = 64                        # the simulated CPU's bound on thread slots
 ENV_PREFIX = "KMS_"
 CONFIG_ENV = "KMS_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+QUOTING = ("simulated", "dcap")     # the quoting enclaves (kms.service.evidence.open_quoting_enclave)
 
 
 class ConfigError(ValueError):
@@ -67,6 +70,9 @@ class Settings:
     sim_pccs: bool = field(default=True, metadata=_meta("start the simulated PCCS and advertise its URL"))
     sim_pccs_listen: str = field(default="127.0.0.1:0", metadata=_meta("simulated PCCS address (loopback only)"))
     collateral_url: str = field(default="", metadata=_meta("PCCS URL advertised in GetEvidence (overrides sim_pccs)"))
+    quoting: str = field(default="simulated", metadata=_meta(
+        "quoting enclave: simulated (the simulated platform's QE) or dcap (the platform's QE3 through Intel's "
+        "DCAP quote library, libsgx_dcap_ql.so.1; SGX hardware only)"))
     housekeeping_interval_s: float = field(default=3600.0, metadata=_meta(
         "seconds between housekeeping rounds (destroy keys past their deletion window, scheduled rotation); 0: off",
         lo=0, hi=7 * 86400))
@@ -93,13 +99,14 @@ FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _BOOL_TEXT = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def _kind(name: str) -> type:
+def setting_type(name: str) -> type:
+    """The Python type of a setting (Path, str, int, float or bool)."""
     return {"Path": Path, "str": str, "int": int, "float": float, "bool": bool}[str(FIELDS[name].type)]
 
 
 def _coerce(name: str, value: object, source: str, *, typed: bool = False) -> object:
     """A value from TOML (typed=True: no parsing of strings) or text (env, flags) as the setting's type."""
-    kind, where = _kind(name), f"{name} (from {source})"
+    kind, where = setting_type(name), f"{name} (from {source})"
     if isinstance(value, str) and kind is not str and kind is not Path and not typed:
         text = value.strip().lower()
         if kind is bool:
@@ -163,6 +170,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"log_level: expected one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
     if s.collateral_url and not s.collateral_url.startswith(("http://", "https://")):
         raise ConfigError(f"collateral_url: expected an http(s) URL, got {s.collateral_url!r}")
+    if s.quoting not in QUOTING:
+        raise ConfigError(f"quoting: expected one of {', '.join(QUOTING)}, got {s.quoting!r}")
+    if s.quoting == "dcap" and s.sim_pccs:
+        raise ConfigError("sim_pccs: the simulated PCCS serves collateral for the simulated platform only; with "
+                          "quoting = dcap set sim_pccs = false (and collateral_url to the platform's PCCS)")
     if not str(s.data_dir):
         raise ConfigError("data_dir: must not be empty")
 
@@ -200,21 +212,3 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     settings = Settings(**values)  # type: ignore[arg-type]
     _validate(settings)
     return settings
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting (default None: not given), plus --config."""
-    parser.add_argument("--config", metavar="FILE", help=f"TOML settings file (env {CONFIG_ENV})")
-    for name, f in FIELDS.items():
-        flag, kind = "--" + name.replace("_", "-"), _kind(name)
-        env_name = ENV_PREFIX + name.upper()
-        text = f"{f.metadata['help']} (env {env_name}; default {f.default!s})"
-        if kind is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
-        else:
-            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=text)
-
-
-def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
-    """The Settings for parsed `kms serve` arguments."""
-    return load_settings(args.config, env, {name: getattr(args, name, None) for name in FIELDS})

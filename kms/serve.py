@@ -1,22 +1,18 @@
-"""`kms serve`: the gRPC front end on one data directory (settings: TOML file, KMS_* environment, flags)."""
+"""The server's start: the gRPC front end on one data directory, reported to people and to the log.
+
+`kms serve` (kms.commands.serve) turns flags, KMS_* variables and the TOML file into Settings and calls run().
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from kms.config import ConfigError, add_arguments, settings_from_args
+from kms.config import Settings
 
 if TYPE_CHECKING:
     from kms.api.server import KmsServer
-
-
-def register(parser: argparse.ArgumentParser) -> None:
-    """Add the serve flags (one per setting, see docs/operations.md) to its parser."""
-    add_arguments(parser)
-    parser.set_defaults(func=run)
 
 
 def describe(server: KmsServer) -> list[str]:
@@ -29,6 +25,7 @@ def describe(server: KmsServer) -> list[str]:
         f"  health    {addr.health} (plaintext gRPC health; also on the API port)",
         f"  metrics   {'http://' + addr.metrics + '/metrics' if addr.metrics else 'off'}",
         f"  PCCS      {addr.collateral_url or 'none advertised'}{' (simulated)' if addr.sim_pccs else ''}",
+        f"  quoting   {server.settings.quoting}",
         f"  MRENCLAVE {ident.mrenclave.hex()}",
         f"  MRSIGNER  {ident.mrsigner.hex()}",
         f"  ISVPRODID {ident.isv_prod_id}  ISVSVN {ident.isv_svn}  debug {str(ident.debug).lower()}",
@@ -58,20 +55,16 @@ def _started(server: KmsServer) -> None:
     assert ident is not None and addr is not None
     get_logger("kms.serve").info(
         "serving", listen=addr.api, health_listen=addr.health, metrics_listen=addr.metrics,
-        collateral_url=addr.collateral_url, simulated=ident.simulated, initialized=ident.domain_loaded,
+        collateral_url=addr.collateral_url, quoting=server.settings.quoting, simulated=ident.simulated,
+        initialized=ident.domain_loaded,
         mrenclave=ident.mrenclave.hex(), mrsigner=ident.mrsigner.hex(), isv_prod_id=ident.isv_prod_id,
         isv_svn=ident.isv_svn, enclave_version=ident.version,
         warning="simulated SGX platform: nothing is protected" if ident.simulated else None)
     print("\n".join(describe(server)), file=sys.stderr, flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Validate the settings, then serve until SIGTERM/SIGINT: 0 after a clean shutdown, 1 bad settings, 2 failure."""
-    try:
-        settings = settings_from_args(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+def run(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT: 0 after a clean shutdown, 2 when the server cannot start."""
     from kms.enclave.runtime import ensure_static_tls
 
     ensure_static_tls()  # before any thread: may re-execute this process (docs/simulation.md)

@@ -1,8 +1,8 @@
 /* aliases.c - alias records: names that point at key ids. */
 #include <string.h>
 
+#include "ocalls.h"
 #include "aliases.h"
-#include "handlers.h"
 #include "keystore.h"
 #include "record.h"
 

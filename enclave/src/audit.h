@@ -1,5 +1,5 @@
 /*
- * audit.h - the signed, hash-chained audit log. Every operation run through kms_process on a
+ * audit.h - the signed, hash-chained audit log. Every operation run through kms_request_run on a
  * domain with an audit key produces one AuditRecord (operation, key, version, principal,
  * outcome, sequence number, previous record hash), signed with the domain's Ed25519 audit key,
  * and appended by the host (audit_append OCALL) before the enclave answers: if the append
@@ -19,11 +19,12 @@
 kms_err_t kms_audit_set_key(const uint8_t *pkcs8, size_t len);
 /* The audit public key (32 bytes). KMS_ERR_NOT_INITIALIZED_DOMAIN when there is none. */
 kms_err_t kms_audit_public_key(uint8_t pub[32]);
-/* Record req's outcome (resp carries resolved key ids). A no-op without an audit key. */
-kms_err_t kms_audit_record(const Request *req, const Response *resp, kms_err_t outcome);
-
-/* The audit OCALLs (trusted edge). */
-kms_err_t kms_edge_audit_append(uint64_t seq, const uint8_t *entry, size_t len);
-kms_err_t kms_edge_audit_head(uint8_t *entry, size_t cap, size_t *len);
+/*
+ * Chain, sign and append the record whose body rec carries (request.c fills it): sets its
+ * sequence number, previous hash and domain id. A no-op without an audit key. Serialized.
+ * Errors: KMS_ERR_AUDIT_UNAVAILABLE (the append failed), KMS_ERR_AUDIT_CORRUPT (the host's
+ * head does not verify), KMS_ERR_ENCODE, KMS_ERR_CRYPTO.
+ */
+kms_err_t kms_audit_record(AuditRecord *rec);
 
 #endif /* KMS_ENCLAVE_AUDIT_H */

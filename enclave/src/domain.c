@@ -7,9 +7,9 @@
 
 #include <openssl/crypto.h>
 
+#include "ocalls.h"
 #include "crypto.h"
 #include "domain.h"
-#include "keystore.h"
 #include "platform.h"
 #include "seal.h"
 

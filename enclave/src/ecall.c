@@ -1,28 +1,23 @@
 /*
- * ecall.c - the boundary checks of every ECALL (models.md rule 3, place 2): init state,
- * size limits, nanopb decode into a zeroed bounded struct, version and operation checks.
- * Semantic checks belong to the handlers.
+ * ecall.c - the ECALL implementations behind the trusted edge: the enclave's state machine
+ * (init once, then ready) and the transports into the one request path (request.c): the call
+ * ECALL runs a request as the host; the session ECALLs go to session.c.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <pb_decode.h>
-#include <pb_encode.h>
 
-#include "authz.h"
 #include "crypto.h"
-#include "dispatch.h"
 #include "ecall.h"
 #include "kms/limits.h"
 #include "log.h"
 #include "platform.h"
 #include "ratls.h"
+#include "request.h"
 #include "session.h"
 
-_Static_assert(Request_size <= KMS_MAX_REQUEST_SIZE, "KMS_MAX_REQUEST_SIZE below nanopb's bound");
-_Static_assert(Response_size <= KMS_MAX_RESPONSE_SIZE, "KMS_MAX_RESPONSE_SIZE below nanopb's bound");
 
 enum { STATE_NEW = 0, STATE_INITIALIZING = 1, STATE_READY = 2, STATE_FAILED = 3 };
 static atomic_int g_state;
@@ -48,34 +43,12 @@ kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp,
                               size_t *resp_len)
 {
     if (atomic_load(&g_state) != STATE_READY) return KMS_ERR_NOT_INITIALIZED;
-    if (req_len > KMS_MAX_REQUEST_SIZE) return KMS_ERR_REQUEST_TOO_LARGE;
-    Request *in = calloc(1, sizeof *in);
+    static const kms_caller k_host = {.kind = KMS_CALLER_HOST}; /* the call ECALL is the host */
     Response *out = calloc(1, sizeof *out);
-    kms_err_t err = KMS_ERR_OUT_OF_MEMORY;
-    if (in == NULL || out == NULL) goto done;
-    pb_istream_t is = pb_istream_from_buffer(req, req_len);
-    err = KMS_ERR_MALFORMED_REQUEST;
-    if (!pb_decode(&is, Request_fields, in)) goto done;
-    err = KMS_ERR_UNSUPPORTED_VERSION;
-    if (in->version != BoundaryVersion_BOUNDARY_VERSION_1) goto done;
-    kms_caller_set(NULL); /* the call ECALL is the host */
-    KMS_GOTO_IF_ERR(err, kms_process(in, out), done);
-    out->version = BoundaryVersion_BOUNDARY_VERSION_1;
-    out->request_id = in->request_id;
-    pb_ostream_t os = pb_ostream_from_buffer(resp, cap);
-    if (!pb_encode(&os, Response_fields, out)) {
-        /* nanopb stops before the field that does not fit: bytes_written may be below cap. */
-        size_t need = 0;
-        err = pb_get_encoded_size(&need, Response_fields, out) && need > cap ? KMS_ERR_BUFFER_TOO_SMALL
-                                                                             : KMS_ERR_ENCODE;
-        OPENSSL_cleanse(resp, cap);
-        goto done;
-    }
-    *resp_len = os.bytes_written;
-done:
-    if (in != NULL) OPENSSL_cleanse(in, sizeof *in);
-    if (out != NULL) OPENSSL_cleanse(out, sizeof *out);
-    free(in);
+    if (out == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    kms_err_t err = kms_request_run(&k_host, NULL, req, req_len, out);
+    if (err == KMS_OK) err = kms_response_encode(out, resp, cap, resp_len);
+    OPENSSL_cleanse(out, sizeof *out);
     free(out);
     return err;
 }

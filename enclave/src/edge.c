@@ -23,10 +23,9 @@
 
 #include <openssl/crypto.h>
 
-#include "audit.h"
+#include "ocalls.h"
 #include "ecall.h"
 #include "elrange.h"
-#include "keystore.h"
 #include "kms/edge.h"
 #include "kms/export.h"
 #include "kms/limits.h"

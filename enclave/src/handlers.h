@@ -1,5 +1,8 @@
 /*
- * handlers.h - helpers shared by the handlers_*.c files. Trusted, thread-safe.
+ * handlers.h - the handlers (one per operation of operations.def, kms_handle_<name>) and the
+ * helpers they share. A handler runs after kms_request_run authorized its caller for the
+ * operation; it authorizes keys itself (kms_acquire_*), fills resp and returns its outcome;
+ * changes are persisted through the store before it answers. Trusted, thread-safe.
  */
 #ifndef KMS_ENCLAVE_HANDLERS_H
 #define KMS_ENCLAVE_HANDLERS_H
@@ -9,23 +12,31 @@
 #include "keystore.h"
 #include "kms/errors.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
+#include "context.h"
 
-/* 1 if s is a canonical lower-case UUID (the only key id form the enclave issues). */
-int kms_key_id_valid(const char *s);
-
-/* A fresh random UUID v4 into out[37]. Errors: KMS_ERR_RANDOM. */
-kms_err_t kms_key_id_new(char out[37]);
+/* kms_err_t kms_handle_<name>(kms_ctx *ctx, const Request *req, Response *resp), every operation. */
+#define KMS_OP(name, allow, audit, cls, key, source, context) \
+    kms_err_t kms_handle_##name(kms_ctx *ctx, const Request *req, Response *resp);
+#include "operations.def"
+#undef KMS_OP
 
 /*
- * Acquire key_id for an operation of `usage`: the id must be valid, the caller authorized
- * (KMS_ERR_PERMISSION_DENIED), the key ENABLED
- * (KMS_ERR_KEY_DISABLED) and made for that usage (KMS_ERR_INVALID_KEY_USAGE).
+ * Acquire key_id (or "alias/<name>") for an operation of `usage`: the caller must be
+ * authorized for the key (KMS_ERR_PERMISSION_DENIED, also for a key or alias that does not
+ * exist when the caller is neither the host nor an admin), the key ENABLED (KMS_ERR_KEY_DISABLED,
+ * _PENDING_DELETION, _DESTROYED) and made for that usage (KMS_ERR_INVALID_KEY_USAGE).
+ * Authorization comes first: a caller without rights learns nothing of the key's state.
  * The caller releases *out.
  */
-kms_err_t kms_acquire_for(const char *key_id, KeyUsage usage, kms_key **out);
+kms_err_t kms_acquire_for(kms_ctx *ctx, const char *key_id, KeyUsage usage, kms_key **out);
 
-/* Acquire key_id if the current caller may see or manage it (KMS_ERR_PERMISSION_DENIED). */
-kms_err_t kms_acquire_authorized(const char *key_id, kms_key **out);
+/* Acquire key_id (or an alias) if ctx's caller may see or manage it (as above, without the
+ * state and usage checks). */
+kms_err_t kms_acquire_authorized(kms_ctx *ctx, const char *key_id, kms_key **out);
+
+/* The key id a self-describing ciphertext's header claims (docs/formats.md) into key_id[37].
+ * KMS_ERR_INVALID_CIPHERTEXT when the header is not well formed. */
+kms_err_t kms_ciphertext_key_id(const uint8_t *ct, size_t len, char key_id[37]);
 
 /* Fill resp's KeyMetadata from rec and select it as the result. */
 void kms_fill_metadata(const KeyRecord *rec, Response *resp);
@@ -35,10 +46,10 @@ void kms_fill_metadata(const KeyRecord *rec, Response *resp);
  * must be authorized (kms_acquire_for is applied). Decrypt collapses format, key and tag
  * failures to KMS_ERR_INVALID_CIPHERTEXT; retired versions are KMS_ERR_KEY_VERSION_RETIRED.
  */
-kms_err_t kms_sym_encrypt(const char *key_id, const uint8_t *pt, size_t pt_len, const ContextEntry *ctx,
-                          pb_size_t ctx_count, uint8_t *ct, size_t cap, size_t *ct_len, char resolved[37],
+kms_err_t kms_sym_encrypt(kms_ctx *ctx, const char *key_id, const uint8_t *pt, size_t pt_len, const ContextEntry *ec,
+                          pb_size_t ec_count, uint8_t *ct, size_t cap, size_t *ct_len, char resolved[37],
                           uint32_t *version);
-kms_err_t kms_sym_decrypt(const uint8_t *ct, size_t ct_len, const ContextEntry *ctx, pb_size_t ctx_count, uint8_t *pt,
+kms_err_t kms_sym_decrypt(kms_ctx *ctx, const uint8_t *ct, size_t ct_len, const ContextEntry *ec, pb_size_t ec_count, uint8_t *pt,
                           size_t cap, size_t *pt_len, char key_id[37], uint32_t *version);
 
 /* Key record changes (handlers_keys.c): a zeroed heap record and its wiping free; a new
@@ -47,8 +58,12 @@ kms_err_t kms_sym_decrypt(const uint8_t *ct, size_t ct_len, const ContextEntry *
 KeyRecord *kms_record_new(void);
 void kms_record_free(KeyRecord *rec);
 kms_err_t kms_record_add_version(KeyRecord *rec, int64_t now);
-kms_err_t kms_record_for_change(const char *key_id, KeyRecord **out);
+kms_err_t kms_record_for_change(kms_ctx *ctx, const char *key_id, KeyRecord **out);
 kms_err_t kms_record_commit(const KeyRecord *rec, Response *resp);
+
+/* Start auditing with the audit key of the stored domain state (handlers_domain.c): after
+ * init, recovery and loading a domain key. KMS_ERR_NOT_INITIALIZED_DOMAIN without a state. */
+kms_err_t kms_activate_audit(void);
 
 /* KeyMetadata of rec into m. */
 void kms_metadata_from(const KeyRecord *rec, KeyMetadata *m);

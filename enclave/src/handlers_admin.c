@@ -4,7 +4,7 @@
 #include "audit.h"
 #include "crypto.h"
 #include "principals.h"
-#include "dispatch.h"
+#include "handlers.h"
 #include "domain.h"
 #include "kms/limits.h"
 #include "platform.h"
@@ -15,8 +15,9 @@
 _Static_assert(sizeof(((GenerateDomainKeyResponse *)0)->domain_id.bytes) == KMS_DOMAIN_ID_LEN, "domain id");
 _Static_assert(sizeof(((GenerateRandomResponse *)0)->random.bytes) == KMS_MAX_RANDOM_SIZE, "random bound");
 
-kms_err_t kms_handle_get_identity(const Request *req, Response *resp)
+kms_err_t kms_handle_get_identity(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     (void)req;
     kms_identity self;
     KMS_RETURN_IF_ERR(platform_self_identity(&self));
@@ -47,8 +48,9 @@ kms_err_t kms_handle_get_identity(const Request *req, Response *resp)
     return KMS_OK;
 }
 
-kms_err_t kms_handle_generate_domain_key(const Request *req, Response *resp)
+kms_err_t kms_handle_generate_domain_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     (void)req;
     GenerateDomainKeyResponse *r = &resp->result.generate_domain_key;
     size_t len = 0;
@@ -60,22 +62,24 @@ kms_err_t kms_handle_generate_domain_key(const Request *req, Response *resp)
     return KMS_OK;
 }
 
-kms_err_t kms_handle_load_domain_key(const Request *req, Response *resp)
+kms_err_t kms_handle_load_domain_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     const LoadDomainKeyRequest *q = &req->op.load_domain_key;
     LoadDomainKeyResponse *r = &resp->result.load_domain_key;
     KMS_RETURN_IF_ERR(kms_domain_load(q->sealed_domain_key.bytes, q->sealed_domain_key.size,
                                       r->domain_id.bytes));
     /* A domain initialized over a session has state with an audit key; a host-made one has none. */
-    kms_err_t err = kms_principals_activate_audit();
+    kms_err_t err = kms_activate_audit();
     if (err != KMS_OK && err != KMS_ERR_NOT_INITIALIZED_DOMAIN) return err;
     r->domain_id.size = KMS_DOMAIN_ID_LEN;
     resp->which_result = Response_load_domain_key_tag;
     return KMS_OK;
 }
 
-kms_err_t kms_handle_generate_random(const Request *req, Response *resp)
+kms_err_t kms_handle_generate_random(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     uint32_t n = req->op.generate_random.length;
     if (n == 0 || n > KMS_MAX_RANDOM_SIZE) return KMS_ERR_INVALID_ARGUMENT;
     GenerateRandomResponse *r = &resp->result.generate_random;
@@ -85,8 +89,9 @@ kms_err_t kms_handle_generate_random(const Request *req, Response *resp)
     return KMS_OK;
 }
 
-kms_err_t kms_handle_install_quote(const Request *req, Response *resp)
+kms_err_t kms_handle_install_quote(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     const InstallQuoteRequest *q = &req->op.install_quote;
     EvidenceResponse *r = &resp->result.evidence;
     size_t len = 0;
@@ -99,8 +104,9 @@ kms_err_t kms_handle_install_quote(const Request *req, Response *resp)
     return KMS_OK;
 }
 
-kms_err_t kms_handle_get_evidence(const Request *req, Response *resp)
+kms_err_t kms_handle_get_evidence(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     (void)req;
     EvidenceResponse *r = &resp->result.evidence;
     size_t cert_len = 0, quote_len = 0;

@@ -2,7 +2,6 @@
 #include <string.h>
 
 #include "crypto.h"
-#include "dispatch.h"
 #include "handlers.h"
 #include "keyspec.h"
 
@@ -11,11 +10,11 @@ static kms_sig_format sig_format(SignatureFormat f)
     return f == SignatureFormat_SIGNATURE_FORMAT_P1363 ? KMS_SIGFMT_P1363 : KMS_SIGFMT_DER;
 }
 
-kms_err_t kms_handle_sign(const Request *req, Response *resp)
+kms_err_t kms_handle_sign(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const SignRequest *q = &req->op.sign;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_SIGN_VERIFY, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_SIGN_VERIFY, &key));
     kms_sig_alg alg = kms_spec_sig_alg(kms_key_record(key)->spec, q->algorithm);
     const KeyVersionMaterial *mat = NULL;
     EVP_PKEY *pkey = NULL;
@@ -36,11 +35,11 @@ done:
     return err;
 }
 
-kms_err_t kms_handle_verify(const Request *req, Response *resp)
+kms_err_t kms_handle_verify(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const VerifyRequest *q = &req->op.verify;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_SIGN_VERIFY, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_SIGN_VERIFY, &key));
     kms_sig_alg alg = kms_spec_sig_alg(kms_key_record(key)->spec, q->algorithm);
     const KeyVersionMaterial *mat = NULL;
     EVP_PKEY *pkey = NULL;
@@ -57,7 +56,7 @@ done:
     return err;
 }
 
-kms_err_t kms_handle_asymmetric_decrypt(const Request *req, Response *resp)
+kms_err_t kms_handle_asymmetric_decrypt(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const AsymmetricDecryptRequest *q = &req->op.asymmetric_decrypt;
     kms_md md = q->algorithm == EncryptionAlgorithm_RSAES_OAEP_SHA_1     ? KMS_MD_SHA1
@@ -65,7 +64,7 @@ kms_err_t kms_handle_asymmetric_decrypt(const Request *req, Response *resp)
                                                                          : (kms_md)0;
     if (md == 0) return KMS_ERR_INVALID_ARGUMENT;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_ENCRYPT_DECRYPT, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_ENCRYPT_DECRYPT, &key));
     const KeyVersionMaterial *mat = NULL;
     EVP_PKEY *pkey = NULL;
     AsymmetricDecryptResponse *r = &resp->result.asymmetric_decrypt;
@@ -83,11 +82,11 @@ done:
     return err;
 }
 
-kms_err_t kms_handle_derive_shared_secret(const Request *req, Response *resp)
+kms_err_t kms_handle_derive_shared_secret(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const DeriveSharedSecretRequest *q = &req->op.derive_shared_secret;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_KEY_AGREEMENT, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_KEY_AGREEMENT, &key));
     kms_pkey_kind kind = kms_spec_pkey_kind(kms_key_record(key)->spec);
     const KeyVersionMaterial *mat = NULL;
     EVP_PKEY *pkey = NULL, *peer = NULL;

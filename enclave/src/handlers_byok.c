@@ -8,9 +8,7 @@
 
 #include <openssl/crypto.h>
 
-#include "authz.h"
 #include "crypto.h"
-#include "dispatch.h"
 #include "handlers.h"
 #include "keyspec.h"
 
@@ -64,7 +62,7 @@ static struct pending *slot_for(int64_t now)
     return NULL;
 }
 
-kms_err_t kms_handle_get_parameters_for_import(const Request *req, Response *resp)
+kms_err_t kms_handle_get_parameters_for_import(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const GetParametersForImportRequest *q = &req->op.get_parameters_for_import;
     GetParametersForImportResponse *r = &resp->result.get_parameters_for_import;
@@ -76,10 +74,10 @@ kms_err_t kms_handle_get_parameters_for_import(const Request *req, Response *res
     size_t len = 0;
     KMS_RETURN_IF_ERR(kms_pkey_generate(KMS_PKEY_RSA_3072, &wrapping));
     pthread_mutex_lock(&g_lock);
-    struct pending *p = slot_for(req->host_time);
+    struct pending *p = slot_for(ctx->now);
     kms_err_t err = p == NULL ? KMS_ERR_SESSION_LIMIT : kms_random(p->id, sizeof p->id);
     if (err == KMS_OK) {
-        p->used = 1, p->valid_to = req->host_time + TOKEN_VALID_SECONDS;
+        p->used = 1, p->valid_to = ctx->now + TOKEN_VALID_SECONDS;
         p->spec = q->spec, p->usage = q->usage, p->algorithm = q->algorithm;
         p->wrapping = wrapping;
         wrapping = NULL;
@@ -151,14 +149,14 @@ static kms_err_t check_material(KeySpec spec, const uint8_t *m, size_t len)
     return err;
 }
 
-kms_err_t kms_handle_import_key_material(const Request *req, Response *resp)
+kms_err_t kms_handle_import_key_material(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const ImportKeyMaterialRequest *q = &req->op.import_key_material;
     struct pending p = {0};
     uint8_t material[MATERIAL_MAX + 16];
     size_t len = 0;
     KeyRecord *rec = NULL;
-    KMS_RETURN_IF_ERR(take_pending(q, req->host_time, &p));
+    KMS_RETURN_IF_ERR(take_pending(q, ctx->now, &p));
     kms_err_t err = unwrap(&p, q->encrypted_key_material.bytes, q->encrypted_key_material.size, material,
                            sizeof material, &len);
     if (err == KMS_OK) err = check_material(p.spec, material, len);
@@ -166,11 +164,11 @@ kms_err_t kms_handle_import_key_material(const Request *req, Response *resp)
     if (err == KMS_OK) err = kms_key_id_new(rec->key_id);
     if (err == KMS_OK) {
         rec->spec = p.spec, rec->usage = p.usage, rec->state = KeyState_ENABLED, rec->origin = KeyOrigin_ORIGIN_IMPORTED;
-        rec->host_owned = kms_caller_get()->host != 0;
+        rec->host_owned = kms_ctx_is_host(ctx);
         memcpy(rec->description, q->description, sizeof rec->description);
-        rec->created_at = rec->last_rotated_at = req->host_time;
+        rec->created_at = rec->last_rotated_at = ctx->now;
         rec->revision = 1, rec->current_version = 1, rec->versions_count = 1;
-        rec->versions[0].version = 1, rec->versions[0].created_at = req->host_time;
+        rec->versions[0].version = 1, rec->versions[0].created_at = ctx->now;
         memcpy(rec->versions[0].material.bytes, material, len);
         rec->versions[0].material.size = (pb_size_t)len;
         err = kms_keystore_write(rec, 0);

@@ -7,45 +7,17 @@
 #include "policy.h"
 #include "handlers.h"
 
-int kms_key_id_valid(const char *s)
-{
-    if (strlen(s) != 36) return 0;
-    for (int i = 0; i < 36; i++) {
-        char c = s[i];
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
-    }
-    return 1;
-}
-
-kms_err_t kms_key_id_new(char out[37])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint8_t r[16];
-    KMS_RETURN_IF_ERR(kms_random(r, sizeof r));
-    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40); /* version 4 */
-    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    int o = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
-        out[o++] = hex[r[i] >> 4];
-        out[o++] = hex[r[i] & 0xf];
-    }
-    out[o] = '\0';
-    return KMS_OK;
-}
-
-kms_err_t kms_acquire_authorized(const char *key_id, kms_key **out)
+kms_err_t kms_acquire_authorized(kms_ctx *ctx, const char *key_id, kms_key **out)
 {
     char resolved[37];
     if (strncmp(key_id, KMS_ALIAS_PREFIX, sizeof KMS_ALIAS_PREFIX - 1) == 0) {
-        KMS_RETURN_IF_ERR(kms_alias_resolve(key_id, resolved));
+        KMS_RETURN_IF_ERR(kms_authz_hide_absence(ctx, kms_alias_resolve(key_id, resolved)));
         key_id = resolved;
     }
     if (!kms_key_id_valid(key_id)) return KMS_ERR_INVALID_ARGUMENT;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_keystore_acquire(key_id, &key));
-    kms_err_t err = kms_authz_key(kms_key_record(key));
+    KMS_RETURN_IF_ERR(kms_authz_hide_absence(ctx, kms_keystore_acquire(key_id, &key)));
+    kms_err_t err = kms_authz_key(ctx, kms_key_record(key)); /* before anything about the key's state */
     if (err != KMS_OK) {
         kms_keystore_release(key);
         return err;
@@ -54,10 +26,10 @@ kms_err_t kms_acquire_authorized(const char *key_id, kms_key **out)
     return KMS_OK;
 }
 
-kms_err_t kms_acquire_for(const char *key_id, KeyUsage usage, kms_key **out)
+kms_err_t kms_acquire_for(kms_ctx *ctx, const char *key_id, KeyUsage usage, kms_key **out)
 {
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_authorized(key_id, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_authorized(ctx, key_id, &key));
     const KeyRecord *rec = kms_key_record(key);
     kms_err_t err = KMS_OK;
     if (rec->state == KeyState_PENDING_DELETION) err = KMS_ERR_KEY_PENDING_DELETION;

@@ -11,7 +11,6 @@
 #include <openssl/crypto.h>
 
 #include "crypto.h"
-#include "dispatch.h"
 #include "handlers.h"
 #include "keyspec.h"
 #include "kms/limits.h"
@@ -65,50 +64,6 @@ static kms_err_t build_aad(const uint8_t *hdr, size_t hdr_len, const ContextEntr
     return KMS_OK;
 }
 
-kms_err_t kms_sym_encrypt(const char *key_id, const uint8_t *pt, size_t pt_len, const ContextEntry *ctx,
-                          pb_size_t ctx_count, uint8_t *ct, size_t cap, size_t *ct_len, char resolved[37],
-                          uint32_t *version)
-{
-    if (cap < CT_HEADER_LEN + pt_len + KMS_GCM_TAG_LEN) return KMS_ERR_BUFFER_TOO_SMALL;
-    kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_for(key_id, KeyUsage_ENCRYPT_DECRYPT, &key));
-    const KeyRecord *rec = kms_key_record(key);
-    const KeyVersionMaterial *mat = NULL;
-    uint8_t aad[CT_HEADER_LEN + CTX_MAX_LEN];
-    size_t aad_len = 0;
-    kms_err_t err = KMS_ERR_INVALID_KEY_USAGE;
-    if (rec->spec != KeySpec_SYMMETRIC_DEFAULT) goto done;
-    KMS_GOTO_IF_ERR(err, kms_key_version(key, 0, &mat, NULL), done);
-    ct[0] = CT_FORMAT;
-    ct[1] = KMS_KEY_ID_LEN;
-    memcpy(ct + 2, rec->key_id, KMS_KEY_ID_LEN); /* the resolved id, never an alias */
-    for (int i = 0; i < 4; i++) ct[2 + KMS_KEY_ID_LEN + i] = (uint8_t)(mat->version >> (8 * (3 - i)));
-    KMS_GOTO_IF_ERR(err, kms_random(ct + CT_HEADER_LEN - KMS_GCM_IV_LEN, KMS_GCM_IV_LEN), done);
-    KMS_GOTO_IF_ERR(err, build_aad(ct, CT_HEADER_LEN, ctx, ctx_count, aad, &aad_len), done);
-    KMS_GOTO_IF_ERR(err, kms_aes_gcm_seal(mat->material.bytes, mat->material.size, ct + CT_HEADER_LEN - KMS_GCM_IV_LEN,
-                                          KMS_GCM_IV_LEN, aad, aad_len, pt, pt_len, ct + CT_HEADER_LEN,
-                                          ct + CT_HEADER_LEN + pt_len), done);
-    *ct_len = CT_HEADER_LEN + pt_len + KMS_GCM_TAG_LEN;
-    memcpy(resolved, rec->key_id, 37);
-    *version = mat->version;
-done:
-    kms_keystore_release(key);
-    return err;
-}
-
-kms_err_t kms_handle_encrypt(const Request *req, Response *resp)
-{
-    const EncryptRequest *q = &req->op.encrypt;
-    EncryptResponse *r = &resp->result.encrypt;
-    size_t len = 0;
-    KMS_RETURN_IF_ERR(kms_sym_encrypt(q->key_id, q->plaintext.bytes, q->plaintext.size, q->context, q->context_count,
-                                      r->ciphertext.bytes, sizeof r->ciphertext.bytes, &len, r->key_id,
-                                      &r->key_version));
-    r->ciphertext.size = (pb_size_t)len;
-    resp->which_result = Response_encrypt_tag;
-    return KMS_OK;
-}
-
 /* Parse the self-describing header. Every failure is the opaque KMS_ERR_INVALID_CIPHERTEXT. */
 static kms_err_t parse_header(const uint8_t *c, size_t len, char key_id[37], uint32_t *version)
 {
@@ -122,12 +77,62 @@ static kms_err_t parse_header(const uint8_t *c, size_t len, char key_id[37], uin
     return *version == 0 ? KMS_ERR_INVALID_CIPHERTEXT : KMS_OK;
 }
 
-kms_err_t kms_sym_decrypt(const uint8_t *ct, size_t ct_len, const ContextEntry *ctx, pb_size_t ctx_count, uint8_t *pt,
+kms_err_t kms_sym_encrypt(kms_ctx *ctx, const char *key_id, const uint8_t *pt, size_t pt_len, const ContextEntry *ec,
+                          pb_size_t ec_count, uint8_t *ct, size_t cap, size_t *ct_len, char resolved[37],
+                          uint32_t *version)
+{
+    if (cap < CT_HEADER_LEN + pt_len + KMS_GCM_TAG_LEN) return KMS_ERR_BUFFER_TOO_SMALL;
+    kms_key *key = NULL;
+    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, key_id, KeyUsage_ENCRYPT_DECRYPT, &key));
+    const KeyRecord *rec = kms_key_record(key);
+    const KeyVersionMaterial *mat = NULL;
+    uint8_t aad[CT_HEADER_LEN + CTX_MAX_LEN];
+    size_t aad_len = 0;
+    kms_err_t err = KMS_ERR_INVALID_KEY_USAGE;
+    if (rec->spec != KeySpec_SYMMETRIC_DEFAULT) goto done;
+    KMS_GOTO_IF_ERR(err, kms_key_version(key, 0, &mat, NULL), done);
+    ct[0] = CT_FORMAT;
+    ct[1] = KMS_KEY_ID_LEN;
+    memcpy(ct + 2, rec->key_id, KMS_KEY_ID_LEN); /* the resolved id, never an alias */
+    for (int i = 0; i < 4; i++) ct[2 + KMS_KEY_ID_LEN + i] = (uint8_t)(mat->version >> (8 * (3 - i)));
+    KMS_GOTO_IF_ERR(err, kms_random(ct + CT_HEADER_LEN - KMS_GCM_IV_LEN, KMS_GCM_IV_LEN), done);
+    KMS_GOTO_IF_ERR(err, build_aad(ct, CT_HEADER_LEN, ec, ec_count, aad, &aad_len), done);
+    KMS_GOTO_IF_ERR(err, kms_aes_gcm_seal(mat->material.bytes, mat->material.size, ct + CT_HEADER_LEN - KMS_GCM_IV_LEN,
+                                          KMS_GCM_IV_LEN, aad, aad_len, pt, pt_len, ct + CT_HEADER_LEN,
+                                          ct + CT_HEADER_LEN + pt_len), done);
+    *ct_len = CT_HEADER_LEN + pt_len + KMS_GCM_TAG_LEN;
+    memcpy(resolved, rec->key_id, 37);
+    *version = mat->version;
+done:
+    kms_keystore_release(key);
+    return err;
+}
+
+kms_err_t kms_handle_encrypt(kms_ctx *ctx, const Request *req, Response *resp)
+{
+    const EncryptRequest *q = &req->op.encrypt;
+    EncryptResponse *r = &resp->result.encrypt;
+    size_t len = 0;
+    KMS_RETURN_IF_ERR(kms_sym_encrypt(ctx, q->key_id, q->plaintext.bytes, q->plaintext.size, q->context, q->context_count,
+                                      r->ciphertext.bytes, sizeof r->ciphertext.bytes, &len, r->key_id,
+                                      &r->key_version));
+    r->ciphertext.size = (pb_size_t)len;
+    resp->which_result = Response_encrypt_tag;
+    return KMS_OK;
+}
+
+kms_err_t kms_ciphertext_key_id(const uint8_t *ct, size_t len, char key_id[37])
+{
+    uint32_t version = 0;
+    return parse_header(ct, len, key_id, &version);
+}
+
+kms_err_t kms_sym_decrypt(kms_ctx *ctx, const uint8_t *ct, size_t ct_len, const ContextEntry *ec, pb_size_t ec_count, uint8_t *pt,
                           size_t cap, size_t *pt_len, char key_id[37], uint32_t *version)
 {
     KMS_RETURN_IF_ERR(parse_header(ct, ct_len, key_id, version));
     kms_key *key = NULL;
-    kms_err_t err = kms_acquire_for(key_id, KeyUsage_ENCRYPT_DECRYPT, &key);
+    kms_err_t err = kms_acquire_for(ctx, key_id, KeyUsage_ENCRYPT_DECRYPT, &key);
     /* Unknown key or version look like any other bad ciphertext: no oracle. */
     if (err == KMS_ERR_KEY_NOT_FOUND || err == KMS_ERR_INVALID_ARGUMENT) return KMS_ERR_INVALID_CIPHERTEXT;
     if (err != KMS_OK) return err;
@@ -140,7 +145,7 @@ kms_err_t kms_sym_decrypt(const uint8_t *ct, size_t ct_len, const ContextEntry *
         goto done;
     err = KMS_ERR_KEY_VERSION_RETIRED;
     if (*version < rec->min_decrypt_version) goto done;
-    KMS_GOTO_IF_ERR(err, build_aad(ct, CT_HEADER_LEN, ctx, ctx_count, aad, &aad_len), done);
+    KMS_GOTO_IF_ERR(err, build_aad(ct, CT_HEADER_LEN, ec, ec_count, aad, &aad_len), done);
     KMS_GOTO_IF_ERR(err, kms_aes_gcm_open(mat->material.bytes, mat->material.size, ct + CT_HEADER_LEN - KMS_GCM_IV_LEN,
                                           KMS_GCM_IV_LEN, aad, aad_len, ct + CT_HEADER_LEN, body,
                                           ct + CT_HEADER_LEN + body, KMS_GCM_TAG_LEN, pt), done);
@@ -150,12 +155,12 @@ done:
     return err;
 }
 
-kms_err_t kms_handle_decrypt(const Request *req, Response *resp)
+kms_err_t kms_handle_decrypt(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const DecryptRequest *q = &req->op.decrypt;
     DecryptResponse *r = &resp->result.decrypt;
     size_t len = 0;
-    KMS_RETURN_IF_ERR(kms_sym_decrypt(q->ciphertext.bytes, q->ciphertext.size, q->context, q->context_count,
+    KMS_RETURN_IF_ERR(kms_sym_decrypt(ctx, q->ciphertext.bytes, q->ciphertext.size, q->context, q->context_count,
                                       r->plaintext.bytes, sizeof r->plaintext.bytes, &len, r->key_id,
                                       &r->key_version));
     r->plaintext.size = (pb_size_t)len;
@@ -163,11 +168,11 @@ kms_err_t kms_handle_decrypt(const Request *req, Response *resp)
     return KMS_OK;
 }
 
-kms_err_t kms_handle_generate_mac(const Request *req, Response *resp)
+kms_err_t kms_handle_generate_mac(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const GenerateMacRequest *q = &req->op.generate_mac;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_GENERATE_VERIFY_MAC, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_GENERATE_VERIFY_MAC, &key));
     const KeyVersionMaterial *mat = NULL;
     GenerateMacResponse *r = &resp->result.generate_mac;
     size_t len = 0;
@@ -185,11 +190,11 @@ done:
     return err;
 }
 
-kms_err_t kms_handle_verify_mac(const Request *req, Response *resp)
+kms_err_t kms_handle_verify_mac(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const VerifyMacRequest *q = &req->op.verify_mac;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_GENERATE_VERIFY_MAC, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_GENERATE_VERIFY_MAC, &key));
     const KeyVersionMaterial *mat = NULL;
     kms_md md = kms_spec_hmac_md(kms_key_record(key)->spec);
     size_t full = md == KMS_MD_SHA256 ? 32 : md == KMS_MD_SHA384 ? 48 : 64;

@@ -7,8 +7,8 @@
 
 #include <openssl/crypto.h>
 
-#include "authz.h"
-#include "dispatch.h"
+#include "ocalls.h"
+#include "handlers.h"
 #include "audit.h"
 #include "domain.h"
 #include "keystore.h"
@@ -19,27 +19,37 @@
 
 static kms_err_t fill_principals(Response *resp);
 
+kms_err_t kms_activate_audit(void)
+{
+    uint8_t der[DomainState_size < 128 ? DomainState_size : 128];
+    size_t len = 0;
+    kms_err_t err = kms_principals_audit_key(der, sizeof der, &len);
+    if (err == KMS_OK && len > 0) err = kms_audit_set_key(der, len);
+    OPENSSL_cleanse(der, sizeof der);
+    return err;
+}
+
 /*
  * Order matters: the domain state is written first (conditional on none existing), then the
  * sealed domain key; only then are the shares produced. If a write fails, the in-memory domain
  * key is forgotten, so the enclave never works with a key the host does not hold.
  */
-static kms_err_t init_domain(const InitRequest *q, InitResponse *r)
+static kms_err_t init_domain(const kms_ctx *ctx, const InitRequest *q, InitResponse *r)
 {
     uint8_t sealed[1024], dk[32];
     size_t sealed_len = 0;
-    const kms_caller *caller = kms_caller_get();
     kms_err_t err;
     KMS_GOTO_IF_ERR(err, kms_domain_generate(sealed, sizeof sealed, &sealed_len, r->domain_id.bytes), done);
     r->domain_id.size = KMS_DOMAIN_ID_LEN;
-    KMS_GOTO_IF_ERR(err, kms_principals_create(caller->principal, q->admin_name, q->threshold,
+    KMS_GOTO_IF_ERR(err, kms_principals_create(ctx->caller.principal, q->admin_name, q->threshold,
                                                q->recovery_public_keys_count), fail);
+    KMS_GOTO_IF_ERR(err, kms_activate_audit(), fail);
     KMS_GOTO_IF_ERR(err, kms_edge_store_put(SEALED_DOMAIN_KEY_ID, 0, 1, sealed, sealed_len), fail);
     KMS_GOTO_IF_ERR(err, kms_domain_copy_key(dk), fail);
     err = kms_recovery_split(dk, r->domain_id.bytes, q, r);
     OPENSSL_cleanse(dk, sizeof dk);
     if (err != KMS_OK) goto fail;
-    memcpy(r->admin_principal_id.bytes, caller->principal, 32);
+    memcpy(r->admin_principal_id.bytes, ctx->caller.principal, 32);
     r->admin_principal_id.size = 32;
     return KMS_OK;
 fail:
@@ -51,14 +61,14 @@ done:
     return err;
 }
 
-kms_err_t kms_handle_init(const Request *req, Response *resp)
+kms_err_t kms_handle_init(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const InitRequest *q = &req->op.init;
     pb_size_t n = q->recovery_public_keys_count;
     if (n < 1 || q->threshold < 1 || q->threshold > n) return KMS_ERR_INVALID_ARGUMENT;
     for (pb_size_t i = 0; i < n; i++)
         if (q->recovery_public_keys[i].size != 32) return KMS_ERR_INVALID_KEY;
-    KMS_RETURN_IF_ERR(init_domain(q, &resp->result.init));
+    KMS_RETURN_IF_ERR(init_domain(ctx, q, &resp->result.init));
     resp->which_result = Response_init_tag;
     return KMS_OK;
 }
@@ -67,60 +77,58 @@ kms_err_t kms_handle_init(const Request *req, Response *resp)
  * Recovery: the recombined key must open this domain's stored state (its AAD binds the domain
  * id), which proves both the shares and the domain; only then is it sealed here and persisted.
  */
-kms_err_t kms_handle_recover(const Request *req, Response *resp)
+kms_err_t kms_handle_recover(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     const RecoverRequest *q = &req->op.recover;
     uint8_t dk[32], sealed[1024];
     size_t sealed_len = 0;
-    DomainState *st = NULL;
-    if (q->domain_id.size != KMS_DOMAIN_ID_LEN) return KMS_ERR_INVALID_ARGUMENT;
-    kms_err_t err;
+    PrincipalList *check = calloc(1, sizeof *check);
+    if (check == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    kms_err_t err = KMS_ERR_INVALID_ARGUMENT;
+    if (q->domain_id.size != KMS_DOMAIN_ID_LEN) goto done;
     KMS_GOTO_IF_ERR(err, kms_recovery_combine(q, dk), done);
     KMS_GOTO_IF_ERR(err, kms_domain_install_recovered(dk, q->domain_id.bytes, sealed, sizeof sealed, &sealed_len), done);
     kms_principals_clear();
-    err = kms_principals_list(&st);
+    err = kms_principals_list(check);
     if (err != KMS_OK) { /* wrong shares, too few, or another domain: nothing stays installed */
         err = KMS_ERR_INVALID_ARGUMENT;
         goto fail;
     }
     KMS_GOTO_IF_ERR(err, kms_edge_store_put(SEALED_DOMAIN_KEY_ID, 0, 1, sealed, sealed_len), fail);
-    KMS_GOTO_IF_ERR(err, kms_principals_activate_audit(), fail);
-    free(st);
+    KMS_GOTO_IF_ERR(err, kms_activate_audit(), fail);
+    free(check);
     OPENSSL_cleanse(dk, sizeof dk);
     return fill_principals(resp);
 fail:
-    free(st);
     kms_domain_reset();
     kms_principals_clear();
     kms_keystore_clear();
 done:
+    free(check);
     OPENSSL_cleanse(dk, sizeof dk);
     return err;
 }
 
 static kms_err_t fill_principals(Response *resp)
 {
-    DomainState *st = NULL;
-    KMS_RETURN_IF_ERR(kms_principals_list(&st));
-    PrincipalList *r = &resp->result.principals;
-    _Static_assert(sizeof r->principals == sizeof st->principals, "principal list bound");
-    memcpy(r->principals, st->principals, sizeof r->principals);
-    r->principals_count = st->principals_count;
+    KMS_RETURN_IF_ERR(kms_principals_list(&resp->result.principals));
     resp->which_result = Response_principals_tag;
-    free(st);
     return KMS_OK;
 }
 
-kms_err_t kms_handle_add_principal(const Request *req, Response *resp)
+kms_err_t kms_handle_add_principal(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     const AddPrincipalRequest *q = &req->op.add_principal;
     if (q->principal_id.size != 32) return KMS_ERR_INVALID_ARGUMENT;
     KMS_RETURN_IF_ERR(kms_principals_put(q->principal_id.bytes, q->name, q->role));
     return fill_principals(resp);
 }
 
-kms_err_t kms_handle_list_principals(const Request *req, Response *resp)
+kms_err_t kms_handle_list_principals(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     (void)req;
     return fill_principals(resp);
 }

@@ -5,15 +5,13 @@
 #include <openssl/crypto.h>
 
 #include "crypto.h"
-#include "dispatch.h"
 #include "handlers.h"
 #include "keyspec.h"
-#include "policy.h"
 #include "kms/limits.h"
 
 #define BATCH_PLAINTEXT_MAX 64u
 
-kms_err_t kms_handle_generate_data_key(const Request *req, Response *resp)
+kms_err_t kms_handle_generate_data_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const GenerateDataKeyRequest *q = &req->op.generate_data_key;
     GenerateDataKeyResponse *r = &resp->result.generate_data_key;
@@ -23,7 +21,7 @@ kms_err_t kms_handle_generate_data_key(const Request *req, Response *resp)
     if (n < 16 || n > sizeof dk) return KMS_ERR_INVALID_ARGUMENT;
     kms_err_t err = kms_random(dk, n);
     if (err == KMS_OK)
-        err = kms_sym_encrypt(q->key_id, dk, n, q->context, q->context_count, r->ciphertext.bytes,
+        err = kms_sym_encrypt(ctx, q->key_id, dk, n, q->context, q->context_count, r->ciphertext.bytes,
                               sizeof r->ciphertext.bytes, &len, r->key_id, &r->key_version);
     if (err == KMS_OK) {
         r->ciphertext.size = (pb_size_t)len;
@@ -34,7 +32,7 @@ kms_err_t kms_handle_generate_data_key(const Request *req, Response *resp)
     return err;
 }
 
-kms_err_t kms_handle_generate_data_key_pair(const Request *req, Response *resp)
+kms_err_t kms_handle_generate_data_key_pair(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const GenerateDataKeyPairRequest *q = &req->op.generate_data_key_pair;
     GenerateDataKeyPairResponse *r = &resp->result.generate_data_key_pair;
@@ -48,7 +46,7 @@ kms_err_t kms_handle_generate_data_key_pair(const Request *req, Response *resp)
     KMS_GOTO_IF_ERR(err, kms_pkey_private_der(pair, der, sizeof der, &der_len), done);
     KMS_GOTO_IF_ERR(err, kms_pkey_public_der(pair, r->public_key.bytes, sizeof r->public_key.bytes, &len), done);
     r->public_key.size = (pb_size_t)len;
-    KMS_GOTO_IF_ERR(err, kms_sym_encrypt(q->key_id, der, der_len, q->context, q->context_count,
+    KMS_GOTO_IF_ERR(err, kms_sym_encrypt(ctx, q->key_id, der, der_len, q->context, q->context_count,
                                          r->private_key_ciphertext.bytes, sizeof r->private_key_ciphertext.bytes,
                                          &len, r->key_id, &r->key_version), done);
     r->private_key_ciphertext.size = (pb_size_t)len;
@@ -63,19 +61,19 @@ done:
     return err;
 }
 
-kms_err_t kms_handle_re_encrypt(const Request *req, Response *resp)
+kms_err_t kms_handle_re_encrypt(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const ReEncryptRequest *q = &req->op.re_encrypt;
     ReEncryptResponse *r = &resp->result.re_encrypt;
     uint8_t *pt = malloc(KMS_MAX_DATA_SIZE); /* the plaintext never leaves the enclave */
     size_t pt_len = 0, len = 0;
     if (pt == NULL) return KMS_ERR_OUT_OF_MEMORY;
-    kms_err_t err = kms_sym_decrypt(q->ciphertext.bytes, q->ciphertext.size, q->source_context,
+    kms_err_t err = kms_sym_decrypt(ctx, q->ciphertext.bytes, q->ciphertext.size, q->source_context,
                                     q->source_context_count, pt, KMS_MAX_DATA_SIZE, &pt_len, r->source_key_id,
                                     &r->source_key_version);
-    kms_policy_step(OperationClass_OP_ENCRYPT, q->destination_context, q->destination_context_count);
+    kms_ctx_step(ctx, OperationClass_OP_ENCRYPT, q->destination_context, q->destination_context_count);
     if (err == KMS_OK)
-        err = kms_sym_encrypt(q->destination_key_id, pt, pt_len, q->destination_context, q->destination_context_count,
+        err = kms_sym_encrypt(ctx, q->destination_key_id, pt, pt_len, q->destination_context, q->destination_context_count,
                               r->ciphertext.bytes, sizeof r->ciphertext.bytes, &len, r->key_id, &r->key_version);
     if (err == KMS_OK) {
         r->ciphertext.size = (pb_size_t)len;
@@ -87,7 +85,7 @@ kms_err_t kms_handle_re_encrypt(const Request *req, Response *resp)
 }
 
 /* One batch item; its status goes into the result, never into the batch's own code. */
-static void batch_item(const BatchRequest *q, kms_key *signer, const pb_bytes_array_t *in, BatchItemResult *out)
+static void batch_item(kms_ctx *ctx, const BatchRequest *q, kms_key *signer, const pb_bytes_array_t *in, BatchItemResult *out)
 {
     size_t len = 0;
     char key_id[37];
@@ -95,10 +93,10 @@ static void batch_item(const BatchRequest *q, kms_key *signer, const pb_bytes_ar
     kms_err_t err;
     if (q->operation == BatchOperation_BATCH_ENCRYPT)
         err = in->size > BATCH_PLAINTEXT_MAX ? KMS_ERR_INVALID_ARGUMENT
-              : kms_sym_encrypt(q->key_id, in->bytes, in->size, NULL, 0, out->data.bytes, sizeof out->data.bytes,
+              : kms_sym_encrypt(ctx, q->key_id, in->bytes, in->size, NULL, 0, out->data.bytes, sizeof out->data.bytes,
                                 &len, key_id, &version);
     else if (q->operation == BatchOperation_BATCH_DECRYPT)
-        err = kms_sym_decrypt(in->bytes, in->size, NULL, 0, out->data.bytes, sizeof out->data.bytes, &len, key_id,
+        err = kms_sym_decrypt(ctx, in->bytes, in->size, NULL, 0, out->data.bytes, sizeof out->data.bytes, &len, key_id,
                               &version);
     else {
         const KeyVersionMaterial *mat = NULL;
@@ -115,7 +113,7 @@ static void batch_item(const BatchRequest *q, kms_key *signer, const pb_bytes_ar
     out->data.size = err == KMS_OK ? (pb_size_t)len : 0;
 }
 
-kms_err_t kms_handle_batch(const Request *req, Response *resp)
+kms_err_t kms_handle_batch(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const BatchRequest *q = &req->op.batch;
     BatchResponse *r = &resp->result.batch;
@@ -123,9 +121,9 @@ kms_err_t kms_handle_batch(const Request *req, Response *resp)
     if (q->operation < BatchOperation_BATCH_ENCRYPT || q->operation > BatchOperation_BATCH_SIGN || q->items_count == 0)
         return KMS_ERR_INVALID_ARGUMENT;
     if (q->operation == BatchOperation_BATCH_SIGN)
-        KMS_RETURN_IF_ERR(kms_acquire_for(q->key_id, KeyUsage_SIGN_VERIFY, &signer));
+        KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_SIGN_VERIFY, &signer));
     for (pb_size_t i = 0; i < q->items_count; i++)
-        batch_item(q, signer, (const pb_bytes_array_t *)(const void *)&q->items[i], &r->results[i]);
+        batch_item(ctx, q, signer, (const pb_bytes_array_t *)(const void *)&q->items[i], &r->results[i]);
     r->results_count = q->items_count;
     kms_keystore_release(signer);
     resp->which_result = Response_batch_tag;

@@ -4,12 +4,11 @@
 
 #include <openssl/crypto.h>
 
-#include "dispatch.h"
 #include "handlers.h"
 #include "keyspec.h"
 #include "validator.h"
 
-static kms_err_t record_from_import(const Request *req, const char *key_id, KeyRecord *rec)
+static kms_err_t record_from_import(int64_t now, const Request *req, const char *key_id, KeyRecord *rec)
 {
     const ImportValidatorRequest *q = &req->op.import_validator;
     EVP_PKEY *pkey = NULL;
@@ -22,21 +21,21 @@ static kms_err_t record_from_import(const Request *req, const char *key_id, KeyR
     if (err != KMS_OK) return err;
     v->material.size = (pb_size_t)len;
     v->version = 1;
-    v->created_at = req->host_time;
+    v->created_at = now;
     memcpy(rec->key_id, key_id, 37);
     rec->spec = q->spec;
     rec->usage = KeyUsage_VALIDATOR;
     rec->state = KeyState_ENABLED;
     memcpy(rec->description, q->description, sizeof rec->description);
     memcpy(rec->chain_id, q->chain_id, sizeof rec->chain_id);
-    rec->created_at = req->host_time;
+    rec->created_at = now;
     rec->revision = 1;
     rec->current_version = 1;
     rec->versions_count = 1;
     return KMS_OK;
 }
 
-kms_err_t kms_handle_import_validator(const Request *req, Response *resp)
+kms_err_t kms_handle_import_validator(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const ImportValidatorRequest *q = &req->op.import_validator;
     if ((q->spec != KeySpec_ED25519 && q->spec != KeySpec_ECC_SECG_P256K1) || q->chain_id[0] == '\0')
@@ -46,7 +45,7 @@ kms_err_t kms_handle_import_validator(const Request *req, Response *resp)
     if (rec == NULL) return KMS_ERR_OUT_OF_MEMORY;
     kms_err_t err;
     KMS_GOTO_IF_ERR(err, kms_key_id_new(key_id), done);
-    KMS_GOTO_IF_ERR(err, record_from_import(req, key_id, rec), done);
+    KMS_GOTO_IF_ERR(err, record_from_import(ctx->now, req, key_id, rec), done);
     /* The guard state first: a key without its state never signs. */
     KMS_GOTO_IF_ERR(err, kms_vstate_create(key_id, q->chain_id, q->height, q->round, q->step, q->sign_bytes.bytes,
                                            q->sign_bytes.size, q->signature.bytes, q->signature.size), done);

@@ -4,9 +4,8 @@
 
 #include <openssl/crypto.h>
 
-#include "authz.h"
+#include "ocalls.h"
 #include "crypto.h"
-#include "dispatch.h"
 #include "handlers.h"
 #include "keyspec.h"
 #include "validator.h"
@@ -49,7 +48,7 @@ kms_err_t kms_record_commit(const KeyRecord *rec, Response *resp)
     return KMS_OK;
 }
 
-kms_err_t kms_handle_create_key(const Request *req, Response *resp)
+kms_err_t kms_handle_create_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const CreateKeyRequest *q = &req->op.create_key;
     if (!kms_spec_allows_usage(q->spec, q->usage) || ((q->usage == KeyUsage_VALIDATOR) != (q->chain_id[0] != '\0')))
@@ -61,13 +60,13 @@ kms_err_t kms_handle_create_key(const Request *req, Response *resp)
     rec->spec = q->spec;
     rec->usage = q->usage;
     rec->state = KeyState_ENABLED;
-    rec->host_owned = kms_caller_get()->host != 0;
+    rec->host_owned = kms_ctx_is_host(ctx);
     memcpy(rec->description, q->description, sizeof rec->description);
-    rec->created_at = req->host_time;
+    rec->created_at = ctx->now;
     rec->origin = KeyOrigin_ORIGIN_GENERATED;
     rec->revision = 1;
     memcpy(rec->chain_id, q->chain_id, sizeof rec->chain_id);
-    KMS_GOTO_IF_ERR(err, kms_record_add_version(rec, req->host_time), done);
+    KMS_GOTO_IF_ERR(err, kms_record_add_version(rec, ctx->now), done);
     if (q->usage == KeyUsage_VALIDATOR) /* the guard state exists before the key can sign */
         KMS_GOTO_IF_ERR(err, kms_vstate_create(rec->key_id, q->chain_id, 0, 0, 0, NULL, 0, NULL, 0), done);
     err = kms_record_commit(rec, resp);
@@ -77,10 +76,10 @@ done:
 }
 
 /* Copy of key_id's current record, for a change. */
-kms_err_t kms_record_for_change(const char *key_id, KeyRecord **out)
+kms_err_t kms_record_for_change(kms_ctx *ctx, const char *key_id, KeyRecord **out)
 {
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_authorized(key_id, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_authorized(ctx, key_id, &key));
     KeyRecord *rec = kms_record_new();
     if (rec != NULL) memcpy(rec, kms_key_record(key), sizeof *rec);
     kms_keystore_release(key);
@@ -90,23 +89,27 @@ kms_err_t kms_record_for_change(const char *key_id, KeyRecord **out)
     return KMS_OK;
 }
 
-kms_err_t kms_handle_rotate_key(const Request *req, Response *resp)
+kms_err_t kms_handle_rotate_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
     KeyRecord *rec = NULL;
-    KMS_RETURN_IF_ERR(kms_record_for_change(req->op.rotate_key.key_id, &rec));
-    kms_err_t err = rec->state == KeyState_ENABLED ? KMS_OK : KMS_ERR_KEY_DISABLED;
-    if (err == KMS_OK) err = kms_record_add_version(rec, req->host_time);
+    KMS_RETURN_IF_ERR(kms_record_for_change(ctx, req->op.rotate_key.key_id, &rec));
+    /* A validator signs with one key for its whole life (its consensus identity, with the guard
+     * state bound to it): a new validator key is a new key, never a rotation. */
+    kms_err_t err = rec->usage == KeyUsage_VALIDATOR ? KMS_ERR_INVALID_KEY_USAGE
+                    : rec->state == KeyState_ENABLED  ? KMS_OK
+                                                      : KMS_ERR_KEY_DISABLED;
+    if (err == KMS_OK) err = kms_record_add_version(rec, ctx->now);
     if (err == KMS_OK) err = kms_record_commit(rec, resp);
     kms_record_free(rec);
     return err;
 }
 
-kms_err_t kms_handle_set_key_state(const Request *req, Response *resp)
+kms_err_t kms_handle_set_key_state(kms_ctx *ctx, const Request *req, Response *resp)
 {
     KeyState state = req->op.set_key_state.state;
     if (state != KeyState_ENABLED && state != KeyState_DISABLED) return KMS_ERR_INVALID_ARGUMENT;
     KeyRecord *rec = NULL;
-    KMS_RETURN_IF_ERR(kms_record_for_change(req->op.set_key_state.key_id, &rec));
+    KMS_RETURN_IF_ERR(kms_record_for_change(ctx, req->op.set_key_state.key_id, &rec));
     kms_err_t err = rec->state == KeyState_PENDING_DELETION ? KMS_ERR_KEY_PENDING_DELETION
                     : rec->state == KeyState_DESTROYED      ? KMS_ERR_KEY_DESTROYED
                                                             : KMS_OK;
@@ -116,20 +119,20 @@ kms_err_t kms_handle_set_key_state(const Request *req, Response *resp)
     return err;
 }
 
-kms_err_t kms_handle_describe_key(const Request *req, Response *resp)
+kms_err_t kms_handle_describe_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_authorized(req->op.describe_key.key_id, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_authorized(ctx, req->op.describe_key.key_id, &key));
     kms_fill_metadata(kms_key_record(key), resp);
     kms_keystore_release(key);
     return KMS_OK;
 }
 
-kms_err_t kms_handle_get_public_key(const Request *req, Response *resp)
+kms_err_t kms_handle_get_public_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const GetPublicKeyRequest *q = &req->op.get_public_key;
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_authorized(q->key_id, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_authorized(ctx, q->key_id, &key));
     const KeyRecord *rec = kms_key_record(key);
     GetPublicKeyResponse *r = &resp->result.get_public_key;
     const KeyVersionMaterial *mat = NULL;
@@ -153,12 +156,12 @@ done:
     return err;
 }
 
-kms_err_t kms_handle_grant_key(const Request *req, Response *resp)
+kms_err_t kms_handle_grant_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const GrantKeyRequest *q = &req->op.grant_key;
     if (q->principal_id.size != 32) return KMS_ERR_INVALID_ARGUMENT;
     KeyRecord *rec = NULL;
-    KMS_RETURN_IF_ERR(kms_record_for_change(q->key_id, &rec));
+    KMS_RETURN_IF_ERR(kms_record_for_change(ctx, q->key_id, &rec));
     pb_size_t i = 0, n = rec->grantees_count;
     while (i < n && memcmp(rec->grantees[i].bytes, q->principal_id.bytes, 32) != 0) i++;
     kms_err_t err = KMS_OK;
@@ -179,10 +182,10 @@ kms_err_t kms_handle_grant_key(const Request *req, Response *resp)
 }
 
 /* Append key_id's metadata to the page if the caller may see it; unreadable records are skipped. */
-static void list_one(const char *key_id, ListKeysResponse *r)
+static void list_one(kms_ctx *ctx, const char *key_id, ListKeysResponse *r)
 {
     kms_key *key = NULL;
-    if (!kms_key_id_valid(key_id) || kms_acquire_authorized(key_id, &key) != KMS_OK) return;
+    if (!kms_key_id_valid(key_id) || kms_acquire_authorized(ctx, key_id, &key) != KMS_OK) return;
     kms_metadata_from(kms_key_record(key), &r->keys[r->keys_count++]);
     kms_keystore_release(key);
 }
@@ -200,8 +203,9 @@ static int cursor_valid(const char *c)
     return n <= 64;
 }
 
-kms_err_t kms_handle_list_keys(const Request *req, Response *resp)
+kms_err_t kms_handle_list_keys(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     const ListKeysRequest *q = &req->op.list_keys;
     ListKeysResponse *r = &resp->result.list_keys;
     uint32_t limit = q->limit == 0 ? 32 : q->limit;
@@ -214,7 +218,7 @@ kms_err_t kms_handle_list_keys(const Request *req, Response *resp)
         const char *id = ids + off;
         size_t n = strnlen(id, len - off);
         if (n == len - off) break; /* not NUL-terminated: ignore the rest */
-        list_one(id, r);
+        list_one(ctx, id, r);
         last = id;
         off += n + 1;
     }

@@ -2,14 +2,13 @@
 #include <string.h>
 
 #include "crypto.h"
-#include "dispatch.h"
 #include "handlers.h"
 
 #define OPERATION_BITS 0x7fu
 
 static int operations_valid(uint32_t ops) { return ops != 0 && (ops & ~OPERATION_BITS) == 0; }
 
-kms_err_t kms_handle_put_key_policy(const Request *req, Response *resp)
+kms_err_t kms_handle_put_key_policy(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const PutKeyPolicyRequest *q = &req->op.put_key_policy;
     for (pb_size_t i = 0; i < q->statements_count; i++)
@@ -19,7 +18,7 @@ kms_err_t kms_handle_put_key_policy(const Request *req, Response *resp)
     if (q->export_policy != ExportPolicy_NON_EXPORTABLE && q->export_policy != ExportPolicy_EXPORT_TO_ATTESTED_ENCLAVE)
         return KMS_ERR_INVALID_ARGUMENT;
     KeyRecord *rec = NULL;
-    KMS_RETURN_IF_ERR(kms_record_for_change(q->key_id, &rec));
+    KMS_RETURN_IF_ERR(kms_record_for_change(ctx, q->key_id, &rec));
     _Static_assert(sizeof rec->policy == sizeof q->statements, "policy bound");
     memcpy(rec->policy, q->statements, sizeof rec->policy);
     rec->policy_count = q->statements_count;
@@ -40,13 +39,13 @@ static kms_err_t answer_grants(const KeyRecord *rec, Response *resp)
     return KMS_OK;
 }
 
-kms_err_t kms_handle_create_grant(const Request *req, Response *resp)
+kms_err_t kms_handle_create_grant(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const CreateGrantRequest *q = &req->op.create_grant;
-    if (q->grantee.size != 32 || !operations_valid(q->operations) || (q->expires_at != 0 && q->expires_at <= req->host_time))
+    if (q->grantee.size != 32 || !operations_valid(q->operations) || (q->expires_at != 0 && q->expires_at <= ctx->now))
         return KMS_ERR_INVALID_ARGUMENT;
     KeyRecord *rec = NULL;
-    KMS_RETURN_IF_ERR(kms_record_for_change(q->key_id, &rec));
+    KMS_RETURN_IF_ERR(kms_record_for_change(ctx, q->key_id, &rec));
     kms_err_t err = rec->grants_count >= sizeof rec->grants / sizeof rec->grants[0] ? KMS_ERR_INVALID_ARGUMENT : KMS_OK;
     if (err == KMS_OK) {
         Grant *g = &rec->grants[rec->grants_count];
@@ -68,21 +67,21 @@ kms_err_t kms_handle_create_grant(const Request *req, Response *resp)
     return err;
 }
 
-kms_err_t kms_handle_list_grants(const Request *req, Response *resp)
+kms_err_t kms_handle_list_grants(kms_ctx *ctx, const Request *req, Response *resp)
 {
     kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_authorized(req->op.list_grants.key_id, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_authorized(ctx, req->op.list_grants.key_id, &key));
     kms_err_t err = answer_grants(kms_key_record(key), resp);
     kms_keystore_release(key);
     return err;
 }
 
-kms_err_t kms_handle_revoke_grant(const Request *req, Response *resp)
+kms_err_t kms_handle_revoke_grant(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const RevokeGrantRequest *q = &req->op.revoke_grant;
     KeyRecord *rec = NULL;
     if (q->grant_id.size != 16) return KMS_ERR_INVALID_ARGUMENT;
-    KMS_RETURN_IF_ERR(kms_record_for_change(q->key_id, &rec));
+    KMS_RETURN_IF_ERR(kms_record_for_change(ctx, q->key_id, &rec));
     pb_size_t i = 0, n = rec->grants_count;
     while (i < n && memcmp(rec->grants[i].grant_id.bytes, q->grant_id.bytes, 16) != 0) i++;
     kms_err_t err = i == n ? KMS_ERR_KEY_NOT_FOUND : KMS_OK;

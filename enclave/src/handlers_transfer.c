@@ -11,9 +11,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
-#include "authz.h"
 #include "crypto.h"
-#include "dispatch.h"
 #include "handlers.h"
 #include "platform.h"
 
@@ -54,8 +52,9 @@ static kms_err_t transfer_key(EVP_PKEY *priv, const uint8_t peer_pub[32], const 
     return err;
 }
 
-kms_err_t kms_handle_prepare_key_import(const Request *req, Response *resp)
+kms_err_t kms_handle_prepare_key_import(kms_ctx *ctx, const Request *req, Response *resp)
 {
+    (void)ctx;
     const PrepareKeyImportRequest *q = &req->op.prepare_key_import;
     PrepareKeyImportResponse *r = &resp->result.prepare_key_import;
     uint8_t rd[64];
@@ -116,7 +115,7 @@ static kms_err_t encode_transfer(const KeyRecord *src, uint8_t *out, size_t cap,
     return err;
 }
 
-kms_err_t kms_handle_export_key(const Request *req, Response *resp)
+kms_err_t kms_handle_export_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const ExportKeyRequest *q = &req->op.export_key;
     ExportKeyResponse *r = &resp->result.export_key;
@@ -128,7 +127,7 @@ kms_err_t kms_handle_export_key(const Request *req, Response *resp)
     if (pt == NULL) goto done;
     err = KMS_ERR_INVALID_ARGUMENT;
     if (q->peer_report.size != 432 || q->peer_public_key.size != 32) goto done;
-    KMS_GOTO_IF_ERR(err, kms_acquire_authorized(q->key_id, &key), done);
+    KMS_GOTO_IF_ERR(err, kms_acquire_authorized(ctx, q->key_id, &key), done);
     err = KMS_ERR_PERMISSION_DENIED;
     if (kms_key_record(key)->export_policy != ExportPolicy_EXPORT_TO_ATTESTED_ENCLAVE) goto done;
     KMS_GOTO_IF_ERR(err, check_peer(q->peer_report.bytes, q->peer_public_key.bytes), done);
@@ -166,7 +165,7 @@ static EVP_PKEY *take_slot(uint32_t id)
     return eph;
 }
 
-kms_err_t kms_handle_import_transferred_key(const Request *req, Response *resp)
+kms_err_t kms_handle_import_transferred_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const ImportTransferredKeyRequest *q = &req->op.import_transferred_key;
     EVP_PKEY *eph = take_slot(q->transfer_id);
@@ -187,7 +186,7 @@ kms_err_t kms_handle_import_transferred_key(const Request *req, Response *resp)
     }
     if (err == KMS_OK) { /* a new record in this domain, under the same key id */
         rec->revision = 1, rec->origin = KeyOrigin_ORIGIN_IMPORTED;
-        rec->host_owned = kms_caller_get()->host != 0;
+        rec->host_owned = kms_ctx_is_host(ctx);
         err = kms_keystore_write(rec, 0);
     }
     if (err == KMS_OK) kms_fill_metadata(rec, resp);

@@ -4,8 +4,6 @@
 
 #include <openssl/crypto.h>
 
-#include "authz.h"
-#include "dispatch.h"
 #include "handlers.h"
 #include "keyspec.h"
 #include "validator.h"
@@ -95,7 +93,7 @@ static kms_err_t sign_extension(const ValidatorSignRequest *q, const kms_cmt_msg
     return KMS_OK;
 }
 
-kms_err_t kms_handle_validator_sign(const Request *req, Response *resp)
+kms_err_t kms_handle_validator_sign(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const ValidatorSignRequest *q = &req->op.validator_sign;
     ValidatorSignResponse *r = &resp->result.validator_sign;
@@ -107,7 +105,7 @@ kms_err_t kms_handle_validator_sign(const Request *req, Response *resp)
     int reuse = 0;
     kms_err_t err = KMS_ERR_OUT_OF_MEMORY;
     if (m == NULL || st == NULL) goto done;
-    KMS_GOTO_IF_ERR(err, kms_acquire_for(q->key_id, KeyUsage_VALIDATOR, &key), done);
+    KMS_GOTO_IF_ERR(err, kms_acquire_for(ctx, q->key_id, KeyUsage_VALIDATOR, &key), done);
     const KeyRecord *rec = kms_key_record(key);
     err = KMS_ERR_INVALID_ARGUMENT;
     if (strcmp(rec->chain_id, q->chain_id) != 0 || (q->kind != ValidatorMessage_VOTE && q->kind != ValidatorMessage_PROPOSAL))
@@ -153,11 +151,11 @@ static void export_from(const ValidatorGuardState *st, ValidatorStateExport *e)
     e->signature.size = st->signature.size;
 }
 
-kms_err_t kms_handle_validator_state(const Request *req, Response *resp)
+kms_err_t kms_handle_validator_state(kms_ctx *ctx, const Request *req, Response *resp)
 {
     kms_key *key = NULL;
     ValidatorGuardState st;
-    KMS_RETURN_IF_ERR(kms_acquire_for(req->op.validator_state.key_id, KeyUsage_VALIDATOR, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, req->op.validator_state.key_id, KeyUsage_VALIDATOR, &key));
     kms_err_t err = kms_vstate_load(req->op.validator_state.key_id, &st);
     kms_keystore_release(key);
     if (err != KMS_OK) return err;
@@ -170,7 +168,7 @@ kms_err_t kms_handle_validator_state(const Request *req, Response *resp)
 }
 
 /* Import a signed export: authentic (MAC), for this key, and never behind the current state. */
-kms_err_t kms_handle_validator_state_import(const Request *req, Response *resp)
+kms_err_t kms_handle_validator_state_import(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const ValidatorStateExport *in = &req->op.validator_state_import.state;
     uint8_t mac[32];
@@ -178,7 +176,7 @@ kms_err_t kms_handle_validator_state_import(const Request *req, Response *resp)
     ValidatorGuardState st;
     KMS_RETURN_IF_ERR(kms_vstate_mac(in, mac));
     if (in->mac.size != 32 || CRYPTO_memcmp(mac, in->mac.bytes, 32) != 0) return KMS_ERR_INVALID_SIGNATURE;
-    KMS_RETURN_IF_ERR(kms_acquire_for(in->key_id, KeyUsage_VALIDATOR, &key));
+    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, in->key_id, KeyUsage_VALIDATOR, &key));
     kms_err_t err = kms_vstate_load(in->key_id, &st);
     int missing = err == KMS_ERR_RECORD_CORRUPT && !kms_vstate_present(in->key_id);
     if (strcmp(in->chain_id, kms_key_record(key)->chain_id) != 0) err = KMS_ERR_INVALID_ARGUMENT;

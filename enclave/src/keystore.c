@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include "crypto.h"
 #include "domain.h"
 #include "keyspec.h"
 #include "keystore.h"
@@ -53,6 +54,34 @@ kms_err_t kms_key_version(const kms_key *key, uint32_t version, const KeyVersion
         }
     }
     return KMS_ERR_KEY_VERSION_NOT_FOUND;
+}
+
+int kms_key_id_valid(const char *s)
+{
+    if (strlen(s) != 36) return 0;
+    for (int i = 0; i < 36; i++) {
+        char c = s[i];
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
+    }
+    return 1;
+}
+
+kms_err_t kms_key_id_new(char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t r[16];
+    KMS_RETURN_IF_ERR(kms_random(r, sizeof r));
+    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40); /* version 4 */
+    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    int o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = hex[r[i] >> 4];
+        out[o++] = hex[r[i] & 0xf];
+    }
+    out[o] = '\0';
+    return KMS_OK;
 }
 
 /* Check a decoded, authenticated record and parse its asymmetric keys. */

@@ -21,6 +21,12 @@
 
 typedef struct kms_key kms_key;
 
+/* 1 if s is a canonical lower-case UUID (the only key id form the enclave issues). */
+int kms_key_id_valid(const char *s);
+
+/* A fresh random UUID v4 into out[37]. Errors: KMS_ERR_RANDOM. */
+kms_err_t kms_key_id_new(char out[37]);
+
 /*
  * A reference to key_id's record. Errors: KMS_ERR_DOMAIN_NOT_LOADED, KMS_ERR_KEY_NOT_FOUND,
  * KMS_ERR_STORE_UNAVAILABLE, KMS_ERR_RECORD_CORRUPT (tag, format, or a record whose key id
@@ -52,13 +58,5 @@ kms_err_t kms_keystore_write(const KeyRecord *rec, uint64_t expected_revision);
 
 /* Drop every cached record (wiped). */
 void kms_keystore_clear(void);
-
-/* The store OCALLs (implemented by the trusted edge). get: *len = 0 when the key is unknown.
- * put: KMS_OK once durable, KMS_ERR_CONFLICT, or KMS_ERR_STORE_UNAVAILABLE. */
-kms_err_t kms_edge_store_get(const char *key_id, uint8_t *blob, size_t cap, size_t *len);
-kms_err_t kms_edge_store_put(const char *key_id, uint64_t expected_revision, uint64_t revision,
-                             const uint8_t *blob, size_t len);
-/* list: NUL-terminated ids one after another into ids (cap bytes), *len bytes used. */
-kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size_t cap, size_t *len);
 
 #endif /* KMS_ENCLAVE_KEYSTORE_H */

@@ -1,7 +1,7 @@
 /*
- * policy.h - per-key policy statements and grants (checked by authz.c), the operation class and
- * encryption context of the request running on this thread, and the key policy hash that
- * DescribeKey and audit records carry. Thread-safe (per-thread state only).
+ * policy.h - per-key policy statements and grants (checked by authz.c against the request's
+ * context: its operation class, encryption context and time), and the key policy hash that
+ * DescribeKey and audit records carry. Pure functions of their arguments; thread-safe.
  */
 #ifndef KMS_ENCLAVE_POLICY_H
 #define KMS_ENCLAVE_POLICY_H
@@ -10,20 +10,16 @@
 
 #include "kms/errors.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
+#include "context.h"
 
-/* Set the operation class and context from the request (kms_process), or override them for one
- * step of a request that touches two keys (ReEncrypt). */
-void kms_policy_begin(const Request *req);
-void kms_policy_step(uint32_t op_class, const ContextEntry *ctx, pb_size_t ctx_count);
-
-/* Does a policy statement or a live grant of rec allow `principal` the current operation? */
-int kms_policy_allows(const KeyRecord *rec, const uint8_t principal[32]);
+/*
+ * Does a policy statement or a live grant of rec allow `principal` ctx->op_class, given
+ * ctx->context (every condition must appear exactly) and ctx->now (a grant with expires_at
+ * is live strictly before it)? 1 or 0.
+ */
+int kms_policy_allows(const kms_ctx *ctx, const KeyRecord *rec, const uint8_t principal[32]);
 
 /* SHA-256 over the key's policy statements and export setting (all zeros on an encoding error). */
 void kms_policy_hash(const KeyRecord *rec, uint8_t out[32]);
-
-/* The policy hash of the last key authorized on this thread (for its audit record); 0 if none. */
-int kms_policy_last_hash(uint8_t out[32]);
-void kms_policy_note_key(const KeyRecord *rec);
 
 #endif /* KMS_ENCLAVE_POLICY_H */

@@ -1,22 +1,31 @@
-/* principals.c - the domain state record: load, cache, create at init, add principals. */
+/*
+ * principals.c - the domain state record: load, cache, create at init, add principals.
+ * The cached state holds the domain's audit private key: it is read in place under the lock
+ * (role lookups and listings copy only what they answer) and wiped whenever it is dropped.
+ */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
-#include "audit.h"
 #include "crypto.h"
 #include "domain.h"
-#include "keystore.h"
 #include "kms/limits.h"
 #include "principals.h"
 #include "record.h"
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static DomainState *g_state; /* cached copy of what the store holds, or NULL */
+static DomainState *g_state; /* what the store holds (authenticated), or NULL before it is read */
 
-/* Load the stored state (NULL *out when there is none). Caller frees. */
+static void state_free(DomainState *st)
+{
+    if (st == NULL) return;
+    OPENSSL_cleanse(st, sizeof *st);
+    free(st);
+}
+
+/* Load the stored state (NULL *out when there is none). Caller frees with state_free. */
 static kms_err_t state_load(DomainState **out)
 {
     DomainState *st = calloc(1, sizeof *st);
@@ -30,30 +39,38 @@ static kms_err_t state_load(DomainState **out)
         *out = st;
         return KMS_OK;
     }
-    OPENSSL_cleanse(st, sizeof *st);
-    free(st);
+    state_free(st);
     return err;
 }
 
-/* A copy of the current state (cached, else loaded). NULL *out: no state. Caller frees. */
-static kms_err_t state_get(DomainState **out)
+/* Lock the cached state, reading it from the store first if needed. On KMS_OK the lock is held
+ * and g_state may still be NULL (no domain state); on an error the lock is not held. */
+static kms_err_t state_lock(void)
 {
     pthread_mutex_lock(&g_lock);
-    DomainState *copy = NULL;
-    if (g_state != NULL && (copy = malloc(sizeof *copy)) != NULL) memcpy(copy, g_state, sizeof *copy);
-    int cached = g_state != NULL;
+    if (g_state != NULL) return KMS_OK;
     pthread_mutex_unlock(&g_lock);
-    if (cached) {
-        *out = copy;
-        return copy != NULL ? KMS_OK : KMS_ERR_OUT_OF_MEMORY;
-    }
-    KMS_RETURN_IF_ERR(state_load(out));
-    if (*out != NULL) {
-        pthread_mutex_lock(&g_lock);
-        if (g_state == NULL && (g_state = malloc(sizeof *g_state)) != NULL) memcpy(g_state, *out, sizeof *g_state);
-        pthread_mutex_unlock(&g_lock);
-    }
+    DomainState *st = NULL;
+    KMS_RETURN_IF_ERR(state_load(&st)); /* no lock across the OCALL */
+    pthread_mutex_lock(&g_lock);
+    if (g_state == NULL) g_state = st, st = NULL;
+    state_free(st);
     return KMS_OK;
+}
+
+/* A private copy of the state for a change (caller frees with state_free). */
+static kms_err_t state_copy(DomainState **out)
+{
+    KMS_RETURN_IF_ERR(state_lock());
+    DomainState *copy = NULL;
+    kms_err_t err = g_state == NULL ? KMS_ERR_NOT_INITIALIZED_DOMAIN : KMS_ERR_OUT_OF_MEMORY;
+    if (g_state != NULL && (copy = malloc(sizeof *copy)) != NULL) {
+        memcpy(copy, g_state, sizeof *copy);
+        err = KMS_OK;
+    }
+    pthread_mutex_unlock(&g_lock);
+    *out = copy;
+    return err;
 }
 
 /* Persist st (its revision already bumped) conditionally, then drop the cache. */
@@ -68,20 +85,20 @@ static kms_err_t state_write(const DomainState *st)
 void kms_principals_clear(void)
 {
     pthread_mutex_lock(&g_lock);
-    free(g_state);
+    state_free(g_state);
     g_state = NULL;
     pthread_mutex_unlock(&g_lock);
 }
 
 kms_err_t kms_principal_role(const uint8_t principal[32], Role *role)
 {
-    DomainState *st = NULL;
     *role = Role_ROLE_UNSPECIFIED;
-    KMS_RETURN_IF_ERR(state_get(&st));
-    for (pb_size_t i = 0; st != NULL && i < st->principals_count; i++)
-        if (st->principals[i].id.size == 32 && CRYPTO_memcmp(st->principals[i].id.bytes, principal, 32) == 0)
-            *role = st->principals[i].role;
-    free(st);
+    KMS_RETURN_IF_ERR(state_lock());
+    for (pb_size_t i = 0; g_state != NULL && i < g_state->principals_count; i++) {
+        const Principal *p = &g_state->principals[i];
+        if (p->id.size == 32 && CRYPTO_memcmp(p->id.bytes, principal, 32) == 0) *role = p->role;
+    }
+    pthread_mutex_unlock(&g_lock);
     return KMS_OK;
 }
 
@@ -112,9 +129,7 @@ kms_err_t kms_principals_create(const uint8_t admin[32], const char *admin_name,
     EVP_PKEY_free(audit);
     st->audit_private_key.size = (pb_size_t)len;
     if (err == KMS_OK) err = state_write(st);
-    if (err == KMS_OK) err = kms_audit_set_key(st->audit_private_key.bytes, st->audit_private_key.size);
-    OPENSSL_cleanse(st, sizeof *st);
-    free(st);
+    state_free(st);
     return err;
 }
 
@@ -122,8 +137,7 @@ kms_err_t kms_principals_put(const uint8_t id[32], const char *name, Role role)
 {
     if (role != Role_ADMIN && role != Role_USER) return KMS_ERR_INVALID_ARGUMENT;
     DomainState *st = NULL;
-    KMS_RETURN_IF_ERR(state_get(&st));
-    if (st == NULL) return KMS_ERR_NOT_INITIALIZED_DOMAIN;
+    KMS_RETURN_IF_ERR(state_copy(&st));
     kms_err_t err = KMS_OK;
     pb_size_t i = 0;
     while (i < st->principals_count && CRYPTO_memcmp(st->principals[i].id.bytes, id, 32) != 0) i++;
@@ -136,24 +150,33 @@ kms_err_t kms_principals_put(const uint8_t id[32], const char *name, Role role)
         st->revision++;
         err = state_write(st);
     }
-    free(st);
+    state_free(st);
     return err;
 }
 
-kms_err_t kms_principals_activate_audit(void)
+kms_err_t kms_principals_audit_key(uint8_t *der, size_t cap, size_t *len)
 {
-    DomainState *st = NULL;
-    KMS_RETURN_IF_ERR(state_get(&st));
-    kms_err_t err = KMS_OK;
-    if (st != NULL && st->audit_private_key.size > 0)
-        err = kms_audit_set_key(st->audit_private_key.bytes, st->audit_private_key.size);
-    if (st != NULL) OPENSSL_cleanse(st, sizeof *st);
-    free(st);
+    KMS_RETURN_IF_ERR(state_lock());
+    kms_err_t err = g_state == NULL ? KMS_ERR_NOT_INITIALIZED_DOMAIN : KMS_OK;
+    *len = 0;
+    if (g_state != NULL && g_state->audit_private_key.size > cap) err = KMS_ERR_BUFFER_TOO_SMALL;
+    else if (g_state != NULL) {
+        memcpy(der, g_state->audit_private_key.bytes, g_state->audit_private_key.size);
+        *len = g_state->audit_private_key.size;
+    }
+    pthread_mutex_unlock(&g_lock);
     return err;
 }
 
-kms_err_t kms_principals_list(DomainState **out)
+kms_err_t kms_principals_list(PrincipalList *out)
 {
-    KMS_RETURN_IF_ERR(state_get(out));
-    return *out != NULL ? KMS_OK : KMS_ERR_NOT_INITIALIZED_DOMAIN;
+    KMS_RETURN_IF_ERR(state_lock());
+    kms_err_t err = g_state != NULL ? KMS_OK : KMS_ERR_NOT_INITIALIZED_DOMAIN;
+    if (g_state != NULL) {
+        _Static_assert(sizeof out->principals == sizeof g_state->principals, "principal list bound");
+        memcpy(out->principals, g_state->principals, sizeof out->principals);
+        out->principals_count = g_state->principals_count;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return err;
 }

@@ -1,11 +1,13 @@
 /*
  * principals.h - the domain state (principals and their roles), stored by the host encrypted
  * under the domain key under the reserved id "domain-state", cached here, and changed only
- * with a conditional write (persist, then answer). Thread-safe.
+ * with a conditional write (persist, then answer). The state carries the domain's audit
+ * private key: it never leaves this file except into the audit module. Thread-safe.
  */
 #ifndef KMS_ENCLAVE_PRINCIPALS_H
 #define KMS_ENCLAVE_PRINCIPALS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kms/errors.h"
@@ -16,20 +18,23 @@
 /* Role of principal (ROLE_UNSPECIFIED when unknown or when the domain has no state). */
 kms_err_t kms_principal_role(const uint8_t principal[32], Role *role);
 
-/* Create the first domain state (init): one admin. Conditional on no state existing. */
+/* Create the first domain state (init): one admin and a new audit key. Conditional on no
+ * state existing. */
 kms_err_t kms_principals_create(const uint8_t admin[32], const char *admin_name, uint32_t threshold,
                                 uint32_t share_count);
 
 /* Add or update a principal; KMS_ERR_INVALID_ARGUMENT for a bad role or id. */
 kms_err_t kms_principals_put(const uint8_t id[32], const char *name, Role role);
 
-/* Copy of the principals (heap; the caller frees with free()). */
-kms_err_t kms_principals_list(DomainState **out);
+/* The principals into out (no secret of the domain state is copied).
+ * KMS_ERR_NOT_INITIALIZED_DOMAIN when there is no domain state. */
+kms_err_t kms_principals_list(PrincipalList *out);
 
-/* Start auditing with the audit key of the stored domain state (if there is one). */
-kms_err_t kms_principals_activate_audit(void);
+/* The domain's audit private key (PKCS#8 DER) into der (cap bytes), *len 0 when the state has
+ * none. The caller wipes it. KMS_ERR_NOT_INITIALIZED_DOMAIN when there is no domain state. */
+kms_err_t kms_principals_audit_key(uint8_t *der, size_t cap, size_t *len);
 
-/* Forget the cached state (after a domain reset). */
+/* Forget the cached state, wiped (after a domain reset or a change). */
 void kms_principals_clear(void);
 
 #endif /* KMS_ENCLAVE_PRINCIPALS_H */

@@ -5,8 +5,8 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "ocalls.h"
 #include "domain.h"
-#include "keystore.h"
 #include "record.h"
 
 kms_err_t kms_record_load(const char *id, const pb_msgdesc_t *fields, void *msg, size_t pt_max, int *found,

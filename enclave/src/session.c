@@ -16,12 +16,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <pb_decode.h>
-#include <pb_encode.h>
 
-#include "authz.h"
 #include "crypto.h"
-#include "dispatch.h"
+#include "request.h"
 #include "kms/limits.h"
 #include "ratls.h"
 #include "session.h"
@@ -175,7 +172,7 @@ static kms_err_t authenticate(struct session *s)
     int len = peer != NULL ? i2d_X509_PUBKEY(X509_get_X509_PUBKEY(peer), &spki) : -1;
     kms_err_t err = len > 0 ? kms_sha256(spki, (size_t)len, s->caller.principal) : KMS_ERR_SESSION_TLS;
     OPENSSL_free(spki);
-    s->caller.host = 0;
+    s->caller.kind = err == KMS_OK ? KMS_CALLER_PRINCIPAL : KMS_CALLER_NONE;
     s->authenticated = err == KMS_OK;
     return err;
 }
@@ -185,10 +182,9 @@ static kms_err_t write_response(struct session *s, const Response *resp)
 {
     uint8_t *buf = malloc(FRAME_HEADER + Response_size);
     if (buf == NULL) return KMS_ERR_OUT_OF_MEMORY;
-    pb_ostream_t os = pb_ostream_from_buffer(buf + FRAME_HEADER, Response_size);
-    kms_err_t err = KMS_ERR_ENCODE;
-    if (pb_encode(&os, Response_fields, resp)) {
-        size_t n = os.bytes_written;
+    size_t n = 0;
+    kms_err_t err = kms_response_encode(resp, buf + FRAME_HEADER, Response_size, &n);
+    if (err == KMS_OK) {
         buf[0] = (uint8_t)(n >> 24), buf[1] = (uint8_t)(n >> 16), buf[2] = (uint8_t)(n >> 8), buf[3] = (uint8_t)n;
         err = SSL_write(s->ssl, buf, (int)(n + FRAME_HEADER)) == (int)(n + FRAME_HEADER) ? KMS_OK : KMS_ERR_SESSION_TLS;
         if (err == KMS_OK && BIO_ctrl_pending(s->wbio) > KMS_SESSION_MAX_PENDING) err = KMS_ERR_SESSION_FRAME;
@@ -198,31 +194,14 @@ static kms_err_t write_response(struct session *s, const Response *resp)
     return err;
 }
 
-/* One request frame: decode, authorize and run as this session's principal, answer. */
+/* One request frame: run it as this session's principal (request.c) and answer, refused or not. */
 static kms_err_t handle_frame(struct session *s, const uint8_t *payload, size_t len, int64_t host_time)
 {
-    Request *req = calloc(1, sizeof *req);
     Response *resp = calloc(1, sizeof *resp);
-    kms_err_t err = KMS_ERR_OUT_OF_MEMORY, code;
-    if (req == NULL || resp == NULL) goto done;
-    pb_istream_t is = pb_istream_from_buffer(payload, len);
-    if (!pb_decode(&is, Request_fields, req)) code = KMS_ERR_MALFORMED_REQUEST;
-    else if (req->version != BoundaryVersion_BOUNDARY_VERSION_1) code = KMS_ERR_UNSUPPORTED_VERSION;
-    else {
-        req->host_time = host_time; /* the front end cannot see requests: it passes time here */
-        kms_caller_set(&s->caller);
-        code = kms_process(req, resp);
-        kms_caller_set(NULL);
-    }
-    if (code != KMS_OK) memset(resp, 0, sizeof *resp);
-    resp->version = BoundaryVersion_BOUNDARY_VERSION_1;
-    resp->request_id = req->request_id;
-    resp->error = code;
-    err = write_response(s, resp);
-done:
-    if (req != NULL) OPENSSL_cleanse(req, sizeof *req);
-    if (resp != NULL) OPENSSL_cleanse(resp, sizeof *resp);
-    free(req);
+    if (resp == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    (void)kms_request_run(&s->caller, &host_time, payload, len, resp); /* the outcome is in resp->error */
+    kms_err_t err = write_response(s, resp);
+    OPENSSL_cleanse(resp, sizeof *resp);
     free(resp);
     return err;
 }

@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 #include <pb_encode.h>
 
+#include "ocalls.h"
 #include "domain.h"
 #include "keystore.h"
 #include "record.h"

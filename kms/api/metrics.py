@@ -1,10 +1,11 @@
-"""Prometheus metrics: go-grpc-prometheus names for the gRPC server, plus the enclave, sessions and store."""
+"""Prometheus metrics: go-grpc-prometheus names for the gRPC server, plus the enclave, sessions and store.
+
+Served by kms.metrics_endpoint.MetricsServer.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
-from kms.config import parse_address
+from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _GRPC = ("grpc_type", "grpc_service", "grpc_method")
@@ -56,18 +57,3 @@ def split_method(full: str) -> tuple[str, str]:
     service, _, method = rest.partition("/")
     return service or "unknown", method or "unknown"
 
-
-class MetricsServer:
-    """The plain-HTTP /metrics endpoint on its own port."""
-
-    def __init__(self, listen: str, registry: CollectorRegistry = REGISTRY) -> None:
-        host, port = parse_address(listen, "metrics_listen")
-        self._server, self._thread = start_http_server(port, addr=host, registry=registry)
-        self.port = int(self._server.server_address[1])
-        self.address = f"{host}:{self.port}" if ":" not in host else f"[{host}]:{self.port}"
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

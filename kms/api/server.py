@@ -19,8 +19,10 @@ from kms.api.interceptors import server_interceptors
 from kms.api.servicer import KmsServicer
 from kms.config import Settings, parse_address
 from kms.log import get_logger
+from kms.metrics_endpoint import MetricsServer
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.v1 import kms_pb2, kms_pb2_grpc
+from kms.service.evidence import open_quoting_enclave
 from kms.service.housekeeping import Housekeeping
 from kms.service.relay import Relay, open_enclave
 from kms.service.store import SqliteStore
@@ -115,9 +117,8 @@ class KmsServer:
         _check_data_dir(s)
         store = SqliteStore(s.data_dir, observer=metrics.observe_store_write)
         stack.callback(store.close)
-        from kms.sim.qe import SimQuotingEnclave
-
-        qe = SimQuotingEnclave.open(s.data_dir)
+        qe = open_quoting_enclave(s.quoting, s.data_dir)  # before the enclave: a missing library fails fast
+        _log.info("quoting enclave", quoting=s.quoting, simulated=qe.simulated)
         enclave = await asyncio.to_thread(open_enclave, s.data_dir, store, qe, tcs=s.enclave_tcs,
                                           heap_size=s.enclave_heap_mib << 20, stack_size=s.enclave_stack_kib << 10)
         relay = Relay(enclave, workers=s.worker_count, max_queued=s.max_queued_ecalls, max_sessions=s.max_sessions,
@@ -168,7 +169,7 @@ class KmsServer:
         if not self.settings.metrics_listen:
             return ""
         try:
-            server = metrics.MetricsServer(self.settings.metrics_listen)
+            server = MetricsServer(self.settings.metrics_listen)
         except OSError as exc:
             raise StartupError(f"metrics_listen: cannot listen on {self.settings.metrics_listen}: {exc}") from exc
         self._stack.callback(server.stop)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from kms.attestation.chain import iso
 from kms.attestation.errors import CollateralExpiredError, PolicyError, Step
@@ -140,3 +140,8 @@ class AttestationPolicy:
         if flags & (ATTR_PROVISIONKEY | ATTR_EINITTOKEN_KEY):
             raise PolicyError(Step.POLICY_ATTRIBUTES,
                               f"enclave attributes 0x{flags:x} grant PROVISIONKEY or EINITTOKEN_KEY")
+
+
+# The policy's relaxations, in declaration order: the flag, TOML and environment names derive from these.
+RELAXATIONS: tuple[str, ...] = tuple(f.name for f in fields(AttestationPolicy)
+                                     if f.name.startswith("allow_") and f.name.endswith("_insecure"))

@@ -7,24 +7,26 @@ import base64
 import functools
 import json
 import os
-import ssl
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kms.attestation.collateral import CollateralSource, load_collateral_json
 from kms.attestation.errors import AttestationError
-from kms.attestation.pccs import CollateralCache, PccsClient
-from kms.attestation.tcb import TcbStatus
 from kms.client.client import KmsClient
 from kms.client.credentials import Credentials, principal_id_of
 from kms.client.errors import ClientError, VerificationFailed
+from kms.commands.attestation_flags import (
+    add_policy_flags,
+    collateral_from_flags,
+    policy_from_flags,
+    trust_anchor_from_flags,
+    verification_time,
+)
 from kms.errors import InvalidSignature, KmsError
 
 EXIT_OK, EXIT_LOCAL, EXIT_REMOTE = 0, 1, 2
 DEFAULT_SERVER = "127.0.0.1:7443"
-INSECURE = ("debug", "expired-collateral", "outdated-tcb", "any-enclave", "simulation")
 SECRET_MAX = 1024 * 1024
 
 
@@ -47,27 +49,7 @@ def connection_parent() -> argparse.ArgumentParser:
     conn.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
     conn.add_argument("--output", choices=("table", "json"), default=os.environ.get("KMS_OUTPUT", "table"),
                       help="output format (env KMS_OUTPUT; default table)")
-    pol = p.add_argument_group("attestation policy (checked before anything is sent)")
-    pol.add_argument("--mrsigner", default=os.environ.get("KMS_MRSIGNER"), metavar="HEX",
-                     help="required MRSIGNER (env KMS_MRSIGNER)")
-    mrenclave = [v for v in os.environ.get("KMS_MRENCLAVE", "").replace(",", " ").split() if v]
-    pol.add_argument("--mrenclave", action="append", default=mrenclave, metavar="HEX",
-                     help="accepted MRENCLAVE, repeatable (env KMS_MRENCLAVE, comma-separated)")
-    pol.add_argument("--isvprodid", type=int)
-    pol.add_argument("--min-isvsvn", type=int, default=0)
-    pol.add_argument("--allow-tcb-status", action="append", default=[], metavar="STATUS",
-                     choices=[s.value for s in TcbStatus], help="accepted TCB status (repeatable; default UpToDate)")
-    anchor = pol.add_mutually_exclusive_group()
-    anchor.add_argument("--root", type=Path, default=os.environ.get("KMS_ROOT"), metavar="FILE",
-                        help="trust anchor certificate or key (env KMS_ROOT; default: Intel's SGX root key)")
-    anchor.add_argument("--simulated-root", type=Path, default=os.environ.get("KMS_SIMULATED_ROOT"), metavar="FILE",
-                        help="the simulated platform's root certificate, <data>/sgx-sim/root-ca.pem "
-                             "(env KMS_SIMULATED_ROOT)")
-    pol.add_argument("--at", metavar="RFC3339", help="verification time (default: now)")
-    for name in INSECURE:
-        env = f"KMS_ALLOW_{name.upper().replace('-', '_')}_INSECURE"
-        pol.add_argument(f"--allow-{name}-insecure", action="store_true", default=_env_flag(env),
-                         help=f"relax the policy (env {env}=1)")
+    add_policy_flags(p, "attestation policy (checked before anything is sent)", env=os.environ)
     col = p.add_argument_group("collateral (default: the PCCS the server names; its answers are signed)")
     src = col.add_mutually_exclusive_group()
     src.add_argument("--collateral", type=Path, metavar="FILE", help="collateral JSON file")
@@ -76,16 +58,6 @@ def connection_parent() -> argparse.ArgumentParser:
     col.add_argument("--pccs-ca", type=Path, metavar="FILE", help="CA bundle for the PCCS TLS certificate")
     col.add_argument("--collateral-cache", type=Path, metavar="DIR", help="keep fetched collateral here")
     return p
-
-
-def _collateral(args: argparse.Namespace) -> CollateralSource | None:
-    cache = CollateralCache(args.collateral_cache) if args.collateral_cache else None
-    if args.collateral is not None:
-        return load_collateral_json(args.collateral)
-    if args.pccs:
-        context = ssl.create_default_context(cafile=str(args.pccs_ca)) if args.pccs_ca else None
-        return PccsClient(args.pccs, ssl_context=context, cache=cache)
-    return None
 
 
 def load_credentials(args: argparse.Namespace) -> Credentials:
@@ -100,14 +72,11 @@ def load_credentials(args: argparse.Namespace) -> Credentials:
 
 def make_client(args: argparse.Namespace) -> KmsClient:
     """Verify the server (policy from the flags) and open the session; raises before anything is sent."""
-    from kms.attestation import cli as attest_cli  # the policy/anchor/time helpers of `kms attest`
-
     creds = load_credentials(args)
     try:
-        policy, anchor, at = attest_cli._policy(args), attest_cli._anchor(args), None
-        if args.at:
-            at = attest_cli._at(args.at)
-        collateral = _collateral(args)
+        policy, anchor = policy_from_flags(args), trust_anchor_from_flags(args)
+        at = verification_time(args.at) if args.at else None  # None: "now" at every verification
+        collateral = collateral_from_flags(args)
     except (OSError, ValueError, AttestationError) as exc:
         raise LocalError(str(exc)) from exc
     return KmsClient(args.server, credentials=creds, policy=policy, trust_anchor=anchor, collateral=collateral,

@@ -1,23 +1,55 @@
-"""The enclave's RA-TLS evidence: report -> quoting enclave -> quote -> certificate, installed in the enclave."""
+"""The enclave's RA-TLS evidence: report -> quoting enclave -> quote -> certificate, installed in the enclave.
+
+The quoting enclave is a setting (`quoting`): the simulated platform's QE (kms.sim.qe), or the platform's
+QE3 through Intel's DCAP quote library (kms.service.dcap). Each can quote only REPORTs of its own kind of
+CPU, so a mismatch is refused before anything is quoted.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from kms.enclave.bridge import Enclave
+from kms.errors import KmsError
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 
 class QuotingEnclave(Protocol):
-    """What the front end needs from a quoting enclave (simulated here; DCAP's QE3 on hardware)."""
+    """What the front end needs from a quoting enclave."""
+
+    simulated: bool  # True: it quotes the simulated CPU's REPORTs (and its quotes protect nothing)
 
     def target_info(self) -> bytes: ...
 
     def quote(self, report: bytes) -> bytes: ...
 
 
+class QuotingMismatch(KmsError):
+    """The quoting enclave and the enclave's CPU are not of the same kind (simulated vs SGX hardware)."""
+
+
+def open_quoting_enclave(quoting: str, data_dir: Path) -> QuotingEnclave:
+    """The quoting enclave the `quoting` setting names; raises a typed error when it cannot be used."""
+    if quoting == "simulated":
+        from kms.sim.qe import SimQuotingEnclave
+
+        return SimQuotingEnclave.open(data_dir)
+    if quoting == "dcap":
+        from kms.service.dcap import DcapQuotingEnclave
+
+        return DcapQuotingEnclave()
+    raise ValueError(f"quoting: {quoting!r} is not simulated or dcap")
+
+
 def install_evidence(enclave: Enclave, qe: QuotingEnclave) -> pb.EvidenceResponse:
     """Have the enclave's current RA-TLS key quoted and get the certificate that carries the quote."""
+    simulated_cpu = enclave.identity().simulated
+    if simulated_cpu != qe.simulated:
+        raise QuotingMismatch(
+            "quoting = dcap, but the enclave runs on the SIMULATED CPU: only the simulated QE can quote it "
+            "(use quoting = simulated)" if simulated_cpu else
+            "quoting = simulated, but the enclave runs on SGX hardware: use quoting = dcap")
     report = enclave.report(qe.target_info())
     quote = qe.quote(report)
     return enclave.call(pb.Request(install_quote=pb.InstallQuoteRequest(quote=quote))).evidence

@@ -86,6 +86,8 @@ def target_info() -> bytes:
 class SimQuotingEnclave:
     """Quotes REPORTs of enclaves on one simulated platform (the data directory of root.secret)."""
 
+    simulated = True
+
     def __init__(self, platform: SimPlatform) -> None:
         self.platform = platform
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kms.commands.common import INSECURE
+from kms.attestation.policy import RELAXATIONS
 
 PROTOCOLS = ("v0.38",)
 _KMS_VALUE = {"server": "server", "timeout": "timeout", "mrsigner": "mrsigner",
@@ -17,7 +17,7 @@ _KMS_VALUE = {"server": "server", "timeout": "timeout", "mrsigner": "mrsigner",
 _KMS_PATH = {"credentials": "credentials", "root": "root", "simulated_root": "simulated-root",
              "collateral": "collateral", "pccs_ca": "pccs-ca", "collateral_cache": "collateral-cache"}
 _KMS_LIST = {"mrenclave": "mrenclave", "allow_tcb_status": "allow-tcb-status"}
-_KMS_FLAGS = {f"allow_{n.replace('-', '_')}_insecure": f"allow-{n}-insecure" for n in INSECURE}
+_KMS_FLAGS = {name: name.replace("_", "-") for name in RELAXATIONS}
 _NODE_ID = re.compile(r"^[0-9a-f]{40}$")
 
 

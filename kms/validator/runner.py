@@ -6,6 +6,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -14,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from kms import errors
 from kms.client.client import KmsClient
 from kms.client.errors import ClientError, VerificationFailed
-from kms.commands.common import EXIT_LOCAL, EXIT_OK, EXIT_REMOTE, LocalError, connection_parent, make_client
 from kms.log import configure, get_logger
+from kms.metrics_endpoint import MetricsServer
 from kms.validator import config as vconfig
 from kms.validator.canonical import STEP_NAMES
 from kms.validator.keyfiles import KeyFileError, load_or_create_identity
@@ -24,19 +25,22 @@ from kms.validator.privval import PrivvalHandler
 from kms.validator.signer import ValidatorSigner, handler_observer
 
 _log = get_logger("kms.validator")
+EXIT_OK, EXIT_LOCAL, EXIT_REMOTE = 0, 1, 2  # as every kms command: 1 local or configuration, 2 server or trust
+# Verifies the KMS and opens the session from the [kms] table (as `kms` flags): raises VerificationFailed when
+# the KMS is not trusted, ClientError when it is unreachable, ValidatorConfigError for bad settings.
+Connect = Callable[[Sequence[str]], KmsClient]
 
 
 class StartError(Exception):
     """A configured key cannot be used (not found, not granted, another chain): the signer does not start."""
 
 
-def _connect(cfg: vconfig.SignerConfig, stop: threading.Event) -> KmsClient | None:
+def _connect(cfg: vconfig.SignerConfig, connect: Connect, stop: threading.Event) -> KmsClient | None:
     """Verify the KMS and open the session, retrying transport failures with backoff (never a verification)."""
-    args = connection_parent().parse_args(list(cfg.kms_argv))
     delay = cfg.backoff_min_s
     while not stop.is_set():
         try:
-            return make_client(args)
+            return connect(cfg.kms_argv)
         except VerificationFailed:
             raise
         except ClientError as exc:
@@ -78,7 +82,7 @@ def _identities(cfg: vconfig.SignerConfig) -> dict[Path, ed25519.Ed25519PrivateK
     return out
 
 
-def run(config_path: Path, *, ready: threading.Event | None = None) -> int:
+def run(config_path: Path, connect: Connect, *, ready: threading.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     try:
         cfg = vconfig.load(config_path)
@@ -99,7 +103,7 @@ def run(config_path: Path, *, ready: threading.Event | None = None) -> int:
     metrics = None
     try:
         try:
-            client = _connect(cfg, stop)
+            client = _connect(cfg, connect, stop)
             if client is None:
                 return EXIT_OK
             link = ValidatorLink(client)
@@ -107,15 +111,13 @@ def run(config_path: Path, *, ready: threading.Event | None = None) -> int:
         except VerificationFailed as exc:
             _log.error("validator: the KMS is NOT trusted, nothing was sent; not signing", error=str(exc))
             return EXIT_REMOTE
-        except LocalError as exc:  # credentials or policy settings
+        except vconfig.ValidatorConfigError as exc:  # credentials or policy settings
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_LOCAL
         except StartError as exc:
             _log.error("validator: cannot start", error=str(exc))
             return EXIT_REMOTE
         if cfg.metrics_listen:
-            from kms.api.metrics import MetricsServer
-
             metrics = MetricsServer(cfg.metrics_listen)
             _log.info("validator: metrics", metrics_listen=metrics.address)
         for entry in cfg.validators:

@@ -1,4 +1,4 @@
-"""The verify-quote / verify-cert subcommands: output and exit codes (0 accepted, 2 rejected, 1 local)."""
+"""`kms attest verify-quote|verify-cert`: output and exit codes (0 accepted, 2 rejected, 1 local)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ from pathlib import Path
 import pytest
 from attest_testpki import MRENCLAVE, NOW, SynthPlatform, pem, vectors
 
+from kms import cli
 from kms.attestation import dump_collateral_json
-from kms.attestation.cli import main
 
 QVL_MRENCLAVE = "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
+
+
+def main(argv: list[str]) -> int:
+    return cli.main(["attest", *argv])
 
 
 @pytest.fixture(scope="module")

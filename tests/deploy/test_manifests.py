@@ -178,6 +178,7 @@ def test_kms_environment_is_valid_server_settings(rendered, overlay: str) -> Non
     settings = config.load_settings(env=kms_env)
     assert str(settings.data_dir) == "/var/lib/kms"
     assert settings.sim_pccs is (overlay == "simulated")
+    assert settings.quoting == ("simulated" if overlay == "simulated" else "dcap")  # the SGX overlays: Intel's QE3
     if overlay == "simulated":
         assert not settings.collateral_url
     else:

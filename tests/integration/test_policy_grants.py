@@ -106,3 +106,26 @@ def test_invalid_policy_and_grant_requests(parties) -> None:
     with pytest.raises(errors.InvalidRequest):
         admin.call(pb.Request(create_grant=pb.CreateGrantRequest(key_id=kid, grantee=bob, operations=ENC,
                                                                  expires_at=1)))
+
+
+def test_a_user_without_rights_learns_nothing_of_a_key(parties) -> None:
+    """Authorization comes before key state: absent, disabled, pending deletion or destroyed,
+    a key the user may not use is PERMISSION_DENIED, and so is an alias that does not exist.
+    Admins (who may use every key) still learn that a key or alias does not exist."""
+    _, _, admin, user, _, kid = parties
+    disabled = admin.call(pb.Request(create_key=pb.CreateKeyRequest(
+        spec=pb.SYMMETRIC_DEFAULT, usage=pb.ENCRYPT_DECRYPT))).key_metadata.key_id
+    admin.call(pb.Request(set_key_state=pb.SetKeyStateRequest(key_id=disabled, state=pb.DISABLED)))
+    pending = admin.call(pb.Request(create_key=pb.CreateKeyRequest(
+        spec=pb.SYMMETRIC_DEFAULT, usage=pb.ENCRYPT_DECRYPT))).key_metadata.key_id
+    admin.call(pb.Request(schedule_key_deletion=pb.ScheduleKeyDeletionRequest(key_id=pending, pending_window_days=7)))
+    absent = "0b7e9a3c-0000-4000-8000-000000000001"
+    for key in (kid, disabled, pending, absent, "alias/none-such"):
+        for request in (pb.Request(describe_key=pb.DescribeKeyRequest(key_id=key)),
+                        pb.Request(encrypt=pb.EncryptRequest(key_id=key, plaintext=b"x"))):
+            with pytest.raises(errors.PermissionDenied):
+                user.call(request)
+    with pytest.raises(errors.NotFound):
+        admin.call(pb.Request(describe_key=pb.DescribeKeyRequest(key_id=absent)))
+    with pytest.raises(errors.NotFound):
+        admin.call(pb.Request(describe_key=pb.DescribeKeyRequest(key_id="alias/none-such")))

@@ -190,3 +190,19 @@ def test_signed_state_export_and_import(build, tmp_path) -> None:
         with pytest.raises(errors.DoubleSignRefused):  # the restored guard still holds height 8
             sign(admin, kid, vote(8, 0, 1, block=b"\x55" * 32))
         assert sign(admin, kid, vote(9, 0, 1)).height == 9
+
+
+def test_validator_keys_cannot_be_rotated(enclave) -> None:
+    """A validator's key is its consensus identity, and the guard state belongs to it: rotating
+    would silently change the key the validator signs with. A new validator key is a new key."""
+    kid = create(enclave)
+    before = enclave.call(pb.Request(describe_key=pb.DescribeKeyRequest(key_id=kid))).key_metadata
+    with pytest.raises(errors.KeyStateError) as refused:
+        enclave.call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=kid)))
+    assert refused.value.code == codes.KMS_ERR_INVALID_KEY_USAGE
+    with pytest.raises(errors.InvalidRequest):  # no rotation schedule either
+        enclave.call(pb.Request(update_key=pb.UpdateKeyRequest(key_id=kid, set_rotation_period=True,
+                                                                rotation_period_days=1)))
+    after = enclave.call(pb.Request(describe_key=pb.DescribeKeyRequest(key_id=kid))).key_metadata
+    assert (after.current_version, after.revision) == (before.current_version, before.revision) == (1, 1)
+    assert sign(enclave, kid, vote(1, 0, 1)).signature

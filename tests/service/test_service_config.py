@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
-from kms.config import (
-    ENCLAVE_MAX_SESSIONS,
-    SESSION_FRAME_MAX,
-    ConfigError,
-    Settings,
-    add_arguments,
-    load_settings,
-    settings_from_args,
-)
+from kms.commands.serve import add_arguments, settings_from_args
+from kms.config import ENCLAVE_MAX_SESSIONS, FIELDS, SESSION_FRAME_MAX, ConfigError, Settings, load_settings
 
 
 def test_defaults() -> None:
@@ -58,6 +52,8 @@ def test_flags_parse_through_argparse(tmp_path: Path) -> None:
     ({"KMS_HEALTH_LISTEN": "127.0.0.1:7443"}, "health_listen: must differ from listen"),
     ({"KMS_LOG_LEVEL": "loud"}, "log_level: expected one of"),
     ({"KMS_COLLATERAL_URL": "file:///etc/passwd"}, "collateral_url: expected an http(s) URL"),
+    ({"KMS_QUOTING": "sgx"}, "quoting: expected one of simulated, dcap, got 'sgx'"),
+    ({"KMS_QUOTING": "dcap"}, "sim_pccs: the simulated PCCS serves collateral for the simulated platform only"),
     ({"KMS_MAX_QUEUED_ECALLS": "2"}, "max_queued_ecalls: 2 is below the 8 workers"),
     ({"KMS_SHUTDOWN_GRACE_S": "-1"}, "shutdown_grace_s: -1 is outside"),
 ])
@@ -83,6 +79,22 @@ def test_bad_config_files(tmp_path: Path) -> None:
         load_settings(cfg, env={})
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(tmp_path / "missing.toml", env={})
+
+
+def test_quoting_defaults_to_the_simulated_qe_and_dcap_needs_a_real_pccs() -> None:
+    assert load_settings(env={}).quoting == "simulated"
+    s = load_settings(env={"KMS_QUOTING": "dcap", "KMS_SIM_PCCS": "false",
+                           "KMS_COLLATERAL_URL": "https://pccs.example:8081/sgx/certification/v4"})
+    assert (s.quoting, s.sim_pccs) == ("dcap", False)
+    assert load_settings(env={}, flags={"quoting": "dcap", "sim_pccs": False}).quoting == "dcap"
+
+
+def test_operations_doc_lists_every_setting_with_its_environment_variable_and_flag() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| `(KMS_\w+)` \| `(--[\w-]+)` \|", doc, re.MULTILINE)
+    assert sorted(name for name, _, _ in rows) == sorted(FIELDS), "docs/operations.md: the settings table differs"
+    for name, env, flag in rows:
+        assert (env, flag) == (f"KMS_{name.upper()}", "--" + name.replace("_", "-")), name
 
 
 def test_settings_are_frozen() -> None:

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from kms import cli
 from kms.attestation import load_collateral_json
 from kms.sim import SimPlatform, read_cpusvn
-from kms.sim.cli import main
 from kms.sim.levels import tcb_level
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def main(argv: list[str]) -> int:
+    return cli.main(["sim", *argv])
 
 
 def test_init_is_idempotent_and_shows_the_platform(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,7 +70,7 @@ def test_usage_errors_exit_1(argv: list[str], data_dir: Path) -> None:
 
 def test_pccs_serves_until_sigterm(data_dir: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "kms.sim.cli", "pccs", "--port", "0", "--data-dir", str(data_dir)],
+    proc = subprocess.Popen([sys.executable, "-m", "kms", "sim", "pccs", "--port", "0", "--data-dir", str(data_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     try:
         line = proc.stdout.readline()
@@ -80,18 +84,3 @@ def test_pccs_serves_until_sigterm(data_dir: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-def test_registers_under_the_kms_parser(data_dir: Path) -> None:
-    """As kms/cli.py wires it: a `sim` group parser of kms.cli's parser class."""
-    from kms.cli import _Parser
-    from kms.sim import cli as sim_cli
-
-    parser = _Parser(prog="kms")
-    groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
-    sim_cli.register(groups.add_parser("sim", help="simulated SGX platform services"))
-    args = parser.parse_args(["sim", "set-tcb", "SWHardeningNeeded", "--data-dir", str(data_dir)])
-    assert args.func(args) == 0 and SimPlatform(data_dir).tcb_level() == tcb_level("SWHardeningNeeded")
-    with pytest.raises(SystemExit) as exc:
-        parser.parse_args(["sim", "set-tcb", "Perfect"])
-    assert exc.value.code == 1

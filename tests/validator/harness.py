@@ -111,11 +111,11 @@ class Domain:
 
 
 class SignerProcess:
-    """`python -m kms.validator run --config FILE` with its JSON log lines kept."""
+    """`python -m kms validator run --config FILE` with its JSON log lines kept."""
 
     def __init__(self, config: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KMS_")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "kms.validator", "run", "--config", str(config)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "kms", "validator", "run", "--config", str(config)],
                                      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

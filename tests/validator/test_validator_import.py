@@ -27,7 +27,7 @@ C = "chain-import"
 
 def kms_validator(domain: Domain, creds: Path, *argv: str, mrsigner: str | None = None) -> subprocess.CompletedProcess:
     assert domain.server.proc is not None
-    cmd = [sys.executable, "-m", "kms.validator", *argv, "--server", domain.server.api, "--credentials", str(creds),
+    cmd = [sys.executable, "-m", "kms", "validator", *argv, "--server", domain.server.api, "--credentials", str(creds),
            "--mrsigner", mrsigner or domain.server.proc.mrsigner.hex(),
            "--simulated-root", str(domain.server.data_dir / "sgx-sim" / "root-ca.pem"),
            "--allow-simulation-insecure", "--output", "json"]

@@ -44,7 +44,7 @@ def _refused(r, height: int) -> None:
 def _status(domain: Domain, key_id: str) -> dict:
     assert domain.server.proc is not None
     out = subprocess.run(
-        [sys.executable, "-m", "kms.validator", "status", "--key-id", key_id, "--server", domain.server.api,
+        [sys.executable, "-m", "kms", "validator", "status", "--key-id", key_id, "--server", domain.server.api,
          "--credentials", str(domain.signer_dir), "--mrsigner", domain.server.proc.mrsigner.hex(),
          "--simulated-root", str(domain.server.data_dir / "sgx-sim" / "root-ca.pem"),
          "--allow-simulation-insecure", "--output", "json"],

@@ -25,17 +25,9 @@ _LABELS = {"sigstruct": "SIGSTRUCT", "image": "IMAGE", "mrenclave": "MRENCLAVE",
            "signature_valid": "SIGNATURE VALID", "image_matches": "IMAGE MATCHES"}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on a usage error; this project reserves 2 for verification failures."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_LOCAL, f"{self.prog}: error: {message}\n")
-
-
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the enclave subcommands to the `kms enclave` group parser."""
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("keygen", help="create a development signer key (RSA-3072, e=3); prints MRSIGNER")
     p.add_argument("--out", required=True, help="PEM file to create (0600; never overwritten)")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from kms import errors
-from kms.commands.common import LocalError, emit, make_client, read_input, run_command
+from kms.client.client import KmsClient
+from kms.commands.common import LocalError, connection_parent, emit, make_client, read_input, run_command
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.validator.canonical import STEP_NAMES
+from kms.validator.config import ValidatorConfigError
 from kms.validator.keyfiles import KeyFileError, import_request, parse_state, parse_validator_key
 from kms.validator.kms_link import SPECS, ValidatorLink, ValidatorPublicKey
 
@@ -55,7 +58,15 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
 def _run(args: argparse.Namespace) -> int:
     from kms.validator.runner import run
 
-    return run(args.config)
+    return run(args.config, connect)
+
+
+def connect(kms_argv: Sequence[str]) -> KmsClient:
+    """The verified session `kms validator run` signs through: its [kms] table, as this CLI's flags."""
+    try:
+        return make_client(connection_parent().parse_args(list(kms_argv)))
+    except LocalError as exc:  # credentials or policy settings: the configuration's fault
+        raise ValidatorConfigError(str(exc)) from exc
 
 
 def _address(key: ValidatorPublicKey) -> str | None:

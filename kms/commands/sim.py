@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from kms.sim.collateral import build_collateral
 from kms.sim.errors import SimError
@@ -20,26 +20,12 @@ EXIT_OK, EXIT_LOCAL = 0, 1
 WARNING = "SIMULATED SGX platform services: for development and CI only, they protect nothing"
 
 
-def _usage_exits_1(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """argparse exits 2 on usage errors; in this CLI usage errors exit 1."""
-
-    def error(message: str) -> NoReturn:
-        parser.print_usage(sys.stderr)
-        parser.exit(EXIT_LOCAL, f"{parser.prog}: error: {message}\n")
-
-    parser.error = error  # type: ignore[method-assign]
-    return parser
-
-
-def register(target: Any) -> Any:
-    """Add init, set-tcb, revoke, collateral and pccs to `kms sim` (a group parser or a subparsers object)."""
-    subparsers = target
-    if isinstance(target, argparse.ArgumentParser):
-        _usage_exits_1(target)
-        subparsers = target.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def register(group: argparse.ArgumentParser) -> None:
+    """Add init, set-tcb, revoke, collateral and pccs to the `kms sim` group."""
+    subparsers = group.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
-        parser = _usage_exits_1(subparsers.add_parser(name, help=help_text, description=help_text))
+        parser = subparsers.add_parser(name, help=help_text, description=help_text)
         parser.add_argument("--data-dir", type=Path, default=Path("data"),
                             help="data directory; the platform lives in DIR/sgx-sim (default: data)")
         parser.set_defaults(func=func)
@@ -67,7 +53,6 @@ def register(target: Any) -> Any:
     pccs = command("pccs", "serve collateral at the PCS v3/v4 paths on loopback until SIGINT/SIGTERM", run_pccs)
     pccs.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     pccs.add_argument("--port", type=int, default=8081, help="port (default 8081, as a PCCS; 0 picks one)")
-    return subparsers
 
 
 def _fail(exc: BaseException) -> int:
@@ -171,14 +156,3 @@ def run_pccs(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     return EXIT_OK
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: python -m kms.sim.cli init ..."""
-    parser = _usage_exits_1(argparse.ArgumentParser(prog="kms-sim", description="simulated SGX platform services"))
-    register(parser)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

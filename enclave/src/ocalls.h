@@ -1,0 +1,36 @@
+/*
+ * ocalls.h - the OCALLs trusted code makes (enclave/kms.edl "untrusted"), as the trusted edge
+ * (edge.c) implements them: every buffer is marshalled through host memory and every result
+ * is copied in and size-checked there. Unit tests link their own implementations instead.
+ * Everything the host returns is untrusted: callers authenticate records and audit entries.
+ * Thread-safe (each call marshals its own buffers). Sizes in bytes.
+ */
+#ifndef KMS_ENCLAVE_OCALLS_H
+#define KMS_ENCLAVE_OCALLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kms/errors.h"
+
+/* The record stored under key_id into blob (cap bytes): *len = 0 when there is none.
+ * KMS_ERR_STORE_UNAVAILABLE when the OCALL fails or claims more than cap. */
+kms_err_t kms_edge_store_get(const char *key_id, uint8_t *blob, size_t cap, size_t *len);
+
+/* Persist blob under key_id if the stored revision is still expected_revision (0: none):
+ * KMS_OK once durable, KMS_ERR_CONFLICT, or KMS_ERR_STORE_UNAVAILABLE. */
+kms_err_t kms_edge_store_put(const char *key_id, uint64_t expected_revision, uint64_t revision,
+                             const uint8_t *blob, size_t len);
+
+/* Up to limit record names above `after`, NUL-terminated one after another into ids (cap
+ * bytes), *len bytes used. KMS_ERR_STORE_UNAVAILABLE. */
+kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size_t cap, size_t *len);
+
+/* Append audit entry seq durably: KMS_OK or KMS_ERR_AUDIT_UNAVAILABLE. */
+kms_err_t kms_edge_audit_append(uint64_t seq, const uint8_t *entry, size_t len);
+
+/* The last appended audit entry into entry (cap bytes), *len = 0 when there is none.
+ * KMS_ERR_AUDIT_UNAVAILABLE. */
+kms_err_t kms_edge_audit_head(uint8_t *entry, size_t cap, size_t *len);
+
+#endif /* KMS_ENCLAVE_OCALLS_H */

@@ -1,0 +1,125 @@
+/*
+ * request.c - the one request path (request.h): decode, version, operation, caller's right,
+ * handler, audit. Both transports (ecall.c, session.c) call kms_request_run.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "audit.h"
+#include "authz.h"
+#include "kms/limits.h"
+#include "request.h"
+
+_Static_assert(Request_size <= KMS_MAX_REQUEST_SIZE, "KMS_MAX_REQUEST_SIZE below nanopb's bound");
+_Static_assert(Response_size <= KMS_MAX_RESPONSE_SIZE, "KMS_MAX_RESPONSE_SIZE below nanopb's bound");
+
+/* The key version the answer names (0 when it names none). */
+static uint32_t answer_version(const Response *resp)
+{
+    switch (resp->which_result) {
+    case Response_encrypt_tag: return resp->result.encrypt.key_version;
+    case Response_decrypt_tag: return resp->result.decrypt.key_version;
+    case Response_sign_tag: return resp->result.sign.key_version;
+    case Response_generate_mac_tag: return resp->result.generate_mac.key_version;
+    case Response_get_public_key_tag: return resp->result.get_public_key.key_version;
+    case Response_generate_data_key_tag: return resp->result.generate_data_key.key_version;
+    case Response_generate_data_key_pair_tag: return resp->result.generate_data_key_pair.key_version;
+    case Response_re_encrypt_tag: return resp->result.re_encrypt.key_version;
+    case Response_key_metadata_tag: return resp->result.key_metadata.current_version;
+    default: return 0;
+    }
+}
+
+void kms_request_audit_body(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome,
+                            AuditRecord *rec)
+{
+    rec->time = ctx->now;
+    snprintf(rec->operation, sizeof rec->operation, "%s", ctx->op->name);
+    kms_op_key_id(&ctx->op->key, req, resp, rec->key_id, sizeof rec->key_id);
+    kms_op_key_id(&ctx->op->source, req, resp, rec->source_key_id, sizeof rec->source_key_id);
+    if (ctx->caller.kind == KMS_CALLER_PRINCIPAL) {
+        memcpy(rec->principal.bytes, ctx->caller.principal, 32);
+        rec->principal.size = 32;
+    }
+    rec->outcome = outcome;
+    rec->key_version = outcome == KMS_OK ? answer_version(resp) : 0;
+    if (ctx->has_policy_hash) memcpy(rec->policy_hash.bytes, ctx->policy_hash, 32);
+    rec->policy_hash.size = ctx->has_policy_hash ? 32 : 0;
+}
+
+/* Should this outcome of op be audited? */
+static int audited(const kms_ctx *ctx, kms_err_t outcome)
+{
+    switch (ctx->op->audit) {
+    case KMS_AUDIT_YES: return 1;
+    /* The host's housekeeping proposes destroy/rotate for every key on a timer; a refused
+     * proposal changed nothing, so it is not worth an audit record (and an fsync) per key. */
+    case KMS_AUDIT_HOUSEKEEPING: return outcome == KMS_OK || !kms_ctx_is_host(ctx);
+    default: return 0;
+    }
+}
+
+/* Authorize and run a decoded request; append its audit record. */
+static kms_err_t process(kms_ctx *ctx, const Request *req, Response *resp)
+{
+    ctx->op = kms_op_find(req->which_op);
+    if (ctx->op == NULL) return KMS_ERR_UNKNOWN_OPERATION;
+    ctx->op_class = kms_op_class(ctx->op, req);
+    ctx->context = kms_op_context(ctx->op, req, &ctx->context_count);
+    kms_err_t err = kms_authz_op(ctx, ctx->op->allow);
+    if (err == KMS_OK) err = ctx->op->handler(ctx, req, resp);
+    if (!audited(ctx, err)) return err;
+    AuditRecord *body = calloc(1, sizeof *body);
+    kms_err_t audit = KMS_ERR_OUT_OF_MEMORY;
+    if (body != NULL) {
+        kms_request_audit_body(ctx, req, resp, err, body);
+        audit = kms_audit_record(body);
+        OPENSSL_cleanse(body, sizeof *body);
+        free(body);
+    }
+    return err != KMS_OK ? err : audit; /* an unaudited success is a failure */
+}
+
+kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const uint8_t *in, size_t len,
+                          Response *resp)
+{
+    kms_ctx ctx = {.caller = *caller};
+    Request *req = len <= KMS_MAX_REQUEST_SIZE ? calloc(1, sizeof *req) : NULL;
+    kms_err_t err = len > KMS_MAX_REQUEST_SIZE ? KMS_ERR_REQUEST_TOO_LARGE : KMS_ERR_OUT_OF_MEMORY;
+    if (req == NULL) goto done;
+    pb_istream_t is = pb_istream_from_buffer(in, len);
+    err = KMS_ERR_MALFORMED_REQUEST;
+    if (!pb_decode(&is, Request_fields, req)) goto done;
+    err = KMS_ERR_UNSUPPORTED_VERSION;
+    if (req->version != BoundaryVersion_BOUNDARY_VERSION_1) goto done;
+    if (time != NULL) req->host_time = *time; /* a session's requests carry the feed's time */
+    ctx.now = req->host_time;
+    err = process(&ctx, req, resp);
+done:
+    if (err != KMS_OK) memset(&resp->result, 0, sizeof resp->result), resp->which_result = 0;
+    resp->version = BoundaryVersion_BOUNDARY_VERSION_1;
+    resp->request_id = req != NULL ? req->request_id : 0;
+    resp->error = err;
+    if (req != NULL) OPENSSL_cleanse(req, sizeof *req);
+    free(req);
+    OPENSSL_cleanse(&ctx, sizeof ctx);
+    return err;
+}
+
+kms_err_t kms_response_encode(const Response *resp, uint8_t *out, size_t cap, size_t *len)
+{
+    pb_ostream_t os = pb_ostream_from_buffer(out, cap);
+    if (pb_encode(&os, Response_fields, resp)) {
+        *len = os.bytes_written;
+        return KMS_OK;
+    }
+    /* nanopb stops before the field that does not fit: bytes_written may be below cap. */
+    size_t need = 0;
+    OPENSSL_cleanse(out, cap);
+    return pb_get_encoded_size(&need, Response_fields, resp) && need > cap ? KMS_ERR_BUFFER_TOO_SMALL : KMS_ERR_ENCODE;
+}

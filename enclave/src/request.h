@@ -1,0 +1,51 @@
+/*
+ * request.h - the one request path and the context every handler receives.
+ *
+ * Both transports (the host's call ECALL and a request frame inside an attested session) hand
+ * the encoded Request to kms_request_run with the caller they authenticated: the call ECALL
+ * says "the host", a session says "principal P" (the SHA-256 of its client certificate's
+ * SubjectPublicKeyInfo, proven in the TLS handshake). kms_request_run decodes it into a
+ * zeroed bounded struct, checks the version, finds the operation (operations.def), decides
+ * the caller's right to run it, runs the handler with a context, and appends the audit
+ * record. Nothing of a request outlives the call: there is no thread-local request state.
+ * Thread-safe.
+ */
+#ifndef KMS_ENCLAVE_REQUEST_H
+#define KMS_ENCLAVE_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kms/errors.h"
+#include "kms/proto/enclave/v1/boundary.pb.h"
+#include "context.h"
+#include "operations.h"
+
+/*
+ * Run one encoded request (in, len bytes; at most KMS_MAX_REQUEST_SIZE) for caller.
+ * time: the transport's time for the request, or NULL to take Request.host_time (the call
+ * ECALL has no time of its own). resp (zeroed by the caller) receives the answer, with the
+ * version and the request id filled in even when the request is refused.
+ * Returns the outcome: KMS_OK, or the code the request was refused with (decode, version,
+ * authorization, the handler's, or KMS_ERR_AUDIT_* when its audit record could not be
+ * appended: an unaudited success is a failure).
+ */
+kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const uint8_t *in, size_t len,
+                          Response *resp);
+
+/*
+ * Encode resp into out (cap bytes). KMS_ERR_BUFFER_TOO_SMALL when it does not fit, else
+ * KMS_ERR_ENCODE; out is wiped on failure.
+ */
+kms_err_t kms_response_encode(const Response *resp, uint8_t *out, size_t cap, size_t *len);
+
+/*
+ * The audit record body of req's outcome run in ctx: the operation, the key ids the operation
+ * table names (resp carries the resolved ones; a failed decrypt names the key its ciphertext
+ * claims), the key version of the answer, the caller, the outcome, the time and the policy
+ * hash of the key it authorized. audit.c adds the sequence, chain and domain, and signs.
+ */
+void kms_request_audit_body(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome,
+                            AuditRecord *rec);
+
+#endif /* KMS_ENCLAVE_REQUEST_H */
