@@ -31,6 +31,18 @@ class EnclaveUnavailable(KmsError):
         self.sgx_status = sgx_status
 
 
+class EnclaveBoundaryViolation(EnclaveUnavailable):
+    """The enclave refused an ECALL because a pointer it was handed (or the marshalling struct)
+    is not wholly outside the enclave's memory (SGX_ERROR_INVALID_PARAMETER from the trusted
+    edge, as the SGX SDK's edge code answers); nothing inside the enclave changed."""
+
+
+class EnclaveLoadError(EnclaveUnavailable):
+    """The enclave could not be created (bad image or signature, platform, memory); the
+    message says why. A process without static TLS for the image gets this, naming
+    GLIBC_TUNABLES (kms.enclave.runtime)."""
+
+
 class EnclaveFailure(KmsError):
     """The enclave ran and refused the request with an ErrorCode."""
 

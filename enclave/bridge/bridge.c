@@ -27,8 +27,8 @@ struct kms_bridge {
     void *simcpu;
     uint64_t eid;
     void *host_ctx;
-    kms_sgx_status_t (*create)(const char *, const char *, const char *, unsigned int, uint64_t *,
-                               const char **);
+    kms_sgx_status_t (*create)(const char *, const char *, const char *, const kms_simcpu_config *,
+                               uint64_t *, const char **);
     kms_sgx_status_t (*destroy)(uint64_t);
     kms_sgx_status_t (*ecall)(uint64_t, int, const void *, void *);
     unsigned int (*abi)(void);
@@ -106,20 +106,22 @@ static void set_why(char *why, size_t cap, const char *msg)
 
 unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
                              const char *sigstruct_path, const char *platform_dir,
-                             unsigned int tcs_num, void *host_ctx, kms_bridge **out, char *why,
-                             size_t why_cap)
+                             unsigned int tcs_num, uint64_t heap_size, uint64_t stack_size,
+                             void *host_ctx, kms_bridge **out, char *why, size_t why_cap)
 {
     kms_bridge *b = calloc(1, sizeof *b);
     if (b == NULL) return SGX_ERROR_OUT_OF_MEMORY;
     b->host_ctx = host_ctx;
-    /* RTLD_GLOBAL: the enclave image links against this very copy of the CPU (by soname). */
-    b->simcpu = dlopen(simcpu_path, RTLD_NOW | RTLD_GLOBAL);
+    /* RTLD_LOCAL: the enclave image finds this very copy of the CPU by its soname (DT_NEEDED)
+     * in its own scope, so two CPUs with different sonames (the baseline variant of the
+     * benchmark) can serve their own images in one process. */
+    b->simcpu = dlopen(simcpu_path, RTLD_NOW | RTLD_LOCAL);
     kms_sgx_status_t rc = SGX_ERROR_INVALID_PARAMETER;
     if (b->simcpu == NULL) {
         set_why(why, why_cap, "cannot load the simulated CPU library");
         goto fail;
     }
-    RESOLVE(b, create, "simcpu_create_enclave");
+    RESOLVE(b, create, "simcpu_create_enclave_ex");
     RESOLVE(b, destroy, "simcpu_destroy_enclave");
     RESOLVE(b, ecall, "simcpu_ecall");
     RESOLVE(b, abi, "simcpu_abi_version");
@@ -129,7 +131,9 @@ unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
         goto fail;
     }
     const char *reason = "ok";
-    rc = b->create(platform_dir, image_path, sigstruct_path, tcs_num, &b->eid, &reason);
+    kms_simcpu_config config = {.struct_size = sizeof config, .tcs_num = tcs_num, .heap_size = heap_size,
+                                .stack_size = stack_size};
+    rc = b->create(platform_dir, image_path, sigstruct_path, &config, &b->eid, &reason);
     if (rc != SGX_SUCCESS) {
         set_why(why, why_cap, reason);
         goto fail;

@@ -17,19 +17,16 @@
 #include "test_util.h"
 #include "testhost.h"
 
-static char g_dir[PATH_MAX];      /* platform directory, also holds the image copies */
+static char g_dir[PATH_MAX];      /* platform directory */
 static char g_image[PATH_MAX], g_sig[PATH_MAX];
-static int g_copies;
 
-/* A fresh enclave: a copy of the image at a new path is a new dlopen, with fresh state. */
+/* A fresh enclave from the same image file: the loader maps its own copy of the measured
+ * bytes (a sealed memfd), so every enclave starts with fresh static state. */
 static uint64_t fresh_enclave(unsigned int tcs)
 {
-    char copy[PATH_MAX + 32];
-    snprintf(copy, sizeof copy, "%s/enclave-%d.so", g_dir, g_copies++);
-    REQUIRE(th_copy_file(g_image, copy) == 0);
     uint64_t eid = 0;
     const char *why = "?";
-    kms_sgx_status_t st = simcpu_create_enclave(g_dir, copy, g_sig, tcs, &eid, &why);
+    kms_sgx_status_t st = simcpu_create_enclave(g_dir, g_image, g_sig, tcs, &eid, &why);
     if (st != SGX_SUCCESS) fprintf(stderr, "simcpu_create_enclave: %s\n", why);
     REQUIRE(st == SGX_SUCCESS);
     return eid;

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
 
@@ -338,4 +339,76 @@ int th_create_key(uint64_t eid, KeySpec spec, KeyUsage usage, char key_id[37])
     free(req);
     free(resp);
     return ret;
+}
+
+kms_sgx_status_t th_ecall_report(uint64_t eid, const uint8_t ti[512], uint8_t report[432], int *ret)
+{
+    ms_kms_ecall_report_t ms = {.ms_retval = -1, .ms_target_info = ti, .ms_report = report};
+    kms_sgx_status_t rc = simcpu_ecall(eid, KMS_ECALL_REPORT, &th_ocalls, &ms);
+    *ret = ms.ms_retval;
+    return rc;
+}
+
+kms_sgx_status_t th_ecall_session_open(uint64_t eid, uint64_t *sid, int *ret)
+{
+    ms_kms_ecall_session_open_t ms = {.ms_retval = -1, .ms_host_time = 1700000000, .ms_session_id = sid};
+    kms_sgx_status_t rc = simcpu_ecall(eid, KMS_ECALL_SESSION_OPEN, &th_ocalls, &ms);
+    *ret = ms.ms_retval;
+    return rc;
+}
+
+kms_sgx_status_t th_ecall_session_feed(uint64_t eid, uint64_t sid, const uint8_t *in, size_t in_len, uint8_t *out,
+                                       size_t out_cap, size_t *out_len, size_t *pending, int *closed, int *ret)
+{
+    ms_kms_ecall_session_feed_t ms = {.ms_retval = -1, .ms_session_id = sid, .ms_host_time = 1700000000,
+                                      .ms_in = in, .ms_in_len = in_len, .ms_out = out, .ms_out_cap = out_cap,
+                                      .ms_out_len = out_len, .ms_pending = pending, .ms_closed = closed};
+    kms_sgx_status_t rc = simcpu_ecall(eid, KMS_ECALL_SESSION_FEED, &th_ocalls, &ms);
+    *ret = ms.ms_retval;
+    return rc;
+}
+
+kms_sgx_status_t th_ecall_session_close(uint64_t eid, uint64_t sid, int *ret)
+{
+    ms_kms_ecall_session_close_t ms = {.ms_retval = -1, .ms_session_id = sid};
+    kms_sgx_status_t rc = simcpu_ecall(eid, KMS_ECALL_SESSION_CLOSE, &th_ocalls, &ms);
+    *ret = ms.ms_retval;
+    return rc;
+}
+
+int th_install_self_quote(uint64_t eid)
+{
+    uint8_t ti[KMS_SGX_TARGET_INFO_SIZE] = {0}, report[KMS_SGX_REPORT_SIZE];
+    int ret = -1;
+    if (th_ecall_report(eid, ti, report, &ret) != SGX_SUCCESS) return TH_ECALL_FAILED;
+    if (ret != KMS_OK) return ret;
+    Request *req = th_new_request(Request_install_quote_tag);
+    uint8_t *q = req->op.install_quote.quote.bytes;
+    q[0] = 3; /* quote v3: the 48-byte header, the 384-byte report body, padding */
+    memcpy(q + 48, report, 384);
+    req->op.install_quote.quote.size = 1020;
+    ret = th_request(eid, req, NULL, NULL);
+    free(req);
+    return ret;
+}
+
+static int digest_range(EVP_MD_CTX *ctx, const kms_simcpu_range *r)
+{
+    return r->size == 0 || EVP_DigestUpdate(ctx, (const void *)r->base, r->size) == 1 ? 0 : -1;
+}
+
+int th_elrange_digest(uint64_t eid, int skip_tcs, uint8_t out[32])
+{
+    kms_simcpu_layout *l = calloc(1, sizeof *l);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int rc = l != NULL && ctx != NULL && simcpu_enclave_layout(eid, l) == SGX_SUCCESS &&
+                     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : -1;
+    for (uint32_t i = 0; rc == 0 && i < l->segment_count; i++) rc = digest_range(ctx, &l->segments[i]);
+    if (rc == 0) rc = digest_range(ctx, &l->heap);
+    for (uint32_t i = 0; rc == 0 && i < l->tcs_num; i++)
+        if ((int)i != skip_tcs) rc = digest_range(ctx, &l->stacks[i]);
+    if (rc == 0 && EVP_DigestFinal_ex(ctx, out, NULL) != 1) rc = -1;
+    EVP_MD_CTX_free(ctx);
+    free(l);
+    return rc;
 }

@@ -49,9 +49,10 @@ class Evidence:
     enclave_version: str
 
 
-def open_enclave(data_dir: Path, store: RecordStore, qe: QuotingEnclave, *, tcs: int) -> Enclave:
+def open_enclave(data_dir: Path, store: RecordStore, qe: QuotingEnclave, *, tcs: int, heap_size: int = 0,
+                 stack_size: int = 0) -> Enclave:
     """Load the enclave, unseal the domain key if this node has one, install fresh RA-TLS evidence."""
-    enclave = Enclave(data_dir, store=store, tcs_num=tcs)
+    enclave = Enclave(data_dir, store=store, tcs_num=tcs, heap_size=heap_size, stack_size=stack_size)
     try:
         sealed = Path(data_dir) / SEALED_DOMAIN_KEY
         if sealed.exists():

@@ -2,7 +2,10 @@
  * edge.h - the marshalling structures of enclave/kms.edl, laid out as sgx_edger8r would
  * generate them (one `ms_` struct per function, the return value first). Shared by the
  * trusted edge (enclave/src/edge.c) and the untrusted bridge (enclave/bridge/bridge.c).
- * The structs live in untrusted memory: the trusted edge copies every field before use.
+ * The structs live in untrusted memory: the trusted edge refuses a struct or a pointer in it
+ * that is not wholly outside the enclave (SGX_ERROR_INVALID_PARAMETER as the ECALL's status,
+ * ms_retval untouched) and copies every field before use. OCALL structs and their buffers are
+ * in untrusted memory the enclave took with platform_ocalloc (docs/boundary.md).
  * Thread-safety: plain data.
  */
 #ifndef KMS_EDGE_H
