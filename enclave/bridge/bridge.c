@@ -22,6 +22,10 @@ int kms_py_store_list(void *host_ctx, const char *after, size_t after_len, uint3
                       size_t cap, size_t *len);
 int kms_py_audit_append(void *host_ctx, uint64_t seq, const uint8_t *entry, size_t len);
 int kms_py_audit_head(void *host_ctx, uint8_t *entry, size_t cap, size_t *len);
+int kms_py_store_commit(void *host_ctx, const char *key_id, size_t key_id_len, uint64_t expected_revision,
+                        uint64_t revision, const uint8_t *blob, size_t blob_len, uint64_t seq, const uint8_t *entry,
+                        size_t entry_len);
+int kms_py_state_log_get(void *host_ctx, uint64_t seq, uint8_t *entry, size_t cap, size_t *len);
 
 struct kms_bridge {
     void *simcpu;
@@ -87,11 +91,30 @@ static unsigned int ocall_audit_head(void *pms)
     return SGX_SUCCESS;
 }
 
+static unsigned int ocall_store_commit(void *pms)
+{
+    ms_kms_ocall_store_commit_t *ms = pms;
+    if (t_bridge == NULL) return SGX_ERROR_UNEXPECTED;
+    ms->ms_retval = kms_py_store_commit(t_bridge->host_ctx, ms->ms_key_id, ms->ms_key_id_len, ms->ms_expected_revision,
+                                        ms->ms_revision, ms->ms_blob, ms->ms_blob_len, ms->ms_seq, ms->ms_entry,
+                                        ms->ms_entry_len);
+    return SGX_SUCCESS;
+}
+
+static unsigned int ocall_state_log_get(void *pms)
+{
+    ms_kms_ocall_state_log_get_t *ms = pms;
+    if (t_bridge == NULL || ms->ms_len == NULL) return SGX_ERROR_UNEXPECTED;
+    ms->ms_retval = kms_py_state_log_get(t_bridge->host_ctx, ms->ms_seq, ms->ms_entry, ms->ms_cap, ms->ms_len);
+    return SGX_SUCCESS;
+}
+
 static const kms_ocall_table_t k_ocalls = {
     .nr_ocall = KMS_OCALL_COUNT,
     .table = {[KMS_OCALL_LOG] = ocall_log, [KMS_OCALL_STORE_GET] = ocall_store_get,
               [KMS_OCALL_STORE_PUT] = ocall_store_put, [KMS_OCALL_STORE_LIST] = ocall_store_list,
-              [KMS_OCALL_AUDIT_APPEND] = ocall_audit_append, [KMS_OCALL_AUDIT_HEAD] = ocall_audit_head},
+              [KMS_OCALL_AUDIT_APPEND] = ocall_audit_append, [KMS_OCALL_AUDIT_HEAD] = ocall_audit_head,
+              [KMS_OCALL_STORE_COMMIT] = ocall_store_commit, [KMS_OCALL_STATE_LOG_GET] = ocall_state_log_get},
 };
 
 unsigned int kms_bridge_abi_version(void) { return KMS_BRIDGE_ABI_VERSION; }

@@ -8,7 +8,8 @@
  * a domain key, and one key per entry of k_keys, created with real encoded Requests; their
  * records are kept by the harness's in-memory store (testhost.c, store_get/put/list OCALLs). While
  * fuzzing, the store never changes, and the input length mod 3 picks the host's behaviour:
- * 0: store_put answers "durable" without keeping the record, store_list lists the store;
+ * 0: store_put (the node-local sealed key) answers "durable" without keeping it, store_commit (every
+ * record change) answers "conflict", store_list lists the store;
  * 1: store_put answers "conflict", store_list answers with the input's own bytes (hostile ids)
  * and store_get answers every id it does not hold with the input's own bytes (a hostile record
  * blob); 2: put and list fail. So the enclave's state is the same for every input (reproducible crashes) and
@@ -96,6 +97,17 @@ static unsigned int put_while_fuzzing(ms_kms_ocall_store_put_t *ms)
     return SGX_SUCCESS;
 }
 
+/* A record change while fuzzing: never kept (the store and its state log stay as set up); an
+ * obliging or hostile host answers "conflict", a failing one fails. Nothing the enclave's index
+ * holds moves, so every input sees the same state. */
+static unsigned int commit_while_fuzzing(ms_kms_ocall_store_commit_t *ms)
+{
+    if (ms->ms_key_id == NULL || ms->ms_entry == NULL || (ms->ms_blob == NULL && ms->ms_blob_len > 0))
+        die("store_commit: NULL pointer", 0);
+    ms->ms_retval = g_host_mode == HOST_FAILING ? -1 : 1;
+    return SGX_SUCCESS;
+}
+
 static unsigned int get_while_fuzzing(ms_kms_ocall_store_get_t *ms)
 {
     if (ms->ms_key_id == NULL || ms->ms_blob == NULL || ms->ms_blob_len == NULL) die("store_get: NULL pointer", 0);
@@ -130,6 +142,7 @@ static int code_internal(int code)
 {
     if (code == KMS_ERR_STORE_UNAVAILABLE) return g_host_mode != HOST_FAILING;
     if (code == KMS_ERR_RECORD_CORRUPT) return g_host_mode != HOST_HOSTILE; /* hostile store blobs */
+    if (code == KMS_ERR_STALE_RECORD) return 1; /* the state log and the store never disagree here */
     switch (code) {
     case KMS_ERR_NOT_INITIALIZED: case KMS_ERR_BUFFER_TOO_SMALL: case KMS_ERR_ENCODE:
     case KMS_ERR_BAD_PARAMETER: case KMS_ERR_OUT_OF_MEMORY:
@@ -237,6 +250,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     g_resp = th_new_response();
     g_trace = getenv("KMS_FUZZ_TRACE") != NULL;
     th_store_put_hook = put_while_fuzzing;
+    th_store_commit_hook = commit_while_fuzzing;
     th_store_get_hook = get_while_fuzzing;
     th_store_list_hook = list_while_fuzzing;
     return 0;

@@ -80,7 +80,7 @@ static int ecall_call(void *pms)
     if (req == NULL || resp == NULL) goto done;
     if (ms.ms_req_len > 0) memcpy(req, ms.ms_req, ms.ms_req_len);
     err = kms_ecall_call_impl(req, ms.ms_req_len, resp, cap, &resp_len);
-    if (err == KMS_OK) {
+    if (err == KMS_OK || resp_len > 0) { /* a refusal's response carries only its code and detail */
         memcpy(ms.ms_resp, resp, resp_len);
         memcpy(ms.ms_resp_len, &resp_len, sizeof resp_len);
     }
@@ -288,6 +288,46 @@ kms_err_t kms_edge_audit_head(uint8_t *entry, size_t cap, size_t *len)
     }
     platform_ocfree();
     return err;
+}
+
+kms_err_t kms_edge_store_commit(const char *key_id, uint64_t expected_revision, uint64_t revision,
+                                const uint8_t *blob, size_t len, uint64_t seq, const uint8_t *entry, size_t entry_len)
+{
+    size_t id_len = strlen(key_id);
+    ms_kms_ocall_store_commit_t ms = {.ms_retval = -1, .ms_key_id = oc_copy(key_id, id_len), .ms_key_id_len = id_len,
+                                      .ms_expected_revision = expected_revision, .ms_revision = revision,
+                                      .ms_blob = oc_copy(blob, len), .ms_blob_len = len, .ms_seq = seq,
+                                      .ms_entry = oc_copy(entry, entry_len), .ms_entry_len = entry_len};
+    void *pms = ms.ms_key_id && ms.ms_blob && ms.ms_entry ? oc_copy(&ms, sizeof ms) : NULL;
+    kms_err_t err = pms != NULL ? platform_ocall(KMS_OCALL_STORE_COMMIT, pms) : KMS_ERR_OCALL;
+    if (err == KMS_OK) {
+        int rv = oc_retval(pms, offsetof(ms_kms_ocall_store_commit_t, ms_retval));
+        err = rv == 0 ? KMS_OK : rv == 1 ? KMS_ERR_CONFLICT : KMS_ERR_STORE_UNAVAILABLE;
+    }
+    platform_ocfree();
+    return err == KMS_ERR_OCALL ? KMS_ERR_STORE_UNAVAILABLE : err;
+}
+
+kms_err_t kms_edge_state_log_get(uint64_t seq, uint8_t *entry, size_t cap, size_t *len)
+{
+    size_t zero = 0;
+    ms_kms_ocall_state_log_get_t ms = {.ms_retval = -1, .ms_seq = seq, .ms_entry = oc_copy(NULL, cap), .ms_cap = cap,
+                                       .ms_len = oc_copy(&zero, sizeof zero)};
+    size_t *o_len = ms.ms_len;
+    const uint8_t *o_entry = ms.ms_entry;
+    void *pms = o_entry != NULL && o_len != NULL ? oc_copy(&ms, sizeof ms) : NULL;
+    kms_err_t err = pms != NULL ? platform_ocall(KMS_OCALL_STATE_LOG_GET, pms) : KMS_ERR_OCALL;
+    if (err == KMS_OK) {
+        size_t got = oc_size(o_len);
+        if (oc_retval(pms, offsetof(ms_kms_ocall_state_log_get_t, ms_retval)) != 0 || got > cap) {
+            err = KMS_ERR_STORE_UNAVAILABLE;
+        } else {
+            if (got > 0) memcpy(entry, o_entry, got);
+            *len = got;
+        }
+    }
+    platform_ocfree();
+    return err == KMS_ERR_OCALL ? KMS_ERR_STORE_UNAVAILABLE : err;
 }
 
 kms_err_t kms_edge_store_get(const char *key_id, uint8_t *blob, size_t cap, size_t *len)

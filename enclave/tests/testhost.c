@@ -35,6 +35,14 @@ static atomic_ulong g_next_request_id = 1;
 th_store_hook th_store_get_hook;
 th_put_hook th_store_put_hook;
 th_list_hook th_store_list_hook;
+th_commit_hook th_store_commit_hook;
+
+#define TH_LOG_MAX 4096
+static struct {
+    uint8_t *entry;
+    size_t len;
+} g_log[TH_LOG_MAX];
+static size_t g_nlog; /* guarded by g_store_lock */
 th_log_hook th_log_hook_fn;
 unsigned long th_log_count;
 
@@ -174,10 +182,72 @@ static unsigned int ocall_store_list(void *pms)
     return th_store_list_hook != NULL ? th_store_list_hook(ms) : th_store_list_default(ms);
 }
 
+static unsigned int commit_default(ms_kms_ocall_store_commit_t *ms)
+{
+    ms->ms_retval = -1;
+    if (ms->ms_entry == NULL || ms->ms_entry_len == 0) return SGX_SUCCESS;
+    uint8_t *copy = malloc(ms->ms_entry_len);
+    if (copy == NULL) return SGX_SUCCESS;
+    memcpy(copy, ms->ms_entry, ms->ms_entry_len);
+    pthread_mutex_lock(&g_store_lock);
+    size_t nlog = g_nlog;
+    pthread_mutex_unlock(&g_store_lock);
+    if (ms->ms_seq != nlog + 1 || nlog >= TH_LOG_MAX) { /* the enclave serializes commits */
+        ms->ms_retval = 1;
+        free(copy);
+        return SGX_SUCCESS;
+    }
+    ms_kms_ocall_store_put_t put = {.ms_retval = -1, .ms_key_id = ms->ms_key_id, .ms_key_id_len = ms->ms_key_id_len,
+                                    .ms_expected_revision = ms->ms_expected_revision, .ms_revision = ms->ms_revision,
+                                    .ms_blob = ms->ms_blob, .ms_blob_len = ms->ms_blob_len};
+    unsigned int rc = th_store_put_hook != NULL ? th_store_put_hook(&put) : th_store_put_default(&put);
+    ms->ms_retval = put.ms_retval;
+    if (rc == SGX_SUCCESS && put.ms_retval == 0) {
+        pthread_mutex_lock(&g_store_lock);
+        g_log[g_nlog].entry = copy, g_log[g_nlog++].len = ms->ms_entry_len;
+        pthread_mutex_unlock(&g_store_lock);
+        copy = NULL;
+    }
+    free(copy);
+    return rc;
+}
+
+static unsigned int ocall_store_commit(void *pms)
+{
+    ms_kms_ocall_store_commit_t *ms = pms;
+    return th_store_commit_hook != NULL ? th_store_commit_hook(ms) : commit_default(ms);
+}
+
+static unsigned int ocall_state_log_get(void *pms)
+{
+    ms_kms_ocall_state_log_get_t *ms = pms;
+    ms->ms_retval = -1;
+    if (ms->ms_len == NULL || ms->ms_entry == NULL) return SGX_SUCCESS;
+    pthread_mutex_lock(&g_store_lock);
+    size_t i = ms->ms_seq == 0 ? g_nlog : (size_t)ms->ms_seq;
+    *ms->ms_len = 0;
+    ms->ms_retval = 0;
+    if (i >= 1 && i <= g_nlog) {
+        if (g_log[i - 1].len > ms->ms_cap) ms->ms_retval = -1;
+        else memcpy(ms->ms_entry, g_log[i - 1].entry, g_log[i - 1].len), *ms->ms_len = g_log[i - 1].len;
+    }
+    pthread_mutex_unlock(&g_store_lock);
+    return SGX_SUCCESS;
+}
+
+size_t th_state_log_count(void)
+{
+    pthread_mutex_lock(&g_store_lock);
+    size_t n = g_nlog;
+    pthread_mutex_unlock(&g_store_lock);
+    return n;
+}
+
 const kms_ocall_table_t th_ocalls = {
     .nr_ocall = KMS_OCALL_COUNT,
     .table = {[KMS_OCALL_LOG] = ocall_log, [KMS_OCALL_STORE_GET] = ocall_store_get,
-              [KMS_OCALL_STORE_PUT] = ocall_store_put, [KMS_OCALL_STORE_LIST] = ocall_store_list},
+              [KMS_OCALL_STORE_PUT] = ocall_store_put, [KMS_OCALL_STORE_LIST] = ocall_store_list,
+              [KMS_OCALL_STORE_COMMIT] = ocall_store_commit, [KMS_OCALL_STATE_LOG_GET] = ocall_state_log_get},
 };
 
 /* ---- record store ----------------------------------------------------------------------- */
@@ -189,6 +259,7 @@ void th_store_clear(void)
         free(g_store[i].blob);
         memset(&g_store[i], 0, sizeof g_store[i]);
     }
+    while (g_nlog > 0) free(g_log[--g_nlog].entry);
     pthread_mutex_unlock(&g_store_lock);
 }
 

@@ -38,6 +38,13 @@ typedef void (*th_log_hook)(int level, int code, const char *msg);
 extern th_store_hook th_store_get_hook;
 extern th_put_hook th_store_put_hook;
 extern th_list_hook th_store_list_hook;
+/* store_commit: the record goes through the store_put hook (or default), and only if that kept it
+ * (retval 0) is the state log entry appended (a seq that is not the last + 1 is a conflict).
+ * th_store_commit_hook, when set, answers instead. */
+typedef unsigned int (*th_commit_hook)(ms_kms_ocall_store_commit_t *ms);
+extern th_commit_hook th_store_commit_hook;
+/* State log entries held (appended by store_commit); dropped by th_store_clear. */
+size_t th_state_log_count(void);
 extern th_log_hook th_log_hook_fn;
 /* Number of log OCALLs seen (any thread). */
 extern unsigned long th_log_count;

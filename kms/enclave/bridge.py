@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError("the enclave bridge is not built: run `make python` (or ./dev build)") from exc
 
 ffi, lib = _native.ffi, _native.lib
-ABI_VERSION = 5
+ABI_VERSION = 6
 if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != ABI_VERSION:
     raise ImportError(
         f"enclave bridge ABI {lib.kms_bridge_abi_version()} does not match the Python side ({ABI_VERSION}): rebuild"
@@ -120,7 +120,7 @@ class Enclave:
         if status != SGX_SUCCESS:
             raise _ecall_error("call", status)
         if retval[0] != 0:
-            raise error_for_code(retval[0])
+            raise error_for_code(retval[0], _detail(bytes(ffi.buffer(resp, resp_len[0]))))
         return bytes(ffi.buffer(resp, resp_len[0]))
 
     def call(self, request: pb.Request) -> pb.Response:
@@ -208,3 +208,13 @@ class Enclave:
 
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
         self.close()
+
+
+def _detail(response: bytes) -> str:
+    """The error detail a refused call's response carries (empty when there is none)."""
+    if not response:
+        return ""
+    try:
+        return pb.Response.FromString(response).error_detail
+    except Exception:  # a refusal's detail is a courtesy: never let it hide the refusal
+        return ""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-# Records the enclave stores under fixed names rather than key ids.
-RESERVED_RECORDS = frozenset({"domain-state", "sealed-domain-key"})
+# Records the host keeps out of listings: the node-local sealed domain key (seal keys are per
+# CPU). Every other record, the domain state included, is listed: the enclave checks the whole
+# store against its state log when it loads a domain.
+RESERVED_RECORDS = frozenset({"sealed-domain-key"})
 
 
 class StoreConflict(Exception):
@@ -31,7 +33,7 @@ class RecordStore(Protocol):
         """State log entry seq (0: the last one), or None."""
 
     def list(self, after: str, limit: int) -> list[str]:
-        """Up to limit stored key ids greater than after, in byte order (reserved names excluded)."""
+        """Up to limit stored record names greater than after, in byte order (the sealed key excluded)."""
 
     def audit_append(self, seq: int, entry: bytes) -> None:
         """Durably append audit entry seq (must be the last + 1, else StoreConflict)."""
