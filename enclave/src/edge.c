@@ -305,7 +305,7 @@ kms_err_t kms_edge_store_commit(const char *key_id, uint64_t expected_revision, 
         err = rv == 0 ? KMS_OK : rv == 1 ? KMS_ERR_CONFLICT : KMS_ERR_STORE_UNAVAILABLE;
     }
     platform_ocfree();
-    return err == KMS_ERR_OCALL ? KMS_ERR_STORE_UNAVAILABLE : err;
+    return err;
 }
 
 kms_err_t kms_edge_state_log_get(uint64_t seq, uint8_t *entry, size_t cap, size_t *len)
@@ -327,7 +327,7 @@ kms_err_t kms_edge_state_log_get(uint64_t seq, uint8_t *entry, size_t cap, size_
         }
     }
     platform_ocfree();
-    return err == KMS_ERR_OCALL ? KMS_ERR_STORE_UNAVAILABLE : err;
+    return err;
 }
 
 kms_err_t kms_edge_store_get(const char *key_id, uint8_t *blob, size_t cap, size_t *len)

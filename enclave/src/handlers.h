@@ -62,8 +62,9 @@ kms_err_t kms_record_for_change(kms_ctx *ctx, const char *key_id, KeyRecord **ou
 kms_err_t kms_record_commit(const KeyRecord *rec, Response *resp);
 
 /* Check and open the state of the domain whose key was just installed (fresh: a new domain),
- * and bind its id into the RA-TLS claims. detail names a mismatch (statelog.h). */
-kms_err_t kms_domain_open_state(int fresh, char *detail, size_t cap);
+ * and bind its id into the RA-TLS claims. detail names a mismatch, or the first damaged record
+ * (*damaged counts them; may be NULL) (statelog.h). */
+kms_err_t kms_domain_open_state(int fresh, char *detail, size_t cap, size_t *damaged);
 
 /* Forget the loaded domain entirely (key, state, caches, audit key): a domain that could not be
  * set up or checked is not served. */

@@ -61,7 +61,7 @@ kms_err_t kms_handle_generate_domain_key(kms_ctx *ctx, const Request *req, Respo
     size_t len = 0;
     KMS_RETURN_IF_ERR(kms_domain_generate(r->sealed_domain_key.bytes, sizeof r->sealed_domain_key.bytes,
                                           &len, r->domain_id.bytes));
-    kms_err_t err = kms_domain_open_state(1, resp->error_detail, sizeof resp->error_detail);
+    kms_err_t err = kms_domain_open_state(1, resp->error_detail, sizeof resp->error_detail, NULL);
     if (err != KMS_OK) {
         kms_domain_forget();
         return err;
@@ -80,7 +80,13 @@ kms_err_t kms_handle_load_domain_key(kms_ctx *ctx, const Request *req, Response 
     KMS_RETURN_IF_ERR(kms_domain_load(q->sealed_domain_key.bytes, q->sealed_domain_key.size,
                                       r->domain_id.bytes));
     /* The store must be what the state log says, or nothing is served (resp names the mismatch). */
-    kms_err_t err = kms_domain_open_state(0, resp->error_detail, sizeof resp->error_detail);
+    size_t damaged = 0;
+    kms_err_t err = kms_domain_open_state(0, resp->error_detail, sizeof resp->error_detail, &damaged);
+    if (err == KMS_OK && damaged > 0) { /* served, but the host should know which records are damaged */
+        r->damaged_records = (uint32_t)damaged;
+        memcpy(r->damaged_detail, resp->error_detail, sizeof r->damaged_detail);
+        resp->error_detail[0] = '\0';
+    }
     /* A domain initialized over a session has state with an audit key; a host-made one has none. */
     if (err == KMS_OK) err = kms_activate_audit();
     if (err == KMS_ERR_NOT_INITIALIZED_DOMAIN) err = KMS_OK;

@@ -14,6 +14,7 @@
 #include "keystore.h"
 #include "principals.h"
 #include "ratls.h"
+#include "record.h"
 #include "recovery.h"
 #include "statelog.h"
 
@@ -21,10 +22,10 @@
 
 static kms_err_t fill_principals(Response *resp);
 
-kms_err_t kms_domain_open_state(int fresh, char *detail, size_t cap)
+kms_err_t kms_domain_open_state(int fresh, char *detail, size_t cap, size_t *damaged)
 {
     uint8_t id[KMS_DOMAIN_ID_LEN];
-    KMS_RETURN_IF_ERR(kms_state_open(fresh, detail, cap));
+    KMS_RETURN_IF_ERR(kms_state_open(fresh, detail, cap, damaged));
     if (kms_domain_id(id)) kms_ratls_set_domain(id); /* clients pin it: re-quote from now on */
     return KMS_OK;
 }
@@ -61,7 +62,7 @@ static kms_err_t init_domain(const kms_ctx *ctx, const InitRequest *q, InitRespo
     kms_err_t err;
     KMS_GOTO_IF_ERR(err, kms_domain_generate(sealed, sizeof sealed, &sealed_len, r->domain_id.bytes), done);
     r->domain_id.size = KMS_DOMAIN_ID_LEN;
-    KMS_GOTO_IF_ERR(err, kms_domain_open_state(1, detail, cap), fail);
+    KMS_GOTO_IF_ERR(err, kms_domain_open_state(1, detail, cap, NULL), fail);
     KMS_GOTO_IF_ERR(err, kms_principals_create(ctx->caller.principal, q->admin_name, q->threshold,
                                                q->recovery_public_keys_count), fail);
     KMS_GOTO_IF_ERR(err, kms_activate_audit(), fail);
@@ -108,7 +109,10 @@ kms_err_t kms_handle_recover(kms_ctx *ctx, const Request *req, Response *resp)
     KMS_GOTO_IF_ERR(err, kms_recovery_combine(q, dk), done);
     KMS_GOTO_IF_ERR(err, kms_domain_install_recovered(dk, q->domain_id.bytes, sealed, sizeof sealed, &sealed_len), done);
     kms_principals_clear();
-    KMS_GOTO_IF_ERR(err, kms_domain_open_state(0, resp->error_detail, sizeof resp->error_detail), fail);
+    err = kms_record_authenticates(KMS_DOMAIN_STATE_ID) == KMS_OK ? KMS_OK : KMS_ERR_INVALID_ARGUMENT;
+    if (err != KMS_OK) goto fail; /* wrong shares, too few, or another domain: nothing stays installed */
+    KMS_GOTO_IF_ERR(err, kms_domain_open_state(0, resp->error_detail, sizeof resp->error_detail, NULL), fail);
+    resp->error_detail[0] = '\0'; /* damaged records (if any) are refused when used */
     err = kms_principals_list(check);
     if (err != KMS_OK) { /* wrong shares, too few, or another domain: nothing stays installed */
         err = KMS_ERR_INVALID_ARGUMENT;

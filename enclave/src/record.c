@@ -9,6 +9,7 @@
 #include <pb_encode.h>
 
 #include "domain.h"
+#include "kms/limits.h"
 #include "ocalls.h"
 #include "record.h"
 #include "statelog.h"
@@ -45,6 +46,21 @@ kms_err_t kms_record_load(const char *id, const pb_msgdesc_t *fields, void *msg,
     *found = err == KMS_OK;
 done:
     if (pt != NULL) OPENSSL_cleanse(pt, pt_max);
+    free(pt);
+    free(blob);
+    return err;
+}
+
+kms_err_t kms_record_authenticates(const char *id)
+{
+    uint8_t *blob = malloc(KMS_MAX_RECORD_BLOB), *pt = malloc(KMS_MAX_RECORD_BLOB);
+    size_t len = 0, pt_len = 0;
+    uint64_t revision = 0;
+    kms_err_t err = blob != NULL && pt != NULL ? KMS_OK : KMS_ERR_OUT_OF_MEMORY;
+    if (err == KMS_OK) err = kms_edge_store_get(id, blob, KMS_MAX_RECORD_BLOB, &len);
+    if (err == KMS_OK && len == 0) err = KMS_ERR_KEY_NOT_FOUND;
+    if (err == KMS_OK) err = kms_domain_open_record(id, blob, len, pt, KMS_MAX_RECORD_BLOB, &pt_len, &revision);
+    if (pt != NULL) OPENSSL_cleanse(pt, KMS_MAX_RECORD_BLOB);
     free(pt);
     free(blob);
     return err;

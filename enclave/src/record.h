@@ -38,4 +38,12 @@ kms_err_t kms_record_load(const char *id, const pb_msgdesc_t *fields, void *msg,
 kms_err_t kms_record_store(const char *id, const pb_msgdesc_t *fields, const void *msg, size_t pt_max,
                            uint64_t expected_revision, uint64_t revision);
 
+/*
+ * 1 when the store holds a record under id that authenticates under the loaded domain key (its
+ * contents and revision are not checked against the state log): recovery's proof that a key
+ * belongs to this store's domain. KMS_OK, KMS_ERR_RECORD_CORRUPT, KMS_ERR_KEY_NOT_FOUND, store
+ * errors, KMS_ERR_OUT_OF_MEMORY.
+ */
+kms_err_t kms_record_authenticates(const char *id);
+
 #endif /* KMS_ENCLAVE_RECORD_H */

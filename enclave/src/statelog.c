@@ -31,7 +31,7 @@ void kms_state_set_time(int64_t t) { (void)kms_state_now(t); }
 
 void kms_state_reset_locked(void)
 {
-    kms_index_clear();
+    kms_index_clear(&g_state.index);
     OPENSSL_cleanse(&g_state.keys, sizeof g_state.keys);
     g_state.open = 0;
     g_state.seq = 0;
@@ -156,7 +156,7 @@ kms_err_t kms_state_check(const char *name, int found, uint64_t revision, const 
     pthread_mutex_lock(&g_state.lock);
     kms_err_t err = g_state.open ? kms_state_name_id(name, id) : KMS_ERR_DOMAIN_NOT_LOADED;
     if (err == KMS_OK) {
-        int known = kms_index_get(id, &slot);
+        int known = kms_index_get(&g_state.index, id, &slot);
         if (!found) err = known ? KMS_ERR_STALE_RECORD : KMS_OK; /* the host hides a record */
         else if (!known || slot.revision != revision || CRYPTO_memcmp(slot.blob_hash, hash, sizeof hash) != 0)
             err = KMS_ERR_STALE_RECORD;
@@ -173,7 +173,7 @@ static kms_err_t next_entry(const char *name, uint64_t expected, uint64_t revisi
     memset(e, 0, sizeof *e);
     if (strlen(name) >= sizeof e->name) return KMS_ERR_INVALID_ARGUMENT;
     KMS_RETURN_IF_ERR(kms_state_name_id(name, id));
-    int known = kms_index_get(id, &old);
+    int known = kms_index_get(&g_state.index, id, &old);
     if ((known ? old.revision : 0) != expected) return KMS_ERR_CONFLICT; /* not the revision we hold */
     e->seq = g_state.seq + 1;
     memcpy(e->prev.bytes, g_state.head, 32), e->prev.size = 32;
@@ -185,14 +185,13 @@ static kms_err_t next_entry(const char *name, uint64_t expected, uint64_t revisi
     memcpy(e->commitment.bytes, g_state.commitment, 32), e->commitment.size = 32;
     if (known) KMS_RETURN_IF_ERR(kms_state_commitment_update(e->commitment.bytes, id, old.revision, old.blob_hash, -1));
     KMS_RETURN_IF_ERR(kms_state_commitment_update(e->commitment.bytes, id, revision, e->blob_hash.bytes, 1));
-    e->checkpoint = e->seq % KMS_STATE_CHECKPOINT_EVERY == 0;
     return KMS_OK;
 }
 
 /* The change described by e is in the store: make it ours (lock held). */
 static kms_err_t adopt(const StateLogEntry *e, const uint8_t id[KMS_INDEX_ID_LEN], const uint8_t hash[32])
 {
-    KMS_RETURN_IF_ERR(kms_index_put(id, e->revision, e->blob_hash.bytes));
+    KMS_RETURN_IF_ERR(kms_index_put(&g_state.index, id, e->revision, e->blob_hash.bytes));
     g_state.seq = e->seq;
     memcpy(g_state.head, hash, 32);
     memcpy(g_state.commitment, e->commitment.bytes, 32);
@@ -231,10 +230,22 @@ kms_err_t kms_state_commit(const char *name, uint64_t expected, uint64_t revisio
     return err;
 }
 
+kms_err_t kms_state_revision(const char *name, uint64_t *revision)
+{
+    uint8_t id[KMS_INDEX_ID_LEN];
+    kms_index_slot slot;
+    *revision = 0;
+    pthread_mutex_lock(&g_state.lock);
+    kms_err_t err = g_state.open ? kms_state_name_id(name, id) : KMS_ERR_DOMAIN_NOT_LOADED;
+    if (err == KMS_OK && kms_index_get(&g_state.index, id, &slot)) *revision = slot.revision;
+    pthread_mutex_unlock(&g_state.lock);
+    return err;
+}
+
 void kms_state_index_size(size_t *records, size_t *bytes)
 {
     pthread_mutex_lock(&g_state.lock);
-    *records = kms_index_count();
-    *bytes = kms_index_bytes();
+    *records = g_state.index.count;
+    *bytes = kms_index_bytes(&g_state.index);
     pthread_mutex_unlock(&g_state.lock);
 }

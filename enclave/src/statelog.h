@@ -26,21 +26,20 @@
 
 #include "kms/errors.h"
 
-/* Entries between checkpoints: the host may forget entries before the latest checkpoint, and
- * start-up walks at most this many entries back from the head. */
-#define KMS_STATE_CHECKPOINT_EVERY 256u
-
 /*
  * Start the state of the domain whose key is loaded. fresh: a new domain (generate or init):
- * the host's log must be empty of this domain's entries. Otherwise (a restart or a recovery):
- * read the head, walk back to the latest checkpoint verifying the chain, read and authenticate
- * every record of the store, and require the index they make to match the head's commitment.
- * On a mismatch, detail (cap bytes) names what is inconsistent (record names, revisions,
- * sequence numbers; never contents). Errors: KMS_ERR_STALE_RECORD (the store does not match the
- * log), KMS_ERR_RECORD_CORRUPT (a record or entry does not authenticate), KMS_ERR_DOMAIN_NOT_LOADED,
- * store errors, KMS_ERR_OUT_OF_MEMORY. On any error the state stays closed.
+ * the host's log must be empty. Otherwise (a restart or a recovery): replay the log from its
+ * first entry into the index (each entry authenticated, numbered, chained, and committing to the
+ * index it makes), then read every record the store lists and hold it against the index. A
+ * record older than the log, another copy of its revision, a record the log lacks, or one the
+ * store lacks refuses the start (KMS_ERR_STALE_RECORD), and detail (cap bytes) names it with
+ * the revisions (never contents). A record that does not authenticate (damage) does not: it is
+ * refused when used, *damaged counts such records (may be NULL) and detail names the first.
+ * Errors: KMS_ERR_STALE_RECORD, KMS_ERR_RECORD_CORRUPT (a log entry does not authenticate or
+ * chain), KMS_ERR_DOMAIN_NOT_LOADED, store errors, KMS_ERR_OUT_OF_MEMORY. On any error the
+ * state stays closed. Cost: one log entry and one record read per change and per record.
  */
-kms_err_t kms_state_open(int fresh, char *detail, size_t cap);
+kms_err_t kms_state_open(int fresh, char *detail, size_t cap, size_t *damaged);
 
 /* Forget the index and the head (the domain key was forgotten). */
 void kms_state_close(void);
@@ -79,6 +78,10 @@ kms_err_t kms_state_check(const char *name, int found, uint64_t revision, const 
  */
 kms_err_t kms_state_commit(const char *name, uint64_t expected_revision, uint64_t revision, const uint8_t *blob,
                            size_t len);
+
+/* The revision the index holds for name (0: none). KMS_ERR_DOMAIN_NOT_LOADED. Used to replace a
+ * record that no longer authenticates (damage) with a newer one. */
+kms_err_t kms_state_revision(const char *name, uint64_t *revision);
 
 /* Memory of the index (bytes) and records it holds, for benchmarks and docs. */
 void kms_state_index_size(size_t *records, size_t *bytes);

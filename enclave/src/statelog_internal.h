@@ -23,6 +23,7 @@ struct kms_state {
         uint8_t name[32];   /* keyed hash of record names (index ids) */
         uint8_t commit[32]; /* PRF key of commitment terms */
     } keys;
+    kms_index index;        /* every record's revision and blob hash */
     uint64_t seq;           /* the head's sequence number (0: no change yet) */
     uint8_t head[32];       /* SHA-256 of the head entry */
     uint8_t commitment[32]; /* sum of every indexed record's term, mod 2^256 */
