@@ -78,6 +78,7 @@ class Relay:
                  on_sessions: Callable[[int], None] | None = None, qe: QuotingEnclave | None = None) -> None:
         self.enclave = enclave
         self.qe = qe
+        self._requote = asyncio.Lock()
         self.max_sessions = max_sessions
         self._max_queued = max_queued
         self._queued = 0
@@ -124,15 +125,24 @@ class Relay:
         When the enclave's claims changed (a domain was initialized, loaded or recovered: the
         certificate must carry its id and audit key), the enclave is quoted again first."""
         try:
-            ev = await self.run("get_evidence", self.enclave.call, pb.Request(get_evidence=pb.GetEvidenceRequest()))
+            ev = await self._get_evidence()
         except NotInitialized as exc:
             if exc.code != E.KMS_ERR_EVIDENCE_NOT_READY or self.qe is None:
                 raise
-            await self.run("install_evidence", install_evidence, self.enclave, self.qe)
-            ev = await self.run("get_evidence", self.enclave.call, pb.Request(get_evidence=pb.GetEvidenceRequest()))
+            async with self._requote:  # one re-quote per change: a second would replace the first's certificate
+                try:
+                    ev = await self._get_evidence()
+                except NotInitialized as again:
+                    if again.code != E.KMS_ERR_EVIDENCE_NOT_READY:
+                        raise
+                    await self.run("install_evidence", install_evidence, self.enclave, self.qe)
+                    ev = await self._get_evidence()
         ident = await self.identity()
         return Evidence(ev.evidence.certificate, ev.evidence.quote, ident.simulated, ident.domain_loaded,
                         ident.version)
+
+    async def _get_evidence(self) -> pb.Response:
+        return await self.run("get_evidence", self.enclave.call, pb.Request(get_evidence=pb.GetEvidenceRequest()))
 
     async def open_session(self) -> RelaySession:
         """A new enclave session, within the session limit."""
