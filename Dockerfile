@@ -30,7 +30,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         make gcc libc6-dev pkg-config openssl libssl-dev libnanopb-dev nanopb protobuf-compiler \
-        libgfshare-dev python3 python3-venv python3-dev ca-certificates \
+        libgfshare-dev libjemalloc-dev python3 python3-venv python3-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -81,7 +81,8 @@ ARG DEBIAN_FRONTEND=noninteractive
 ARG KMS_SIGNER=dev-ephemeral
 ARG KMS_SIGNER_PUBKEY_SHA256=
 # Fixed UID/GID 10001 (deploy/ sets the same runAsUser/runAsGroup/fsGroup).
-# Runtime libraries only: python3 for the front end, libssl3 for the enclave and the simulated CPU,
+# Runtime libraries only: python3 for the front end, libssl3 for the simulated CPU (the enclave
+# image links its own static OpenSSL and jemalloc),
 # ca-certificates for TLS to a PCCS.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 libssl3 ca-certificates \
@@ -105,7 +106,9 @@ LABEL org.opencontainers.image.title="Enclave KMS" \
 
 # Read-only-root friendly: the service writes only to its data volume; HOME and TMPDIR point at
 # /tmp (mount a tmpfs/emptyDir there); Python writes no bytecode.
+# GLIBC_TUNABLES: static TLS for the enclave image's jemalloc (docs/simulation.md).
 ENV PATH=/opt/kms/venv/bin:/usr/local/bin:/usr/bin:/bin \
+    GLIBC_TUNABLES=glibc.rtld.optional_static_tls=262144 \
     KMS_BUILD_DIR=/opt/kms/build \
     KMS_DATA_DIR=/var/lib/kms \
     KMS_LISTEN=0.0.0.0:7443 \

@@ -21,10 +21,25 @@ ENCLAVE_CONFIG ?= enclave/config/enclave.toml
 
 NANOPB_GEN  ?= nanopb_generator.py
 NANOPB_RUNTIME_VERSION := $(shell sed -n 's/^\#define NANOPB_VERSION "\(.*\)"/\1/p' /usr/include/pb.h 2>/dev/null)
-NANOPB_LIB  ?= /usr/lib/$(shell $(CC) -print-multiarch)/libprotobuf-nanopb.a
-GFSHARE_LIB ?= /usr/lib/$(shell $(CC) -print-multiarch)/libgfshare.a
+MULTIARCH   := $(shell $(CC) -print-multiarch)
+NANOPB_LIB  ?= /usr/lib/$(MULTIARCH)/libprotobuf-nanopb.a
+GFSHARE_LIB ?= /usr/lib/$(MULTIARCH)/libgfshare.a
 # Static libraries linked into the enclave image (as an SGX build would link them).
 ENCLAVE_STATIC_LIBS := $(NANOPB_LIB) $(GFSHARE_LIB)
+# The image carries its own OpenSSL (as SGX-SSL does) and its own allocator (Debian's jemalloc,
+# serving the heap range of ELRANGE: enclave/platform/sim/heap_sim.c); no host code shares them.
+OPENSSL_STATIC_LIBS ?= /usr/lib/$(MULTIARCH)/libssl.a /usr/lib/$(MULTIARCH)/libcrypto.a
+JEMALLOC_LIB ?= /usr/lib/$(MULTIARCH)/libjemalloc_pic.a
+# Every allocation function the image's objects and static libraries reference goes to the
+# wrappers in heap_sim.c (`make check-image` lists what is left undefined).
+HEAP_WRAP   := -Wl,--wrap=malloc,--wrap=free,--wrap=calloc,--wrap=realloc,--wrap=strdup
+ENCLAVE_LINK_LIBS = $(ENCLAVE_STATIC_LIBS) $(OPENSSL_STATIC_LIBS) $(JEMALLOC_LIB) $(HEAP_WRAP) \
+                    -lpthread -ldl -lm
+# The image holds jemalloc's initial-exec TLS (DF_STATIC_TLS): dlopen needs static TLS surplus,
+# which glibc sizes at process start. Every program that loads an enclave starts with this
+# (./dev, the Dockerfile, kms.enclave.runtime re-executes Python with it; see docs/simulation.md).
+KMS_STATIC_TLS := glibc.rtld.optional_static_tls=262144
+export GLIBC_TUNABLES ?= $(KMS_STATIC_TLS)
 
 PROTOS      := $(shell find proto -name '*.proto' | sort)
 # nanopb compiles only the enclave's messages; the gRPC API (proto/kms/proto/v1) is Python-only.
@@ -42,7 +57,9 @@ CFLAGS_BASE := $(CSTD) -O2 -g $(WARN) $(HARDEN) -fPIC $(INCLUDES)
 LDHARDEN    := -Wl,-z,relro,-z,now,-z,noexecstack,-z,separate-code,-z,defs
 
 # Trusted enclave sources (ecall → dispatch → handlers → keystore/seal/crypto → util/platform).
-ENCLAVE_SRCS := $(sort $(wildcard enclave/src/*.c)) enclave/platform/sim/platform_sim.c
+ENCLAVE_PLATFORM_SRCS := enclave/platform/sim/platform_sim.c enclave/platform/sim/elrange_sim.c \
+                         enclave/platform/sim/heap_sim.c
+ENCLAVE_SRCS := $(sort $(wildcard enclave/src/*.c)) $(ENCLAVE_PLATFORM_SRCS)
 CRYPTO_SRCS  := $(sort $(wildcard enclave/src/crypto*.c))
 SIMCPU_SRCS  := $(sort $(wildcard enclave/platform/sim/simcpu*.c))
 BRIDGE_SRCS  := enclave/bridge/bridge.c
@@ -52,7 +69,7 @@ SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES)
 # Binaries compiled straight from sources depend on every project header (objects use -MMD).
 HEADERS     := $(wildcard enclave/src/*.h enclave/include/kms/*.h enclave/platform/*.h enclave/platform/sim/*.h enclave/tests/*.h)
 
-.PHONY: all enclave python sign check-nanopb ctest fuzz fuzz-smoke clean distclean
+.PHONY: all enclave python sign check-nanopb check-image baseline ctest fuzz fuzz-smoke clean distclean
 all: enclave python sign
 
 check-nanopb:
@@ -78,12 +95,45 @@ $(BUILD)/libkms_simcpu.so: $(SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
 	$(CC) -shared -o $@ $(SIMCPU_OBJS) $(LDHARDEN) -Wl,-soname,libkms_simcpu.so \
 	  -Wl,--version-script=enclave/platform/sim/simcpu.lds -lcrypto -lpthread
 
+# No rpath: the loader maps the image from a sealed memfd; libkms_simcpu.so is already loaded.
 $(BUILD)/kms_enclave.so: $(ENCLAVE_OBJS) enclave/kms_enclave.lds $(BUILD)/libkms_simcpu.so
-	$(CC) -shared -o $@ $(ENCLAVE_OBJS) $(ENCLAVE_STATIC_LIBS) $(LDHARDEN) \
-	  -Wl,--version-script=enclave/kms_enclave.lds -Wl,-rpath,'$$ORIGIN' \
-	  -L$(BUILD) -lkms_simcpu -lssl -lcrypto -lpthread
+	$(CC) -shared -o $@ $(ENCLAVE_OBJS) $(ENCLAVE_LINK_LIBS) $(LDHARDEN) \
+	  -Wl,--version-script=enclave/kms_enclave.lds -L$(BUILD) -lkms_simcpu
 
 enclave: $(BUILD)/kms_enclave.so $(BUILD)/libkms_simcpu.so
+
+# What the image takes from the process: no OpenSSL, no allocator, one exported symbol.
+check-image: $(BUILD)/kms_enclave.so
+	@! ldd $< | grep -E 'lib(crypto|ssl|jemalloc)' || { echo "the image links a shared OpenSSL/jemalloc"; exit 1; }
+	@test "$$(nm -D --defined-only $< | awk '{print $$3}')" = kms_enclave_entry || { echo "exports beyond the entry"; exit 1; }
+	@! nm -D --undefined-only $< | grep -wE 'malloc|calloc|realloc|free|posix_memalign|aligned_alloc|memalign|strdup|strndup' \
+	  || { echo "an allocation function escapes the heap arena"; exit 1; }
+	@echo "check-image: no shared OpenSSL, only kms_enclave_entry exported, every allocation wrapped"
+
+# ---- baseline variant (benchmarks only): the image as it was before the heap arena --------
+# Dynamic Debian OpenSSL, glibc malloc, the enclave on the host thread's stack (no TCS stack
+# switch). Same sources built with -DKMS_SIM_BASELINE; the CPU has its own soname so both
+# variants load in one process (tests/bench/bench_enclave.py). Never used outside benchmarks.
+BASELINE    := $(BUILD)/baseline
+BASELINE_ENCLAVE_OBJS := $(patsubst %.c,$(BASELINE)/obj/%.o,$(ENCLAVE_SRCS) $(PB_C))
+BASELINE_SIMCPU_OBJS  := $(patsubst %.c,$(BASELINE)/obj/%.o,$(SIMCPU_SRCS))
+
+$(BASELINE)/obj/%.o: %.c $(PB_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -DKMS_SIM_BASELINE -fvisibility=hidden -MMD -MP -c $< -o $@
+
+$(BASELINE)/libkms_simcpu_baseline.so: $(BASELINE_SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
+	$(CC) -shared -o $@ $(BASELINE_SIMCPU_OBJS) $(LDHARDEN) -Wl,-soname,libkms_simcpu_baseline.so \
+	  -Wl,--version-script=enclave/platform/sim/simcpu.lds -lcrypto -lpthread
+
+$(BASELINE)/kms_enclave.so: $(BASELINE_ENCLAVE_OBJS) enclave/kms_enclave.lds $(BASELINE)/libkms_simcpu_baseline.so
+	$(CC) -shared -o $@ $(BASELINE_ENCLAVE_OBJS) $(ENCLAVE_STATIC_LIBS) $(LDHARDEN) \
+	  -Wl,--version-script=enclave/kms_enclave.lds -L$(BASELINE) -lkms_simcpu_baseline -lssl -lcrypto -lpthread
+
+$(BASELINE)/kms_enclave.sigstruct: $(BASELINE)/kms_enclave.so $(ENCLAVE_CONFIG) $(KMS_SIGNER_KEY) | $(PY_PB)
+	$(call SIGN_IMAGE,$(KMS_SIGNER_KEY),$(ENCLAVE_CONFIG),$<)
+
+baseline: $(BASELINE)/kms_enclave.sigstruct
 
 $(KMS_SIGNER_KEY):
 	$(PYTHON) -m kms enclave keygen --out $@
@@ -100,7 +150,7 @@ $(PY_PB): %_pb2.py: proto/%.proto
 	$(PYTHON) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. $<
 
 python: $(PY_PB) $(BUILD)/.bridge-stamp
-$(BUILD)/.bridge-stamp: $(BRIDGE_SRCS) enclave/include/kms/bridge.h enclave/include/kms/edge.h kms/enclave/_build.py
+$(BUILD)/.bridge-stamp: $(BRIDGE_SRCS) enclave/include/kms/bridge.h enclave/include/kms/edge.h enclave/include/kms/simcpu.h kms/enclave/_build.py
 	$(PYTHON) kms/enclave/_build.py
 	@touch $@
 
@@ -137,9 +187,8 @@ $(ASAN)/libkms_simcpu.so: $(ASAN_SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
 	  -Wl,--version-script=enclave/platform/sim/simcpu.lds -lcrypto -lpthread
 
 $(ASAN)/kms_enclave.so: $(ASAN_ENCLAVE_OBJS) enclave/kms_enclave.lds $(ASAN)/libkms_simcpu.so
-	$(CC) $(SAN_FLAGS) -shared -o $@ $(ASAN_ENCLAVE_OBJS) $(ENCLAVE_STATIC_LIBS) $(LDHARDEN) \
-	  -Wl,--version-script=enclave/kms_enclave.lds -Wl,-rpath,'$$ORIGIN' \
-	  -L$(ASAN) -lkms_simcpu -lssl -lcrypto -lpthread
+	$(CC) $(SAN_FLAGS) -shared -o $@ $(ASAN_ENCLAVE_OBJS) $(ENCLAVE_LINK_LIBS) $(LDHARDEN) \
+	  -Wl,--version-script=enclave/kms_enclave.lds -L$(ASAN) -lkms_simcpu
 
 # Test-only enclave images (never the production enclave): stub_enclave.c exposes EGETKEY,
 # EREPORT and an OCALL to test_simcpu; variant b differs only in its bytes (MRENCLAVE).
@@ -179,7 +228,7 @@ ASAN_IMAGES := $(ASAN)/kms_enclave.sigstruct $(ASAN)/kms_enclave.svn2.sigstruct 
 # enclave through build/asan/libkms_simcpu.so and reach it only through simcpu_ecall. Each
 # prints "N passed, M failed" last and exits non-zero on failure.
 TEST_BINS := $(patsubst enclave/tests/%.c,$(BUILD)/test/%,$(sort $(wildcard enclave/tests/test_*.c)))
-TEST_HOST_BINS := $(BUILD)/test/test_boundary $(BUILD)/test/test_simcpu
+TEST_HOST_BINS := $(BUILD)/test/test_boundary $(BUILD)/test/test_simcpu $(BUILD)/test/test_elrange
 TEST_HOST_SRCS := enclave/tests/testhost.c $(PB_C)
 TEST_HOST_DEPS := $(TEST_HOST_SRCS) $(HEADERS) $(PB_H) $(ERROR_CODES)
 
@@ -199,9 +248,10 @@ $(TEST_HOST_BINS): $(BUILD)/test/%: enclave/tests/%.c $(TEST_HOST_DEPS) enclave/
 
 # Unit tests (any other test_*.c): the enclave modules linked in directly, with the unit host
 # (enclave/tests/unit_host.c: a fake platform and in-memory OCALLs) in place of the trusted
-# edge and the simulated CPU, so a test calls trusted functions as trusted code does.
+# edge and the simulated CPU (and glibc's malloc in place of the heap arena), so a test calls
+# trusted functions as trusted code does.
 UNIT        := $(BUILD)/unit
-UNIT_SRCS   := $(filter-out enclave/src/edge.c enclave/platform/sim/platform_sim.c,$(ENCLAVE_SRCS)) \
+UNIT_SRCS   := $(filter-out enclave/src/edge.c $(ENCLAVE_PLATFORM_SRCS),$(ENCLAVE_SRCS)) \
                enclave/tests/unit_host.c
 UNIT_OBJS   := $(patsubst %.c,$(UNIT)/obj/%.o,$(UNIT_SRCS) $(PB_C))
 
@@ -237,9 +287,8 @@ $(FUZZ)/libkms_simcpu.so: $(FUZZ_SIMCPU_OBJS) enclave/platform/sim/simcpu.lds
 	  -Wl,-soname,libkms_simcpu.so -Wl,--version-script=enclave/platform/sim/simcpu.lds -lcrypto -lpthread
 
 $(FUZZ)/kms_enclave.so: $(FUZZ_ENCLAVE_OBJS) enclave/kms_enclave.lds $(FUZZ)/libkms_simcpu.so
-	$(CLANG) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -shared -o $@ $(FUZZ_ENCLAVE_OBJS) $(ENCLAVE_STATIC_LIBS) \
-	  $(SAN_LDFLAGS) -Wl,--version-script=enclave/kms_enclave.lds -Wl,-rpath,'$$ORIGIN' \
-	  -L$(FUZZ) -lkms_simcpu -lssl -lcrypto -lpthread
+	$(CLANG) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -shared -o $@ $(FUZZ_ENCLAVE_OBJS) $(ENCLAVE_LINK_LIBS) \
+	  $(SAN_LDFLAGS) -Wl,--version-script=enclave/kms_enclave.lds -L$(FUZZ) -lkms_simcpu
 
 $(FUZZ)/kms_enclave.sigstruct: $(FUZZ)/kms_enclave.so $(ENCLAVE_CONFIG) $(KMS_SIGNER_KEY) | $(PY_PB)
 	$(call SIGN_IMAGE,$(KMS_SIGNER_KEY),$(ENCLAVE_CONFIG),$<)
@@ -247,7 +296,7 @@ $(FUZZ)/kms_enclave.sigstruct: $(FUZZ)/kms_enclave.so $(ENCLAVE_CONFIG) $(KMS_SI
 $(FUZZ)/fuzz_ecall: enclave/fuzz/fuzz_ecall.c $(TEST_HOST_DEPS) $(FUZZ)/libkms_simcpu.so \
                     $(FUZZ)/kms_enclave.sigstruct
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Ienclave/tests -o $@ enclave/fuzz/fuzz_ecall.c \
-	  $(TEST_HOST_SRCS) $(ENCLAVE_STATIC_LIBS) -L$(FUZZ) -lkms_simcpu -Wl,-rpath,'$$ORIGIN' -lpthread
+	  $(TEST_HOST_SRCS) $(ENCLAVE_STATIC_LIBS) -L$(FUZZ) -lkms_simcpu -Wl,-rpath,'$$ORIGIN' -lcrypto -lpthread
 
 # Seeds: one valid encoded Request per operation (and a few invalid ones), never committed.
 $(FUZZ)/seeds.stamp: enclave/fuzz/make_seeds.py $(PY_PB)
@@ -269,4 +318,4 @@ distclean: clean
 	rm -rf .venv .local
 
 # Header dependencies recorded by -MMD.
--include $(shell find $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/unit -name '*.d' -type f 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/unit $(BUILD)/baseline -name '*.d' -type f 2>/dev/null)

@@ -44,6 +44,10 @@ class Settings:
     health_listen: str = field(default="127.0.0.1:7444", metadata=_meta("plaintext gRPC health address"))
     metrics_listen: str = field(default="127.0.0.1:9464", metadata=_meta("Prometheus HTTP address ('' disables)"))
     enclave_tcs: int = field(default=8, metadata=_meta("the enclave's thread slots (TCS)", lo=1, hi=MAX_TCS))
+    enclave_heap_mib: int = field(default=256, metadata=_meta(
+        "the enclave's heap in MiB (its EPC budget; allocations beyond it fail with KMS_ERR_OUT_OF_MEMORY)",
+        lo=4, hi=16384))
+    enclave_stack_kib: int = field(default=1024, metadata=_meta("stack per thread slot in KiB", lo=64, hi=65536))
     workers: int = field(default=0, metadata=_meta("ECALL worker threads (0: enclave_tcs; at most enclave_tcs)",
                                                    lo=0, hi=MAX_TCS))
     max_queued_ecalls: int = field(default=256, metadata=_meta("evidence and session-open ECALLs queued or running",

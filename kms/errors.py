@@ -31,6 +31,18 @@ class EnclaveUnavailable(KmsError):
         self.sgx_status = sgx_status
 
 
+class EnclaveBoundaryViolation(EnclaveUnavailable):
+    """The enclave refused an ECALL because a pointer it was handed (or the marshalling struct)
+    is not wholly outside the enclave's memory (SGX_ERROR_INVALID_PARAMETER from the trusted
+    edge, as the SGX SDK's edge code answers); nothing inside the enclave changed."""
+
+
+class EnclaveLoadError(EnclaveUnavailable):
+    """The enclave could not be created (bad image or signature, platform, memory); the
+    message says why. A process without static TLS for the image gets this, naming
+    GLIBC_TUNABLES (kms.enclave.runtime)."""
+
+
 class EnclaveFailure(KmsError):
     """The enclave ran and refused the request with an ErrorCode."""
 
@@ -77,6 +89,11 @@ class SealError(EnclaveFailure):
 
 class StoreError(EnclaveFailure):
     """A stored record is corrupt, too large, or the store could not be read."""
+
+
+class StaleRecord(StoreError):
+    """A stored record is not the revision the enclave's state log says: the store was rolled back or
+    altered. At load the message names the record; nothing is served until the store matches."""
 
 
 class PermissionDenied(EnclaveFailure):
@@ -129,6 +146,7 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_ALIAS_NOT_FOUND: NotFound,
     E.KMS_ERR_NOT_DUE: InvalidRequest,
     E.KMS_ERR_IMPORT_TOKEN: InvalidRequest,
+    E.KMS_ERR_STALE_RECORD: StaleRecord,
     E.KMS_ERR_SEAL_MALFORMED: SealError,
     E.KMS_ERR_SEAL_MAC_MISMATCH: SealError,
     E.KMS_ERR_SEAL_INVALID_ISVSVN: SealError,
@@ -157,11 +175,12 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
 }
 
 
-def error_for_code(code: int) -> EnclaveFailure:
-    """The exception for an ErrorCode returned by the enclave (never for KMS_OK)."""
+def error_for_code(code: int, detail: str = "") -> EnclaveFailure:
+    """The exception for an ErrorCode returned by the enclave (never for KMS_OK), with the enclave's
+    detail (Response.error_detail: never a secret) when it gave one."""
     cls = _BY_CODE.get(code, InternalError)
     name = E.ErrorCode.Name(code) if code in E.ErrorCode.values() else f"code {code}"
-    return cls(f"enclave refused the request: {name}", code)
+    return cls(f"enclave refused the request: {name}" + (f": {detail}" if detail else ""), code)
 
 
 def mapped_codes() -> frozenset[int]:

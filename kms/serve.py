@@ -65,6 +65,9 @@ def _started(server: KmsServer) -> None:
 
 def run(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT: 0 after a clean shutdown, 2 when the server cannot start."""
+    from kms.enclave.runtime import ensure_static_tls
+
+    ensure_static_tls()  # before any thread: may re-execute this process (docs/simulation.md)
     from kms import log
     from kms.api.server import StartupError
     from kms.api.server import run as serve

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Enclave images need static TLS that glibc sizes at process start: tests/static_tls.py (loaded
+# with -p before output capture starts) re-executes pytest with it when the environment lacks it.
+
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO.parent / "shared" / "vectors"
 

@@ -22,13 +22,17 @@ int kms_py_store_list(void *host_ctx, const char *after, size_t after_len, uint3
                       size_t cap, size_t *len);
 int kms_py_audit_append(void *host_ctx, uint64_t seq, const uint8_t *entry, size_t len);
 int kms_py_audit_head(void *host_ctx, uint8_t *entry, size_t cap, size_t *len);
+int kms_py_store_commit(void *host_ctx, const char *key_id, size_t key_id_len, uint64_t expected_revision,
+                        uint64_t revision, const uint8_t *blob, size_t blob_len, uint64_t seq, const uint8_t *entry,
+                        size_t entry_len);
+int kms_py_state_log_get(void *host_ctx, uint64_t seq, uint8_t *entry, size_t cap, size_t *len);
 
 struct kms_bridge {
     void *simcpu;
     uint64_t eid;
     void *host_ctx;
-    kms_sgx_status_t (*create)(const char *, const char *, const char *, unsigned int, uint64_t *,
-                               const char **);
+    kms_sgx_status_t (*create)(const char *, const char *, const char *, const kms_simcpu_config *,
+                               uint64_t *, const char **);
     kms_sgx_status_t (*destroy)(uint64_t);
     kms_sgx_status_t (*ecall)(uint64_t, int, const void *, void *);
     unsigned int (*abi)(void);
@@ -87,11 +91,30 @@ static unsigned int ocall_audit_head(void *pms)
     return SGX_SUCCESS;
 }
 
+static unsigned int ocall_store_commit(void *pms)
+{
+    ms_kms_ocall_store_commit_t *ms = pms;
+    if (t_bridge == NULL) return SGX_ERROR_UNEXPECTED;
+    ms->ms_retval = kms_py_store_commit(t_bridge->host_ctx, ms->ms_key_id, ms->ms_key_id_len, ms->ms_expected_revision,
+                                        ms->ms_revision, ms->ms_blob, ms->ms_blob_len, ms->ms_seq, ms->ms_entry,
+                                        ms->ms_entry_len);
+    return SGX_SUCCESS;
+}
+
+static unsigned int ocall_state_log_get(void *pms)
+{
+    ms_kms_ocall_state_log_get_t *ms = pms;
+    if (t_bridge == NULL || ms->ms_len == NULL) return SGX_ERROR_UNEXPECTED;
+    ms->ms_retval = kms_py_state_log_get(t_bridge->host_ctx, ms->ms_seq, ms->ms_entry, ms->ms_cap, ms->ms_len);
+    return SGX_SUCCESS;
+}
+
 static const kms_ocall_table_t k_ocalls = {
     .nr_ocall = KMS_OCALL_COUNT,
     .table = {[KMS_OCALL_LOG] = ocall_log, [KMS_OCALL_STORE_GET] = ocall_store_get,
               [KMS_OCALL_STORE_PUT] = ocall_store_put, [KMS_OCALL_STORE_LIST] = ocall_store_list,
-              [KMS_OCALL_AUDIT_APPEND] = ocall_audit_append, [KMS_OCALL_AUDIT_HEAD] = ocall_audit_head},
+              [KMS_OCALL_AUDIT_APPEND] = ocall_audit_append, [KMS_OCALL_AUDIT_HEAD] = ocall_audit_head,
+              [KMS_OCALL_STORE_COMMIT] = ocall_store_commit, [KMS_OCALL_STATE_LOG_GET] = ocall_state_log_get},
 };
 
 unsigned int kms_bridge_abi_version(void) { return KMS_BRIDGE_ABI_VERSION; }
@@ -106,20 +129,22 @@ static void set_why(char *why, size_t cap, const char *msg)
 
 unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
                              const char *sigstruct_path, const char *platform_dir,
-                             unsigned int tcs_num, void *host_ctx, kms_bridge **out, char *why,
-                             size_t why_cap)
+                             unsigned int tcs_num, uint64_t heap_size, uint64_t stack_size,
+                             void *host_ctx, kms_bridge **out, char *why, size_t why_cap)
 {
     kms_bridge *b = calloc(1, sizeof *b);
     if (b == NULL) return SGX_ERROR_OUT_OF_MEMORY;
     b->host_ctx = host_ctx;
-    /* RTLD_GLOBAL: the enclave image links against this very copy of the CPU (by soname). */
-    b->simcpu = dlopen(simcpu_path, RTLD_NOW | RTLD_GLOBAL);
+    /* RTLD_LOCAL: the enclave image finds this very copy of the CPU by its soname (DT_NEEDED)
+     * in its own scope, so two CPUs with different sonames (the baseline variant of the
+     * benchmark) can serve their own images in one process. */
+    b->simcpu = dlopen(simcpu_path, RTLD_NOW | RTLD_LOCAL);
     kms_sgx_status_t rc = SGX_ERROR_INVALID_PARAMETER;
     if (b->simcpu == NULL) {
         set_why(why, why_cap, "cannot load the simulated CPU library");
         goto fail;
     }
-    RESOLVE(b, create, "simcpu_create_enclave");
+    RESOLVE(b, create, "simcpu_create_enclave_ex");
     RESOLVE(b, destroy, "simcpu_destroy_enclave");
     RESOLVE(b, ecall, "simcpu_ecall");
     RESOLVE(b, abi, "simcpu_abi_version");
@@ -129,7 +154,9 @@ unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
         goto fail;
     }
     const char *reason = "ok";
-    rc = b->create(platform_dir, image_path, sigstruct_path, tcs_num, &b->eid, &reason);
+    kms_simcpu_config config = {.struct_size = sizeof config, .tcs_num = tcs_num, .heap_size = heap_size,
+                                .stack_size = stack_size};
+    rc = b->create(platform_dir, image_path, sigstruct_path, &config, &b->eid, &reason);
     if (rc != SGX_SUCCESS) {
         set_why(why, why_cap, reason);
         goto fail;

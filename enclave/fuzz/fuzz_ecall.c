@@ -1,5 +1,5 @@
 /*
- * fuzz_ecall.c - libFuzzer harness on the call ECALL of the real stack: the ASan + UBSan +
+ * fuzz_ecall.c - libFuzzer harness on the ECALLs of the real stack: the ASan + UBSan +
  * coverage-instrumented enclave image (build/fuzz/kms_enclave.so, signed) loaded by the
  * instrumented simulated CPU (build/fuzz/libkms_simcpu.so), entered through simcpu_ecall with
  * the marshalling struct and OCALL table exactly as enclave/bridge/bridge.c does.
@@ -8,9 +8,11 @@
  * a domain key, and one key per entry of k_keys, created with real encoded Requests; their
  * records are kept by the harness's in-memory store (testhost.c, store_get/put/list OCALLs). While
  * fuzzing, the store never changes, and the input length mod 3 picks the host's behaviour:
- * 0: store_put answers "durable" without keeping the record, store_list lists the store;
- * 1: store_put answers "conflict", store_list answers with the input's own bytes (hostile ids);
- * 2: both fail. So the enclave's state is the same for every input (reproducible crashes) and
+ * 0: store_put (the node-local sealed key) answers "durable" without keeping it, store_commit (every
+ * record change) answers "conflict", store_list lists the store;
+ * 1: store_put answers "conflict", store_list answers with the input's own bytes (hostile ids)
+ * and store_get answers every id it does not hold with the input's own bytes (a hostile record
+ * blob); 2: put and list fail. So the enclave's state is the same for every input (reproducible crashes) and
  * every answer the host can give is exercised.
  *
  * Key ids: inputs name keys with placeholder UUIDs PH_PREFIX + two hex digits (index into
@@ -21,8 +23,15 @@
  * ErrorCode; KMS_OK must carry a decodable Response that echoes version and request id in at
  * most resp_cap bytes. The last input byte selects one extra variant: a truncated request, a
  * small response buffer, the request padded past KMS_MAX_REQUEST_SIZE (exactly
- * KMS_ERR_REQUEST_TOO_LARGE), or NULL pointers in the ms struct (exactly KMS_ERR_BAD_PARAMETER).
- * Any violation aborts. Environment: KMS_FUZZ_IMAGE / KMS_FUZZ_SIGSTRUCT override the image;
+ * KMS_ERR_REQUEST_TOO_LARGE), NULL pointers in the ms struct (exactly KMS_ERR_BAD_PARAMETER),
+ * or one pointer of the ms struct (or the struct itself) replaced by an address the input picks
+ * from enclave addresses (image, heap, stacks, every range edge: exactly
+ * SGX_ERROR_INVALID_PARAMETER, ms_retval untouched) and host addresses (answered as usual).
+ *
+ * Session mode: an input whose first byte is a TLS record type (0x14-0x18) is fed, as a
+ * hostile client's TLS bytes, to a fresh session (a self-made quote is installed at setup), in
+ * pieces the last byte chooses, then drained and closed; every status must be SGX_SUCCESS and
+ * every code one of ErrorCode. Any violation aborts. Environment: KMS_FUZZ_IMAGE / KMS_FUZZ_SIGSTRUCT override the image;
  * KMS_FUZZ_TRACE prints each input's operation tag and code (for triage, e.g. with -runs=0).
  */
 #include <errno.h>
@@ -66,6 +75,8 @@ static char g_platform[PATH_MAX];
 static Request *g_req;   /* the harness's own decode of the input */
 static Response *g_resp; /* decode of an OK response */
 static int g_trace;      /* KMS_FUZZ_TRACE set: print "op=<tag> code=<code>" per input */
+static kms_simcpu_layout g_layout;
+static uint8_t *g_session_out; /* KMS_SESSION_OUT_MAX bytes */
 
 static void die(const char *what, int code)
 {
@@ -84,6 +95,29 @@ static unsigned int put_while_fuzzing(ms_kms_ocall_store_put_t *ms)
     if (ms->ms_key_id == NULL || (ms->ms_blob == NULL && ms->ms_blob_len > 0)) die("store_put: NULL pointer", 0);
     ms->ms_retval = g_host_mode == HOST_OBLIGING ? 0 : g_host_mode == HOST_HOSTILE ? 1 : -1;
     return SGX_SUCCESS;
+}
+
+/* A record change while fuzzing: never kept (the store and its state log stay as set up); an
+ * obliging or hostile host answers "conflict", a failing one fails. Nothing the enclave's index
+ * holds moves, so every input sees the same state. */
+static unsigned int commit_while_fuzzing(ms_kms_ocall_store_commit_t *ms)
+{
+    if (ms->ms_key_id == NULL || ms->ms_entry == NULL || (ms->ms_blob == NULL && ms->ms_blob_len > 0))
+        die("store_commit: NULL pointer", 0);
+    ms->ms_retval = g_host_mode == HOST_FAILING ? -1 : 1;
+    return SGX_SUCCESS;
+}
+
+static unsigned int get_while_fuzzing(ms_kms_ocall_store_get_t *ms)
+{
+    if (ms->ms_key_id == NULL || ms->ms_blob == NULL || ms->ms_blob_len == NULL) die("store_get: NULL pointer", 0);
+    unsigned int rc = th_store_get_default(ms);
+    if (g_host_mode == HOST_HOSTILE && ms->ms_retval == 0 && *ms->ms_blob_len == 0 && g_input_len > 0) {
+        size_t n = g_input_len < ms->ms_blob_cap ? g_input_len : ms->ms_blob_cap;
+        memcpy(ms->ms_blob, g_input, n); /* a "record" for an id the store does not hold */
+        *ms->ms_blob_len = n;
+    }
+    return rc;
 }
 
 static unsigned int list_while_fuzzing(ms_kms_ocall_store_list_t *ms)
@@ -107,6 +141,8 @@ static unsigned int list_while_fuzzing(ms_kms_ocall_store_list_t *ms)
 static int code_internal(int code)
 {
     if (code == KMS_ERR_STORE_UNAVAILABLE) return g_host_mode != HOST_FAILING;
+    if (code == KMS_ERR_RECORD_CORRUPT) return g_host_mode != HOST_HOSTILE; /* hostile store blobs */
+    if (code == KMS_ERR_STALE_RECORD) return 1; /* the state log and the store never disagree here */
     switch (code) {
     case KMS_ERR_NOT_INITIALIZED: case KMS_ERR_BUFFER_TOO_SMALL: case KMS_ERR_ENCODE:
     case KMS_ERR_BAD_PARAMETER: case KMS_ERR_OUT_OF_MEMORY:
@@ -205,10 +241,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     free(req);
     create_keys();
     self_check();
+    int q = th_install_self_quote(g_eid);
+    if (q != KMS_OK) die("installing the self-made quote", q);
+    if (simcpu_enclave_layout(g_eid, &g_layout) != SGX_SUCCESS) die("simcpu_enclave_layout", 0);
+    g_session_out = malloc(KMS_SESSION_OUT_MAX);
+    if (g_session_out == NULL) die("out of memory in the harness", 0);
     g_req = th_new_request(0);
     g_resp = th_new_response();
     g_trace = getenv("KMS_FUZZ_TRACE") != NULL;
     th_store_put_hook = put_while_fuzzing;
+    th_store_commit_hook = commit_while_fuzzing;
+    th_store_get_hook = get_while_fuzzing;
     th_store_list_hook = list_while_fuzzing;
     return 0;
 }
@@ -239,11 +282,14 @@ static int harness_decode(const uint8_t *req, size_t len)
     return pb_decode(&is, Request_fields, g_req) ? 1 : 0;
 }
 
-/* Requests not worth fuzz time: RSA key generation takes a second or more under ASan. */
+/* Requests not worth fuzz time: RSA key generation takes a second or more under ASan (a
+ * corpus that keeps such inputs falls from thousands of executions per second to about 100). */
 static int too_slow(int decoded)
 {
     if (!decoded) return 0;
     if (g_req->which_op == Request_create_key_tag) return spec_is_rsa(g_req->op.create_key.spec);
+    if (g_req->which_op == Request_get_parameters_for_import_tag) return 1; /* an RSA-3072 wrapping key */
+    if (g_req->which_op == Request_generate_data_key_pair_tag) return spec_is_rsa(g_req->op.generate_data_key_pair.pair_spec);
     if (g_req->which_op != Request_rotate_key_tag) return 0;
     for (size_t i = 0; i < KEY_COUNT; i++)
         if (spec_is_rsa(k_keys[i].spec) && strcmp(g_req->op.rotate_key.key_id, g_ids[i]) == 0) return 1;
@@ -307,6 +353,73 @@ static void null_pointers(const uint8_t *req, size_t len)
         die("NULL request with a length not refused", ret);
 }
 
+/* An address drawn by pick: enclave memory (refused) or a host buffer (answered as usual). */
+static uintptr_t draw_address(uint8_t pick, size_t n, int *enclave)
+{
+    static uint8_t host[KMS_MAX_RESPONSE_SIZE + 64];
+    const kms_simcpu_layout *l = &g_layout;
+    const kms_simcpu_range *seg = &l->segments[l->segment_count - 1];
+    const uintptr_t a[] = {
+        seg->base + (pick % 64) * 8, l->image.base + (size_t)pick * 4096 % l->image.size, l->heap.base + (size_t)pick * 64,
+        l->stacks[pick % l->tcs_num].base + l->stacks[0].size / 2, l->image.base - n / 2,
+        l->image.base + l->image.size - (n + 1) / 2, l->reserved.base - n / 2,
+        l->reserved.base + l->reserved.size - (n + 1) / 2,
+        n > 1 ? UINTPTR_MAX - n / 2 + 1 : l->image.base, (uintptr_t)host, (uintptr_t)host + 8,
+    };
+    size_t i = (size_t)(pick >> 3) % (sizeof a / sizeof a[0]);
+    *enclave = a[i] < (uintptr_t)host || a[i] > (uintptr_t)host + 8;
+    return a[i];
+}
+
+/* One pointer of the call's ms struct (or the struct) replaced by a drawn address. */
+static void drawn_pointer(const uint8_t *req, size_t len, uint8_t pick, uint8_t sel)
+{
+    static uint8_t resp[KMS_MAX_RESPONSE_SIZE];
+    size_t resp_len = 0, field = (size_t)(sel >> 4) % 4;
+    size_t sizes[] = {sizeof(ms_kms_ecall_call_t), len > 0 ? len : 1, sizeof resp, sizeof(size_t)};
+    int enclave = 0;
+    uintptr_t a = draw_address(pick, sizes[field], &enclave);
+    ms_kms_ecall_call_t ms = {.ms_retval = -1, .ms_req = req, .ms_req_len = len, .ms_resp = resp,
+                              .ms_resp_cap = sizeof resp, .ms_resp_len = &resp_len};
+    void *pms = &ms;
+    if (field == 0 && enclave) pms = (void *)a;
+    if (field == 1) memcpy(&ms.ms_req, &a, sizeof a);
+    if (field == 2) memcpy(&ms.ms_resp, &a, sizeof a);
+    if (field == 3) memcpy(&ms.ms_resp_len, &a, sizeof a);
+    if (!enclave) return; /* host addresses: the main call already covers them */
+    kms_sgx_status_t st = simcpu_ecall(g_eid, KMS_ECALL_CALL, &th_ocalls, pms);
+    if (st != SGX_ERROR_INVALID_PARAMETER || ms.ms_retval != -1) die("an enclave address was not refused", (int)st);
+}
+
+/* Session mode: the input as a hostile client's TLS bytes, fed in two pieces. */
+static void session_input(const uint8_t *data, size_t size)
+{
+    uint64_t sid = 0;
+    int ret = -1, closed = 0;
+    if (th_ecall_session_open(g_eid, &sid, &ret) != SGX_SUCCESS) die("session_open ECALL failed", 0);
+    if (ret != KMS_OK) die("session_open refused", ret);
+    size_t cut = size * data[size - 1] / 256, pending = 0, out_len = 0;
+    const uint8_t *piece[3] = {data, data + cut, NULL};
+    size_t piece_len[3] = {cut, size - cut, 0};
+    for (int i = 0; i < 3 && !closed && ret != -2; i++) {
+        do {
+            uint8_t *in = malloc(piece_len[i] > 0 ? piece_len[i] : 1); /* exact size for ASan */
+            if (in == NULL) die("out of memory in the harness", 0);
+            if (piece_len[i] > 0) memcpy(in, piece[i], piece_len[i]);
+            kms_sgx_status_t st = th_ecall_session_feed(g_eid, sid, in, piece_len[i], g_session_out,
+                                                        KMS_SESSION_OUT_MAX, &out_len, &pending, &closed, &ret);
+            free(in);
+            if (st != SGX_SUCCESS) die("session_feed ECALL failed", (int)st);
+            if (!th_code_known(ret)) die("session_feed returned a code outside ErrorCode", ret);
+            if (ret == KMS_OK && out_len > KMS_SESSION_OUT_MAX) die("out_len exceeds the buffer", (int)out_len);
+            if (ret != KMS_OK) ret = -2; /* the enclave ended the session */
+            piece_len[i] = 0;
+        } while (ret == KMS_OK && pending > 0 && !closed);
+    }
+    if (th_ecall_session_close(g_eid, sid, &ret) != SGX_SUCCESS) die("session_close ECALL failed", 0);
+    if (ret != KMS_OK && ret != KMS_ERR_SESSION_NOT_FOUND) die("session_close refused", ret);
+}
+
 /* One extra variant chosen by the last byte (deterministic per input); first = the code of
  * the full call. */
 static void variant(const uint8_t *req, size_t len, uint8_t sel, int first)
@@ -326,6 +439,7 @@ static void variant(const uint8_t *req, size_t len, uint8_t sel, int first)
     }
     case 3: oversized(req, len, len > 0 ? req[0] : 0); break;
     case 4: null_pointers(req, len); break;
+    case 5: drawn_pointer(req, len, len > 0 ? req[0] : 0, sel); break;
     default: break;
     }
 }
@@ -335,6 +449,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > KMS_MAX_REQUEST_SIZE) {
         int ret = call_checked(data, size, KMS_MAX_RESPONSE_SIZE, 0);
         if (ret != KMS_ERR_REQUEST_TOO_LARGE) die("oversized input not refused as too large", ret);
+        return 0;
+    }
+    if (size > 0 && data[0] >= 0x14 && data[0] <= 0x18) {
+        session_input(data, size);
         return 0;
     }
     uint8_t *req = malloc(size > 0 ? size : 1);

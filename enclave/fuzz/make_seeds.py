@@ -151,13 +151,37 @@ def invalid() -> dict[str, bytes]:
             "invalid_garbage": bytes(range(256))}
 
 
+def tls_records() -> dict[str, bytes]:
+    """Session-mode seeds (first byte is a TLS record type): real ClientHellos from Python's ssl,
+    and a few records of the other types. fuzz_ecall feeds these to a fresh session."""
+    import ssl
+
+    seeds = {}
+    for name, version in (("tls13", ssl.TLSVersion.TLSv1_3), ("tls12", ssl.TLSVersion.TLSv1_2)):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ctx.maximum_version = version
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        conn = ctx.wrap_bio(incoming, outgoing, server_side=False)
+        try:
+            conn.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        seeds[f"session_client_hello_{name}"] = outgoing.read()
+    seeds["session_alert"] = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])
+    seeds["session_app_data"] = bytes([0x17, 0x03, 0x03, 0x00, 0x20]) + bytes(32)
+    seeds["session_ccs"] = bytes([0x14, 0x03, 0x03, 0x00, 0x01, 0x01])
+    return seeds
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(f"usage: {argv[0]} OUTPUT_DIR", file=sys.stderr)
         return 1
     out = Path(argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    seeds = {name: req.SerializeToString() for name, req in requests().items()} | invalid()
+    seeds = {name: req.SerializeToString() for name, req in requests().items()} | invalid() | tls_records()
     for name, data in seeds.items():
         (out / name).write_bytes(data)
     print(f"wrote {len(seeds)} seeds to {out}")

@@ -42,7 +42,23 @@ kms_err_t platform_get_key(const uint8_t key_request[512], uint8_t key[16]);
 kms_err_t platform_report(const uint8_t target_info[512], const uint8_t report_data[64],
                           uint8_t report[432]);
 
-/* OCALL `index` with its marshalling struct (in untrusted memory). KMS_ERR_OCALL. */
+/*
+ * Called by the edge at every ECALL before anything else. The first call learns ELRANGE from
+ * the CPU (elrange.h), sets up the enclave heap and initialises OpenSSL without configuration
+ * files; later calls return that outcome. Errors: KMS_ERR_PLATFORM, KMS_ERR_OUT_OF_MEMORY.
+ */
+kms_err_t platform_enter(void);
+
+/*
+ * sgx_ocalloc: size bytes (16-aligned) of untrusted memory, outside ELRANGE, for the
+ * marshalling struct and buffers of the next OCALL; NULL when the frame is full or outside an
+ * ECALL. The host may read and write it at any time: copy in, check, then use. Every block
+ * is released by platform_ocfree (sgx_ocfree), which the caller runs after the OCALL.
+ */
+void *platform_ocalloc(size_t size);
+void platform_ocfree(void);
+
+/* OCALL `index` with its marshalling struct (in memory from platform_ocalloc). KMS_ERR_OCALL. */
 kms_err_t platform_ocall(int index, void *ms);
 
 /* 1 when this build runs on the simulated platform (which protects nothing). */

@@ -31,8 +31,8 @@ kms_err_t kms_authz_op(kms_ctx *ctx, unsigned int allow)
     uint8_t id[KMS_DOMAIN_ID_LEN];
     int loaded = kms_domain_id(id);
     ctx->role = Role_ROLE_UNSPECIFIED;
-    int needs_role = (allow & (KMS_ALLOW_ADMIN | KMS_ALLOW_USER)) != 0 && (allow & KMS_ALLOW_ANYONE) == 0;
-    if (ctx->caller.kind == KMS_CALLER_PRINCIPAL && loaded && needs_role)
+    /* Always: a removed principal is refused everything, even what anyone may do. */
+    if (ctx->caller.kind == KMS_CALLER_PRINCIPAL && loaded)
         KMS_RETURN_IF_ERR(kms_principal_role(ctx->caller.principal, &ctx->role));
     return kms_authz_decide(allow, ctx->caller.kind, loaded, ctx->role);
 }

@@ -48,6 +48,8 @@ kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp,
     if (out == NULL) return KMS_ERR_OUT_OF_MEMORY;
     kms_err_t err = kms_request_run(&k_host, NULL, req, req_len, out);
     if (err == KMS_OK) err = kms_response_encode(out, resp, cap, resp_len);
+    /* A refusal is the ECALL's code; the response goes out too when it explains it. */
+    else if (out->error_detail[0] == '\0' || kms_response_encode(out, resp, cap, resp_len) != KMS_OK) *resp_len = 0;
     OPENSSL_cleanse(out, sizeof *out);
     free(out);
     return err;

@@ -14,7 +14,9 @@
 
 /* Read identity from the platform, self-test the RNG, create the RA-TLS key, become ready. */
 kms_err_t kms_ecall_init_impl(void);
-/* Decode one Request, dispatch it, encode the Response into resp (cap bytes). */
+/* Run one Request as the host (request.c) and encode the Response into resp (cap bytes). On a
+ * refusal the code is returned and *resp_len is 0, unless the response explains it
+ * (Response.error_detail, never a secret): then it is encoded too. */
 kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp, size_t cap,
                               size_t *resp_len);
 /* REPORT for the target; REPORTDATA = the RA-TLS binding (ratls.h), never host data. */

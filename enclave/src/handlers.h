@@ -61,6 +61,15 @@ kms_err_t kms_record_add_version(KeyRecord *rec, int64_t now);
 kms_err_t kms_record_for_change(kms_ctx *ctx, const char *key_id, KeyRecord **out);
 kms_err_t kms_record_commit(const KeyRecord *rec, Response *resp);
 
+/* Check and open the state of the domain whose key was just installed (fresh: a new domain),
+ * and bind its id into the RA-TLS claims. detail names a mismatch, or the first damaged record
+ * (*damaged counts them; may be NULL) (statelog.h). */
+kms_err_t kms_domain_open_state(int fresh, char *detail, size_t cap, size_t *damaged);
+
+/* Forget the loaded domain entirely (key, state, caches, audit key): a domain that could not be
+ * set up or checked is not served. */
+void kms_domain_forget(void);
+
 /* Start auditing with the audit key of the stored domain state (handlers_domain.c): after
  * init, recovery and loading a domain key. KMS_ERR_NOT_INITIALIZED_DOMAIN without a state. */
 kms_err_t kms_activate_audit(void);

@@ -9,6 +9,7 @@
 #include "kms/limits.h"
 #include "platform.h"
 #include "ratls.h"
+#include "statelog.h"
 
 #define KMS_ENCLAVE_VERSION "0.1.0"
 
@@ -18,7 +19,6 @@ _Static_assert(sizeof(((GenerateRandomResponse *)0)->random.bytes) == KMS_MAX_RA
 kms_err_t kms_handle_get_identity(kms_ctx *ctx, const Request *req, Response *resp)
 {
     (void)ctx;
-    (void)req;
     kms_identity self;
     KMS_RETURN_IF_ERR(platform_self_identity(&self));
     GetIdentityResponse *r = &resp->result.get_identity;
@@ -36,6 +36,11 @@ kms_err_t kms_handle_get_identity(kms_ctx *ctx, const Request *req, Response *re
     r->domain_id.size = r->domain_loaded ? KMS_DOMAIN_ID_LEN : 0;
     memcpy(r->version, KMS_ENCLAVE_VERSION, sizeof KMS_ENCLAVE_VERSION);
     r->audit_public_key.size = kms_audit_public_key(r->audit_public_key.bytes) == KMS_OK ? 32 : 0;
+    const GetIdentityRequest *q = &req->op.get_identity;
+    int check = 0;
+    if (q->has_known_head && q->known_head.hash.size == 32 && r->domain_loaded &&
+        kms_state_check_head(q->known_head.seq, q->known_head.hash.bytes, &check) == KMS_OK)
+        r->known_head_check = (HeadCheck)check; /* KNOWN, AHEAD or FORKED */
     /* TARGETINFO for local attestation: MRENCLAVE @0, ATTRIBUTES @32, MISCSELECT @52. */
     memset(r->target_info.bytes, 0, 512);
     memcpy(r->target_info.bytes, self.mrenclave, 32);
@@ -56,6 +61,11 @@ kms_err_t kms_handle_generate_domain_key(kms_ctx *ctx, const Request *req, Respo
     size_t len = 0;
     KMS_RETURN_IF_ERR(kms_domain_generate(r->sealed_domain_key.bytes, sizeof r->sealed_domain_key.bytes,
                                           &len, r->domain_id.bytes));
+    kms_err_t err = kms_domain_open_state(1, resp->error_detail, sizeof resp->error_detail, NULL);
+    if (err != KMS_OK) {
+        kms_domain_forget();
+        return err;
+    }
     r->sealed_domain_key.size = (pb_size_t)len;
     r->domain_id.size = KMS_DOMAIN_ID_LEN;
     resp->which_result = Response_generate_domain_key_tag;
@@ -69,9 +79,21 @@ kms_err_t kms_handle_load_domain_key(kms_ctx *ctx, const Request *req, Response 
     LoadDomainKeyResponse *r = &resp->result.load_domain_key;
     KMS_RETURN_IF_ERR(kms_domain_load(q->sealed_domain_key.bytes, q->sealed_domain_key.size,
                                       r->domain_id.bytes));
+    /* The store must be what the state log says, or nothing is served (resp names the mismatch). */
+    size_t damaged = 0;
+    kms_err_t err = kms_domain_open_state(0, resp->error_detail, sizeof resp->error_detail, &damaged);
+    if (err == KMS_OK && damaged > 0) { /* served, but the host should know which records are damaged */
+        r->damaged_records = (uint32_t)damaged;
+        memcpy(r->damaged_detail, resp->error_detail, sizeof r->damaged_detail);
+        resp->error_detail[0] = '\0';
+    }
     /* A domain initialized over a session has state with an audit key; a host-made one has none. */
-    kms_err_t err = kms_activate_audit();
-    if (err != KMS_OK && err != KMS_ERR_NOT_INITIALIZED_DOMAIN) return err;
+    if (err == KMS_OK) err = kms_activate_audit();
+    if (err == KMS_ERR_NOT_INITIALIZED_DOMAIN) err = KMS_OK;
+    if (err != KMS_OK) {
+        kms_domain_forget();
+        return err;
+    }
     r->domain_id.size = KMS_DOMAIN_ID_LEN;
     resp->which_result = Response_load_domain_key_tag;
     return KMS_OK;

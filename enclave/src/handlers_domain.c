@@ -13,11 +13,32 @@
 #include "domain.h"
 #include "keystore.h"
 #include "principals.h"
+#include "ratls.h"
+#include "record.h"
 #include "recovery.h"
+#include "statelog.h"
 
 #define SEALED_DOMAIN_KEY_ID KMS_SEALED_DOMAIN_KEY_ID
 
 static kms_err_t fill_principals(Response *resp);
+
+kms_err_t kms_domain_open_state(int fresh, char *detail, size_t cap, size_t *damaged)
+{
+    uint8_t id[KMS_DOMAIN_ID_LEN];
+    KMS_RETURN_IF_ERR(kms_state_open(fresh, detail, cap, damaged));
+    if (kms_domain_id(id)) kms_ratls_set_domain(id); /* clients pin it: re-quote from now on */
+    return KMS_OK;
+}
+
+void kms_domain_forget(void)
+{
+    kms_ratls_set_domain(NULL);
+    kms_state_close();
+    kms_domain_reset();
+    kms_principals_clear();
+    kms_keystore_clear();
+    kms_audit_set_key(NULL, 0);
+}
 
 kms_err_t kms_activate_audit(void)
 {
@@ -34,13 +55,14 @@ kms_err_t kms_activate_audit(void)
  * sealed domain key; only then are the shares produced. If a write fails, the in-memory domain
  * key is forgotten, so the enclave never works with a key the host does not hold.
  */
-static kms_err_t init_domain(const kms_ctx *ctx, const InitRequest *q, InitResponse *r)
+static kms_err_t init_domain(const kms_ctx *ctx, const InitRequest *q, InitResponse *r, char *detail, size_t cap)
 {
     uint8_t sealed[1024], dk[32];
     size_t sealed_len = 0;
     kms_err_t err;
     KMS_GOTO_IF_ERR(err, kms_domain_generate(sealed, sizeof sealed, &sealed_len, r->domain_id.bytes), done);
     r->domain_id.size = KMS_DOMAIN_ID_LEN;
+    KMS_GOTO_IF_ERR(err, kms_domain_open_state(1, detail, cap, NULL), fail);
     KMS_GOTO_IF_ERR(err, kms_principals_create(ctx->caller.principal, q->admin_name, q->threshold,
                                                q->recovery_public_keys_count), fail);
     KMS_GOTO_IF_ERR(err, kms_activate_audit(), fail);
@@ -53,10 +75,7 @@ static kms_err_t init_domain(const kms_ctx *ctx, const InitRequest *q, InitRespo
     r->admin_principal_id.size = 32;
     return KMS_OK;
 fail:
-    kms_domain_reset();
-    kms_principals_clear();
-    kms_keystore_clear();
-    kms_audit_set_key(NULL, 0);
+    kms_domain_forget();
 done:
     return err;
 }
@@ -68,7 +87,7 @@ kms_err_t kms_handle_init(kms_ctx *ctx, const Request *req, Response *resp)
     if (n < 1 || q->threshold < 1 || q->threshold > n) return KMS_ERR_INVALID_ARGUMENT;
     for (pb_size_t i = 0; i < n; i++)
         if (q->recovery_public_keys[i].size != 32) return KMS_ERR_INVALID_KEY;
-    KMS_RETURN_IF_ERR(init_domain(ctx, q, &resp->result.init));
+    KMS_RETURN_IF_ERR(init_domain(ctx, q, &resp->result.init, resp->error_detail, sizeof resp->error_detail));
     resp->which_result = Response_init_tag;
     return KMS_OK;
 }
@@ -90,6 +109,10 @@ kms_err_t kms_handle_recover(kms_ctx *ctx, const Request *req, Response *resp)
     KMS_GOTO_IF_ERR(err, kms_recovery_combine(q, dk), done);
     KMS_GOTO_IF_ERR(err, kms_domain_install_recovered(dk, q->domain_id.bytes, sealed, sizeof sealed, &sealed_len), done);
     kms_principals_clear();
+    err = kms_record_authenticates(KMS_DOMAIN_STATE_ID) == KMS_OK ? KMS_OK : KMS_ERR_INVALID_ARGUMENT;
+    if (err != KMS_OK) goto fail; /* wrong shares, too few, or another domain: nothing stays installed */
+    KMS_GOTO_IF_ERR(err, kms_domain_open_state(0, resp->error_detail, sizeof resp->error_detail, NULL), fail);
+    resp->error_detail[0] = '\0'; /* damaged records (if any) are refused when used */
     err = kms_principals_list(check);
     if (err != KMS_OK) { /* wrong shares, too few, or another domain: nothing stays installed */
         err = KMS_ERR_INVALID_ARGUMENT;
@@ -101,9 +124,7 @@ kms_err_t kms_handle_recover(kms_ctx *ctx, const Request *req, Response *resp)
     OPENSSL_cleanse(dk, sizeof dk);
     return fill_principals(resp);
 fail:
-    kms_domain_reset();
-    kms_principals_clear();
-    kms_keystore_clear();
+    kms_domain_forget();
 done:
     free(check);
     OPENSSL_cleanse(dk, sizeof dk);
@@ -123,6 +144,15 @@ kms_err_t kms_handle_add_principal(kms_ctx *ctx, const Request *req, Response *r
     const AddPrincipalRequest *q = &req->op.add_principal;
     if (q->principal_id.size != 32) return KMS_ERR_INVALID_ARGUMENT;
     KMS_RETURN_IF_ERR(kms_principals_put(q->principal_id.bytes, q->name, q->role));
+    return fill_principals(resp);
+}
+
+kms_err_t kms_handle_remove_principal(kms_ctx *ctx, const Request *req, Response *resp)
+{
+    (void)ctx;
+    const RemovePrincipalRequest *q = &req->op.remove_principal;
+    if (q->principal_id.size != 32) return KMS_ERR_INVALID_ARGUMENT;
+    KMS_RETURN_IF_ERR(kms_principals_remove(q->principal_id.bytes));
     return fill_principals(resp);
 }
 

@@ -225,19 +225,19 @@ kms_err_t kms_handle_validator_state_import(kms_ctx *ctx, const Request *req, Re
     if (in->mac.size != 32 || CRYPTO_memcmp(mac, in->mac.bytes, 32) != 0) return KMS_ERR_INVALID_SIGNATURE;
     KMS_RETURN_IF_ERR(kms_acquire_for(ctx, in->key_id, KeyUsage_VALIDATOR, &key));
     kms_err_t err = kms_vstate_load(in->key_id, &st);
-    int missing = err == KMS_ERR_RECORD_CORRUPT && !kms_vstate_present(in->key_id);
+    int damaged = err == KMS_ERR_RECORD_CORRUPT;
     if (strcmp(in->chain_id, kms_key_record(key)->chain_id) != 0) err = KMS_ERR_INVALID_ARGUMENT;
     kms_keystore_release(key);
-    if (missing) { /* the operator deleted a lost row: the signed export becomes the state (revision 1) */
+    if (damaged) { /* the row no longer authenticates: the admin's signed export replaces it */
         memset(&st, 0, sizeof st);
         memcpy(st.chain_id, in->chain_id, sizeof st.chain_id);
         st.height = -1;
-        err = KMS_OK;
+        err = kms_vstate_indexed_revision(in->key_id, &st.revision);
     }
     if (err != KMS_OK) return err;
     int c = pos_cmp(in->height, in->round, in->step, st.height, st.round, st.step);
     if (c < 0 || strcmp(in->chain_id, st.chain_id) != 0) return KMS_ERR_DOUBLE_SIGN;
-    if (c > 0) {
+    if (c > 0 || damaged) { /* a damaged row is always replaced, even by an export at its position */
         uint64_t revision = st.revision + 1;
         memset(&st, 0, sizeof st);
         memcpy(st.key_id, in->key_id, sizeof st.key_id);

@@ -22,6 +22,18 @@ kms_err_t kms_edge_store_get(const char *key_id, uint8_t *blob, size_t cap, size
 kms_err_t kms_edge_store_put(const char *key_id, uint64_t expected_revision, uint64_t revision,
                              const uint8_t *blob, size_t len);
 
+/* Persist blob under key_id (as store_put) and append the state log entry (entry_len bytes)
+ * with sequence number seq, in ONE transaction: both or neither. The host refuses a seq that is
+ * not its last + 1. KMS_OK once durable, KMS_ERR_CONFLICT (revision or seq), or
+ * KMS_ERR_STORE_UNAVAILABLE (the outcome is then unknown: statelog.c re-reads the head). */
+kms_err_t kms_edge_store_commit(const char *key_id, uint64_t expected_revision, uint64_t revision,
+                                const uint8_t *blob, size_t len, uint64_t seq, const uint8_t *entry,
+                                size_t entry_len);
+
+/* State log entry seq (0: the last one) into entry (cap bytes); *len 0 when there is none.
+ * KMS_ERR_STORE_UNAVAILABLE when the OCALL fails or claims more than cap. */
+kms_err_t kms_edge_state_log_get(uint64_t seq, uint8_t *entry, size_t cap, size_t *len);
+
 /* Up to limit record names above `after`, NUL-terminated one after another into ids (cap
  * bytes), *len bytes used. KMS_ERR_STORE_UNAVAILABLE. */
 kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size_t cap, size_t *len);

@@ -90,16 +90,25 @@ void kms_principals_clear(void)
     pthread_mutex_unlock(&g_lock);
 }
 
+/* 1 when id is a tombstone of st. */
+static int removed(const DomainState *st, const uint8_t id[32])
+{
+    for (pb_size_t i = 0; st != NULL && i < st->removed_count; i++)
+        if (st->removed[i].size == 32 && CRYPTO_memcmp(st->removed[i].bytes, id, 32) == 0) return 1;
+    return 0;
+}
+
 kms_err_t kms_principal_role(const uint8_t principal[32], Role *role)
 {
     *role = Role_ROLE_UNSPECIFIED;
     KMS_RETURN_IF_ERR(state_lock());
-    for (pb_size_t i = 0; g_state != NULL && i < g_state->principals_count; i++) {
+    kms_err_t err = removed(g_state, principal) ? KMS_ERR_PERMISSION_DENIED : KMS_OK;
+    for (pb_size_t i = 0; err == KMS_OK && g_state != NULL && i < g_state->principals_count; i++) {
         const Principal *p = &g_state->principals[i];
         if (p->id.size == 32 && CRYPTO_memcmp(p->id.bytes, principal, 32) == 0) *role = p->role;
     }
     pthread_mutex_unlock(&g_lock);
-    return KMS_OK;
+    return err;
 }
 
 static void set_principal(Principal *p, const uint8_t id[32], const char *name, Role role)
@@ -138,7 +147,7 @@ kms_err_t kms_principals_put(const uint8_t id[32], const char *name, Role role)
     if (role != Role_ADMIN && role != Role_USER) return KMS_ERR_INVALID_ARGUMENT;
     DomainState *st = NULL;
     KMS_RETURN_IF_ERR(state_copy(&st));
-    kms_err_t err = KMS_OK;
+    kms_err_t err = removed(st, id) ? KMS_ERR_PERMISSION_DENIED : KMS_OK;
     pb_size_t i = 0;
     while (i < st->principals_count && CRYPTO_memcmp(st->principals[i].id.bytes, id, 32) != 0) i++;
     if (i == st->principals_count) {
@@ -147,6 +156,37 @@ kms_err_t kms_principals_put(const uint8_t id[32], const char *name, Role role)
     }
     if (err == KMS_OK) {
         set_principal(&st->principals[i], id, name, role);
+        st->revision++;
+        err = state_write(st);
+    }
+    state_free(st);
+    return err;
+}
+
+/* Admins in st other than the one at index skip. */
+static pb_size_t other_admins(const DomainState *st, pb_size_t skip)
+{
+    pb_size_t n = 0;
+    for (pb_size_t i = 0; i < st->principals_count; i++) n += i != skip && st->principals[i].role == Role_ADMIN;
+    return n;
+}
+
+kms_err_t kms_principals_remove(const uint8_t id[32])
+{
+    DomainState *st = NULL;
+    KMS_RETURN_IF_ERR(state_copy(&st));
+    pb_size_t i = 0, n = st->principals_count;
+    while (i < n && CRYPTO_memcmp(st->principals[i].id.bytes, id, 32) != 0) i++;
+    kms_err_t err = i == n || (st->principals[i].role == Role_ADMIN && other_admins(st, i) == 0)
+                        ? KMS_ERR_INVALID_ARGUMENT
+                    : st->removed_count >= sizeof st->removed / sizeof st->removed[0] ? KMS_ERR_RECORD_TOO_LARGE
+                                                                                      : KMS_OK;
+    if (err == KMS_OK) {
+        memcpy(st->removed[st->removed_count].bytes, id, 32);
+        st->removed[st->removed_count++].size = 32;
+        st->principals[i] = st->principals[n - 1];
+        memset(&st->principals[n - 1], 0, sizeof st->principals[n - 1]);
+        st->principals_count--;
         st->revision++;
         err = state_write(st);
     }

@@ -15,7 +15,8 @@
 
 #define KMS_DOMAIN_STATE_ID "domain-state"
 
-/* Role of principal (ROLE_UNSPECIFIED when unknown or when the domain has no state). */
+/* Role of principal (ROLE_UNSPECIFIED when unknown or when the domain has no state);
+ * KMS_ERR_PERMISSION_DENIED for a removed principal. */
 kms_err_t kms_principal_role(const uint8_t principal[32], Role *role);
 
 /* Create the first domain state (init): one admin and a new audit key. Conditional on no
@@ -23,7 +24,12 @@ kms_err_t kms_principal_role(const uint8_t principal[32], Role *role);
 kms_err_t kms_principals_create(const uint8_t admin[32], const char *admin_name, uint32_t threshold,
                                 uint32_t share_count);
 
-/* Add or update a principal; KMS_ERR_INVALID_ARGUMENT for a bad role or id. */
+/* Remove a principal for good (a tombstone). KMS_ERR_INVALID_ARGUMENT when it is unknown or the
+ * last admin; KMS_ERR_RECORD_TOO_LARGE when the domain has no room for another tombstone. */
+kms_err_t kms_principals_remove(const uint8_t id[32]);
+
+/* Add or update a principal; KMS_ERR_INVALID_ARGUMENT for a bad role or id,
+ * KMS_ERR_PERMISSION_DENIED for a removed one (its key can never come back). */
 kms_err_t kms_principals_put(const uint8_t id[32], const char *name, Role role);
 
 /* The principals into out (no secret of the domain state is copied).

@@ -1,7 +1,7 @@
 /*
  * ratls.c - RA-TLS key, claims and certificate. The claims buffer and the evidence are
- * definite-length CBOR written here directly (a fixed shape: a one-entry map and a two-element
- * tagged array), the certificate is built and signed with OpenSSL's X509 API.
+ * definite-length CBOR written here directly (a fixed shape: a map of one to three entries and a
+ * two-element tagged array), the certificate is built and signed with OpenSSL's X509 API.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -20,7 +20,8 @@
 #include "ratls.h"
 
 #define CLAIMS_LEN 51u            /* a1 6b "pubkey-hash" 58 24 82 01 58 20 <32> */
-#define CLAIMS_MAX (CLAIMS_LEN + 1u + 10u + 2u + 32u) /* + 69 "audit-key" 58 20 <32> */
+/* + 69 "audit-key" 58 20 <32>, + 69 "domain-id" 50 <16> */
+#define CLAIMS_MAX (CLAIMS_LEN + 1u + 9u + 2u + 32u + 1u + 9u + 1u + 16u)
 #define QUOTE_MAX 8192u
 #define QUOTE_BODY_OFF 48u        /* SGX report body in quote v3 and SGX v4 */
 #define QUOTE_MIN_LEN 1020u
@@ -32,6 +33,9 @@ static size_t g_claims_len;
 static uint8_t g_pubkey_hash[32];
 static uint8_t g_audit_pub[32];
 static int g_has_audit;
+static uint8_t g_domain_id[16];
+static int g_has_domain;
+static uint64_t g_claims_gen, g_cert_gen; /* the claims' version, and the one the certificate binds */
 static uint8_t *g_cert, *g_quote;
 static size_t g_cert_len, g_quote_len;
 
@@ -53,18 +57,23 @@ static kms_err_t spki_hash(EVP_PKEY *key, uint8_t hash[32])
     return kms_sha256(spki, spki_len, hash);
 }
 
-/* The claims map (lock held), keys in canonical CBOR order: {"audit-key": h'<32>'?,
- * "pubkey-hash": h'82 01 58 20 <32>'}. */
+/* The claims map (lock held), keys in canonical CBOR order (shorter first, then bytewise):
+ * {"audit-key": h'<32>'?, "domain-id": h'<16>'?, "pubkey-hash": h'82 01 58 20 <32>'}. */
 static size_t claims_encode(uint8_t out[CLAIMS_MAX])
 {
     static const uint8_t audit[] = {0x69, 'a', 'u', 'd', 'i', 't', '-', 'k', 'e', 'y', 0x58, 0x20};
+    static const uint8_t domain[] = {0x69, 'd', 'o', 'm', 'a', 'i', 'n', '-', 'i', 'd', 0x50};
     static const uint8_t pubkey[] = {0x6b, 'p', 'u', 'b', 'k', 'e', 'y', '-', 'h', 'a', 's', 'h',
                                      0x58, 0x24, 0x82, 0x01, 0x58, 0x20};
     size_t n = 0;
-    out[n++] = g_has_audit ? 0xa2 : 0xa1;
+    out[n++] = (uint8_t)(0xa1 + (g_has_audit ? 1 : 0) + (g_has_domain ? 1 : 0));
     if (g_has_audit) {
         memcpy(out + n, audit, sizeof audit), n += sizeof audit;
         memcpy(out + n, g_audit_pub, 32), n += 32;
+    }
+    if (g_has_domain) {
+        memcpy(out + n, domain, sizeof domain), n += sizeof domain;
+        memcpy(out + n, g_domain_id, 16), n += 16;
     }
     memcpy(out + n, pubkey, sizeof pubkey), n += sizeof pubkey;
     memcpy(out + n, g_pubkey_hash, 32), n += 32;
@@ -89,22 +98,33 @@ kms_err_t kms_ratls_init(void)
     return err;
 }
 
-kms_err_t kms_ratls_set_audit_key(const uint8_t pub[32])
+/* Set or clear one optional claim (lock taken here); a change makes the certificate stale. */
+static void set_claim(int *has, uint8_t *value, const uint8_t *from, size_t len)
 {
     pthread_mutex_lock(&g_lock);
-    g_has_audit = pub != NULL;
-    if (pub != NULL) memcpy(g_audit_pub, pub, 32);
+    int changed = *has != (from != NULL) || (from != NULL && memcmp(value, from, len) != 0);
+    *has = from != NULL;
+    if (from != NULL) memcpy(value, from, len);
+    if (changed) g_claims_gen++;
     if (g_key != NULL) g_claims_len = claims_encode(g_claims);
     pthread_mutex_unlock(&g_lock);
+}
+
+kms_err_t kms_ratls_set_audit_key(const uint8_t pub[32])
+{
+    set_claim(&g_has_audit, g_audit_pub, pub, 32);
     return KMS_OK;
 }
 
-/* A copy of the current claims. */
-static size_t claims_copy(uint8_t out[CLAIMS_MAX])
+void kms_ratls_set_domain(const uint8_t id[16]) { set_claim(&g_has_domain, g_domain_id, id, 16); }
+
+/* A copy of the current claims, and their version. */
+static size_t claims_copy(uint8_t out[CLAIMS_MAX], uint64_t *gen)
 {
     pthread_mutex_lock(&g_lock);
     size_t n = g_key != NULL ? g_claims_len : 0;
     memcpy(out, g_claims, n);
+    if (gen != NULL) *gen = g_claims_gen;
     pthread_mutex_unlock(&g_lock);
     return n;
 }
@@ -112,7 +132,7 @@ static size_t claims_copy(uint8_t out[CLAIMS_MAX])
 kms_err_t kms_ratls_report_data(uint8_t out[64])
 {
     uint8_t claims[CLAIMS_MAX];
-    size_t n = claims_copy(claims);
+    size_t n = claims_copy(claims, NULL);
     if (n == 0) return KMS_ERR_NOT_INITIALIZED;
     memset(out, 0, 64);
     return kms_sha256(claims, n, out);
@@ -224,7 +244,7 @@ done:
 }
 
 /* Replace the current evidence with copies of cert and quote. */
-static kms_err_t keep(const uint8_t *cert, size_t cert_len, const uint8_t *quote, size_t quote_len)
+static kms_err_t keep(const uint8_t *cert, size_t cert_len, const uint8_t *quote, size_t quote_len, uint64_t gen)
 {
     uint8_t *c = malloc(cert_len), *q = malloc(quote_len);
     if (c == NULL || q == NULL) {
@@ -236,7 +256,7 @@ static kms_err_t keep(const uint8_t *cert, size_t cert_len, const uint8_t *quote
     memcpy(q, quote, quote_len);
     pthread_mutex_lock(&g_lock);
     uint8_t *old_c = g_cert, *old_q = g_quote;
-    g_cert = c, g_cert_len = cert_len, g_quote = q, g_quote_len = quote_len;
+    g_cert = c, g_cert_len = cert_len, g_quote = q, g_quote_len = quote_len, g_cert_gen = gen;
     pthread_mutex_unlock(&g_lock);
     free(old_c);
     free(old_q);
@@ -247,7 +267,8 @@ kms_err_t kms_ratls_install_quote(const uint8_t *quote, size_t quote_len, uint8_
                                   size_t *cert_len)
 {
     uint8_t claims[CLAIMS_MAX];
-    size_t claims_len = claims_copy(claims); /* before the check: the quote must bind exactly these */
+    uint64_t gen = 0;
+    size_t claims_len = claims_copy(claims, &gen); /* before the check: the quote must bind exactly these */
     KMS_RETURN_IF_ERR(check_quote(quote, quote_len));
     pthread_mutex_lock(&g_lock);
     EVP_PKEY *key = g_key;
@@ -261,7 +282,7 @@ kms_err_t kms_ratls_install_quote(const uint8_t *quote, size_t quote_len, uint8_
     size_t ev_len = 0;
     kms_err_t err = build_evidence(quote, quote_len, claims, claims_len, &ev, &ev_len);
     if (err == KMS_OK) err = issue(key, ev, ev_len, cert, cap, cert_len);
-    if (err == KMS_OK) err = keep(cert, *cert_len, quote, quote_len);
+    if (err == KMS_OK) err = keep(cert, *cert_len, quote, quote_len, gen);
     free(ev);
     EVP_PKEY_free(key);
     return err;
@@ -272,7 +293,7 @@ kms_err_t kms_ratls_evidence(uint8_t *cert, size_t cert_cap, size_t *cert_len, u
 {
     kms_err_t err = KMS_ERR_EVIDENCE_NOT_READY;
     pthread_mutex_lock(&g_lock);
-    if (g_cert != NULL) {
+    if (g_cert != NULL && g_cert_gen == g_claims_gen) { /* stale after a claim changed: re-quote */
         err = KMS_ERR_BUFFER_TOO_SMALL;
         if (g_cert_len <= cert_cap && g_quote_len <= quote_cap) {
             memcpy(cert, g_cert, g_cert_len);

@@ -19,6 +19,10 @@ kms_err_t kms_ratls_init(void);
  * from now on bind it too ("audit-key"). */
 kms_err_t kms_ratls_set_audit_key(const uint8_t pub[32]);
 
+/* Add (or, with NULL, remove) the domain id (16 bytes) to the claims ("domain-id"), so that
+ * clients can pin the domain an enclave serves. */
+void kms_ratls_set_domain(const uint8_t id[16]);
+
 /* REPORTDATA for every report: SHA-256(claims) || 32 zero bytes. KMS_ERR_NOT_INITIALIZED. */
 kms_err_t kms_ratls_report_data(uint8_t out[64]);
 
@@ -33,7 +37,9 @@ kms_err_t kms_ratls_report_data(uint8_t out[64]);
 kms_err_t kms_ratls_install_quote(const uint8_t *quote, size_t quote_len, uint8_t *cert, size_t cap,
                                   size_t *cert_len);
 
-/* The current certificate and quote. KMS_ERR_EVIDENCE_NOT_READY before a quote is installed. */
+/* The current certificate and quote. KMS_ERR_EVIDENCE_NOT_READY before a quote is installed,
+ * and after a claim changed (the domain was initialized, loaded or forgotten): the host must
+ * have the enclave quoted again. Sessions keep using the last certificate meanwhile. */
 kms_err_t kms_ratls_evidence(uint8_t *cert, size_t cert_cap, size_t *cert_len, uint8_t *quote,
                              size_t quote_cap, size_t *quote_len);
 

@@ -1,6 +1,6 @@
 /*
  * record.h - named records in the host's store: a nanopb message, encrypted under the domain
- * key with kms_domain_seal_record and written with a conditional store_put. Key records,
+ * key with kms_domain_seal_record and committed with its state log entry (statelog.h). Key records,
  * aliases, the principals state and the validator guard state are all kept this way.
  * Trusted code. Thread-safe (no shared state; the store orders concurrent writers).
  */
@@ -21,19 +21,29 @@
  * plaintext is wiped. *found 0 and msg untouched when the store holds nothing under id.
  * *revision: the revision the record's AAD proves; the caller checks it matches msg's own,
  * along with the name inside msg.
+ * The record (or its absence) must be what the state index holds (statelog.h): anything else,
+ * twice in a row, is KMS_ERR_STALE_RECORD.
  * Errors: store errors (KMS_ERR_STORE_UNAVAILABLE, ...), KMS_ERR_RECORD_CORRUPT (format, tag
- * or decode), KMS_ERR_DOMAIN_NOT_LOADED, KMS_ERR_OUT_OF_MEMORY.
+ * or decode), KMS_ERR_STALE_RECORD, KMS_ERR_DOMAIN_NOT_LOADED, KMS_ERR_OUT_OF_MEMORY.
  */
 kms_err_t kms_record_load(const char *id, const pb_msgdesc_t *fields, void *msg, size_t pt_max, int *found,
                           uint64_t *revision);
 
 /*
  * Encode msg (of type fields, at most pt_max bytes), seal it under the domain key at revision
- * and store it under id if the store still holds expected_revision (0: no record yet). The
- * plaintext is wiped. Errors: KMS_ERR_ENCODE, KMS_ERR_CONFLICT, KMS_ERR_STORE_UNAVAILABLE,
+ * and commit it under id with its state log entry (statelog.h) if the store still holds
+ * expected_revision (0: no record yet). The plaintext is wiped. Errors: KMS_ERR_ENCODE, KMS_ERR_CONFLICT, KMS_ERR_STORE_UNAVAILABLE,
  * KMS_ERR_DOMAIN_NOT_LOADED, KMS_ERR_CRYPTO, KMS_ERR_RANDOM, KMS_ERR_OUT_OF_MEMORY.
  */
 kms_err_t kms_record_store(const char *id, const pb_msgdesc_t *fields, const void *msg, size_t pt_max,
                            uint64_t expected_revision, uint64_t revision);
+
+/*
+ * 1 when the store holds a record under id that authenticates under the loaded domain key (its
+ * contents and revision are not checked against the state log): recovery's proof that a key
+ * belongs to this store's domain. KMS_OK, KMS_ERR_RECORD_CORRUPT, KMS_ERR_KEY_NOT_FOUND, store
+ * errors, KMS_ERR_OUT_OF_MEMORY.
+ */
+kms_err_t kms_record_authenticates(const char *id);
 
 #endif /* KMS_ENCLAVE_RECORD_H */

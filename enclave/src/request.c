@@ -13,7 +13,9 @@
 #include "audit.h"
 #include "authz.h"
 #include "kms/limits.h"
+#include "domain.h"
 #include "request.h"
+#include "statelog.h"
 
 _Static_assert(Request_size <= KMS_MAX_REQUEST_SIZE, "KMS_MAX_REQUEST_SIZE below nanopb's bound");
 _Static_assert(Response_size <= KMS_MAX_RESPONSE_SIZE, "KMS_MAX_RESPONSE_SIZE below nanopb's bound");
@@ -85,6 +87,14 @@ static kms_err_t process(kms_ctx *ctx, const Request *req, Response *resp)
     return err != KMS_OK ? err : audit; /* an unaudited success is a failure */
 }
 
+/* Every answer carries the domain and its state head, for the client's freshness check. */
+static void fill_head(Response *resp)
+{
+    resp->has_state_head = kms_state_head(&resp->state_head.seq, resp->state_head.hash.bytes) == KMS_OK;
+    resp->state_head.hash.size = resp->has_state_head ? 32 : 0;
+    resp->domain_id.size = resp->has_state_head && kms_domain_id(resp->domain_id.bytes) ? 16 : 0;
+}
+
 kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const uint8_t *in, size_t len,
                           Response *resp)
 {
@@ -98,10 +108,11 @@ kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const u
     err = KMS_ERR_UNSUPPORTED_VERSION;
     if (req->version != BoundaryVersion_BOUNDARY_VERSION_1) goto done;
     if (time != NULL) req->host_time = *time; /* a session's requests carry the feed's time */
-    ctx.now = req->host_time;
+    ctx.now = kms_state_now(req->host_time); /* time only moves forward inside the enclave */
     err = process(&ctx, req, resp);
 done:
     if (err != KMS_OK) memset(&resp->result, 0, sizeof resp->result), resp->which_result = 0;
+    fill_head(resp);
     resp->version = BoundaryVersion_BOUNDARY_VERSION_1;
     resp->request_id = req != NULL ? req->request_id : 0;
     resp->error = err;

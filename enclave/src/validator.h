@@ -16,10 +16,12 @@
 
 #define KMS_VSTATE_ID_LEN 64
 
-/* The guard state of key_id. KMS_ERR_RECORD_CORRUPT when missing, altered or for another key. */
+/* The guard state of key_id. KMS_ERR_RECORD_CORRUPT when missing, altered or for another key;
+ * KMS_ERR_STALE_RECORD when the store answers with another revision than the state log's. */
 kms_err_t kms_vstate_load(const char *key_id, ValidatorGuardState *st);
-/* 0 only when the store definitely holds no state record for key_id. */
-int kms_vstate_present(const char *key_id);
+/* The revision of key_id's state record the enclave's index holds (0: none), to replace a row
+ * that no longer authenticates. KMS_ERR_DOMAIN_NOT_LOADED. */
+kms_err_t kms_vstate_indexed_revision(const char *key_id, uint64_t *revision);
 /* Persist st (its revision already bumped), conditional on the previous revision. */
 kms_err_t kms_vstate_store(const ValidatorGuardState *st);
 /* The first state of a new or imported validator key (revision 1). */

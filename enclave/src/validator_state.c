@@ -13,6 +13,7 @@
 #include "domain.h"
 #include "keystore.h"
 #include "record.h"
+#include "statelog.h"
 #include "validator.h"
 
 #define STATE_BLOB_MAX (ValidatorGuardState_size + KMS_RECORD_OVERHEAD)
@@ -35,14 +36,11 @@ kms_err_t kms_vstate_load(const char *key_id, ValidatorGuardState *st)
     return KMS_OK;
 }
 
-int kms_vstate_present(const char *key_id)
+kms_err_t kms_vstate_indexed_revision(const char *key_id, uint64_t *revision)
 {
     char id[KMS_VSTATE_ID_LEN];
-    uint8_t blob[STATE_BLOB_MAX];
-    size_t len = 0;
     state_id(key_id, id);
-    /* Only a definite "not there" counts as absent; a failing store is treated as present. */
-    return kms_edge_store_get(id, blob, sizeof blob, &len) != KMS_OK || len != 0;
+    return kms_state_revision(id, revision);
 }
 
 kms_err_t kms_vstate_store(const ValidatorGuardState *st)

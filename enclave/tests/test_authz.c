@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "authz.h"
+#include "principals.h"
 #include "test_util.h"
 #include "unit_host.h"
 
@@ -24,7 +25,7 @@ static const pb_size_t k_host_only[] = {Request_generate_domain_key_tag, Request
                                         Request_install_quote_tag, Request_get_evidence_tag};
 static const pb_size_t k_session_only[] = {Request_init_tag, Request_add_principal_tag, Request_list_principals_tag,
                                            Request_grant_key_tag, Request_import_validator_tag, Request_recover_tag,
-                                           Request_validator_state_import_tag};
+                                           Request_validator_state_import_tag, Request_remove_principal_tag};
 static const pb_size_t k_user[] = {
     Request_get_identity_tag, Request_describe_key_tag, Request_get_public_key_tag, Request_list_keys_tag,
     Request_encrypt_tag, Request_decrypt_tag, Request_sign_tag, Request_verify_tag, Request_generate_mac_tag,
@@ -146,11 +147,40 @@ static void test_hide_absence(void)
     CHECK_EQ(kms_authz_hide_absence(&user, KMS_OK), KMS_OK);
 }
 
+/* Removal: a tombstone refuses the principal everything, for good; the last admin stays. */
+static void test_removal(void)
+{
+    uh_enclave_with_domain();
+    kms_caller admin = uh_principal(0xa0), bob = uh_principal(0xb0);
+    REQUIRE(kms_principals_create(admin.principal, "admin", 1, 1) == KMS_OK);
+    REQUIRE(kms_principals_put(bob.principal, "bob", Role_USER) == KMS_OK);
+    Response *resp = calloc(1, sizeof *resp);
+    REQUIRE(resp != NULL);
+    Request *ident = uh_request(Request_get_identity_tag), *rnd = uh_request(Request_generate_random_tag);
+    rnd->op.generate_random.length = 8;
+    CHECK_EQ(uh_run(&bob, 2000, rnd, resp), KMS_OK);
+    Request *rm = uh_request(Request_remove_principal_tag);
+    rm->op.remove_principal.principal_id.size = 32;
+    memcpy(rm->op.remove_principal.principal_id.bytes, bob.principal, 32);
+    CHECK_EQ(uh_run(&bob, 2000, rm, resp), KMS_ERR_PERMISSION_DENIED); /* users cannot */
+    CHECK_EQ(uh_run(&admin, 2000, rm, resp), KMS_OK);
+    CHECK_EQ(resp->result.principals.principals_count, 1);
+    CHECK_EQ(uh_run(&bob, 2000, rnd, resp), KMS_ERR_PERMISSION_DENIED);
+    CHECK_EQ(uh_run(&bob, 2000, ident, resp), KMS_ERR_PERMISSION_DENIED); /* not even its identity */
+    CHECK_EQ(kms_principals_put(bob.principal, "bob again", Role_ADMIN), KMS_ERR_PERMISSION_DENIED);
+    CHECK_EQ(uh_run(&admin, 2000, rm, resp), KMS_ERR_INVALID_ARGUMENT); /* already gone */
+    memcpy(rm->op.remove_principal.principal_id.bytes, admin.principal, 32);
+    CHECK_EQ(uh_run(&admin, 2000, rm, resp), KMS_ERR_INVALID_ARGUMENT); /* the last admin */
+    CHECK_EQ(uh_run(&admin, 2000, ident, resp), KMS_OK);
+    free(ident), free(rnd), free(rm), free(resp);
+}
+
 int main(void)
 {
     test_decide_matrix();
     test_nobody();
     test_key_rules();
     test_hide_absence();
+    test_removal();
     return test_summary();
 }

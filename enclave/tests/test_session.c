@@ -159,6 +159,21 @@ static Request *request(pb_size_t tag, uint64_t id)
 }
 
 /* Init over a session: the session's principal becomes the first admin; then it works. */
+/* Init changes the claims (audit key, domain id): the evidence is stale until re-quoted. */
+static void check_requote(void)
+{
+    uint8_t cert[16384], quote[8192], before[64], after[64];
+    size_t cl = 0, ql = 0;
+    REQUIRE(kms_ratls_report_data(before) == KMS_OK);
+    CHECK_EQ(kms_ratls_evidence(cert, sizeof cert, &cl, quote, sizeof quote, &ql), KMS_ERR_EVIDENCE_NOT_READY);
+    install_quote(); /* binds the new claims */
+    REQUIRE(kms_ratls_report_data(after) == KMS_OK);
+    CHECK(memcmp(before, after, 64) == 0);
+    CHECK_EQ(kms_ratls_evidence(cert, sizeof cert, &cl, quote, sizeof quote, &ql), KMS_OK);
+    static const uint8_t claim[] = {0x69, 'd', 'o', 'm', 'a', 'i', 'n', '-', 'i', 'd', 0x50};
+    CHECK(memmem(cert, cl, claim, sizeof claim) != NULL);
+}
+
 static void test_requests(Response *resp)
 {
     client c;
@@ -177,6 +192,9 @@ static void test_requests(Response *resp)
     CHECK_EQ(resp->request_id, 1);
     CHECK(resp->which_result == Response_init_tag &&
           memcmp(resp->result.init.admin_principal_id.bytes, c.spki_hash, 32) == 0);
+    CHECK(resp->has_state_head && resp->state_head.seq == 1 && resp->domain_id.size == 16); /* the domain state */
+    CHECK(memcmp(resp->domain_id.bytes, resp->result.init.domain_id.bytes, 16) == 0);
+    check_requote();
     /* Three requests pipelined in one feed, answered in order; a refused one answers its code. */
     Request *create = request(Request_create_key_tag, 2), *bad = request(Request_create_key_tag, 3);
     create->op.create_key.spec = KeySpec_SYMMETRIC_DEFAULT;

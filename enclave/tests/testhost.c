@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
 
@@ -34,6 +35,14 @@ static atomic_ulong g_next_request_id = 1;
 th_store_hook th_store_get_hook;
 th_put_hook th_store_put_hook;
 th_list_hook th_store_list_hook;
+th_commit_hook th_store_commit_hook;
+
+#define TH_LOG_MAX 4096
+static struct {
+    uint8_t *entry;
+    size_t len;
+} g_log[TH_LOG_MAX];
+static size_t g_nlog; /* guarded by g_store_lock */
 th_log_hook th_log_hook_fn;
 unsigned long th_log_count;
 
@@ -173,10 +182,72 @@ static unsigned int ocall_store_list(void *pms)
     return th_store_list_hook != NULL ? th_store_list_hook(ms) : th_store_list_default(ms);
 }
 
+static unsigned int commit_default(ms_kms_ocall_store_commit_t *ms)
+{
+    ms->ms_retval = -1;
+    if (ms->ms_entry == NULL || ms->ms_entry_len == 0) return SGX_SUCCESS;
+    uint8_t *copy = malloc(ms->ms_entry_len);
+    if (copy == NULL) return SGX_SUCCESS;
+    memcpy(copy, ms->ms_entry, ms->ms_entry_len);
+    pthread_mutex_lock(&g_store_lock);
+    size_t nlog = g_nlog;
+    pthread_mutex_unlock(&g_store_lock);
+    if (ms->ms_seq != nlog + 1 || nlog >= TH_LOG_MAX) { /* the enclave serializes commits */
+        ms->ms_retval = 1;
+        free(copy);
+        return SGX_SUCCESS;
+    }
+    ms_kms_ocall_store_put_t put = {.ms_retval = -1, .ms_key_id = ms->ms_key_id, .ms_key_id_len = ms->ms_key_id_len,
+                                    .ms_expected_revision = ms->ms_expected_revision, .ms_revision = ms->ms_revision,
+                                    .ms_blob = ms->ms_blob, .ms_blob_len = ms->ms_blob_len};
+    unsigned int rc = th_store_put_hook != NULL ? th_store_put_hook(&put) : th_store_put_default(&put);
+    ms->ms_retval = put.ms_retval;
+    if (rc == SGX_SUCCESS && put.ms_retval == 0) {
+        pthread_mutex_lock(&g_store_lock);
+        g_log[g_nlog].entry = copy, g_log[g_nlog++].len = ms->ms_entry_len;
+        pthread_mutex_unlock(&g_store_lock);
+        copy = NULL;
+    }
+    free(copy);
+    return rc;
+}
+
+static unsigned int ocall_store_commit(void *pms)
+{
+    ms_kms_ocall_store_commit_t *ms = pms;
+    return th_store_commit_hook != NULL ? th_store_commit_hook(ms) : commit_default(ms);
+}
+
+static unsigned int ocall_state_log_get(void *pms)
+{
+    ms_kms_ocall_state_log_get_t *ms = pms;
+    ms->ms_retval = -1;
+    if (ms->ms_len == NULL || ms->ms_entry == NULL) return SGX_SUCCESS;
+    pthread_mutex_lock(&g_store_lock);
+    size_t i = ms->ms_seq == 0 ? g_nlog : (size_t)ms->ms_seq;
+    *ms->ms_len = 0;
+    ms->ms_retval = 0;
+    if (i >= 1 && i <= g_nlog) {
+        if (g_log[i - 1].len > ms->ms_cap) ms->ms_retval = -1;
+        else memcpy(ms->ms_entry, g_log[i - 1].entry, g_log[i - 1].len), *ms->ms_len = g_log[i - 1].len;
+    }
+    pthread_mutex_unlock(&g_store_lock);
+    return SGX_SUCCESS;
+}
+
+size_t th_state_log_count(void)
+{
+    pthread_mutex_lock(&g_store_lock);
+    size_t n = g_nlog;
+    pthread_mutex_unlock(&g_store_lock);
+    return n;
+}
+
 const kms_ocall_table_t th_ocalls = {
     .nr_ocall = KMS_OCALL_COUNT,
     .table = {[KMS_OCALL_LOG] = ocall_log, [KMS_OCALL_STORE_GET] = ocall_store_get,
-              [KMS_OCALL_STORE_PUT] = ocall_store_put, [KMS_OCALL_STORE_LIST] = ocall_store_list},
+              [KMS_OCALL_STORE_PUT] = ocall_store_put, [KMS_OCALL_STORE_LIST] = ocall_store_list,
+              [KMS_OCALL_STORE_COMMIT] = ocall_store_commit, [KMS_OCALL_STATE_LOG_GET] = ocall_state_log_get},
 };
 
 /* ---- record store ----------------------------------------------------------------------- */
@@ -188,6 +259,7 @@ void th_store_clear(void)
         free(g_store[i].blob);
         memset(&g_store[i], 0, sizeof g_store[i]);
     }
+    while (g_nlog > 0) free(g_log[--g_nlog].entry);
     pthread_mutex_unlock(&g_store_lock);
 }
 
@@ -338,4 +410,76 @@ int th_create_key(uint64_t eid, KeySpec spec, KeyUsage usage, char key_id[37])
     free(req);
     free(resp);
     return ret;
+}
+
+kms_sgx_status_t th_ecall_report(uint64_t eid, const uint8_t ti[512], uint8_t report[432], int *ret)
+{
+    ms_kms_ecall_report_t ms = {.ms_retval = -1, .ms_target_info = ti, .ms_report = report};
+    kms_sgx_status_t rc = simcpu_ecall(eid, KMS_ECALL_REPORT, &th_ocalls, &ms);
+    *ret = ms.ms_retval;
+    return rc;
+}
+
+kms_sgx_status_t th_ecall_session_open(uint64_t eid, uint64_t *sid, int *ret)
+{
+    ms_kms_ecall_session_open_t ms = {.ms_retval = -1, .ms_host_time = 1700000000, .ms_session_id = sid};
+    kms_sgx_status_t rc = simcpu_ecall(eid, KMS_ECALL_SESSION_OPEN, &th_ocalls, &ms);
+    *ret = ms.ms_retval;
+    return rc;
+}
+
+kms_sgx_status_t th_ecall_session_feed(uint64_t eid, uint64_t sid, const uint8_t *in, size_t in_len, uint8_t *out,
+                                       size_t out_cap, size_t *out_len, size_t *pending, int *closed, int *ret)
+{
+    ms_kms_ecall_session_feed_t ms = {.ms_retval = -1, .ms_session_id = sid, .ms_host_time = 1700000000,
+                                      .ms_in = in, .ms_in_len = in_len, .ms_out = out, .ms_out_cap = out_cap,
+                                      .ms_out_len = out_len, .ms_pending = pending, .ms_closed = closed};
+    kms_sgx_status_t rc = simcpu_ecall(eid, KMS_ECALL_SESSION_FEED, &th_ocalls, &ms);
+    *ret = ms.ms_retval;
+    return rc;
+}
+
+kms_sgx_status_t th_ecall_session_close(uint64_t eid, uint64_t sid, int *ret)
+{
+    ms_kms_ecall_session_close_t ms = {.ms_retval = -1, .ms_session_id = sid};
+    kms_sgx_status_t rc = simcpu_ecall(eid, KMS_ECALL_SESSION_CLOSE, &th_ocalls, &ms);
+    *ret = ms.ms_retval;
+    return rc;
+}
+
+int th_install_self_quote(uint64_t eid)
+{
+    uint8_t ti[KMS_SGX_TARGET_INFO_SIZE] = {0}, report[KMS_SGX_REPORT_SIZE];
+    int ret = -1;
+    if (th_ecall_report(eid, ti, report, &ret) != SGX_SUCCESS) return TH_ECALL_FAILED;
+    if (ret != KMS_OK) return ret;
+    Request *req = th_new_request(Request_install_quote_tag);
+    uint8_t *q = req->op.install_quote.quote.bytes;
+    q[0] = 3; /* quote v3: the 48-byte header, the 384-byte report body, padding */
+    memcpy(q + 48, report, 384);
+    req->op.install_quote.quote.size = 1020;
+    ret = th_request(eid, req, NULL, NULL);
+    free(req);
+    return ret;
+}
+
+static int digest_range(EVP_MD_CTX *ctx, const kms_simcpu_range *r)
+{
+    return r->size == 0 || EVP_DigestUpdate(ctx, (const void *)r->base, r->size) == 1 ? 0 : -1;
+}
+
+int th_elrange_digest(uint64_t eid, int skip_tcs, uint8_t out[32])
+{
+    kms_simcpu_layout *l = calloc(1, sizeof *l);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int rc = l != NULL && ctx != NULL && simcpu_enclave_layout(eid, l) == SGX_SUCCESS &&
+                     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : -1;
+    for (uint32_t i = 0; rc == 0 && i < l->segment_count; i++) rc = digest_range(ctx, &l->segments[i]);
+    if (rc == 0) rc = digest_range(ctx, &l->heap);
+    for (uint32_t i = 0; rc == 0 && i < l->tcs_num; i++)
+        if ((int)i != skip_tcs) rc = digest_range(ctx, &l->stacks[i]);
+    if (rc == 0 && EVP_DigestFinal_ex(ctx, out, NULL) != 1) rc = -1;
+    EVP_MD_CTX_free(ctx);
+    free(l);
+    return rc;
 }

@@ -38,6 +38,13 @@ typedef void (*th_log_hook)(int level, int code, const char *msg);
 extern th_store_hook th_store_get_hook;
 extern th_put_hook th_store_put_hook;
 extern th_list_hook th_store_list_hook;
+/* store_commit: the record goes through the store_put hook (or default), and only if that kept it
+ * (retval 0) is the state log entry appended (a seq that is not the last + 1 is a conflict).
+ * th_store_commit_hook, when set, answers instead. */
+typedef unsigned int (*th_commit_hook)(ms_kms_ocall_store_commit_t *ms);
+extern th_commit_hook th_store_commit_hook;
+/* State log entries held (appended by store_commit); dropped by th_store_clear. */
+size_t th_state_log_count(void);
 extern th_log_hook th_log_hook_fn;
 /* Number of log OCALLs seen (any thread). */
 extern unsigned long th_log_count;
@@ -61,14 +68,31 @@ char *th_exe_path(const char *rel, char *out, size_t cap);
 int th_mkdtemp(const char *prefix, char *out, size_t cap);
 /* Remove a directory tree (best effort). */
 void th_rmtree(const char *dir);
-/* Copy a file byte for byte (mode 0755); 0 on success. A copy at another path is loaded
- * as a separate image by dlopen, with its own fresh static state. */
+/* Copy a file byte for byte (mode 0755); 0 on success. */
 int th_copy_file(const char *from, const char *to);
 
 /* ECALLs, as the bridge makes them. Each returns the sgx_status_t; *ret gets ms_retval. */
 kms_sgx_status_t th_ecall_init(uint64_t eid, int *ret);
 kms_sgx_status_t th_ecall_call(uint64_t eid, const uint8_t *req, size_t req_len, uint8_t *resp,
                                size_t resp_cap, size_t *resp_len, int *ret);
+
+/* ECALLs 2-5 with host buffers, as the bridge makes them; *ret gets ms_retval. */
+kms_sgx_status_t th_ecall_report(uint64_t eid, const uint8_t ti[512], uint8_t report[432], int *ret);
+kms_sgx_status_t th_ecall_session_open(uint64_t eid, uint64_t *sid, int *ret);
+kms_sgx_status_t th_ecall_session_feed(uint64_t eid, uint64_t sid, const uint8_t *in, size_t in_len, uint8_t *out,
+                                       size_t out_cap, size_t *out_len, size_t *pending, int *closed, int *ret);
+kms_sgx_status_t th_ecall_session_close(uint64_t eid, uint64_t sid, int *ret);
+
+/*
+ * Make sessions possible without a quoting enclave: take the enclave's own REPORT (report
+ * ECALL), wrap its body in a minimal quote v3 (header, body, zero padding: what the enclave
+ * checks of a quote it installs) and install it. Returns the enclave's code.
+ */
+int th_install_self_quote(uint64_t eid);
+
+/* SHA-256 over the readable parts of enclave eid's ELRANGE: image segments, heap, and every
+ * TCS stack except skip_tcs (-1: none). 0 on success. */
+int th_elrange_digest(uint64_t eid, int skip_tcs, uint8_t out[32]);
 
 /* Encode req (version 1 and a request id are filled in when zero) into buf; 0 on failure. */
 size_t th_encode(Request *req, uint8_t *buf, size_t cap);

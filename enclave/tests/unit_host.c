@@ -32,6 +32,12 @@ static struct {
     size_t len;
 } g_audit[MAX_AUDIT];
 static size_t g_naudit;
+static struct {
+    uint8_t *entry;
+    size_t len;
+} g_log[MAX_AUDIT];
+static size_t g_nlog;
+kms_err_t uh_commit_lie;
 
 kms_err_t uh_fail_get, uh_fail_put, uh_fail_append;
 unsigned long uh_puts, uh_gets, uh_appends;
@@ -179,6 +185,54 @@ kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size
     return KMS_OK;
 }
 
+kms_err_t kms_edge_store_commit(const char *key_id, uint64_t expected_revision, uint64_t revision,
+                                const uint8_t *blob, size_t len, uint64_t seq, const uint8_t *entry, size_t entry_len)
+{
+    if (uh_fail_put != KMS_OK) return uh_fail_put;
+    pthread_mutex_lock(&g_lock);
+    uh_puts++;
+    uh_record *r = find(key_id);
+    uint64_t stored = r != NULL ? r->revision : 0;
+    kms_err_t err = stored != expected_revision || seq != g_nlog + 1 || g_nlog >= MAX_AUDIT ? KMS_ERR_CONFLICT : KMS_OK;
+    if (err == KMS_OK) { /* one transaction: the record and its log entry */
+        record_set_locked(key_id, revision, blob, len);
+        g_log[g_nlog].entry = malloc(entry_len);
+        if (g_log[g_nlog].entry == NULL) abort();
+        memcpy(g_log[g_nlog].entry, entry, entry_len);
+        g_log[g_nlog++].len = entry_len;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return err == KMS_OK && uh_commit_lie != KMS_OK ? uh_commit_lie : err;
+}
+
+kms_err_t kms_edge_state_log_get(uint64_t seq, uint8_t *entry, size_t cap, size_t *len)
+{
+    pthread_mutex_lock(&g_lock);
+    size_t i = seq == 0 ? g_nlog : (size_t)seq;
+    kms_err_t err = KMS_OK;
+    *len = 0;
+    if (i >= 1 && i <= g_nlog && g_log[i - 1].len > cap) err = KMS_ERR_STORE_UNAVAILABLE;
+    else if (i >= 1 && i <= g_nlog) memcpy(entry, g_log[i - 1].entry, g_log[i - 1].len), *len = g_log[i - 1].len;
+    pthread_mutex_unlock(&g_lock);
+    return err;
+}
+
+size_t uh_log_count(void) { return g_nlog; }
+
+uint8_t *uh_log_entry(size_t i, size_t *len)
+{
+    if (i >= g_nlog) return NULL;
+    *len = g_log[i].len;
+    return g_log[i].entry;
+}
+
+void uh_log_drop(size_t n)
+{
+    pthread_mutex_lock(&g_lock);
+    while (n-- > 0 && g_nlog > 0) free(g_log[--g_nlog].entry);
+    pthread_mutex_unlock(&g_lock);
+}
+
 kms_err_t kms_edge_audit_append(uint64_t seq, const uint8_t *entry, size_t len)
 {
     if (uh_fail_append != KMS_OK) return uh_fail_append;
@@ -222,6 +276,68 @@ void uh_audit_drop(size_t n)
     pthread_mutex_unlock(&g_lock);
 }
 
+static struct {
+    size_t nrecords, nlog;
+    struct { char name[80]; uint64_t revision; uint8_t *blob; size_t len; } records[MAX_RECORDS];
+    struct { uint8_t *entry; size_t len; } log[MAX_AUDIT];
+} *g_snap[4];
+
+static uint8_t *dup(const uint8_t *p, size_t n)
+{
+    uint8_t *q = malloc(n > 0 ? n : 1);
+    if (q == NULL) abort();
+    memcpy(q, p, n);
+    return q;
+}
+
+static void snap_free(int slot)
+{
+    if (g_snap[slot] == NULL) return;
+    for (size_t i = 0; i < g_snap[slot]->nrecords; i++) free(g_snap[slot]->records[i].blob);
+    for (size_t i = 0; i < g_snap[slot]->nlog; i++) free(g_snap[slot]->log[i].entry);
+    free(g_snap[slot]);
+    g_snap[slot] = NULL;
+}
+
+void uh_snapshot(int slot)
+{
+    snap_free(slot);
+    g_snap[slot] = calloc(1, sizeof *g_snap[slot]);
+    if (g_snap[slot] == NULL) abort();
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; i < g_nrecords; i++) {
+        memcpy(g_snap[slot]->records[i].name, g_records[i].name, sizeof g_records[i].name);
+        g_snap[slot]->records[i].revision = g_records[i].rec.revision;
+        g_snap[slot]->records[i].blob = dup(g_records[i].rec.blob, g_records[i].rec.len);
+        g_snap[slot]->records[i].len = g_records[i].rec.len;
+    }
+    for (size_t i = 0; i < g_nlog; i++) {
+        g_snap[slot]->log[i].entry = dup(g_log[i].entry, g_log[i].len);
+        g_snap[slot]->log[i].len = g_log[i].len;
+    }
+    g_snap[slot]->nrecords = g_nrecords, g_snap[slot]->nlog = g_nlog;
+    pthread_mutex_unlock(&g_lock);
+}
+
+void uh_restore(int slot)
+{
+    if (g_snap[slot] == NULL) abort();
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; i < g_nrecords; i++) free(g_records[i].rec.blob);
+    memset(g_records, 0, sizeof g_records);
+    g_nrecords = 0;
+    for (size_t i = 0; i < g_snap[slot]->nrecords; i++)
+        record_set_locked(g_snap[slot]->records[i].name, g_snap[slot]->records[i].revision,
+                          g_snap[slot]->records[i].blob, g_snap[slot]->records[i].len);
+    while (g_nlog > 0) free(g_log[--g_nlog].entry);
+    for (size_t i = 0; i < g_snap[slot]->nlog; i++) {
+        g_log[i].entry = dup(g_snap[slot]->log[i].entry, g_snap[slot]->log[i].len);
+        g_log[i].len = g_snap[slot]->log[i].len;
+    }
+    g_nlog = g_snap[slot]->nlog;
+    pthread_mutex_unlock(&g_lock);
+}
+
 void uh_reset(void)
 {
     pthread_mutex_lock(&g_lock);
@@ -230,6 +346,8 @@ void uh_reset(void)
     g_nrecords = 0;
     pthread_mutex_unlock(&g_lock);
     uh_audit_drop(MAX_AUDIT);
+    uh_log_drop(MAX_AUDIT);
+    uh_commit_lie = KMS_OK;
     uh_fail_get = uh_fail_put = uh_fail_append = KMS_OK;
     uh_puts = uh_gets = uh_appends = 0;
 }

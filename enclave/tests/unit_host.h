@@ -32,6 +32,19 @@ uh_record *uh_record_get(const char *name);
 /* Replace (or create) a record with these bytes, as a host writing its own store. */
 void uh_record_set(const char *name, uint64_t revision, const uint8_t *blob, size_t len);
 
+/* State log entries the host holds (uh_log_count) and entry i (0-based; NULL beyond); a test
+ * may alter them, drop the last n, or make the host lie about commits. */
+size_t uh_log_count(void);
+uint8_t *uh_log_entry(size_t i, size_t *len);
+void uh_log_drop(size_t n);
+/* Save the whole store (records and state log) into snapshot slot (0..3), or put a saved one
+ * back: a host restoring an older but consistent copy of its store. */
+void uh_snapshot(int slot);
+void uh_restore(int slot);
+
+/* Non-zero: the next commits are written, then reported as this error (an outcome the host hides). */
+extern kms_err_t uh_commit_lie;
+
 /* Audit entries appended so far (uh_audit_count) and entry i (0-based; NULL beyond); the
  * test may alter the bytes in place (a hostile host). */
 size_t uh_audit_count(void);

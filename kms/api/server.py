@@ -119,9 +119,10 @@ class KmsServer:
         stack.callback(store.close)
         qe = open_quoting_enclave(s.quoting, s.data_dir)  # before the enclave: a missing library fails fast
         _log.info("quoting enclave", quoting=s.quoting, simulated=qe.simulated)
-        enclave = await asyncio.to_thread(open_enclave, s.data_dir, store, qe, tcs=s.enclave_tcs)
+        enclave = await asyncio.to_thread(open_enclave, s.data_dir, store, qe, tcs=s.enclave_tcs,
+                                          heap_size=s.enclave_heap_mib << 20, stack_size=s.enclave_stack_kib << 10)
         relay = Relay(enclave, workers=s.worker_count, max_queued=s.max_queued_ecalls, max_sessions=s.max_sessions,
-                      observe_ecall=metrics.observe_ecall, on_sessions=metrics.set_sessions)
+                      observe_ecall=metrics.observe_ecall, on_sessions=metrics.set_sessions, qe=qe)
         stack.push_async_callback(relay.close)
         self.relay = relay
         self.identity = await relay.identity()

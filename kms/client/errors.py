@@ -35,6 +35,11 @@ class TransportError(ClientError):
         self.grpc_code = grpc_code
 
 
+class CollateralUnavailable(TransportError):
+    """The verification collateral (PCK CRL, TCB Info, QE Identity) could not be downloaded: no
+    verdict on the evidence, nothing was sent. Retried like any transport failure."""
+
+
 class ServerError(ClientError):
     """The server answered a call with a non-transient gRPC error (e.g. UNIMPLEMENTED, INVALID_ARGUMENT)."""
 

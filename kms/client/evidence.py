@@ -12,7 +12,7 @@ from kms.attestation.pccs import PccsClient
 from kms.attestation.policy import AttestationPolicy
 from kms.attestation.ratls import verify_ratls_certificate
 from kms.attestation.result import EnclaveIdentity, VerificationResult
-from kms.client.errors import VerificationFailed
+from kms.client.errors import CollateralUnavailable, VerificationFailed
 from kms.proto.v1 import kms_pb2
 
 CERTIFICATE_MAX = 64 * 1024
@@ -71,7 +71,8 @@ def verify_evidence(
     collateral: CollateralSources,
     at: datetime | None = None,
 ) -> VerifiedEvidence:
-    """Verify the RA-TLS certificate against the policy; raise VerificationFailed (never retried) otherwise.
+    """Verify the RA-TLS certificate against the policy; raise VerificationFailed (never retried) otherwise,
+    or CollateralUnavailable (a transport error: retried) when the collateral could not be fetched.
 
     The flags the server sends (simulated, initialized) are informational: verification decides.
     """
@@ -86,6 +87,10 @@ def verify_evidence(
     except (AttestationError, ValueError) as exc:  # a policy that cannot be applied is a refusal too
         raise VerificationFailed(f"evidence could not be verified: {exc}",
                                  step=getattr(exc, "step", None)) from exc
+    if not result.ok and result.failed_step is Step.COLLATERAL_FETCH:
+        # The collateral could not be downloaded (the PCCS is down or restarting): no verdict on the
+        # evidence, and nothing was sent. Transient, so the client retries with backoff.
+        raise CollateralUnavailable(f"collateral could not be fetched: {result.message}", sent=False)
     if not result.ok:
         raise VerificationFailed.from_result(result)
     return VerifiedEvidence(certificate, result, evidence.collateral_url, evidence.initialized,

@@ -1,8 +1,9 @@
-"""`kms admin backup|restore`: the wrapped store (records and audit chain) to a file and into a new data directory.
+"""`kms admin backup|restore`: the wrapped store (records, state log, audit chain) to a file and into a new data dir.
 
-The backup holds only what the store holds: records encrypted under the domain key and the signed
-audit chain. It never holds the node-local sealed domain key, so a restored directory starts
-uninitialized and needs `kms admin recover` (M of N recovery shares) on its new platform.
+The backup holds only what the store holds: records encrypted under the domain key, the state log
+that says which revision of each record is current, and the signed audit chain. It never holds
+the node-local sealed domain key, so a restored directory starts uninitialized and needs
+`kms admin recover` (M of N recovery shares) on its new platform.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import IO, Any
 
 from kms.commands.common import LocalError, emit, run_command
 
-BACKUP_FORMAT = "enclave-kms store backup v1"
+BACKUP_FORMAT = "enclave-kms store backup v2"  # v1 had no state log: its records would be refused
 # As kms.service.store and kms.enclave.node (not imported here: they load the enclave bridge; a test checks them).
-DB_NAME, SCHEMA_VERSION, SEALED_RECORD, SEALED_DOMAIN_KEY = "kms.sqlite3", 1, "sealed-domain-key", "domain-key.sealed"
+DB_NAME, SCHEMA_VERSION, SEALED_RECORD, SEALED_DOMAIN_KEY = "kms.sqlite3", 2, "sealed-domain-key", "domain-key.sealed"
 MAX_KEY_ID, MAX_REVISION = 128, 2**63 - 1
 
 
@@ -36,9 +37,11 @@ class BackupSummary:
     records: int
     audit_entries: int
     sha256: str
+    state_entries: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"records": self.records, "audit_entries": self.audit_entries, "sha256": self.sha256}
+        return {"records": self.records, "state_entries": self.state_entries, "audit_entries": self.audit_entries,
+                "sha256": self.sha256}
 
 
 class _HashingWriter:
@@ -76,18 +79,21 @@ def backup_store(data_dir: Path, out: Path) -> BackupSummary:
             w.line({"format": BACKUP_FORMAT, "created_at": datetime.now(UTC).isoformat(),
                     "schema_version": SCHEMA_VERSION})
             conn.execute("BEGIN")  # one read snapshot (WAL): consistent while the server runs
-            records = audit = 0
+            records = audit = state = 0
             for key_id, revision, blob in conn.execute(
                     "SELECT key_id, revision, blob FROM records WHERE key_id != ? ORDER BY key_id", (SEALED_RECORD,)):
                 w.line({"record": key_id, "revision": revision, "blob": base64.b64encode(blob).decode()})
                 records += 1
+            for seq, entry in conn.execute("SELECT seq, entry FROM state_log ORDER BY seq"):
+                w.line({"state": seq, "entry": base64.b64encode(entry).decode()})
+                state += 1
             for seq, entry in conn.execute("SELECT seq, entry FROM audit ORDER BY seq"):
                 w.line({"audit": seq, "entry": base64.b64encode(entry).decode()})
                 audit += 1
             conn.execute("COMMIT")
             digest = w.hash.hexdigest()
-            w.out.write((json.dumps({"end": True, "records": records, "audit_entries": audit, "sha256": digest})
-                         + "\n").encode())
+            w.out.write((json.dumps({"end": True, "records": records, "state_entries": state, "audit_entries": audit,
+                                     "sha256": digest}) + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
     except BaseException:
@@ -95,7 +101,7 @@ def backup_store(data_dir: Path, out: Path) -> BackupSummary:
         raise
     finally:
         conn.close()
-    return BackupSummary(records, audit, digest)
+    return BackupSummary(records, audit, digest, state)
 
 
 def _lines(path: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -117,7 +123,8 @@ def _check_target(data_dir: Path) -> None:
     if db.exists():
         conn = sqlite3.connect(db)
         try:
-            used = conn.execute("SELECT (SELECT COUNT(*) FROM records) + (SELECT COUNT(*) FROM audit)").fetchone()[0]
+            used = conn.execute("SELECT (SELECT COUNT(*) FROM records) + (SELECT COUNT(*) FROM audit)"
+                                " + (SELECT COUNT(*) FROM state_log)").fetchone()[0]
         except sqlite3.Error:
             used = 1
         finally:
@@ -145,7 +152,7 @@ def restore_store(backup: Path, data_dir: Path) -> BackupSummary:
     try:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("BEGIN IMMEDIATE")
-        digest, records, audit, end = hashlib.sha256(), 0, 0, None
+        digest, records, audit, state, end = hashlib.sha256(), 0, 0, 0, None
         for n, (raw, item) in enumerate(_lines(backup)):
             if end is not None:
                 raise BackupError(f"{backup}: data after the end line")
@@ -158,6 +165,10 @@ def restore_store(backup: Path, data_dir: Path) -> BackupSummary:
             elif isinstance(item, dict) and "record" in item:
                 conn.execute("INSERT INTO records (key_id, revision, blob) VALUES (?, ?, ?)", _record(item))
                 records += 1
+            elif isinstance(item, dict) and item.get("state") == state + 1:
+                conn.execute("INSERT INTO state_log (seq, entry) VALUES (?, ?)",
+                             (state + 1, base64.b64decode(item.get("entry", ""), validate=True)))
+                state += 1
             elif isinstance(item, dict) and item.get("audit") == audit + 1:
                 conn.execute("INSERT INTO audit (seq, entry) VALUES (?, ?)",
                              (audit + 1, base64.b64decode(item.get("entry", ""), validate=True)))
@@ -165,8 +176,8 @@ def restore_store(backup: Path, data_dir: Path) -> BackupSummary:
             else:
                 raise BackupError(f"{backup}: line {n + 1} is malformed or out of sequence")
             digest.update(raw)
-        if end is None or (end.get("records"), end.get("audit_entries"), end.get("sha256")) != (
-                records, audit, digest.hexdigest()):
+        if end is None or (end.get("records"), end.get("state_entries"), end.get("audit_entries"),
+                           end.get("sha256")) != (records, state, audit, digest.hexdigest()):
             raise BackupError(f"{backup}: truncated or altered (counts or checksum do not match its end line)")
         conn.execute("COMMIT")
     except (ValueError, sqlite3.Error) as exc:  # bad base64, a repeated record name
@@ -175,7 +186,7 @@ def restore_store(backup: Path, data_dir: Path) -> BackupSummary:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         conn.close()
-    return BackupSummary(records, audit, digest.hexdigest())
+    return BackupSummary(records, audit, digest.hexdigest(), state)
 
 
 def register(sub: Any) -> None:

@@ -15,8 +15,8 @@ unsigned int kms_bridge_abi_version(void);
 typedef struct kms_bridge kms_bridge;
 unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
                              const char *sigstruct_path, const char *platform_dir,
-                             unsigned int tcs_num, void *host_ctx, kms_bridge **out, char *why,
-                             size_t why_cap);
+                             unsigned int tcs_num, uint64_t heap_size, uint64_t stack_size,
+                             void *host_ctx, kms_bridge **out, char *why, size_t why_cap);
 void kms_bridge_close(kms_bridge *bridge);
 unsigned int kms_bridge_init(kms_bridge *bridge, int *retval);
 unsigned int kms_bridge_call(kms_bridge *bridge, const uint8_t *req, size_t req_len, uint8_t *resp,
@@ -28,17 +28,25 @@ unsigned int kms_bridge_session_feed(kms_bridge *bridge, uint64_t session_id, in
                                      size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len, size_t *pending,
                                      int *closed, int *retval);
 unsigned int kms_bridge_session_close(kms_bridge *bridge, uint64_t session_id, int *retval);
-#define KMS_BRIDGE_ABI_VERSION 4
+#define KMS_BRIDGE_ABI_VERSION 6
 #define KMS_SESSION_IN_MAX ...
 #define KMS_SESSION_OUT_MAX ...
 #define KMS_MAX_REQUEST_SIZE ...
 #define KMS_MAX_RESPONSE_SIZE ...
+#define KMS_SIMCPU_HEAP_MIN ...
+#define KMS_SIMCPU_HEAP_MAX ...
+#define KMS_SIMCPU_HEAP_DEFAULT ...
+#define KMS_SIMCPU_STACK_MIN ...
+#define KMS_SIMCPU_STACK_MAX ...
 extern "Python+C" int kms_py_store_get(void *, const char *, size_t, uint8_t *, size_t, size_t *);
 extern "Python+C" void kms_py_log(void *, int, int, const char *);
 extern "Python+C" int kms_py_store_put(void *, const char *, size_t, uint64_t, uint64_t, const uint8_t *, size_t);
 extern "Python+C" int kms_py_store_list(void *, const char *, size_t, uint32_t, char *, size_t, size_t *);
 extern "Python+C" int kms_py_audit_append(void *, uint64_t, const uint8_t *, size_t);
 extern "Python+C" int kms_py_audit_head(void *, uint8_t *, size_t, size_t *);
+extern "Python+C" int kms_py_store_commit(void *, const char *, size_t, uint64_t, uint64_t, const uint8_t *, size_t,
+                                          uint64_t, const uint8_t *, size_t);
+extern "Python+C" int kms_py_state_log_get(void *, uint64_t, uint8_t *, size_t, size_t *);
 """
 
 HARDEN = [
@@ -53,7 +61,7 @@ def build() -> Path:
     ffi.cdef(CDEF)
     ffi.set_source(
         "kms.enclave._native",
-        '#include "kms/bridge.h"\n#include "kms/limits.h"\n',
+        '#include "kms/bridge.h"\n#include "kms/limits.h"\n#include "kms/simcpu.h"\n',
         sources=[str(ROOT / "enclave/bridge/bridge.c")],
         include_dirs=[str(ROOT / "enclave/include")],
         extra_compile_args=HARDEN,

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from kms.enclave.records import RESERVED_RECORDS, MemoryStore, RecordStore, StoreConflict
-from kms.errors import EnclaveUnavailable, InvalidRequest, error_for_code
+from kms.errors import EnclaveBoundaryViolation, EnclaveLoadError, EnclaveUnavailable, InvalidRequest, error_for_code
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 try:
@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError("the enclave bridge is not built: run `make python` (or ./dev build)") from exc
 
 ffi, lib = _native.ffi, _native.lib
-ABI_VERSION = 4
+ABI_VERSION = 6
 if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != ABI_VERSION:
     raise ImportError(
         f"enclave bridge ABI {lib.kms_bridge_abi_version()} does not match the Python side ({ABI_VERSION}): rebuild"
@@ -35,6 +35,9 @@ from kms.enclave import ocalls  # noqa: E402,F401 - registers the OCALL callback
 __all__ = ["RESERVED_RECORDS", "Enclave", "MemoryStore", "RecordStore", "StoreConflict", "default_build_dir"]
 
 SGX_SUCCESS = 0
+SGX_ERROR_INVALID_PARAMETER = 0x0002
+HEAP_MIN, HEAP_MAX = int(lib.KMS_SIMCPU_HEAP_MIN), int(lib.KMS_SIMCPU_HEAP_MAX)
+STACK_MIN, STACK_MAX = int(lib.KMS_SIMCPU_STACK_MIN), int(lib.KMS_SIMCPU_STACK_MAX)
 MAX_REQUEST_SIZE = int(lib.KMS_MAX_REQUEST_SIZE)
 MAX_RESPONSE_SIZE = int(lib.KMS_MAX_RESPONSE_SIZE)
 REPORT_SIZE, TARGET_INFO_SIZE = 432, 512
@@ -42,6 +45,12 @@ SESSION_IN_MAX = int(lib.KMS_SESSION_IN_MAX)
 SESSION_OUT_MAX = int(lib.KMS_SESSION_OUT_MAX)
 
 
+
+def _ecall_error(what: str, status: int) -> EnclaveUnavailable:
+    """The typed error of an ECALL that did not run to an answer."""
+    if status == SGX_ERROR_INVALID_PARAMETER:
+        return EnclaveBoundaryViolation(f"{what} ECALL refused: a buffer is not wholly outside the enclave", status)
+    return EnclaveUnavailable(f"{what} ECALL failed", status)
 
 
 def default_build_dir() -> Path:
@@ -61,8 +70,12 @@ class Enclave:
         sigstruct: Path | str | None = None,
         simcpu: Path | str | None = None,
         tcs_num: int = 8,
+        heap_size: int = 0,
+        stack_size: int = 0,
         store: RecordStore | None = None,
     ) -> None:
+        """Load and initialize. heap_size / stack_size (bytes, 0: the simulated CPU's defaults)
+        are the enclave's heap (its EPC budget) and each thread slot's stack."""
         build = default_build_dir()
         self.image = Path(image) if image else build / "kms_enclave.so"
         self.sigstruct = Path(sigstruct) if sigstruct else self.image.with_suffix(".sigstruct")
@@ -78,17 +91,17 @@ class Enclave:
         why = ffi.new("char[]", 256)
         status = lib.kms_bridge_open(
             str(self.simcpu).encode(), str(self.image).encode(), str(self.sigstruct).encode(),
-            str(self.data_dir).encode(), tcs_num, self._handle, out, why, 256,
+            str(self.data_dir).encode(), tcs_num, heap_size, stack_size, self._handle, out, why, 256,
         )
         if status != SGX_SUCCESS:
-            raise EnclaveUnavailable(f"cannot load the enclave: {ffi.string(why).decode()}", status)
+            raise EnclaveLoadError(f"cannot load the enclave: {ffi.string(why).decode()}", status)
         self._bridge = out[0]
         retval = ffi.new("int *")
         status = lib.kms_bridge_init(self._bridge, retval)
         if status != SGX_SUCCESS or retval[0] != 0:
             self.close()
             if status != SGX_SUCCESS:
-                raise EnclaveUnavailable("initialize ECALL failed", status)
+                raise _ecall_error("initialize", status)
             raise error_for_code(retval[0])
 
     def _buffer(self) -> object:
@@ -105,9 +118,9 @@ class Enclave:
         resp, resp_len, retval = self._buffer(), ffi.new("size_t *"), ffi.new("int *")
         status = lib.kms_bridge_call(bridge, request, len(request), resp, MAX_RESPONSE_SIZE, resp_len, retval)
         if status != SGX_SUCCESS:
-            raise EnclaveUnavailable("call ECALL failed", status)
+            raise _ecall_error("call", status)
         if retval[0] != 0:
-            raise error_for_code(retval[0])
+            raise error_for_code(retval[0], _detail(bytes(ffi.buffer(resp, resp_len[0]))))
         return bytes(ffi.buffer(resp, resp_len[0]))
 
     def call(self, request: pb.Request) -> pb.Response:
@@ -132,7 +145,7 @@ class Enclave:
         report, retval = ffi.new("uint8_t[]", REPORT_SIZE), ffi.new("int *")
         status = lib.kms_bridge_report(self._bridge, target_info, report, retval)
         if status != SGX_SUCCESS:
-            raise EnclaveUnavailable("report ECALL failed", status)
+            raise _ecall_error("report", status)
         if retval[0] != 0:
             raise error_for_code(retval[0])
         return bytes(ffi.buffer(report, REPORT_SIZE))
@@ -175,7 +188,7 @@ class Enclave:
     @staticmethod
     def _check(status: int, retval: object, what: str) -> None:
         if status != SGX_SUCCESS:
-            raise EnclaveUnavailable(f"{what} ECALL failed", status)
+            raise _ecall_error(what, status)
         if retval[0] != 0:  # type: ignore[index]
             raise error_for_code(retval[0])  # type: ignore[index]
 
@@ -195,3 +208,13 @@ class Enclave:
 
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
         self.close()
+
+
+def _detail(response: bytes) -> str:
+    """The error detail a refused call's response carries (empty when there is none)."""
+    if not response:
+        return ""
+    try:
+        return pb.Response.FromString(response).error_detail
+    except Exception:  # a refusal's detail is a courtesy: never let it hide the refusal
+        return ""

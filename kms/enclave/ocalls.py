@@ -58,6 +58,42 @@ def kms_py_store_put(ctx, key_id, key_id_len, expected_revision, revision, blob,
     return 0
 
 
+@ffi.def_extern(error=-1)  # as store_put: a conflict is 1, anything else a failure whose outcome is unknown
+def kms_py_store_commit(ctx, key_id, key_id_len, expected_revision, revision, blob, blob_len, seq, entry,  # type: ignore[no-untyped-def]
+                        entry_len):
+    """OCALL: a record and its state log entry in one durable transaction (0 ok, 1 conflict, -1 failure)."""
+    enclave: Enclave = ffi.from_handle(ctx)
+    if enclave._store is None:
+        return -1
+    name = ffi.unpack(key_id, key_id_len).decode("ascii", "replace")
+    try:
+        enclave._store.commit(name, expected_revision, revision, ffi.unpack(blob, blob_len), seq,
+                              ffi.unpack(entry, entry_len))
+    except StoreConflict:
+        return 1
+    except Exception as exc:
+        _log.error("store commit failed: %s", type(exc).__name__)
+        return -1
+    return 0
+
+
+@ffi.def_extern(error=-1)
+def kms_py_state_log_get(ctx, seq, entry, cap, out_len):  # type: ignore[no-untyped-def]
+    """OCALL: state log entry seq (0: the last), length 0 when there is none (0 ok, -1 failure)."""
+    enclave: Enclave = ffi.from_handle(ctx)
+    try:
+        data = enclave._store.state_log_get(seq) if enclave._store is not None else None
+    except Exception as exc:
+        _log.error("state log read failed: %s", type(exc).__name__)
+        return -1
+    data = data or b""
+    if len(data) > cap:
+        return -1
+    ffi.memmove(entry, data, len(data))
+    out_len[0] = len(data)
+    return 0
+
+
 @ffi.def_extern(error=-1)
 def kms_py_store_list(ctx, after, after_len, limit, ids, cap, out_len):  # type: ignore[no-untyped-def]
     """OCALL: key ids after `after`, NUL-terminated one after another (0 ok, -1 failure)."""

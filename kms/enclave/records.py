@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-# Records the enclave stores under fixed names rather than key ids.
-RESERVED_RECORDS = frozenset({"domain-state", "sealed-domain-key"})
+# Records the host keeps out of listings: the node-local sealed domain key (seal keys are per
+# CPU). Every other record, the domain state included, is listed: the enclave checks the whole
+# store against its state log when it loads a domain.
+RESERVED_RECORDS = frozenset({"sealed-domain-key"})
 
 
 class StoreConflict(Exception):
@@ -22,8 +24,16 @@ class RecordStore(Protocol):
         """Durably store blob as key_id's record at revision, only if the current revision is
         expected_revision (0: absent); raise StoreConflict otherwise. Return only once durable."""
 
+    def commit(self, key_id: str, expected_revision: int, revision: int, blob: bytes, seq: int, entry: bytes) -> None:
+        """In ONE durable transaction: put blob as key_id's record (as put) and append state log
+        entry seq (must be the last + 1); StoreConflict if either check fails, and then nothing
+        is written."""
+
+    def state_log_get(self, seq: int) -> bytes | None:
+        """State log entry seq (0: the last one), or None."""
+
     def list(self, after: str, limit: int) -> list[str]:
-        """Up to limit stored key ids greater than after, in byte order (reserved names excluded)."""
+        """Up to limit stored record names greater than after, in byte order (the sealed key excluded)."""
 
     def audit_append(self, seq: int, entry: bytes) -> None:
         """Durably append audit entry seq (must be the last + 1, else StoreConflict)."""
@@ -47,6 +57,23 @@ class MemoryStore(dict[str, tuple[int, bytes]]):
 
     def list(self, after: str, limit: int) -> list[str]:  # type: ignore[override]
         return sorted(k for k in self if k > after and k not in RESERVED_RECORDS)[:limit]
+
+    @property
+    def state_log(self) -> list[bytes]:
+        """The state log entries, in order (seq = index + 1)."""
+        return self.__dict__.setdefault("_state_log", [])
+
+    def commit(self, key_id: str, expected_revision: int, revision: int, blob: bytes, seq: int, entry: bytes) -> None:
+        if dict.get(self, key_id, (0, b""))[0] != expected_revision or seq != len(self.state_log) + 1:
+            raise StoreConflict(key_id)
+        self[key_id] = (revision, bytes(blob))
+        self.state_log.append(bytes(entry))
+
+    def state_log_get(self, seq: int) -> bytes | None:
+        log = self.state_log
+        if seq == 0:
+            return log[-1] if log else None
+        return log[seq - 1] if 0 < seq <= len(log) else None
 
     @property
     def audit(self) -> list[bytes]:

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from kms.enclave.bridge import SESSION_IN_MAX, Enclave, RecordStore
 from kms.enclave.node import SEALED_DOMAIN_KEY
-from kms.errors import E, KmsError, SealError, SessionError
+from kms.errors import E, KmsError, NotInitialized, SealError, SessionError
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.service.evidence import QuotingEnclave, install_evidence
 
@@ -49,9 +49,10 @@ class Evidence:
     enclave_version: str
 
 
-def open_enclave(data_dir: Path, store: RecordStore, qe: QuotingEnclave, *, tcs: int) -> Enclave:
+def open_enclave(data_dir: Path, store: RecordStore, qe: QuotingEnclave, *, tcs: int, heap_size: int = 0,
+                 stack_size: int = 0) -> Enclave:
     """Load the enclave, unseal the domain key if this node has one, install fresh RA-TLS evidence."""
-    enclave = Enclave(data_dir, store=store, tcs_num=tcs)
+    enclave = Enclave(data_dir, store=store, tcs_num=tcs, heap_size=heap_size, stack_size=stack_size)
     try:
         sealed = Path(data_dir) / SEALED_DOMAIN_KEY
         if sealed.exists():
@@ -74,8 +75,10 @@ class Relay:
 
     def __init__(self, enclave: Enclave, *, workers: int, max_queued: int, max_sessions: int,
                  observe_ecall: EcallObserver | None = None,
-                 on_sessions: Callable[[int], None] | None = None) -> None:
+                 on_sessions: Callable[[int], None] | None = None, qe: QuotingEnclave | None = None) -> None:
         self.enclave = enclave
+        self.qe = qe
+        self._requote = asyncio.Lock()
         self.max_sessions = max_sessions
         self._max_queued = max_queued
         self._queued = 0
@@ -117,11 +120,29 @@ class Relay:
         return await self.run("get_identity", self.enclave.identity)
 
     async def evidence(self) -> Evidence:
-        """The installed RA-TLS certificate and quote, with the platform and domain flags."""
-        ev = await self.run("get_evidence", self.enclave.call, pb.Request(get_evidence=pb.GetEvidenceRequest()))
+        """The installed RA-TLS certificate and quote, with the platform and domain flags.
+
+        When the enclave's claims changed (a domain was initialized, loaded or recovered: the
+        certificate must carry its id and audit key), the enclave is quoted again first."""
+        try:
+            ev = await self._get_evidence()
+        except NotInitialized as exc:
+            if exc.code != E.KMS_ERR_EVIDENCE_NOT_READY or self.qe is None:
+                raise
+            async with self._requote:  # one re-quote per change: a second would replace the first's certificate
+                try:
+                    ev = await self._get_evidence()
+                except NotInitialized as again:
+                    if again.code != E.KMS_ERR_EVIDENCE_NOT_READY:
+                        raise
+                    await self.run("install_evidence", install_evidence, self.enclave, self.qe)
+                    ev = await self._get_evidence()
         ident = await self.identity()
         return Evidence(ev.evidence.certificate, ev.evidence.quote, ident.simulated, ident.domain_loaded,
                         ident.version)
+
+    async def _get_evidence(self) -> pb.Response:
+        return await self.run("get_evidence", self.enclave.call, pb.Request(get_evidence=pb.GetEvidenceRequest()))
 
     async def open_session(self) -> RelaySession:
         """A new enclave session, within the session limit."""

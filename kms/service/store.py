@@ -3,7 +3,8 @@
 The store holds only what the enclave hands it (records encrypted under the domain key, with
 key id and revision in the AAD), so it authenticates nothing itself: a damaged row is returned
 as it is and the enclave refuses that key alone. Every put is one transaction, conditional on
-the stored revision, and committed (fsync'd) before it returns.
+the stored revision, and committed (fsync'd) before it returns; a record's commit carries the
+state log entry that describes it, written in the same transaction.
 
 The reserved record "sealed-domain-key" is node-local (seal keys are per CPU): it lives in
 `domain-key.sealed` next to the database, written atomically, never in a table another node
@@ -23,7 +24,7 @@ from kms.enclave.node import SEALED_DOMAIN_KEY, write_atomic
 
 DB_NAME = "kms.sqlite3"
 SEALED_RECORD = "sealed-domain-key"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_KEY_ID = 128
 MAX_REVISION = 2**63 - 1
 Observer = Callable[[str], None]  # called with "ok", "conflict" or "error" after every put
@@ -40,6 +41,17 @@ CREATE TABLE IF NOT EXISTS records (
 # sequence order; appends must be gap-free (last + 1), so a replayed or skipped seq is refused.
 _AUDIT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
+    seq   INTEGER PRIMARY KEY NOT NULL CHECK (seq > 0),
+    entry BLOB NOT NULL
+)
+"""
+
+
+# The state log (docs/security-model.md): one entry per change of a record, written in the same
+# transaction as the record; gap-free like the audit chain. Version 1 stores had no state log:
+# the enclave refuses their records (it cannot tell them from a rolled-back store).
+_STATE_LOG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state_log (
     seq   INTEGER PRIMARY KEY NOT NULL CHECK (seq > 0),
     entry BLOB NOT NULL
 )
@@ -94,6 +106,7 @@ class SqliteStore:
             raise StoreError(f"store schema version {version} is not {SCHEMA_VERSION}")
         db.execute(_SCHEMA)
         db.execute(_AUDIT_SCHEMA)
+        db.execute(_STATE_LOG_SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def get(self, key_id: str) -> bytes | None:
@@ -147,6 +160,49 @@ class SqliteStore:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+
+    def commit(self, key_id: str, expected_revision: int, revision: int, blob: bytes, seq: int, entry: bytes) -> None:
+        """Store the record and append its state log entry in one transaction; durable on return."""
+        try:
+            self._commit(key_id, expected_revision, revision, bytes(blob), seq, bytes(entry))
+        except StoreConflict:
+            self._observe("conflict")
+            raise
+        except BaseException:
+            self._observe("error")
+            raise
+        self._observe("ok")
+
+    def _commit(self, key_id: str, expected_revision: int, revision: int, blob: bytes, seq: int, entry: bytes) -> None:
+        _check_name(key_id)
+        if key_id == SEALED_RECORD or not 0 <= expected_revision < revision <= MAX_REVISION:
+            raise StoreError("a committed record needs a name of the store and a greater revision")
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT revision FROM records WHERE key_id = ?", (key_id,)).fetchone()
+                last = db.execute("SELECT COALESCE(MAX(seq), 0) FROM state_log").fetchone()[0]
+                if (int(row[0]) if row else 0) != expected_revision or seq != last + 1:
+                    raise StoreConflict(key_id)
+                db.execute("INSERT INTO records (key_id, revision, blob) VALUES (?, ?, ?) ON CONFLICT (key_id) "
+                           "DO UPDATE SET revision = excluded.revision, blob = excluded.blob",
+                           (key_id, revision, blob))
+                db.execute("INSERT INTO state_log (seq, entry) VALUES (?, ?)", (seq, entry))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def state_log_get(self, seq: int) -> bytes | None:
+        """State log entry seq (0: the last one), or None."""
+        with self._lock:
+            if seq == 0:
+                row = self._db.execute("SELECT entry FROM state_log ORDER BY seq DESC LIMIT 1").fetchone()
+            else:
+                row = self._db.execute("SELECT entry FROM state_log WHERE seq = ?", (seq,)).fetchone()
+        return bytes(row[0]) if row else None
 
     def _sealed_get(self) -> bytes | None:
         try:

@@ -22,6 +22,11 @@ from kms.validator.watermark import STEPS, Regression, SignerGuard, WatermarkErr
 CODE_UNKNOWN, CODE_DOUBLE_SIGN = 1, 2  # tmkms / tendermint-rs RemoteErrorCode
 
 
+# The guard's row is damaged (it does not authenticate) or not the one the state log says (gone, or
+# an older copy): the enclave refuses to sign with it either way.
+_GUARD_STATE_LOST = (errors.E.KMS_ERR_RECORD_CORRUPT, errors.E.KMS_ERR_STALE_RECORD)
+
+
 @dataclass(frozen=True)
 class Decision:
     """One signature decision, for the log and the metrics (no data bytes)."""
@@ -202,7 +207,7 @@ class PrivvalHandler:
             raise _Refusal(CODE_UNKNOWN, f"signer error: {exc}") from exc
         except errors.StoreError as exc:
             reason = ("the guard state is missing or corrupt: signing is stopped for this key until an operator "
-                      "restores it (docs/validators.md)") if exc.code == errors.E.KMS_ERR_RECORD_CORRUPT else str(exc)
+                      "restores it (docs/validators.md)") if exc.code in _GUARD_STATE_LOST else str(exc)
             self._observe(Decision(chain, height, rnd, step, "error", reason))
             raise _Refusal(CODE_UNKNOWN, f"signer error: {reason}") from exc
         except (ClientError, errors.KmsError, InvalidSignature, ValueError) as exc:

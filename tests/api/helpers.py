@@ -132,8 +132,11 @@ def fetch_evidence(channel: grpc.Channel) -> kms_pb2.GetEvidenceResponse:
 
 
 def open_session(channel: grpc.Channel, creds: Credentials, tamper=None) -> tuple[SessionChannel, GrpcExchange]:
+    # Evidence first, as the SDK does: after an init the server re-quotes on the first fetch, and a
+    # session opened before that would present the previous certificate.
+    certificate = fetch_evidence(channel).certificate
     exchange = GrpcExchange(channel, tamper)
-    return SessionChannel(exchange, creds, fetch_evidence(channel).certificate), exchange
+    return SessionChannel(exchange, creds, certificate), exchange
 
 
 def recovery_public_keys(n: int) -> list[bytes]:

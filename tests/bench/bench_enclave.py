@@ -1,9 +1,15 @@
-"""Benchmark: in-process ECALLs (Encrypt 1 KiB AES-256-GCM, Sign/Verify Ed25519 and ECDSA P-256)
-next to pyca/cryptography doing the same operations in the same process, with the ratio.
+"""Benchmark: in-process ECALLs (Encrypt 1 KiB AES-256-GCM, Sign/Verify Ed25519 and ECDSA P-256),
+the enclave as built (static OpenSSL, jemalloc heap arena inside ELRANGE, TCS stacks) next to the
+baseline variant in the same process (build/baseline/: dynamic Debian OpenSSL, glibc malloc, the
+enclave on the host thread's stack; `make baseline`), and pyca/cryptography doing the same.
 
-Run: `./dev bench` or `.venv/bin/python -m tests.bench.bench_enclave [--iterations N]`.
-Prints ops/s, p50 and p99 latency per operation, and the process's peak RSS. Figures depend on
-the machine; compare the two columns of one run, not runs on different machines.
+Run: `./dev bench` or `.venv/bin/python -m tests.bench.bench_enclave [--iterations N] [--rounds R]`.
+The two enclave variants are measured in alternating rounds (before, after, before, ...) and each
+figure is the median of its rounds, so drift on a shared machine hits both alike. Prints ops/s and
+p50 latency per operation and the change of `after` against `before` in p50 latency (the median
+is robust to the scheduler's outliers on a shared machine; ops/s moves with them), and the
+process's peak RSS.
+Figures depend on the machine; compare the columns of one run, not runs on different machines.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kms.enclave.bridge import MemoryStore
+from kms.enclave.bridge import MemoryStore, default_build_dir
 from kms.enclave.node import open_node
+from kms.enclave.runtime import ensure_static_tls
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 
@@ -77,22 +84,46 @@ def pyca_ops() -> dict[str, Callable[[], object]]:
     }
 
 
+def rounds(fn_a: Callable[[], object], fn_b: Callable[[], object], iterations: int,
+           count: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Alternate a and b for `count` rounds; ((ops/s, p50 µs) median of a's rounds, the same for b)."""
+    a, b = [], []
+    for _ in range(count):
+        a.append(measure(fn_a, iterations))
+        b.append(measure(fn_b, iterations))
+    med = statistics.median
+    return (med(r[0] for r in a), med(r[1] for r in a)), (med(r[0] for r in b), med(r[1] for r in b))
+
+
 def main(argv: list[str] | None = None) -> int:
+    ensure_static_tls()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--iterations", type=int, default=1000, help="calls per round")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds per variant")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp, open_node(tmp, store=MemoryStore()) as enclave:
-        ours, base = enclave_ops(enclave), pyca_ops()
-        print(f"in-process ECALL vs pyca/cryptography, {args.iterations} iterations each, one thread")
-        print(f"{'operation':26} {'enclave ops/s':>13} {'p50 µs':>8} {'p99 µs':>8}   "
-              f"{'pyca ops/s':>11} {'p50 µs':>8} {'p99 µs':>8}   {'ratio':>6}")
+    base = default_build_dir() / "baseline"
+    if not (base / "kms_enclave.sigstruct").exists():
+        print(f"the baseline variant is missing: run `make baseline` (expected {base})")
+        return 1
+    with tempfile.TemporaryDirectory() as tmp, open_node(f"{tmp}/after", store=MemoryStore()) as after, \
+            open_node(f"{tmp}/before", store=MemoryStore(), image=base / "kms_enclave.so",
+                      simcpu=base / "libkms_simcpu_baseline.so") as before:
+        ours, old, pyca = enclave_ops(after), enclave_ops(before), pyca_ops()
+        print(f"in-process ECALLs, one thread: before = build/baseline (dynamic OpenSSL, glibc malloc, host stack), "
+              f"after = build (static OpenSSL, jemalloc arena in ELRANGE, TCS stacks); median of {args.rounds} "
+              f"alternating rounds of {args.iterations} calls")
+        print(f"{'operation':26} {'before ops/s':>12} {'after ops/s':>12}   "
+              f"{'before p50 µs':>13} {'after p50 µs':>12} {'change':>8}   {'pyca ops/s':>10}")
+        worst = 0.0
         for name, fn in ours.items():
-            e_ops, e50, e99 = measure(fn, args.iterations)
-            b_ops, b50, b99 = measure(base[name], args.iterations)
-            print(f"{name:26} {e_ops:13.0f} {e50:8.1f} {e99:8.1f}   {b_ops:11.0f} {b50:8.1f} {b99:8.1f}   "
-                  f"{e_ops / b_ops:6.2f}")
+            (b_ops, b50), (a_ops, a50) = rounds(old[name], fn, args.iterations, args.rounds)
+            p_ops, _, _ = measure(pyca[name], args.iterations)
+            change = (a50 / b50 - 1) * 100
+            worst = max(worst, change)
+            print(f"{name:26} {b_ops:12.0f} {a_ops:12.0f}   {b50:13.1f} {a50:12.1f} {change:+7.1f}%   {p_ops:10.0f}")
+        print(f"change = after p50 / before p50 - 1 (positive: slower); largest: {worst:+.1f}% (budget: +10%)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"peak RSS {rss / 1024:.1f} MiB (ratio = enclave ops/s / pyca ops/s; simulated platform)")
+    print(f"peak RSS {rss / 1024:.1f} MiB (both enclaves and pyca in one process; simulated platform)")
     return 0
 
 

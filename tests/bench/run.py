@@ -10,6 +10,9 @@ BENCHMARKS = ["tests.bench.bench_enclave", "tests.bench.bench_verify", "tests.be
 
 
 def main() -> int:
+    from kms.enclave.runtime import ensure_static_tls
+
+    ensure_static_tls()  # enclave images need static TLS sized at process start
     for name in BENCHMARKS:
         try:
             module = importlib.import_module(name)

@@ -33,6 +33,7 @@ class FakeServer(kms_pb2_grpc.KeyManagementServiceServicer):
         self.session_rpcs = 0
         self.frames_in = 0
         self.fail_evidence = 0            # answer this many GetEvidence calls with UNAVAILABLE
+        self.dead_collateral = 0          # name a PCCS nobody listens on in this many GetEvidence answers
         self.drop_after_frames: int | None = None  # abort the next session after this many frames
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
         kms_pb2_grpc.add_KeyManagementServiceServicer_to_server(self, self.server)
@@ -46,8 +47,12 @@ class FakeServer(kms_pb2_grpc.KeyManagementServiceServicer):
             if self.fail_evidence > 0:
                 self.fail_evidence -= 1
                 context.abort(grpc.StatusCode.UNAVAILABLE, "injected: evidence unavailable")
+            url = self.pccs.url
+            if self.dead_collateral > 0:
+                self.dead_collateral -= 1
+                url = "http://127.0.0.1:1/"  # refused at once
         return kms_pb2.GetEvidenceResponse(
-            certificate=self.evidence.certificate, quote=self.evidence.quote, collateral_url=self.pccs.url,
+            certificate=self.evidence.certificate, quote=self.evidence.quote, collateral_url=url,
             simulated=True, initialized=bool(self.enclave.identity().domain_loaded), enclave_version="test")
 
     def Session(self, request_iterator, context):

@@ -19,6 +19,7 @@ from kms.client import (
     TransportError,
     VerificationFailed,
 )
+from kms.client.errors import CollateralUnavailable
 from tests.client.conftest import recovery_public
 
 
@@ -168,6 +169,19 @@ def test_transient_evidence_failure_is_retried(server, policy, alice) -> None:
     with connect(server, policy, alice, backoff=0.01) as client:
         assert client.connects == 1
     assert server.evidence_rpcs == 3
+
+
+def test_unreachable_collateral_is_retried_not_a_verdict(server, policy, alice) -> None:
+    """A PCCS that cannot be reached (say, a server restarting) says nothing about the evidence:
+    nothing is sent, and the client retries instead of failing verification for good."""
+    server.dead_collateral = 2
+    with connect(server, policy, alice, backoff=0.01) as client:
+        assert client.connects == 1
+    assert server.evidence_rpcs == 3
+    server.dead_collateral = 10
+    with pytest.raises(CollateralUnavailable):
+        connect(server, policy, alice, retries=1, backoff=0.01)
+    assert server.dead_collateral == 8
 
 
 def test_transient_failures_exhaust_retries(server, policy, alice) -> None:

@@ -30,9 +30,42 @@ def test_enclave_exports_only_its_entry_point(build: Path) -> None:
 
 def test_simulated_cpu_exports_only_loader_and_instructions(build: Path) -> None:
     assert defined_dynamic_symbols(build / "libkms_simcpu.so") == {
-        "simcpu_abi_version", "simcpu_create_enclave", "simcpu_destroy_enclave", "simcpu_ecall",
-        "simcpu_ocall", "simcpu_egetkey", "simcpu_ereport",
+        "simcpu_abi_version", "simcpu_create_enclave", "simcpu_create_enclave_ex", "simcpu_destroy_enclave",
+        "simcpu_ecall", "simcpu_ocall", "simcpu_egetkey", "simcpu_ereport", "simcpu_enclave_layout",
+        "simcpu_self_layout", "simcpu_ocalloc", "simcpu_ocfree",
     }
+
+
+def test_enclave_image_carries_its_own_openssl_and_allocator(build: Path) -> None:
+    """Static OpenSSL and jemalloc (no host code shares them); every allocation function wrapped."""
+    ldd = subprocess.run(["ldd", str(build / "kms_enclave.so")], capture_output=True, text=True).stdout
+    assert "libcrypto" not in ldd and "libssl" not in ldd and "libjemalloc" not in ldd, ldd
+    undefined = subprocess.run(["nm", "-D", "--undefined-only", str(build / "kms_enclave.so")], capture_output=True,
+                               text=True, check=True).stdout
+    names = {line.split()[-1].split("@")[0] for line in undefined.splitlines() if line.strip()}
+    assert not names & {"malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc", "strdup"}, names
+    assert not names & {"OPENSSL_init_crypto", "EVP_EncryptInit_ex", "SSL_new"}
+
+
+def test_static_tls_setting() -> None:
+    from kms.enclave import runtime
+
+    assert runtime.static_tls_setting() >= runtime.STATIC_TLS_BYTES  # conftest re-executed us with it
+    merged = runtime.tunables_with_static_tls("glibc.malloc.check=0:glibc.rtld.optional_static_tls=512")
+    assert merged == f"glibc.malloc.check=0:glibc.rtld.optional_static_tls={runtime.STATIC_TLS_BYTES}"
+    assert runtime.static_tls_setting(merged) == runtime.STATIC_TLS_BYTES
+
+
+def test_a_refused_pointer_is_a_typed_error() -> None:
+    assert isinstance(bridge._ecall_error("call", 0x0002), errors.EnclaveBoundaryViolation)
+    assert type(bridge._ecall_error("call", 0x1003)) is errors.EnclaveUnavailable
+
+
+def test_heap_size_bounds_are_enforced_at_load(build: Path, tmp_path: Path) -> None:
+    with pytest.raises(errors.EnclaveLoadError, match="heap_size"):
+        bridge.Enclave(tmp_path / "data", heap_size=bridge.HEAP_MIN - 4096)
+    with bridge.Enclave(tmp_path / "data2", heap_size=bridge.HEAP_MIN * 4, stack_size=bridge.STACK_MIN * 4) as e:
+        assert e.identity().simulated
 
 
 def test_enclave_image_is_hardened(build: Path) -> None:

@@ -3,7 +3,8 @@
 `make ctest` builds the sanitizer copies of the simulated CPU and the enclave image
 (build/asan/), the test-only stub enclave, and every enclave/tests/test_*.c program, then runs
 them one after another; each prints "N passed, M failed" last and exits non-zero on failure.
-test_boundary and test_simcpu reach the enclave only through simcpu_ecall, as the bridge does.
+test_boundary, test_simcpu and test_elrange (ELRANGE and the edge's pointer checks) reach the enclave
+only through simcpu_ecall, as the bridge does.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = (
-    "test_boundary", "test_simcpu", "test_crypto",
-    "test_operations", "test_authz", "test_policy", "test_audit", "test_keystore", "test_session",
+    "test_boundary", "test_simcpu", "test_elrange", "test_crypto",
+    "test_operations", "test_authz", "test_policy", "test_audit", "test_keystore", "test_session", "test_statelog",
 )
 
 

@@ -46,7 +46,10 @@ def test_reportdata_binds_the_tls_key_and_the_certificate_carries_the_quote(encl
     assert tagged.tag == 60000 and tagged.value[0] == quote
     claims_bytes = tagged.value[1]
     spki = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    assert cbor2.loads(claims_bytes) == {"pubkey-hash": cbor2.dumps([1, hashlib.sha256(spki).digest()])}
+    domain_id = enclave.identity().domain_id  # the fixture's domain: clients pin it
+    assert len(domain_id) == 16
+    assert cbor2.loads(claims_bytes) == {"pubkey-hash": cbor2.dumps([1, hashlib.sha256(spki).digest()]),
+                                         "domain-id": domain_id}
     assert report[320:384] == hashlib.sha256(claims_bytes).digest() + bytes(32)
     again = enclave.call(pb.Request(get_evidence=pb.GetEvidenceRequest())).evidence
     assert again.certificate == ev.certificate and again.quote == quote

@@ -103,7 +103,7 @@ def test_a_change_the_store_refuses_is_not_made(enclave, store, monkeypatch) -> 
     def broken(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(store, "put", broken)
+    monkeypatch.setattr(store, "commit", broken)
     with pytest.raises(errors.StoreError):
         enclave.call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=kid)))
     monkeypatch.undo()

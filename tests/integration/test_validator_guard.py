@@ -183,10 +183,18 @@ def test_signed_state_export_and_import(build, tmp_path) -> None:
         with pytest.raises(errors.PermissionDenied):  # never through the host's call ECALL
             enclave.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=exported)))
         latest = admin.call(pb.Request(validator_state=pb.ValidatorStateRequest(key_id=kid))).validator_state
-        del store[f"vstate-{kid}"]  # the row is lost: signing stops until the operator acts
+        row = f"vstate-{kid}"
+        revision, blob = store[row]
+        store[row] = (revision, blob[:-1] + bytes([blob[-1] ^ 1]))  # the row is damaged: signing stops
         with pytest.raises(errors.StoreError):
             sign(admin, kid, vote(9, 0, 1))
-        admin.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=latest)))
+        del store[row]  # nor may the host make it disappear: the state log knows it exists
+        with pytest.raises(errors.StaleRecord):
+            sign(admin, kid, vote(9, 0, 1))
+        with pytest.raises(errors.StaleRecord):
+            admin.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=latest)))
+        store[row] = (revision, blob[:-1] + bytes([blob[-1] ^ 1]))
+        admin.call(pb.Request(validator_state_import=pb.ValidatorStateImport(state=latest)))  # replaces the damage
         with pytest.raises(errors.DoubleSignRefused):  # the restored guard still holds height 8
             sign(admin, kid, vote(8, 0, 1, block=b"\x55" * 32))
         assert sign(admin, kid, vote(9, 0, 1)).height == 9

@@ -5,7 +5,9 @@
  * calling back into Python (kms_py_store_get, kms_py_log, declared `extern "Python"`).
  *
  * Every call returns an sgx_status_t ("did the ECALL run"); the enclave's own answer, a
- * kms_err_t, is written to *retval. Thread-safety: all calls may run concurrently on one
+ * kms_err_t, is written to *retval only when the status is SGX_SUCCESS. The enclave refuses
+ * an ECALL whose marshalling struct or buffers are not wholly outside its ELRANGE with
+ * SGX_ERROR_INVALID_PARAMETER (the SDK's edge does the same); *retval is then left as -1. Thread-safety: all calls may run concurrently on one
  * bridge (bounded by the enclave's TCS count) except open/close. Sizes are bytes.
  */
 #ifndef KMS_BRIDGE_H
@@ -15,7 +17,7 @@
 #include <stdint.h>
 
 /* Bumped whenever this header changes; kms.enclave.bridge refuses a mismatch at load. */
-#define KMS_BRIDGE_ABI_VERSION 4u
+#define KMS_BRIDGE_ABI_VERSION 6u
 
 typedef struct kms_bridge kms_bridge;
 
@@ -23,14 +25,17 @@ unsigned int kms_bridge_abi_version(void);
 
 /*
  * Load simcpu_path, then create the enclave from image_path + sigstruct_path on the platform
- * in platform_dir, with tcs_num thread slots. host_ctx is passed back to the OCALL callbacks.
- * On failure a reason (a fixed string) is copied into why (why_cap bytes, NUL-terminated).
- * Ownership: *out belongs to the caller until kms_bridge_close.
+ * in platform_dir, with tcs_num thread slots, a heap of heap_size bytes and stack_size bytes
+ * of stack per thread slot (0: the CPU's defaults; kms/simcpu.h gives the bounds).
+ * host_ctx is passed back to the OCALL callbacks. On failure a reason (a fixed string) is
+ * copied into why (why_cap bytes, NUL-terminated): SGX_ERROR_INVALID_PARAMETER for sizes out
+ * of bounds, SGX_ERROR_OUT_OF_MEMORY also when the process lacks static TLS for the image (the
+ * reason names GLIBC_TUNABLES). Ownership: *out belongs to the caller until kms_bridge_close.
  */
 unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
                              const char *sigstruct_path, const char *platform_dir,
-                             unsigned int tcs_num, void *host_ctx, kms_bridge **out, char *why,
-                             size_t why_cap);
+                             unsigned int tcs_num, uint64_t heap_size, uint64_t stack_size,
+                             void *host_ctx, kms_bridge **out, char *why, size_t why_cap);
 /* Destroy the enclave. No ECALL may be running. NULL is ignored. */
 void kms_bridge_close(kms_bridge *bridge);
 

@@ -2,7 +2,10 @@
  * edge.h - the marshalling structures of enclave/kms.edl, laid out as sgx_edger8r would
  * generate them (one `ms_` struct per function, the return value first). Shared by the
  * trusted edge (enclave/src/edge.c) and the untrusted bridge (enclave/bridge/bridge.c).
- * The structs live in untrusted memory: the trusted edge copies every field before use.
+ * The structs live in untrusted memory: the trusted edge refuses a struct or a pointer in it
+ * that is not wholly outside the enclave (SGX_ERROR_INVALID_PARAMETER as the ECALL's status,
+ * ms_retval untouched) and copies every field before use. OCALL structs and their buffers are
+ * in untrusted memory the enclave took with platform_ocalloc (docs/boundary.md).
  * Thread-safety: plain data.
  */
 #ifndef KMS_EDGE_H
@@ -29,7 +32,9 @@ enum {
     KMS_OCALL_STORE_LIST = 3,
     KMS_OCALL_AUDIT_APPEND = 4,
     KMS_OCALL_AUDIT_HEAD = 5,
-    KMS_OCALL_COUNT = 6
+    KMS_OCALL_STORE_COMMIT = 6,
+    KMS_OCALL_STATE_LOG_GET = 7,
+    KMS_OCALL_COUNT = 8
 };
 
 typedef struct {
@@ -123,6 +128,27 @@ typedef struct {
     size_t ms_cap;
     size_t *ms_len;
 } ms_kms_ocall_audit_head_t;
+
+typedef struct {
+    int ms_retval;
+    const char *ms_key_id;
+    size_t ms_key_id_len;
+    uint64_t ms_expected_revision;
+    uint64_t ms_revision;
+    const uint8_t *ms_blob;
+    size_t ms_blob_len;
+    uint64_t ms_seq;
+    const uint8_t *ms_entry;
+    size_t ms_entry_len;
+} ms_kms_ocall_store_commit_t;
+
+typedef struct {
+    int ms_retval;
+    uint64_t ms_seq;
+    uint8_t *ms_entry;
+    size_t ms_cap;
+    size_t *ms_len;
+} ms_kms_ocall_state_log_get_t;
 
 /* An OCALL: takes its marshalling struct, returns an sgx_status_t. */
 typedef unsigned int (*kms_ocall_fn)(void *ms);

@@ -1,6 +1,7 @@
 /*
- * platform_sim.c - platform.h on the simulated CPU (libkms_simcpu.so): the only trusted
- * file that calls simcpu instructions. Protects nothing; see docs/simulation.md.
+ * platform_sim.c - platform.h on the simulated CPU (libkms_simcpu.so): with elrange_sim.c (first
+ * entry, ELRANGE) the only trusted files that call simcpu instructions. Protects nothing; see
+ * docs/simulation.md.
  */
 #include <string.h>
 
@@ -54,5 +55,9 @@ kms_err_t platform_ocall(int index, void *ms)
 {
     return simcpu_ocall(index, ms) == SGX_SUCCESS ? KMS_OK : KMS_ERR_OCALL;
 }
+
+void *platform_ocalloc(size_t size) { return simcpu_ocalloc(size); }
+
+void platform_ocfree(void) { simcpu_ocfree(); }
 
 int platform_is_simulated(void) { return 1; }

@@ -1,9 +1,9 @@
 /*
- * simcpu.c - the simulated SGX CPU's loader and control transfer (ECREATE/EINIT, EENTER,
- * OCALL) and the platform's root secret. Untrusted: it plays the hardware and the SDK's
- * simulation runtime, and protects nothing (see docs/simulation.md).
+ * simcpu.c - the simulated SGX CPU's ECREATE/EINIT (measure, verify the SIGSTRUCT, register)
+ * and the platform's root secret; loading is in simcpu_load.c, EENTER/OCALL in simcpu_tcs.c.
+ * Untrusted: it plays the hardware and the SDK's simulation runtime, and protects nothing (see
+ * docs/simulation.md).
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -29,14 +29,9 @@ static const uint8_t k_default_cpusvn[16] = {0x0f, 0x0f, 0x02, 0x04, 0xff, 0x80,
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sim_enclave *g_enclaves[SIM_MAX_ENCLAVES];
 static uint64_t g_next_eid = 1;
-static __thread const struct sim_enclave *t_current;
-static __thread const kms_ocall_table_t *t_ocalls;
-static __thread int t_in_ocall; /* the host is running an OCALL on this thread */
 
 unsigned int simcpu_abi_version(void) { return KMS_SIMCPU_ABI_VERSION; }
 
-/* Instructions are refused while the host runs an OCALL: it is outside the enclave then. */
-const struct sim_enclave *simcpu_current(void) { return t_in_ocall ? NULL : t_current; }
 
 /* Read a whole regular file of at most max bytes into a malloc'd buffer. */
 static kms_sgx_status_t read_file(const char *path, size_t max, uint8_t **out, size_t *len)
@@ -160,17 +155,19 @@ done:
     return rc;
 }
 
-/* Measure the image and check its SIGSTRUCT; fills e->id. */
+/* Read and measure the image, check its SIGSTRUCT (fills e->id); *image keeps the bytes
+ * measured, which are the bytes loaded. */
 static kms_sgx_status_t einit(const char *image_path, const char *sigstruct_path,
-                              struct sim_enclave *e, const char **why)
+                              struct sim_enclave *e, uint8_t **image, size_t *image_len,
+                              const char **why)
 {
-    uint8_t *image = NULL, *sig = NULL;
-    size_t image_len = 0, sig_len = 0;
+    uint8_t *sig = NULL;
+    size_t sig_len = 0;
     uint8_t mrenclave[32];
-    kms_sgx_status_t rc = read_file(image_path, SIM_MAX_IMAGE_SIZE, &image, &image_len);
+    kms_sgx_status_t rc = read_file(image_path, SIM_MAX_IMAGE_SIZE, image, image_len);
     if (rc != SGX_SUCCESS) {
         *why = "cannot read the enclave image";
-        goto done;
+        return rc;
     }
     rc = read_file(sigstruct_path, 4096, &sig, &sig_len);
     if (rc != SGX_SUCCESS || sig_len != 1808) {
@@ -178,13 +175,12 @@ static kms_sgx_status_t einit(const char *image_path, const char *sigstruct_path
         rc = SGX_ERROR_INVALID_SIGNATURE;
         goto done;
     }
-    if (EVP_Digest(image, image_len, mrenclave, NULL, EVP_sha256(), NULL) != 1) {
+    if (EVP_Digest(*image, *image_len, mrenclave, NULL, EVP_sha256(), NULL) != 1) {
         rc = SGX_ERROR_UNEXPECTED;
         goto done;
     }
     rc = simcpu_verify_sigstruct(sig, mrenclave, &e->id, why);
 done:
-    free(image);
     free(sig);
     return rc;
 }
@@ -210,33 +206,36 @@ kms_sgx_status_t simcpu_create_enclave(const char *platform_dir, const char *ima
                                        const char *sigstruct_path, unsigned int tcs_num,
                                        uint64_t *eid, const char **why)
 {
+    kms_simcpu_config config = {.struct_size = sizeof config, .tcs_num = tcs_num};
+    return simcpu_create_enclave_ex(platform_dir, image_path, sigstruct_path, &config, eid, why);
+}
+
+kms_sgx_status_t simcpu_create_enclave_ex(const char *platform_dir, const char *image_path,
+                                          const char *sigstruct_path, const kms_simcpu_config *config,
+                                          uint64_t *eid, const char **why)
+{
     const char *ignored;
     if (why == NULL) why = &ignored;
     *why = "ok";
     if (platform_dir == NULL || image_path == NULL || sigstruct_path == NULL || eid == NULL ||
-        tcs_num == 0 || tcs_num > 64) {
+        config == NULL || config->tcs_num == 0 || config->tcs_num > KMS_SIMCPU_MAX_TCS) {
         *why = "invalid parameter";
         return SGX_ERROR_INVALID_PARAMETER;
     }
     struct sim_enclave *e = calloc(1, sizeof *e);
     if (e == NULL) return SGX_ERROR_OUT_OF_MEMORY;
-    e->tcs_num = tcs_num;
-    kms_sgx_status_t rc = einit(image_path, sigstruct_path, e, why);
+    uint8_t *image = NULL;
+    size_t image_len = 0;
+    kms_sgx_status_t rc = einit(image_path, sigstruct_path, e, &image, &image_len, why);
     if (rc == SGX_SUCCESS) rc = simcpu_platform_open(platform_dir, &e->platform, why);
-    if (rc != SGX_SUCCESS) goto fail;
-    /* RTLD_LOCAL: the enclave's symbols stay out of the process namespace. */
-    e->dl = dlopen(image_path, RTLD_NOW | RTLD_LOCAL);
-    void *sym = e->dl != NULL ? dlsym(e->dl, "kms_enclave_entry") : NULL;
-    if (sym == NULL) {
-        *why = "the image does not load or has no kms_enclave_entry";
-        rc = SGX_ERROR_INVALID_ENCLAVE;
-        goto fail;
+    if (rc == SGX_SUCCESS) rc = simcpu_load(e, image, image_len, config, why);
+    free(image);
+    if (rc == SGX_SUCCESS) {
+        rc = register_enclave(e, eid);
+        if (rc == SGX_SUCCESS) return rc;
+        *why = "too many enclaves";
+        simcpu_unload(e);
     }
-    memcpy(&e->entry, &sym, sizeof sym);
-    rc = register_enclave(e, eid);
-    if (rc == SGX_SUCCESS) return rc;
-fail:
-    if (e->dl != NULL) dlclose(e->dl);
     OPENSSL_cleanse(e, sizeof *e);
     free(e);
     return rc;
@@ -254,15 +253,15 @@ kms_sgx_status_t simcpu_destroy_enclave(uint64_t eid)
     }
     pthread_mutex_unlock(&g_lock);
     if (e == NULL) return SGX_ERROR_INVALID_ENCLAVE_ID;
-    dlclose(e->dl);
+    simcpu_unload(e);
     OPENSSL_cleanse(e, sizeof *e);
     free(e);
     return SGX_SUCCESS;
 }
 
-static struct sim_enclave *find_enclave(uint64_t eid)
+const struct sim_enclave *simcpu_find(uint64_t eid)
 {
-    struct sim_enclave *e = NULL;
+    const struct sim_enclave *e = NULL;
     pthread_mutex_lock(&g_lock);
     for (size_t i = 0; i < SIM_MAX_ENCLAVES; i++)
         if (g_enclaves[i] != NULL && g_enclaves[i]->eid == eid) e = g_enclaves[i];
@@ -270,32 +269,11 @@ static struct sim_enclave *find_enclave(uint64_t eid)
     return e;
 }
 
-kms_sgx_status_t simcpu_ecall(uint64_t eid, int index, const void *ocall_table, void *ms)
+kms_sgx_status_t simcpu_enclave_layout(uint64_t eid, kms_simcpu_layout *out)
 {
-    if (t_current != NULL) return SGX_ERROR_ECALL_NOT_ALLOWED;
-    struct sim_enclave *e = find_enclave(eid);
+    if (out == NULL) return SGX_ERROR_INVALID_PARAMETER;
+    const struct sim_enclave *e = simcpu_find(eid);
     if (e == NULL) return SGX_ERROR_INVALID_ENCLAVE_ID;
-    if (atomic_fetch_add(&e->tcs_busy, 1) >= e->tcs_num) {
-        atomic_fetch_sub(&e->tcs_busy, 1);
-        return SGX_ERROR_OUT_OF_TCS;
-    }
-    t_current = e;
-    t_ocalls = ocall_table;
-    int rc = e->entry(index, ms);
-    t_current = NULL;
-    t_ocalls = NULL;
-    atomic_fetch_sub(&e->tcs_busy, 1);
-    return (kms_sgx_status_t)rc;
-}
-
-kms_sgx_status_t simcpu_ocall(int index, void *ms)
-{
-    const kms_ocall_table_t *table = t_ocalls;
-    if (simcpu_current() == NULL || table == NULL) return SGX_ERROR_OCALL_NOT_ALLOWED;
-    if (index < 0 || (size_t)index >= table->nr_ocall || table->table[index] == NULL)
-        return SGX_ERROR_INVALID_FUNCTION;
-    t_in_ocall = 1;
-    kms_sgx_status_t rc = table->table[index](ms);
-    t_in_ocall = 0;
-    return rc;
+    memcpy(out, &e->layout, sizeof *out);
+    return SGX_SUCCESS;
 }

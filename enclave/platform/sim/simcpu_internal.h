@@ -6,7 +6,9 @@
 #define KMS_SIMCPU_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <ucontext.h>
 
 #include "kms/edge.h"
 #include "kms/simcpu.h"
@@ -34,18 +36,65 @@ struct sim_identity {
     uint16_t isvsvn;
 };
 
+/* A loaded image and the memory that belongs to it; freed only when the image is unloaded
+ * (images are unloaded in reverse load order, simcpu_load.c). */
+struct sim_image {
+    void *dl;              /* dlopen handle of /proc/self/fd/<fd> */
+    int fd;                /* the sealed memfd holding the measured bytes (open while loaded) */
+    uint8_t *reservation;  /* guard + stacks + heap (MAP_NORESERVE), or NULL (baseline) */
+    size_t reservation_size;
+    uint8_t *scratch;      /* untrusted OCALL scratch, KMS_SIMCPU_OCALLOC_SIZE per TCS */
+    size_t scratch_size;
+    int released;          /* the enclave was destroyed; unload when nothing is above it */
+};
+
+/* One thread slot: its stack (inside ELRANGE) and the contexts of the ECALL it runs. */
+struct sim_tcs {
+    ucontext_t host;       /* the host thread, suspended while the enclave runs */
+    ucontext_t enclave;    /* the enclave, suspended while its OCALL runs on the host */
+    const struct sim_enclave *e;
+    const void *ocall_table;
+    int index;             /* the ECALL */
+    void *ms;
+    int rc;
+    int state;             /* TCS_RUNNING, TCS_OCALL, TCS_DONE */
+    int ocall_index;       /* the OCALL the enclave asked for */
+    void *ocall_ms;
+    kms_sgx_status_t ocall_rc;
+    uint8_t *stack;        /* lowest usable address; size = enclave stack_size */
+    uint8_t *scratch;      /* KMS_SIMCPU_OCALLOC_SIZE bytes of untrusted memory */
+    size_t scratch_used;
+    atomic_int busy;
+    void *fake_stack;      /* ASan fiber bookkeeping (sanitizer builds) */
+    const void *host_bottom;
+    size_t host_size;
+};
+
 struct sim_enclave {
     uint64_t eid;
-    void *dl;
+    struct sim_image *img;
     int (*entry)(int index, void *ms);
     struct sim_platform platform;
     struct sim_identity id;
     unsigned int tcs_num;
-    atomic_uint tcs_busy;
+    size_t stack_size;
+    struct sim_tcs *tcs;   /* tcs_num slots */
+    kms_simcpu_layout layout;
 };
+
+/* The registered enclave with id eid, or NULL. */
+const struct sim_enclave *simcpu_find(uint64_t eid);
 
 /* The enclave executing on this thread (set by EENTER), or NULL. */
 const struct sim_enclave *simcpu_current(void);
+
+/* Load the measured image bytes through a sealed memfd, reserve the enclave's memory and fill
+ * e->img, e->entry, e->tcs and e->layout. On failure nothing stays loaded. */
+kms_sgx_status_t simcpu_load(struct sim_enclave *e, const uint8_t *image, size_t len,
+                             const kms_simcpu_config *config, const char **why);
+
+/* Mark e's image released and unload every released image at the top of the load stack. */
+void simcpu_unload(struct sim_enclave *e);
 
 /* Open or create platform_dir/sgx-sim/root.secret (+ optional cpusvn file). */
 kms_sgx_status_t simcpu_platform_open(const char *platform_dir, struct sim_platform *out,
