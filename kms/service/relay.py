@@ -14,7 +14,8 @@ from typing import TypeVar
 
 from kms.enclave.bridge import SESSION_IN_MAX, Enclave, RecordStore
 from kms.enclave.node import SEALED_DOMAIN_KEY
-from kms.errors import E, KmsError, NotInitialized, SealError, SessionError
+from kms.errors import E, KmsError, NotInitialized, SealError, SessionError, StaleRecord
+from kms.log import get_logger
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.service.evidence import QuotingEnclave, install_evidence
 
@@ -37,6 +38,8 @@ class FrameTooLarge(KmsError):
 class SessionIdle(KmsError):
     """No client frame arrived within the idle timeout; the session was closed."""
 
+_log = get_logger("kms.service")
+
 
 @dataclass(frozen=True)
 class Evidence:
@@ -58,11 +61,19 @@ def open_enclave(data_dir: Path, store: RecordStore, qe: QuotingEnclave, *, tcs:
         if sealed.exists():
             blob = sealed.read_bytes()
             try:
-                enclave.call(pb.Request(load_domain_key=pb.LoadDomainKeyRequest(sealed_domain_key=blob)))
+                loaded = enclave.call(pb.Request(load_domain_key=pb.LoadDomainKeyRequest(sealed_domain_key=blob)))
             except SealError as exc:
                 raise SealError(f"cannot unseal {sealed} ({exc.code_name}): it was sealed on another machine, "
                                 "by another signer or a newer enclave, or it is damaged; restore the domain "
                                 "from recovery shares on a fresh data directory", exc.code) from exc
+            except StaleRecord as exc:
+                raise StaleRecord(f"the store does not match the enclave's state log, nothing is served ({exc}); "
+                                  "restore the store (and its state log) from a backup taken together, "
+                                  "see docs/operations.md", exc.code) from exc
+            damage = loaded.load_domain_key
+            if damage.damaged_records:
+                _log.warning("store records are damaged: each is refused when used", count=damage.damaged_records,
+                             detail=damage.damaged_detail)
         install_evidence(enclave, qe)
     except BaseException:
         enclave.close()
