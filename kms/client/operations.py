@@ -224,6 +224,14 @@ class Operations:
         r = self._call(pb.Request(add_principal=req), idempotent=False).principals
         return [Principal.from_pb(p) for p in r.principals]
 
+    def remove_principal(self, principal_id: bytes) -> list[Principal]:
+        """Remove a principal for good (admins): its role, grants and policy statements stop applying and
+        its certificate is refused from then on (never re-added; issue new credentials instead). Not the
+        last admin. Returns the remaining principals."""
+        req = pb.RemovePrincipalRequest(principal_id=principal_id)
+        r = self._call(pb.Request(remove_principal=req), idempotent=False).principals
+        return [Principal.from_pb(p) for p in r.principals]
+
     def list_principals(self) -> list[Principal]:
         r = self._call(pb.Request(list_principals=pb.ListPrincipalsRequest())).principals
         return [Principal.from_pb(p) for p in r.principals]

@@ -1,4 +1,4 @@
-"""`kms admin init|principal add|list` (recover, identity, backup, restore: own modules), `kms credentials`."""
+"""`kms admin init|principal add|remove|list` (recover, identity, backup, restore: own modules), `kms credentials`."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ MAX_RECOVERY_KEYS = 10
 
 
 def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -> None:
-    """Add `kms admin init|recover|identity|backup|restore` and `kms admin principal add|list`."""
+    """Add `kms admin init|recover|identity|backup|restore` and `kms admin principal add|remove|list`."""
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     init = sub.add_parser("init", parents=[parent], help="initialize a fresh server; you become its first admin",
                           description="Verify the server, then send your certificate's key (the first admin), the "
@@ -48,6 +48,10 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
     add.add_argument("--name", required=True)
     add.add_argument("--role", choices=("user", "admin"), default="user")
     add.set_defaults(func=run_command(_principal_add))
+    remove = psub.add_parser("remove", parents=[parent],
+                             help="remove a principal for good: refused from then on, its grants stop applying (admins)")
+    add_principal_args(remove)
+    remove.set_defaults(func=run_command(_principal_remove))
     listing = psub.add_parser("list", parents=[parent], help="list principals (admins)")
     listing.set_defaults(func=run_command(_principal_list))
     from kms.commands import backup, domain
@@ -133,6 +137,13 @@ def _principal_add(args: argparse.Namespace) -> None:
     principal = principal_arg(args)
     with make_client(args) as client:
         principals = client.add_principal(principal, args.name, args.role.upper())
+    emit(args, [p.to_dict() for p in principals], ("principal_id", "name", "role"))
+
+
+def _principal_remove(args: argparse.Namespace) -> None:
+    principal = principal_arg(args)
+    with make_client(args) as client:
+        principals = client.remove_principal(principal)
     emit(args, [p.to_dict() for p in principals], ("principal_id", "name", "role"))
 
 

@@ -81,3 +81,22 @@ def test_key_import_of_a_pem_private_key(cli: Cli) -> None:
     private.public_key().verify(sig, b"m", ec.ECDSA(hashes.SHA256()))
     (cli.tmp / "junk.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\njunk\n-----END PRIVATE KEY-----\n")
     assert cli.run("key", "import", *f, "--spec", "ECC_NIST_P256", "--material", str(cli.tmp / "junk.pem"))[0] == 1
+
+
+def test_principal_remove(cli: Cli) -> None:
+    """Removal is for good: the principal is refused from then on, even its identity, and cannot be
+    added back; the last admin cannot be removed."""
+    admin, admin_id = new_credentials(cli, "admin")
+    user, user_id = new_credentials(cli, "user")
+    f, u = cli.flags(admin), cli.flags(user)
+    cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"))
+    cli.json("admin", "principal", "add", *f, "--principal-id", user_id, "--name", "svc")
+    assert cli.run("key", "list", *u)[0] == 0
+    remaining = cli.json("admin", "principal", "remove", *f, "--principal-id", user_id)
+    assert [p["name"] for p in remaining] == ["admin"]
+    code, _, err = cli.run("key", "list", *u)
+    assert code == 2 and "KMS_ERR_PERMISSION_DENIED" in err
+    code, _, err = cli.run("admin", "principal", "add", *f, "--principal-id", user_id, "--name", "again")
+    assert code == 2 and "KMS_ERR_PERMISSION_DENIED" in err
+    code, _, err = cli.run("admin", "principal", "remove", *f, "--principal-id", admin_id)
+    assert code == 2 and "KMS_ERR_INVALID_ARGUMENT" in err  # the last admin
