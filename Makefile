@@ -69,7 +69,7 @@ SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES)
 # Binaries compiled straight from sources depend on every project header (objects use -MMD).
 HEADERS     := $(wildcard enclave/src/*.h enclave/include/kms/*.h enclave/platform/*.h enclave/platform/sim/*.h enclave/tests/*.h)
 
-.PHONY: all enclave python sign check-nanopb check-image baseline ctest fuzz fuzz-smoke clean distclean
+.PHONY: all enclave python sign check-nanopb check-image baseline ctest fuzz fuzz-smoke bench-state clean distclean
 all: enclave python sign
 
 check-nanopb:
@@ -263,6 +263,22 @@ $(BUILD)/test/%: enclave/tests/%.c $(UNIT_OBJS) $(HEADERS) enclave/tests/test_ut
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -Ienclave/tests -o $@ $< $(UNIT_OBJS) $(ENCLAVE_STATIC_LIBS) -lssl -lcrypto -lpthread
 
+# The state-integrity benchmark (tests/bench/bench_state.py): the unit-test sources built with the
+# production flags (no sanitizers), so its figures are the enclave's own work.
+BENCH       := $(BUILD)/bench
+BENCH_OBJS  := $(patsubst %.c,$(BENCH)/obj/%.o,$(UNIT_SRCS) $(PB_C))
+
+$(BENCH)/obj/%.o: %.c $(PB_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -Ienclave/tests -DKMS_TEST_BUILD -MMD -MP -c $< -o $@
+
+$(BENCH)/bench_state: enclave/tests/bench_state.c $(BENCH_OBJS) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -Ienclave/tests -o $@ $< $(BENCH_OBJS) $(ENCLAVE_STATIC_LIBS) -lssl -lcrypto -lpthread
+
+bench-state: $(BENCH)/bench_state
+	$(BENCH)/bench_state
+
 ctest: $(TEST_BINS) $(BUILD)/test/wycheproof_runner
 	@for t in $(TEST_BINS); do echo "== $$t"; $$t || { echo "FAILED: $$t"; exit 1; }; done
 
@@ -318,4 +334,4 @@ distclean: clean
 	rm -rf .venv .local
 
 # Header dependencies recorded by -MMD.
--include $(shell find $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/unit $(BUILD)/baseline -name '*.d' -type f 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/unit $(BUILD)/baseline $(BUILD)/bench -name '*.d' -type f 2>/dev/null)

@@ -18,8 +18,8 @@
 #include "principals.h"
 #include "unit_host.h"
 
-#define MAX_RECORDS 512
-#define MAX_AUDIT 4096
+#define MAX_RECORDS 8192
+#define MAX_AUDIT 8192
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
