@@ -48,8 +48,8 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
     add.add_argument("--name", required=True)
     add.add_argument("--role", choices=("user", "admin"), default="user")
     add.set_defaults(func=run_command(_principal_add))
-    remove = psub.add_parser("remove", parents=[parent],
-                             help="remove a principal for good: refused from then on, its grants stop applying (admins)")
+    remove = psub.add_parser(
+        "remove", parents=[parent], help="remove a principal for good: refused from then on, its grants stop applying")
     add_principal_args(remove)
     remove.set_defaults(func=run_command(_principal_remove))
     listing = psub.add_parser("list", parents=[parent], help="list principals (admins)")
