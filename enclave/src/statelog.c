@@ -35,6 +35,7 @@ void kms_state_reset_locked(void)
     OPENSSL_cleanse(&g_state.keys, sizeof g_state.keys);
     g_state.open = 0;
     g_state.seq = 0;
+    g_state.checkpoint_seq = g_state.checkpoint_rev = 0;
     memset(g_state.head, 0, sizeof g_state.head);
     memset(g_state.commitment, 0, sizeof g_state.commitment);
 }
@@ -227,6 +228,7 @@ kms_err_t kms_state_commit(const char *name, uint64_t expected, uint64_t revisio
     }
     pthread_mutex_unlock(&g_state.lock);
     free(e);
+    if (err == KMS_OK) kms_state_checkpoint_after_commit();
     return err;
 }
 

@@ -26,6 +26,11 @@
 
 #include "kms/errors.h"
 
+/* The pointer to the latest index checkpoint; its pages are named "<this>-<seq>-<page>". */
+#define KMS_STATE_CHECKPOINT_ID "state-checkpoint"
+/* A checkpoint is written after max(this, the number of records) changes. */
+#define KMS_STATE_CHECKPOINT_MIN 4096u
+
 /*
  * Start the state of the domain whose key is loaded. fresh: a new domain (generate or init):
  * the host's log must be empty. Otherwise (a restart or a recovery): replay the log from its

@@ -27,6 +27,8 @@ struct kms_state {
     uint64_t seq;           /* the head's sequence number (0: no change yet) */
     uint8_t head[32];       /* SHA-256 of the head entry */
     uint8_t commitment[32]; /* sum of every indexed record's term, mod 2^256 */
+    uint64_t checkpoint_seq; /* the latest checkpoint written or loaded (0: none) */
+    uint64_t checkpoint_rev; /* the store revision of its pointer record */
 };
 extern struct kms_state g_state;
 
@@ -45,5 +47,24 @@ kms_err_t kms_state_commitment_update(uint8_t acc[32], const uint8_t id[KMS_INDE
 kms_err_t kms_state_entry_seal(StateLogEntry *e, uint8_t *out, size_t cap, size_t *len);
 /* Decode and authenticate an entry; hash = SHA-256(buf). KMS_ERR_RECORD_CORRUPT. (lock held) */
 kms_err_t kms_state_entry_open(const uint8_t *buf, size_t len, StateLogEntry *e, uint8_t hash[32]);
+
+/* Read and authenticate log entry seq into *e, hash = its SHA-256; 1 on success. (lock held) */
+typedef int (*kms_state_entry_reader)(uint64_t seq, StateLogEntry *e, uint8_t hash[32]);
+
+/* 1 for the names of checkpoint records (never indexed, skipped by the start-up check). */
+int kms_state_is_checkpoint_name(const char *name);
+
+/*
+ * Load the latest checkpoint at or below head_seq into the (empty) index: *seq, the hash and the
+ * commitment of its log entry. 1 when the pointer names an authentic entry with that hash and
+ * commitment and the pages sum to it; else 0 and the index is left empty (replay everything).
+ * (lock held)
+ */
+int kms_state_checkpoint_load(uint64_t head_seq, uint64_t *seq, uint8_t hash[32], uint8_t commitment[32],
+                              kms_state_entry_reader read_entry);
+
+/* After a commit: write a checkpoint when max(KMS_STATE_CHECKPOINT_MIN, records) changes passed
+ * since the last one. Takes the lock for a snapshot; writes outside it; best effort. */
+void kms_state_checkpoint_after_commit(void);
 
 #endif /* KMS_ENCLAVE_STATELOG_INTERNAL_H */

@@ -58,14 +58,24 @@ static kms_err_t apply(const StateLogEntry *e, uint8_t acc[32])
     return kms_index_put(&g_state.index, id, e->revision, e->blob_hash.bytes);
 }
 
-/* Replay entries 1..head->seq into the index (lock held): each numbered, chained to the one
- * before and carrying the commitment of the index it makes; the last one is the head. */
+/* The checkpoint loader's view of read_entry (lock held). */
+static int entry_for_checkpoint(uint64_t seq, StateLogEntry *e, uint8_t hash[32])
+{
+    char ignored[8];
+    return read_entry(seq, e, hash, ignored, sizeof ignored) == KMS_OK;
+}
+
+/* Replay the entries after the latest valid checkpoint (or from the first) up to head->seq into
+ * the index (lock held): each numbered, chained to the one before and carrying the commitment of
+ * the index it makes; the last one is the head. */
 static kms_err_t replay(const StateLogEntry *head, const uint8_t head_hash[32], char *detail, size_t cap)
 {
     StateLogEntry *e = malloc(sizeof *e);
     uint8_t prev[32] = {0}, hash[32], acc[32] = {0};
+    uint64_t from = 0;
     kms_err_t err = e != NULL ? KMS_OK : KMS_ERR_OUT_OF_MEMORY;
-    for (uint64_t seq = 1; err == KMS_OK && seq <= head->seq; seq++) {
+    if (err == KMS_OK && !kms_state_checkpoint_load(head->seq, &from, prev, acc, entry_for_checkpoint)) from = 0;
+    for (uint64_t seq = from + 1; err == KMS_OK && seq <= head->seq; seq++) {
         err = read_entry(seq, e, hash, detail, cap);
         if (err == KMS_OK && memcmp(e->prev.bytes, prev, 32) != 0) {
             snprintf(detail, cap, "state log entry %llu does not follow entry %llu", (unsigned long long)seq,
@@ -164,7 +174,8 @@ static kms_err_t check_store(scan_state *sc, char *detail, size_t cap)
                 err = KMS_ERR_STORE_UNAVAILABLE;
                 break;
             }
-            if (strcmp(name, KMS_SEALED_DOMAIN_KEY_ID) != 0) err = check_one(name, sc, detail, cap);
+            if (strcmp(name, KMS_SEALED_DOMAIN_KEY_ID) != 0 && !kms_state_is_checkpoint_name(name))
+                err = check_one(name, sc, detail, cap);
             memcpy(after, name, n + 1);
             off += n + 1, got++;
         }

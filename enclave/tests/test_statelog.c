@@ -15,6 +15,7 @@
 #include "domain.h"
 #include "handlers.h"
 #include "index.h"
+#include "statelog.h"
 #include "keystore.h"
 #include "statelog.h"
 #include "test_util.h"
@@ -245,12 +246,52 @@ static void test_heads_and_clock(void)
     CHECK(bytes >= records * sizeof(kms_index_slot));
 }
 
+/* Checkpoints: a start reads the log after the latest one only; a checkpoint the host altered
+ * (a page, or its pointer) is ignored and the whole log is replayed, with the same result. */
+static void test_checkpoints(void)
+{
+    uint64_t rev = 0;
+    uh_enclave_with_domain();
+    for (int n = 1; n <= (int)KMS_STATE_CHECKPOINT_MIN + 20; n++) REQUIRE(put_key(n, 1) == KMS_OK);
+    uh_record *ptr = uh_record_get(KMS_STATE_CHECKPOINT_ID);
+    REQUIRE(ptr != NULL);
+    uh_log_gets = 0;
+    CHECK_EQ(restart(), KMS_OK);
+    CHECK(uh_log_gets < 40); /* the head and the 20 entries after the checkpoint */
+    size_t records = 0, bytes = 0;
+    kms_state_index_size(&records, &bytes);
+    CHECK_EQ(records, KMS_STATE_CHECKPOINT_MIN + 20);
+    CHECK_EQ(read_key(7, &rev), KMS_OK);
+    char page[64];
+    snprintf(page, sizeof page, "%s-%u-0", KMS_STATE_CHECKPOINT_ID, KMS_STATE_CHECKPOINT_MIN);
+    uh_record *p0 = uh_record_get(page);
+    REQUIRE(p0 != NULL);
+    p0->blob[30] ^= 1; /* a slot's revision or hash altered */
+    uh_log_gets = 0;
+    CHECK_EQ(restart(), KMS_OK);
+    CHECK(uh_log_gets > KMS_STATE_CHECKPOINT_MIN); /* ignored: everything replayed */
+    p0->blob[30] ^= 1;
+    ptr->blob[40] ^= 1; /* the pointer's head hash */
+    uh_log_gets = 0;
+    CHECK_EQ(restart(), KMS_OK);
+    CHECK(uh_log_gets > KMS_STATE_CHECKPOINT_MIN);
+    ptr->blob[40] ^= 1;
+    size_t len = 0; /* with a valid checkpoint, a rollback is still refused */
+    uint64_t old_rev = 0;
+    uint8_t *v1 = save(4100, &len, &old_rev);
+    REQUIRE(put_key(4100, 2) == KMS_OK);
+    put_back(4100, v1, len, old_rev);
+    CHECK_EQ(restart(), KMS_ERR_STALE_RECORD);
+    free(v1);
+}
+
 int main(void)
 {
     uh_enclave_with_domain();
     test_live_replay();
     test_restart();
     test_damage_and_strangers();
+    test_checkpoints();
     test_hidden_outcome();
     test_heads_and_clock();
     kms_keystore_clear();

@@ -40,7 +40,7 @@ static size_t g_nlog;
 kms_err_t uh_commit_lie;
 
 kms_err_t uh_fail_get, uh_fail_put, uh_fail_append;
-unsigned long uh_puts, uh_gets, uh_appends;
+unsigned long uh_puts, uh_gets, uh_appends, uh_log_gets;
 
 /* ---- platform.h: a fixed identity and deterministic keys ------------------------------ */
 
@@ -208,6 +208,7 @@ kms_err_t kms_edge_store_commit(const char *key_id, uint64_t expected_revision, 
 kms_err_t kms_edge_state_log_get(uint64_t seq, uint8_t *entry, size_t cap, size_t *len)
 {
     pthread_mutex_lock(&g_lock);
+    uh_log_gets++;
     size_t i = seq == 0 ? g_nlog : (size_t)seq;
     kms_err_t err = KMS_OK;
     *len = 0;
@@ -349,7 +350,7 @@ void uh_reset(void)
     uh_log_drop(MAX_AUDIT);
     uh_commit_lie = KMS_OK;
     uh_fail_get = uh_fail_put = uh_fail_append = KMS_OK;
-    uh_puts = uh_gets = uh_appends = 0;
+    uh_puts = uh_gets = uh_appends = uh_log_gets = 0;
 }
 
 /* ---- requests ------------------------------------------------------------------------- */

@@ -55,6 +55,7 @@ void uh_audit_drop(size_t n);
 /* Hooks: a non-zero value makes the next OCALLs of that kind fail that way. */
 extern kms_err_t uh_fail_get, uh_fail_put, uh_fail_append; /* returned as the OCALL's error */
 extern unsigned long uh_puts, uh_gets, uh_appends;          /* counters since uh_reset */
+extern unsigned long uh_log_gets;                            /* state log entries read */
 
 /* Initialize the enclave modules once (identity, RNG self test, RA-TLS key) and generate a
  * domain key on a fresh store: the state every test starts from. Aborts on failure. */
