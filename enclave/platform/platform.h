@@ -50,6 +50,13 @@ kms_err_t platform_report(const uint8_t target_info[512], const uint8_t report_d
 kms_err_t platform_enter(void);
 
 /*
+ * At destroy (the CPU's uninit command): release the enclave's global state (OpenSSL's, the
+ * heap's per-thread keys) so no host thread calls into the image afterwards; every ECALL fails
+ * after it. No-op when the enclave never entered. Not thread-safe: no ECALL may run.
+ */
+void platform_exit(void);
+
+/*
  * sgx_ocalloc: size bytes (16-aligned) of untrusted memory, outside ELRANGE, for the
  * marshalling struct and buffers of the next OCALL; NULL when the frame is full or outside an
  * ECALL. The host may read and write it at any time: copy in, check, then use. Every block

@@ -170,6 +170,10 @@ static int ecall_session_close(void *pms)
 
 int kms_enclave_entry(int index, void *ms)
 {
+    if (index == KMS_ECALL_UNINIT) {
+        platform_exit();
+        return SGX_SUCCESS;
+    }
     kms_err_t err = platform_enter();
     if (err != KMS_OK) return err == KMS_ERR_OUT_OF_MEMORY ? SGX_ERROR_OUT_OF_MEMORY : SGX_ERROR_UNEXPECTED;
     if (ms == NULL) return SGX_ERROR_INVALID_PARAMETER;

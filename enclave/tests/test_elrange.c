@@ -14,7 +14,8 @@
  * - OCALLs: every pointer the enclave hands the host lies outside ELRANGE; results that claim
  *   sizes beyond their buffers, or a host that rewrites the marshalling struct's pointers,
  *   give typed errors and no write into the enclave.
- * - A heap smaller than a request needs gives KMS_ERR_OUT_OF_MEMORY, not a crash.
+ * - A heap smaller than a request needs gives KMS_ERR_OUT_OF_MEMORY, not a crash; after the
+ *   CPU's uninit command every ECALL fails.
  * Prints "N passed, M failed" last.
  */
 #include <limits.h>
@@ -334,6 +335,9 @@ static void test_out_of_memory(void)
         oom = ret == KMS_ERR_OUT_OF_MEMORY || st == SGX_ERROR_OUT_OF_MEMORY;
     }
     CHECK(oom);
+    /* The CPU's uninit command (what destroy sends first): the enclave stops for good. */
+    CHECK_EQ(simcpu_ecall(eid, KMS_ECALL_UNINIT, &th_ocalls, NULL), SGX_SUCCESS);
+    CHECK_EQ(th_ecall_init(eid, &ret), SGX_ERROR_UNEXPECTED);
     CHECK_EQ(simcpu_destroy_enclave(eid), SGX_SUCCESS);
 }
 

@@ -24,6 +24,10 @@ enum {
     KMS_ECALL_SESSION_CLOSE = 5,
     KMS_ECALL_COUNT = 6
 };
+/* Not an ECALL of kms.edl: the CPU's command at destroy (the SDK's ECMD_UNINIT_ENCLAVE), with a
+ * NULL marshalling struct. The enclave runs its global cleanup (OpenSSL, the heap's thread
+ * keys) so that no host thread calls into the image after the enclave is gone. */
+#define KMS_ECALL_UNINIT (-3)
 /* OCALL indices: order of the untrusted functions in kms.edl. */
 enum {
     KMS_OCALL_LOG = 0,

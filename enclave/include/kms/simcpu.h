@@ -108,7 +108,7 @@ KMS_EXPORT kms_sgx_status_t simcpu_create_enclave(const char *platform_dir, cons
  * every enclave has its own copy of the image's static state, as separate enclaves have on
  * hardware. Memory: one MAP_NORESERVE reservation of guard + stacks + heap, released when the
  * image is unloaded. Images are unloaded in reverse load order (glibc reclaims static TLS only
- * that way): a destroyed enclave above which others are loaded stays mapped until they go.
+ * that way), and only when the next enclave is created (docs/simulation.md).
  * Errors as above; SGX_ERROR_OUT_OF_MEMORY also when the static TLS surplus is exhausted (why
  * names GLIBC_TUNABLES=glibc.rtld.optional_static_tls).
  */
@@ -121,7 +121,9 @@ KMS_EXPORT kms_sgx_status_t simcpu_create_enclave_ex(const char *platform_dir, c
  * SGX_ERROR_INVALID_ENCLAVE_ID, SGX_ERROR_INVALID_PARAMETER (out NULL). */
 KMS_EXPORT kms_sgx_status_t simcpu_enclave_layout(uint64_t eid, kms_simcpu_layout *out);
 
-/* Unload. Waits for nothing: the caller must ensure no ECALL is running. */
+/* Destroy: the enclave gets the uninit command (it releases its global state), its id stops
+ * working, and its image and memory are unloaded when the next enclave is created (images go
+ * in reverse load order). Waits for nothing: the caller must ensure no ECALL is running. */
 KMS_EXPORT kms_sgx_status_t simcpu_destroy_enclave(uint64_t eid);
 
 /*

@@ -71,6 +71,9 @@ static kms_err_t check_layout(const kms_simcpu_layout *l)
     return KMS_OK;
 }
 
+/* The once-control's body when the enclave is destroyed before it ever entered. */
+static void first_entry_refused(void) { g_enter_err = KMS_ERR_PLATFORM; }
+
 static void first_entry(void)
 {
     kms_simcpu_layout layout;
@@ -96,4 +99,17 @@ kms_err_t platform_enter(void)
 {
     if (pthread_once(&g_once, first_entry) != 0) return KMS_ERR_PLATFORM;
     return g_enter_err;
+}
+
+void platform_exit(void)
+{
+    /* Runs the first-entry once-control too, so a later ECALL cannot start the enclave again. */
+    (void)pthread_once(&g_once, first_entry_refused);
+    if (g_enter_err != KMS_OK) return;
+    g_enter_err = KMS_ERR_PLATFORM;
+    g_range_count = 0;
+#ifndef KMS_SIM_BASELINE /* the baseline shares the host's libcrypto: leave it alone */
+    OPENSSL_cleanup(); /* its atexit registration becomes a no-op */
+#endif
+    heap_sim_fini();
 }

@@ -31,6 +31,7 @@
 #ifndef KMS_SIM_BASELINE
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HEAP_ASAN 1
@@ -125,10 +126,14 @@ static extent_hooks_t g_hooks = {
 
 /* At unload (registered before OpenSSL's cleanup, so it runs after it): drop jemalloc's TSD
  * key, whose destructor would otherwise be called on thread exit after the image is gone. */
-static void heap_fini(void)
+void heap_sim_fini(void)
 {
-    if (g_ready) pthread_key_delete(je_tsd_tsd);
+    static atomic_flag done = ATOMIC_FLAG_INIT;
+    /* Once only: the key number may belong to someone else after it was deleted. */
+    if (g_ready && !atomic_flag_test_and_set(&done)) pthread_key_delete(je_tsd_tsd);
 }
+
+static void heap_fini(void) { heap_sim_fini(); }
 
 kms_err_t heap_sim_init(uintptr_t base, size_t size)
 {
@@ -248,5 +253,7 @@ int heap_sim_contains(const void *p)
     (void)p;
     return 0;
 }
+
+void heap_sim_fini(void) {}
 
 #endif

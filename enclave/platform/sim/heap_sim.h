@@ -18,6 +18,10 @@
  */
 kms_err_t heap_sim_init(uintptr_t base, size_t size);
 
+/* Delete jemalloc's thread-specific-data key (once), so that no thread exit calls into the
+ * image any more; allocations keep working. Called at destroy and at unload. */
+void heap_sim_fini(void);
+
 /* 1 when p lies in the heap range. Thread-safe after heap_sim_init. */
 int heap_sim_contains(const void *p);
 

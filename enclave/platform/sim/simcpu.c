@@ -244,6 +244,9 @@ kms_sgx_status_t simcpu_create_enclave_ex(const char *platform_dir, const char *
 kms_sgx_status_t simcpu_destroy_enclave(uint64_t eid)
 {
     struct sim_enclave *e = NULL;
+    /* The SDK's ECMD_UNINIT_ENCLAVE: the enclave releases its global state and per-thread keys
+     * while it is still mapped (refused, harmlessly, on a thread that is inside an ECALL). */
+    (void)simcpu_ecall(eid, KMS_ECALL_UNINIT, NULL, NULL);
     pthread_mutex_lock(&g_lock);
     for (size_t i = 0; i < SIM_MAX_ENCLAVES; i++) {
         if (g_enclaves[i] != NULL && g_enclaves[i]->eid == eid) {

@@ -93,7 +93,8 @@ const struct sim_enclave *simcpu_current(void);
 kms_sgx_status_t simcpu_load(struct sim_enclave *e, const uint8_t *image, size_t len,
                              const kms_simcpu_config *config, const char **why);
 
-/* Mark e's image released and unload every released image at the top of the load stack. */
+/* Mark e's image released; the next load first unloads every released image at the top of
+ * the load stack. */
 void simcpu_unload(struct sim_enclave *e);
 
 /* Open or create platform_dir/sgx-sim/root.secret (+ optional cpusvn file). */

@@ -176,9 +176,20 @@ static kms_sgx_status_t open_image(struct sim_image *img, const uint8_t *image, 
     return SGX_ERROR_INVALID_ENCLAVE;
 }
 
+/* Unload every released image at the top of the load stack. Lock held. */
+static void unload_released_locked(void)
+{
+    while (g_depth > 0 && g_stack[g_depth - 1]->released) {
+        struct sim_image *top = g_stack[--g_depth];
+        g_stack[g_depth] = NULL;
+        free_image(top); /* dlclose first: the image's destructors still use its heap */
+    }
+}
+
 static kms_sgx_status_t load_locked(struct sim_enclave *e, const uint8_t *image, size_t len,
                                     const kms_simcpu_config *c, const char **why)
 {
+    unload_released_locked();
     if (g_depth == SIM_MAX_IMAGES) {
         *why = "too many enclave images loaded or awaiting unload";
         return SGX_ERROR_OUT_OF_MEMORY;
@@ -238,13 +249,11 @@ kms_sgx_status_t simcpu_load(struct sim_enclave *e, const uint8_t *image, size_t
 
 void simcpu_unload(struct sim_enclave *e)
 {
+    /* Deferred to the next load: a host thread that had entered the enclave may still be
+     * running the image's thread-exit destructors (they were registered before the uninit
+     * command deleted their keys), so the image stays mapped until another one is loaded. */
     pthread_mutex_lock(&g_load_lock);
     e->img->released = 1;
-    while (g_depth > 0 && g_stack[g_depth - 1]->released) {
-        struct sim_image *top = g_stack[--g_depth];
-        g_stack[g_depth] = NULL;
-        free_image(top); /* dlclose first: the image's destructors still use its heap */
-    }
     pthread_mutex_unlock(&g_load_lock);
     free(e->tcs);
     e->tcs = NULL;
