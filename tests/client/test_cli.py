@@ -51,9 +51,10 @@ def cli(server, tmp_path, capsys, monkeypatch) -> Cli:
     return Cli(server, tmp_path, capsys, monkeypatch)
 
 
-def new_credentials(cli: Cli, name: str) -> tuple[Path, str]:
+def new_credentials(cli: Cli, name: str, *pin: str) -> tuple[Path, str]:
+    """New credentials; `pin` (--domain HEX or --from DIR) pins them to a domain."""
     d = cli.tmp / name
-    info = cli.json("credentials", "new", "--out", str(d), "--name", name)
+    info = cli.json("credentials", "new", "--out", str(d), "--name", name, *pin)
     assert stat.S_IMODE((d / "key.pem").stat().st_mode) == 0o600
     return d, info["principal_id"]
 
@@ -120,6 +121,10 @@ def test_users_principals_and_grants(cli: Cli) -> None:
     pub = cli.tmp / "r.pub"
     pub.write_bytes(x25519.X25519PrivateKey.generate().public_key().public_bytes_raw())
     cli.json("admin", "init", *f, "--recovery-public-key", str(pub), "--shares-dir", str(cli.tmp / "shares"))
+    code, _, err = cli.run("encrypt", *uf, "--key-id", "k", stdin=b"x")
+    assert code == 1 and "not pinned" in err  # the user's credentials name no domain yet: nothing is trusted
+    assert cli.json("credentials", "pin", "--credentials", str(user), "--from", str(admin))["domain_id"] == \
+        cli.json("credentials", "show", "--credentials", str(admin))["domain_id"]
     kid = cli.json("key", "create", *f)["key_id"]
     listed = cli.json("admin", "principal", "add", *f, "--certificate", str(user / "cert.pem"), "--name", "svc")
     assert {p["name"] for p in listed} == {"admin", "svc"}
@@ -134,7 +139,7 @@ def test_users_principals_and_grants(cli: Cli) -> None:
 
 
 def test_verification_failures_exit_2_and_send_nothing(cli: Cli) -> None:
-    creds, _ = new_credentials(cli, "admin")
+    creds, _ = new_credentials(cli, "admin", "--domain", "00" * 16)
     code, _, err = cli.run("key", "list", *cli.flags(creds, mrsigner="00" * 32))
     assert code == 2 and "policy_mrsigner" in err and "nothing was sent" in err
     code, _, err = cli.run("key", "list", *cli.flags(creds, simulation=False))
@@ -162,7 +167,7 @@ def test_local_errors_exit_1(cli: Cli) -> None:
 
 
 def test_unreachable_server_exits_2(cli: Cli) -> None:
-    creds, _ = new_credentials(cli, "admin")
+    creds, _ = new_credentials(cli, "admin", "--domain", "00" * 16)
     f = cli.flags(creds)
     f[f.index("--server") + 1] = "127.0.0.1:1"
     code, _, err = cli.run("key", "list", *f, "--timeout", "2")
