@@ -127,7 +127,7 @@ def test_restart_keeps_keys_working(build: Path, tmp_path: Path) -> None:
     creds = Credentials.generate("alice")
     server = ServerProcess(data)
     try:
-        with client_for(server, creds) as client:
+        with client_for(server, creds, new_domain=True) as client:
             client.init(recovery_public(1), threshold=1)
             aes, ed = client.create_key(), client.create_key("ED25519")
             ct = client.encrypt(aes.key_id, b"before restart").ciphertext
@@ -157,7 +157,7 @@ def test_idle_session_closed_by_the_server_reconnects_even_for_create(build: Pat
     non-idempotent request (create_key) goes out once, on a fresh verified session."""
     server = ServerProcess(tmp_path / "data", "--session-idle-timeout-s=1")
     try:
-        with client_for(server, Credentials.generate("alice")) as client:
+        with client_for(server, Credentials.generate("alice"), new_domain=True) as client:
             client.init(recovery_public(1), threshold=1)
             time.sleep(2.5)
             key = client.create_key()
