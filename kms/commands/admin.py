@@ -100,10 +100,10 @@ def _check_unpinned(args: argparse.Namespace) -> None:
 
 
 def _init(args: argparse.Namespace) -> None:
+    _check_unpinned(args)
     public_keys, shares_dir = _recovery_plan(args)
     generated: list[str] = []
     load_credentials(args)  # fail locally before generating anything
-    _check_unpinned(args)
     # new_domain: only a server without a domain is accepted; init then pins the new one with the credentials
     with make_client(args, new_domain=True) as client:  # verified before any key is generated or sent
         if args.recovery_keys is not None:

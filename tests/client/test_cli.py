@@ -172,3 +172,41 @@ def test_unreachable_server_exits_2(cli: Cli) -> None:
     f[f.index("--server") + 1] = "127.0.0.1:1"
     code, _, err = cli.run("key", "list", *f, "--timeout", "2")
     assert code == 2 and "UNAVAILABLE" in err and "Traceback" not in err
+
+
+def test_pins_heads_and_new_domain(cli: Cli) -> None:
+    admin, _ = new_credentials(cli, "admin")
+    f = cli.flags(admin)
+    rec = ("--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"))
+    init = cli.json("admin", "init", *f, *rec)
+    shown = cli.json("credentials", "show", "--credentials", str(admin))
+    assert shown["domain_id"] == init["domain_id"] and shown["state_head"] == init["state_head"]
+    sessions = cli.server.session_rpcs
+    code, _, err = cli.run("admin", "init", *f, *rec)  # pinned already: refused here
+    assert code == 1 and "--new-domain" in err and cli.server.session_rpcs == sessions
+    code, _, err = cli.run("admin", "init", *f, "--new-domain", "--recovery-keys", "1", "--recovery-dir",
+                           str(cli.tmp / "rec2"))
+    assert code == 2 and "already serves domain" in err  # a server with a domain is not one to create one on
+    assert cli.server.session_rpcs == sessions
+    code, out, err = cli.run("admin", "principal", "list", *f)
+    assert code == 0 and f"domain {init['domain_id']}  state head " in err and out.startswith("PRINCIPAL_ID")
+    ident = cli.json("admin", "identity", *f)
+    assert ident["domain_id"] == init["domain_id"] and ident["state_head"]
+
+    other = "ab" * 16
+    code, _, err = cli.run("credentials", "pin", "--credentials", str(admin), "--domain", other)
+    assert code == 1 and "--replace" in err
+    assert cli.json("credentials", "pin", "--credentials", str(admin), "--domain", other, "--replace")["domain_id"] \
+        == other
+    code, _, err = cli.run("key", "list", *f)
+    assert code == 2 and "not the pinned domain" in err and cli.server.session_rpcs == sessions + 2
+    cli.json("credentials", "pin", "--credentials", str(admin), "--domain", init["domain_id"], "--replace")
+    assert cli.json("credentials", "show", "--credentials", str(admin))["state_head"] == ident["state_head"]
+    bob, _ = new_credentials(cli, "bob", "--from", str(admin))  # the admin's pin and head travel with --from
+    assert cli.json("credentials", "show", "--credentials", str(bob))["state_head"] == ident["state_head"]
+    forgot = cli.json("credentials", "forget-head", "--credentials", str(bob))
+    assert forgot["forgotten_head"] == ident["state_head"]
+    assert cli.json("credentials", "show", "--credentials", str(bob))["state_head"] is None
+    (bob / "state.json").write_text("{")
+    code, _, err = cli.run("key", "list", *cli.flags(bob))
+    assert code == 1 and "corrupt" in err and (bob / "state.json").read_text() == "{"  # never reset

@@ -126,6 +126,12 @@ class Domain:
         state.pin(self.domain_id)
         state.save()
 
+    def forget_signer_head(self) -> None:
+        """What an operator who accepts a restore of the KMS does (`kms credentials forget-head`)."""
+        state = ClientState.for_credentials(self.signer_dir)
+        state.forget_head(self.domain_id)
+        state.save()
+
     def create_key(self, chain_id: str, spec: str = "ed25519") -> str:
         with self.server.client(self.admin) as c:
             info = ValidatorLink(c).create(chain_id, spec)
