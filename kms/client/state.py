@@ -104,6 +104,7 @@ class ClientState:
         self._heads: dict[bytes, StateHead] = dict(heads or {})
         self._pin_changed = False
         self._forgotten: set[bytes] = set()
+        self._dirty = False  # something to write: a higher head, a pin, a forgotten head
         self._lock = threading.Lock()
 
     @classmethod
@@ -142,28 +143,36 @@ class ClientState:
             known = self._heads.get(domain_id)
             if known is None or head.seq > known.seq:
                 self._heads[domain_id] = head
+                self._dirty = True
 
     def pin(self, domain_id: bytes) -> None:
         """Pin a domain (replacing any pin: callers decide whether they may)."""
         if len(domain_id) != DOMAIN_ID_LEN:
             raise ValueError(f"a domain id is {DOMAIN_ID_LEN} bytes")
         with self._lock:
-            self._pin, self._pin_changed = domain_id, True
+            self._pin, self._pin_changed, self._dirty = domain_id, True, True
 
     def forget_head(self, domain_id: bytes) -> StateHead | None:
         """Drop the head of a domain (on save, also the one in the file): after a restore the admin accepts."""
         with self._lock:
             self._forgotten.add(domain_id)
+            self._dirty = True
             return self._heads.pop(domain_id, None)
 
     def save(self) -> None:
         """Merge into the file under its lock (higher heads win; our pin only if we changed it) and write it
-        atomically. No-op for an in-memory state. ClientStateError when it cannot be read back or written."""
+        atomically. No-op for an in-memory state, or when nothing changed since the last save (no fsync).
+        ClientStateError when it cannot be read back or written."""
         if self.path is None:
             return
-        with self._lock, _locked(self.path):
-            text = _read(self.path)
-            pin, heads = _parse(text, self.path) if text is not None else (None, {})
+        with self._lock:
+            if self._dirty:
+                self._merge_and_write(self.path)
+
+    def _merge_and_write(self, path: Path) -> None:
+        with _locked(path):
+            text = _read(path)
+            pin, heads = _parse(text, path) if text is not None else (None, {})
             for domain in self._forgotten:
                 heads.pop(domain, None)
             for domain, head in self._heads.items():
@@ -172,10 +181,10 @@ class ClientState:
             if self._pin_changed:
                 pin = self._pin
             try:
-                _write_atomic(self.path, render_state(pin, heads).encode())
+                _write_atomic(path, render_state(pin, heads).encode())
             except OSError as exc:
-                raise ClientStateError(f"cannot write the client state {self.path}: {exc.strerror or exc}") from exc
-            self._pin, self._heads, self._forgotten, self._pin_changed = pin, heads, set(), False
+                raise ClientStateError(f"cannot write the client state {path}: {exc.strerror or exc}") from exc
+            self._pin, self._heads, self._forgotten, self._pin_changed, self._dirty = pin, heads, set(), False, False
 
 
 def _read(path: Path) -> str | None:
