@@ -175,6 +175,7 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
             try:
                 channel = SessionChannel(stream.exchange, self._credentials, verified.certificate)
                 self._guard.check_session(domain, channel.call)  # RollbackDetected before any caller request
+                self._guard.state.save()  # the head the check established survives a crash of this process
             except TransportError as exc:
                 stream.close(grace=0)
                 raise TransportError(f"opening the session failed: {exc}", sent=False,
@@ -187,7 +188,6 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
                 raise
             self._conn = _Connection(verified, stream, channel)
             self.connects += 1
-            self._guard.state.save()  # the head the check established survives a crash of this process
             return self._conn
 
     def _drop(self, conn: _Connection) -> None:

@@ -13,13 +13,16 @@ On every connection, in this order:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
-from kms.client.errors import DomainMismatch, RollbackDetected
+from kms.client.errors import ClientStateError, DomainMismatch, RollbackDetected
 from kms.client.evidence import VerifiedEvidence
 from kms.client.state import DOMAIN_ID_LEN, ClientState, StateHead
 from kms.proto.enclave.v1 import boundary_pb2 as pb
+
+_log = logging.getLogger("kms.client")
 
 
 class DomainGuard:
@@ -105,8 +108,14 @@ class DomainGuard:
             self.state.observe(domain, StateHead.from_pb(response.state_head))
 
     def established(self, domain_id: bytes) -> None:
-        """init or recover succeeded: from now on this client (and the credentials' state) is pinned to it."""
+        """init or recover succeeded: from now on this client (and the credentials' state) is pinned to it.
+
+        Saving is tried at once; a failure must not lose init's answer (the recovery shares), so it is logged
+        here, and the client's close() tries again and raises ClientStateError if it still cannot write."""
         with self._lock:
             self._pin, self._source, self._new_domain = domain_id, "init/recover", False
         self.state.pin(domain_id)
-        self.state.save()
+        try:
+            self.state.save()
+        except ClientStateError as exc:
+            _log.error("kms client: the new domain %s is pinned in memory but not saved yet: %s", domain_id.hex(), exc)

@@ -115,10 +115,10 @@ def _init(args: argparse.Namespace) -> None:
         shares_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         result = client.init(public_keys, args.threshold, admin_name=args.admin_name)
         head = head_line(client)
-    try:
-        share_files = write_shares(shares_dir, result)
-    except OSError as exc:
-        raise LocalError(f"the server is initialized but the shares could not be written: {exc}") from exc
+        try:  # before the client closes: closing saves the pin, which may fail, and must not cost the shares
+            share_files = write_shares(shares_dir, result)
+        except OSError as exc:
+            raise LocalError(f"the server is initialized but the shares could not be written: {exc}") from exc
     info: dict[str, Any] = {
         "domain_id": result.domain_id.hex(), "admin_principal_id": result.admin_principal_id.hex(),
         "threshold": result.threshold, "shares": len(result.shares),

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from kms.client import ClientState, Credentials, DomainMismatch, KmsClient, RollbackDetected, StateHead
+from kms.client import (
+    ClientState,
+    ClientStateError,
+    Credentials,
+    DomainMismatch,
+    KmsClient,
+    RollbackDetected,
+    StateHead,
+)
 from kms.client.state import STATE_FILE
 from tests.client.conftest import recovery_public
 from tests.client.fakeserver import FakeServer
@@ -86,3 +94,13 @@ def test_loaded_credentials_keep_pin_and_head_in_their_directory(server, policy,
         connect(server, policy, Credentials.load(creds_dir), new_domain=True)
     with pytest.raises(DomainMismatch):  # an explicit pin wins over the credentials' own
         connect(server, policy, Credentials.load(creds_dir), domain_id=bytes(16))
+
+
+def test_init_keeps_its_answer_when_the_pin_cannot_be_saved(server, policy, tmp_path: Path) -> None:
+    state = ClientState(tmp_path / "gone" / STATE_FILE)  # a directory that does not exist: nothing can be written
+    client = connect(server, policy, Credentials.generate("alice"), new_domain=True, state=state)
+    result = client.init(recovery_public(2), threshold=1)  # the shares are not lost to the state file
+    assert len(result.shares) == 2 and client.domain_id == result.domain_id
+    client.create_key()  # pinned in memory: the client goes on
+    with pytest.raises(ClientStateError):  # and says so when it closes, as the state could not be kept
+        client.close()
