@@ -100,6 +100,11 @@ class PermissionDenied(EnclaveFailure):
     """The caller's role or grants do not allow this operation (decided inside the enclave)."""
 
 
+class PeerMismatch(PermissionDenied):
+    """Export: the importing enclave is not the one the caller named (its domain id, MRENCLAVE or minimum
+    ISVSVN); nothing was exported."""
+
+
 class DoubleSignRefused(EnclaveFailure):
     """The double-sign guard refused: a regression or a conflicting message at the same height/round/step."""
 
@@ -172,6 +177,7 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_DOUBLE_SIGN: DoubleSignRefused,
     E.KMS_ERR_AUDIT_UNAVAILABLE: StoreError,
     E.KMS_ERR_AUDIT_CORRUPT: StoreError,
+    E.KMS_ERR_PEER_MISMATCH: PeerMismatch,
 }
 
 

@@ -12,11 +12,14 @@
 #include <pb_encode.h>
 
 #include "crypto.h"
+#include "domain.h"
 #include "handlers.h"
 #include "platform.h"
 
 #define TRANSFER_SLOTS 8
+/* The wrap (HKDF info, AAD) keeps the v1 label; the REPORTDATA binding is v2 (it binds the domain). */
 static const char k_label[] = "enclave-kms key transfer v1";
+static const char k_bind_label[] = "enclave-kms key transfer v2";
 static const uint8_t k_zero_nonce[KMS_GCM_IV_LEN];
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -24,12 +27,13 @@ static EVP_PKEY *g_slots[TRANSFER_SLOTS];
 static uint32_t g_next_id = 1;
 static uint32_t g_ids[TRANSFER_SLOTS];
 
-/* REPORTDATA binding an X25519 public key: SHA-256(label || pub) || 0^32. */
-static kms_err_t binding(const uint8_t pub[32], uint8_t out[64])
+/* REPORTDATA binding an X25519 public key to a domain: SHA-256(v2 label || pub || domain id) || 0^32. */
+static kms_err_t binding(const uint8_t pub[32], const uint8_t domain_id[KMS_DOMAIN_ID_LEN], uint8_t out[64])
 {
-    uint8_t buf[sizeof k_label - 1 + 32];
-    memcpy(buf, k_label, sizeof k_label - 1);
-    memcpy(buf + sizeof k_label - 1, pub, 32);
+    uint8_t buf[sizeof k_bind_label - 1 + 32 + KMS_DOMAIN_ID_LEN];
+    memcpy(buf, k_bind_label, sizeof k_bind_label - 1);
+    memcpy(buf + sizeof k_bind_label - 1, pub, 32);
+    memcpy(buf + sizeof k_bind_label - 1 + 32, domain_id, KMS_DOMAIN_ID_LEN);
     memset(out, 0, 64);
     return kms_sha256(buf, sizeof buf, out);
 }
@@ -57,14 +61,15 @@ kms_err_t kms_handle_prepare_key_import(kms_ctx *ctx, const Request *req, Respon
     (void)ctx;
     const PrepareKeyImportRequest *q = &req->op.prepare_key_import;
     PrepareKeyImportResponse *r = &resp->result.prepare_key_import;
-    uint8_t rd[64];
+    uint8_t rd[64], domain_id[KMS_DOMAIN_ID_LEN];
     EVP_PKEY *eph = NULL;
     if (q->exporter_target_info.size != 512) return KMS_ERR_INVALID_ARGUMENT;
+    if (!kms_domain_id(domain_id)) return KMS_ERR_DOMAIN_NOT_LOADED; /* the binding names our domain */
     kms_err_t err;
     KMS_GOTO_IF_ERR(err, kms_pkey_generate(KMS_PKEY_X25519, &eph), done);
     KMS_GOTO_IF_ERR(err, kms_x25519_raw_public(eph, r->public_key.bytes), done);
     r->public_key.size = 32;
-    KMS_GOTO_IF_ERR(err, binding(r->public_key.bytes, rd), done);
+    KMS_GOTO_IF_ERR(err, binding(r->public_key.bytes, domain_id, rd), done);
     KMS_GOTO_IF_ERR(err, platform_report(q->exporter_target_info.bytes, rd, r->report.bytes), done);
     r->report.size = 432;
     pthread_mutex_lock(&g_lock);
@@ -79,8 +84,21 @@ done:
     return err;
 }
 
-/* The peer's REPORT: our REPORT key's MAC, our signer and product, our debug flag, the binding. */
-static kms_err_t check_peer(const uint8_t report[432], const uint8_t peer_pub[32])
+/* The destination the caller must name: a domain id, and an MRENCLAVE or a minimum ISVSVN. */
+static kms_err_t check_request(const ExportKeyRequest *q)
+{
+    if (q->peer_report.size != 432 || q->peer_public_key.size != 32 || q->peer_domain_id.size != KMS_DOMAIN_ID_LEN)
+        return KMS_ERR_INVALID_ARGUMENT;
+    if (q->peer_mrenclave.size != 0 && q->peer_mrenclave.size != 32) return KMS_ERR_INVALID_ARGUMENT;
+    if (q->peer_min_isvsvn > 0xFFFFu || (q->peer_mrenclave.size == 0 && q->peer_min_isvsvn == 0))
+        return KMS_ERR_INVALID_ARGUMENT;
+    return KMS_OK;
+}
+
+/* The peer's REPORT: our REPORT key's MAC, our signer and product, our debug flag (else
+ * PERMISSION_DENIED); then the enclave the caller named: the binding of its public key to the
+ * named domain, the named MRENCLAVE, ISVSVN >= the named minimum (else PEER_MISMATCH). */
+static kms_err_t check_peer(const uint8_t report[432], const ExportKeyRequest *q)
 {
     uint8_t kr[512] = {0}, key[16], mac[16], rd[64];
     kms_identity self;
@@ -93,11 +111,15 @@ static kms_err_t check_peer(const uint8_t report[432], const uint8_t peer_pub[32
     if (err != KMS_OK) return KMS_ERR_REPORT;
     uint64_t flags = 0;
     for (int i = 7; i >= 0; i--) flags = (flags << 8) | report[48 + i];
-    if (binding(peer_pub, rd) != KMS_OK || CRYPTO_memcmp(mac, report + 416, 16) != 0 ||
-        memcmp(report + 128, self.mrsigner, 32) != 0 ||
-        (uint16_t)(report[256] | (report[257] << 8)) != self.isvprodid || (flags & 0x2u) != (self.attributes & 0x2u) ||
-        CRYPTO_memcmp(report + 320, rd, 64) != 0)
+    if (CRYPTO_memcmp(mac, report + 416, 16) != 0 || memcmp(report + 128, self.mrsigner, 32) != 0 ||
+        (uint16_t)(report[256] | (report[257] << 8)) != self.isvprodid || (flags & 0x2u) != (self.attributes & 0x2u))
         return KMS_ERR_PERMISSION_DENIED;
+    uint16_t isvsvn = (uint16_t)(report[258] | (report[259] << 8));
+    if (binding(q->peer_public_key.bytes, q->peer_domain_id.bytes, rd) != KMS_OK ||
+        CRYPTO_memcmp(report + 320, rd, 64) != 0 ||
+        (q->peer_mrenclave.size == 32 && memcmp(report + 64, q->peer_mrenclave.bytes, 32) != 0) ||
+        isvsvn < q->peer_min_isvsvn)
+        return KMS_ERR_PEER_MISMATCH;
     return KMS_OK;
 }
 
@@ -125,12 +147,11 @@ kms_err_t kms_handle_export_key(kms_ctx *ctx, const Request *req, Response *resp
     size_t len = 0;
     kms_err_t err = KMS_ERR_OUT_OF_MEMORY;
     if (pt == NULL) goto done;
-    err = KMS_ERR_INVALID_ARGUMENT;
-    if (q->peer_report.size != 432 || q->peer_public_key.size != 32) goto done;
+    KMS_GOTO_IF_ERR(err, check_request(q), done);
     KMS_GOTO_IF_ERR(err, kms_acquire_authorized(ctx, q->key_id, &key), done);
     err = KMS_ERR_PERMISSION_DENIED;
     if (kms_key_record(key)->export_policy != ExportPolicy_EXPORT_TO_ATTESTED_ENCLAVE) goto done;
-    KMS_GOTO_IF_ERR(err, check_peer(q->peer_report.bytes, q->peer_public_key.bytes), done);
+    KMS_GOTO_IF_ERR(err, check_peer(q->peer_report.bytes, q), done);
     KMS_GOTO_IF_ERR(err, encode_transfer(kms_key_record(key), pt, KeyRecord_size, &len), done);
     err = len + KMS_GCM_TAG_LEN > sizeof r->wrapped_key.bytes ? KMS_ERR_RECORD_TOO_LARGE : KMS_OK;
     if (err == KMS_OK) err = kms_pkey_generate(KMS_PKEY_X25519, &eph);

@@ -7,13 +7,17 @@ from kms.client.envelope import BatchItem
 from kms.client.errors import (
     ClientClosed,
     ClientError,
+    ClientStateError,
+    DomainMismatch,
     OutcomeUnknown,
+    RollbackDetected,
     ServerError,
     TransportError,
     VerificationFailed,
 )
 from kms.client.evidence import VerifiedEvidence
 from kms.client.policy import Grant, KeyPolicy, PolicyError, Statement
+from kms.client.state import ClientState, StateHead
 from kms.client.types import (
     DataKey,
     DataKeyPair,
@@ -30,8 +34,9 @@ from kms.client.types import (
 )
 
 __all__ = [
-    "BatchItem", "ClientClosed", "ClientError", "Credentials", "DataKey", "DataKeyPair", "DecryptResult",
-    "EncryptResult", "Grant", "Identity", "ImportParameters", "InitResult", "KeyInfo", "KeyPolicy", "KmsClient",
-    "MacResult", "OutcomeUnknown", "PolicyError", "Principal", "PublicKey", "RecoveryShare", "ServerError",
-    "SignResult", "Statement", "TransportError", "VerificationFailed", "VerifiedEvidence", "principal_id_of",
+    "BatchItem", "ClientClosed", "ClientError", "ClientState", "ClientStateError", "Credentials", "DataKey",
+    "DataKeyPair", "DecryptResult", "DomainMismatch", "EncryptResult", "Grant", "Identity", "ImportParameters",
+    "InitResult", "KeyInfo", "KeyPolicy", "KmsClient", "MacResult", "OutcomeUnknown", "PolicyError", "Principal",
+    "PublicKey", "RecoveryShare", "RollbackDetected", "ServerError", "SignResult", "StateHead", "Statement",
+    "TransportError", "VerificationFailed", "VerifiedEvidence", "principal_id_of",
 ]

@@ -24,6 +24,8 @@ from kms.client.envelope import EnvelopeOperations
 from kms.client.errors import ClientClosed, OutcomeUnknown, TransportError, VerificationFailed
 from kms.client.evidence import CollateralSources, VerifiedEvidence, verify_evidence
 from kms.client.lifecycle import LifecycleOperations
+from kms.client.pinning import DomainGuard
+from kms.client.state import ClientState, StateHead
 from kms.client.transfer import TransferOperations
 from kms.client.transport import SessionStream, fetch_evidence, open_channel
 from kms.errors import Conflict, SessionError
@@ -64,6 +66,15 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
     (create, rotate, import, deletion, grants, aliases, init, recover, add principal; see
     docs/api.md §5) are retried only if they certainly were not sent, else raise OutcomeUnknown.
 
+    Domain pin and freshness (kms.client.pinning): the domain is `domain_id`, else the one pinned in
+    `state` (default: `<credentials dir>/state.json` for loaded credentials, else in memory), else the
+    one the first verified connection serves (for this object only). A certificate of another domain,
+    or of none, raises DomainMismatch before any Session is opened; a server whose state is behind or
+    forked from the highest head `state` holds for the domain raises RollbackDetected after a
+    get_identity probe, before any request of the caller. Both are VerificationFailed: never retried.
+    `new_domain=True` says this client is to init or recover a domain: it accepts only a server without
+    one, and init/recover then pin the result (saved in `state`).
+
     Thread-safe: concurrent callers share one session and are pipelined on it.
     """
 
@@ -83,9 +94,14 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
         grpc_credentials: grpc.ChannelCredentials | None = None,
         grpc_options: Sequence[tuple[str, int | str]] = (),
         connect: bool = True,
+        domain_id: bytes | None = None,
+        new_domain: bool = False,
+        state: ClientState | None = None,
     ) -> None:
         if retries < 0 or backoff < 0 or max_backoff < backoff or timeout <= 0:
             raise ValueError("retries and backoffs must be non-negative, max_backoff >= backoff, timeout > 0")
+        self._guard = DomainGuard(state if state is not None else ClientState.for_credentials(credentials.directory),
+                                  domain_id=domain_id, new_domain=new_domain)
         self.target = target
         self._credentials = credentials
         self._policy = policy
@@ -104,7 +120,7 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
             try:
                 self._with_retries(self._connection, sent_is_final=False)
             except BaseException:
-                self.close()
+                self._shut()
                 raise
 
     # --- connection ---------------------------------------------------------------------------
@@ -118,6 +134,24 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
     def principal_id(self) -> bytes:
         """How the enclave knows this client: SHA-256 of its certificate's SubjectPublicKeyInfo."""
         return self._credentials.principal_id
+
+    @property
+    def domain_id(self) -> bytes | None:
+        """The pinned domain (None until known: an unpinned client before its first connection, or init/recover)."""
+        return self._guard.domain_id
+
+    @property
+    def state_head(self) -> StateHead | None:
+        """The highest state head of the pinned domain this client knows of (from its state and every response)."""
+        return self._guard.known_head()
+
+    @property
+    def state(self) -> ClientState:
+        return self._guard.state
+
+    def save_state(self) -> None:
+        """Write the known heads (and a new pin) to the state file now (also done on connect and close)."""
+        self._guard.state.save()
 
     def verify_evidence(self) -> VerifiedEvidence:
         """Fetch and verify the server's evidence now, without opening a session or sending anything."""
@@ -136,9 +170,12 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
                 self._conn = None
                 _close_quietly(conn, grace=0)
             verified = self.verify_evidence()  # raises VerificationFailed before any Session is opened
+            domain = self._guard.check_certificate(verified)  # DomainMismatch: still no Session
             stream = SessionStream(self._stub, exchange_timeout=self._timeout)
             try:
                 channel = SessionChannel(stream.exchange, self._credentials, verified.certificate)
+                self._guard.check_session(domain, channel.call)  # RollbackDetected before any caller request
+                self._guard.state.save()  # the head the check established survives a crash of this process
             except TransportError as exc:
                 stream.close(grace=0)
                 raise TransportError(f"opening the session failed: {exc}", sent=False,
@@ -172,7 +209,9 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
         def attempt() -> tuple[pb.Response, VerifiedEvidence]:
             conn = self._connection()
             try:
-                return conn.channel.call(request), conn.evidence
+                response = conn.channel.call(request)
+                self._guard.observe(response)
+                return response, conn.evidence
             except TransportError:
                 self._drop(conn)
                 raise
@@ -206,13 +245,28 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
     # --- lifetime -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """End the session (close_notify) and the gRPC channel; idempotent."""
+        """End the session (close_notify) and the gRPC channel, then save the known heads; idempotent.
+        ClientStateError if the state file cannot be written."""
+        self._shut()
+        self._guard.state.save()
+
+    def _shut(self) -> None:
         with self._lock:
             self._closed = True
             conn, self._conn = self._conn, None
         if conn is not None:
             _close_quietly(conn)
         self._grpc.close()
+
+    # --- the domain ---------------------------------------------------------------------------
+
+    def _check_creating(self, operation: str) -> None:
+        if not self._guard.creating:
+            raise ValueError(f"{operation} creates or restores a domain: make the client with new_domain=True "
+                             "(it then accepts only a server without a domain); nothing was sent")
+
+    def _domain_established(self, domain_id: bytes) -> None:
+        self._guard.established(domain_id)
 
     def __enter__(self) -> KmsClient:
         return self

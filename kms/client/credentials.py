@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -20,10 +20,12 @@ from cryptography.x509.oid import NameOID
 
 @dataclass(frozen=True)
 class Credentials:
-    """A PEM certificate and its PEM private key."""
+    """A PEM certificate and its PEM private key; `directory` is where they were loaded from (its state.json
+    keeps the pinned domain and the highest state heads seen: kms.client.state), None for in-memory ones."""
 
     certificate_pem: bytes
     private_key_pem: bytes
+    directory: Path | None = field(default=None, compare=False)
 
     @classmethod
     def generate(cls, name: str) -> Credentials:
@@ -51,7 +53,7 @@ class Credentials:
     def load(cls, directory: Path | str) -> Credentials:
         """Read cert.pem and key.pem from a directory."""
         d = Path(directory)
-        return cls((d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes())
+        return cls((d / "cert.pem").read_bytes(), (d / "key.pem").read_bytes(), d)
 
     def save(self, directory: Path | str) -> None:
         """Write cert.pem and key.pem (0600) into a new or existing directory; never overwrite a key."""

@@ -26,6 +26,41 @@ class VerificationFailed(ClientError):
         return cls(f"enclave evidence rejected at {where}: {result.message}", step=step, result=result)
 
 
+class DomainMismatch(VerificationFailed):
+    """The verified enclave serves another domain than the pinned one (or none, or one where none was expected):
+    refused before any Session was opened, so nothing was sent. Never retried.
+
+    `expected` is the pinned domain id (None: a server without a domain was expected, to create or recover one),
+    `actual` the domain id the enclave's certificate claims (None: it serves no domain)."""
+
+    def __init__(self, message: str, *, expected: bytes | None, actual: bytes | None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class RollbackDetected(VerificationFailed):
+    """The server's state is older than, or forked from, a state head this client saw before (its store was
+    rolled back: an old backup, a consistent older copy). Raised after the identity probe and before any
+    request of the caller was sent. Never retried.
+
+    `known` is the client's highest head (seq, hash) for the domain, `server` the head the enclave answered,
+    `check` the enclave's verdict on the known head (HEAD_AHEAD, HEAD_FORKED, ...)."""
+
+    def __init__(self, message: str, *, domain_id: bytes, known: tuple[int, bytes], server: tuple[int, bytes],
+                 check: str) -> None:
+        super().__init__(message)
+        self.domain_id = domain_id
+        self.known = known
+        self.server = server
+        self.check = check
+
+
+class ClientStateError(ClientError):
+    """The client's state file (pinned domain, highest heads) is unreadable, corrupt or cannot be written.
+    It is never reset silently: a lost head would let a rolled-back server through."""
+
+
 class TransportError(ClientError):
     """The gRPC transport failed. `sent` is False when the request certainly never left the client."""
 

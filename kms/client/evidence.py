@@ -16,6 +16,8 @@ from kms.client.errors import CollateralUnavailable, VerificationFailed
 from kms.proto.v1 import kms_pb2
 
 CERTIFICATE_MAX = 64 * 1024
+DOMAIN_CLAIM = "domain-id"
+DOMAIN_ID_LEN = 16
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,27 @@ class VerifiedEvidence:
     def identity(self) -> EnclaveIdentity:
         return self.result.identity
 
+    @property
+    def domain_id(self) -> bytes | None:
+        """The domain the enclave served when it was quoted: the certificate's "domain-id" claim (bound by the
+        quote's REPORTDATA), None when it served none."""
+        return _domain_claim(self.result)
+
     def to_dict(self) -> dict[str, object]:
         out = self.result.to_dict()
+        domain = self.domain_id
         out.update(collateral_url=self.collateral_url, initialized=self.initialized,
-                   enclave_version=self.enclave_version)
+                   enclave_version=self.enclave_version, domain_id=None if domain is None else domain.hex())
         return out
+
+
+def _domain_claim(result: VerificationResult) -> bytes | None:
+    evidence = result.ratls_evidence
+    value = None if evidence is None else dict(evidence.claims).get(DOMAIN_CLAIM)
+    if value is not None and len(value) != DOMAIN_ID_LEN:
+        raise VerificationFailed(f"the certificate's {DOMAIN_CLAIM!r} claim is {len(value)} bytes, not "
+                                 f"{DOMAIN_ID_LEN}", step=Step.RATLS_CERTIFICATE, result=result)
+    return value
 
 
 class CollateralSources:
@@ -93,5 +111,6 @@ def verify_evidence(
         raise CollateralUnavailable(f"collateral could not be fetched: {result.message}", sent=False)
     if not result.ok:
         raise VerificationFailed.from_result(result)
+    _domain_claim(result)  # a malformed claim is a refusal here, not later
     return VerifiedEvidence(certificate, result, evidence.collateral_url, evidence.initialized,
                             evidence.enclave_version)

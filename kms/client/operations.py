@@ -45,6 +45,12 @@ class Operations:
     def _call(self, request: pb.Request, *, idempotent: bool = True) -> pb.Response:  # pragma: no cover
         raise NotImplementedError
 
+    def _check_creating(self, operation: str) -> None:  # pragma: no cover - KmsClient checks new_domain
+        """Raise unless this client was made to create or recover a domain."""
+
+    def _domain_established(self, domain_id: bytes) -> None:  # pragma: no cover - KmsClient pins it
+        """init or recover succeeded: pin the domain."""
+
     def _remember(self, info: KeyInfo) -> KeyInfo:
         with self._specs_lock:
             self._specs[info.key_id] = pb.KeySpec.Value(info.spec)
@@ -205,6 +211,9 @@ class Operations:
     def init(self, recovery_public_keys: Iterable[bytes], threshold: int, admin_name: str = "admin") -> InitResult:
         """Initialize a fresh server: this client becomes the first admin; returns the encrypted recovery shares.
 
+        Only for a client made with new_domain=True; the new domain is pinned afterwards (and saved in the
+        client's state, e.g. next to its credentials).
+
         recovery_public_keys are raw 32-byte X25519 public keys; share i is encrypted to key i.
         """
         keys = tuple(bytes(k) for k in recovery_public_keys)
@@ -212,8 +221,10 @@ class Operations:
             raise ValueError("recovery public keys are raw 32-byte X25519 keys (at least one)")
         if not 1 <= threshold <= len(keys):
             raise ValueError(f"threshold must be 1..{len(keys)}")
+        self._check_creating("init")
         req = pb.InitRequest(admin_name=admin_name, recovery_public_keys=keys, threshold=threshold)
         r = self._call(pb.Request(init=req), idempotent=False).init
+        self._domain_established(bytes(r.domain_id))
         shares = tuple(RecoveryShare(s.index, s.share_x, bytes(s.ephemeral_public_key), bytes(s.ciphertext))
                        for s in r.shares)
         return InitResult(bytes(r.domain_id), bytes(r.admin_principal_id), shares, threshold, keys)
@@ -245,7 +256,9 @@ class Operations:
         plain = [pb.PlainShare(share_x=x, share=bytes(share)) for x, share in shares]
         if len(domain_id) != 16 or not plain or any(len(s.share) != 32 or not 1 <= s.share_x <= 255 for s in plain):
             raise ValueError("recover takes a 16-byte domain id and (share_x 1..255, 32-byte share) pairs")
+        self._check_creating("recover")
         r = self._call(pb.Request(recover=pb.RecoverRequest(domain_id=domain_id, shares=plain)), idempotent=False)
+        self._domain_established(bytes(domain_id))
         return [Principal.from_pb(p) for p in r.principals.principals]
 
     def identity(self) -> Identity:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kms.commands import access, admin, aliases, data, envelope, keys
+from kms.commands import access, admin, aliases, credentials, data, envelope, keys
 from kms.commands.common import connection_parent
 
 
@@ -19,4 +19,5 @@ def register(groups: Any) -> None:
     access.register(groups, parent)
     admin.register_admin(groups.add_parser(
         "admin", help="initialize, recover, back up and restore the server; manage principals"), parent)
-    admin.register_credentials(groups.add_parser("credentials", help="client key pairs and certificates"))
+    credentials.register(groups.add_parser(
+        "credentials", help="client key pairs and certificates, and the domain and state head kept with them"))

@@ -1,18 +1,20 @@
-"""`kms admin init|principal add|remove|list` (recover, identity, backup, restore: own modules), `kms credentials`."""
+"""`kms admin init|principal add|remove|list` (recover, identity, backup, restore: own modules)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from kms.client.credentials import Credentials
 from kms.client.recovery import generate_recovery_keys, load_public_key, write_shares
 from kms.commands.common import (
     LocalError,
     add_principal_args,
     emit,
+    head_line,
     load_credentials,
+    load_state,
     make_client,
     principal_arg,
     run_command,
@@ -39,6 +41,8 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
     init.add_argument("--shares-dir", type=Path, metavar="DIR",
                       help="where the encrypted shares are written (default: --recovery-dir)")
     init.add_argument("--admin-name", default="admin", help="the first admin's name (default admin)")
+    init.add_argument("--new-domain", action="store_true",
+                      help="the credentials are pinned to a domain already: initialize another one and pin it instead")
     init.set_defaults(func=run_command(_init))
 
     principal = sub.add_parser("principal", help="principals (clients known to the enclave) and their roles")
@@ -58,20 +62,6 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
 
     domain.register(sub, parent)
     backup.register(sub)
-
-
-def register_credentials(parser: argparse.ArgumentParser) -> None:
-    """Add `kms credentials new` and `kms credentials show`."""
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    new = sub.add_parser("new", help="create a client key pair and certificate; prints the principal id")
-    new.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for key.pem (0600), cert.pem")
-    new.add_argument("--name", default="kms-client", help="the certificate's common name")
-    new.add_argument("--output", choices=("table", "json"), default="table")
-    new.set_defaults(func=run_command(_credentials_new))
-    show = sub.add_parser("show", help="print the principal id of existing credentials")
-    show.add_argument("--credentials", type=Path, required=True, metavar="DIR")
-    show.add_argument("--output", choices=("table", "json"), default="table")
-    show.set_defaults(func=run_command(_credentials_show))
 
 
 def _recovery_plan(args: argparse.Namespace) -> tuple[list[bytes], Path]:
@@ -105,11 +95,21 @@ def _recovery_plan(args: argparse.Namespace) -> tuple[list[bytes], Path]:
     return [], shares_dir
 
 
+def _check_unpinned(args: argparse.Namespace) -> None:
+    """Credentials pinned to a domain would leave it: only with --new-domain."""
+    pinned = load_state(args).domain_id
+    if pinned is not None and not args.new_domain:
+        raise LocalError(f"the credentials {args.credentials} are pinned to domain {pinned.hex()}: initializing "
+                         "another domain would leave it; pass --new-domain if that is what you mean")
+
+
 def _init(args: argparse.Namespace) -> None:
+    _check_unpinned(args)
     public_keys, shares_dir = _recovery_plan(args)
     generated: list[str] = []
     load_credentials(args)  # fail locally before generating anything
-    with make_client(args) as client:  # verified before any key is generated or sent
+    # new_domain: only a server without a domain is accepted; init then pins the new one with the credentials
+    with make_client(args, new_domain=True) as client:  # verified before any key is generated or sent
         if args.recovery_keys is not None:
             try:
                 made = generate_recovery_keys(args.recovery_dir, args.recovery_keys)
@@ -118,15 +118,17 @@ def _init(args: argparse.Namespace) -> None:
             public_keys, generated = [pub for _, pub in made], [str(path) for path, _ in made]
         shares_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         result = client.init(public_keys, args.threshold, admin_name=args.admin_name)
-    try:
-        share_files = write_shares(shares_dir, result)
-    except OSError as exc:
-        raise LocalError(f"the server is initialized but the shares could not be written: {exc}") from exc
+        head = head_line(client)
+        try:  # before the client closes: closing saves the pin, which may fail, and must not cost the shares
+            share_files = write_shares(shares_dir, result)
+        except OSError as exc:
+            raise LocalError(f"the server is initialized but the shares could not be written: {exc}") from exc
     info: dict[str, Any] = {
         "domain_id": result.domain_id.hex(), "admin_principal_id": result.admin_principal_id.hex(),
         "threshold": result.threshold, "shares": len(result.shares),
         "share_files": ", ".join(str(p) for p in share_files) if args.output == "table" else
         [str(p) for p in share_files],
+        "pinned_in": str(args.credentials), "state_head": head["state_head"],
     }
     if generated:
         info["recovery_private_keys"] = ", ".join(generated) if args.output == "table" else generated
@@ -137,38 +139,28 @@ def _principal_add(args: argparse.Namespace) -> None:
     principal = principal_arg(args)
     with make_client(args) as client:
         principals = client.add_principal(principal, args.name, args.role.upper())
+        head = head_line(client)
     emit(args, [p.to_dict() for p in principals], ("principal_id", "name", "role"))
+    print_head(head)
 
 
 def _principal_remove(args: argparse.Namespace) -> None:
     principal = principal_arg(args)
     with make_client(args) as client:
         principals = client.remove_principal(principal)
+        head = head_line(client)
     emit(args, [p.to_dict() for p in principals], ("principal_id", "name", "role"))
+    print_head(head)
 
 
 def _principal_list(args: argparse.Namespace) -> None:
     with make_client(args) as client:
         principals = client.list_principals()
+        head = head_line(client)
     emit(args, [p.to_dict() for p in principals], ("principal_id", "name", "role"))
+    print_head(head)
 
 
-def _credentials_new(args: argparse.Namespace) -> None:
-    if (args.out / "key.pem").exists():
-        raise LocalError(f"{args.out / 'key.pem'} already exists: refusing to overwrite a key")
-    creds = Credentials.generate(args.name)
-    try:
-        creds.save(args.out)
-    except OSError as exc:
-        raise LocalError(f"cannot write credentials to {args.out}: {exc.strerror or exc}") from exc
-    emit(args, {"principal_id": creds.principal_id.hex(), "certificate": str(args.out / "cert.pem"),
-                "private_key": str(args.out / "key.pem")})
-
-
-def _credentials_show(args: argparse.Namespace) -> None:
-    creds = load_credentials(args)
-    try:
-        principal = creds.principal_id
-    except ValueError as exc:
-        raise LocalError(f"{args.credentials}/cert.pem is not a certificate: {exc}") from exc
-    emit(args, {"principal_id": principal.hex(), "certificate": str(args.credentials / "cert.pem")})
+def print_head(head: dict[str, str | None]) -> None:
+    """For commands whose output is a list: the domain and its state head on stderr (stdout stays the list)."""
+    print(f"domain {head['domain_id']}  state head {head['state_head']}", file=sys.stderr)

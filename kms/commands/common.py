@@ -15,7 +15,8 @@ from typing import Any
 from kms.attestation.errors import AttestationError
 from kms.client.client import KmsClient
 from kms.client.credentials import Credentials, principal_id_of
-from kms.client.errors import ClientError, VerificationFailed
+from kms.client.errors import ClientError, ClientStateError, VerificationFailed
+from kms.client.state import ClientState
 from kms.commands.attestation_flags import (
     add_policy_flags,
     collateral_from_flags,
@@ -70,8 +71,31 @@ def load_credentials(args: argparse.Namespace) -> Credentials:
         raise LocalError(f"cannot read credentials from {args.credentials}: {exc.strerror or exc}") from exc
 
 
-def make_client(args: argparse.Namespace) -> KmsClient:
-    """Verify the server (policy from the flags) and open the session; raises before anything is sent."""
+def domain_arg(text: str, flag: str = "--domain-id") -> bytes:
+    """A domain id from 32 hex digits."""
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != 16:
+        raise LocalError(f"{flag} is 32 hex digits (as `kms admin init` printed)")
+    return value
+
+
+def load_state(args: argparse.Namespace) -> ClientState:
+    """The pinned domain and known heads kept with the credentials (`<credentials>/state.json`)."""
+    try:
+        return ClientState.for_credentials(args.credentials)
+    except ClientStateError as exc:
+        raise LocalError(str(exc)) from exc
+
+
+def make_client(args: argparse.Namespace, *, new_domain: bool = False) -> KmsClient:
+    """Verify the server (policy from the flags), check its domain against the credentials' pin and its state
+    against the highest head they saw, then open the session; raises before anything is sent.
+
+    Credentials that are not pinned to a domain are refused (exit 1) unless the command creates or recovers
+    one (`new_domain`: init, recover; the server must then have no domain)."""
     creds = load_credentials(args)
     try:
         policy, anchor = policy_from_flags(args), trust_anchor_from_flags(args)
@@ -79,8 +103,19 @@ def make_client(args: argparse.Namespace) -> KmsClient:
         collateral = collateral_from_flags(args)
     except (OSError, ValueError, AttestationError) as exc:
         raise LocalError(str(exc)) from exc
+    state = load_state(args)
+    if state.domain_id is None and not new_domain:
+        raise LocalError(f"the credentials {args.credentials} are not pinned to a domain, so no server can be "
+                         "trusted with them: `kms credentials pin --credentials DIR --domain HEX` (the domain id "
+                         "`kms admin init` printed) or `--from ADMIN_CREDENTIALS_DIR`")
     return KmsClient(args.server, credentials=creds, policy=policy, trust_anchor=anchor, collateral=collateral,
-                     at=at, timeout=args.timeout)
+                     at=at, timeout=args.timeout, state=state, new_domain=new_domain)
+
+
+def head_line(client: KmsClient) -> dict[str, str | None]:
+    """The pinned domain and the state head this client knows now (what `kms admin` commands show)."""
+    domain, head = client.domain_id, client.state_head
+    return {"domain_id": None if domain is None else domain.hex(), "state_head": None if head is None else str(head)}
 
 
 # --- inputs -----------------------------------------------------------------------------------------
@@ -193,6 +228,9 @@ def run_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[arg
         except VerificationFailed as exc:
             print(f"error: server NOT trusted, nothing was sent: {exc}", file=sys.stderr)
             return EXIT_REMOTE
+        except ClientStateError as exc:  # the state file next to the credentials: local, never reset
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_LOCAL
         except InvalidSignature:
             print("error: the signature is NOT valid", file=sys.stderr)
             return EXIT_REMOTE

@@ -12,15 +12,26 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from kms.client.recovery import open_share
-from kms.commands.common import LocalError, emit, load_credentials, make_client, run_command
+from kms.commands.common import (
+    LocalError,
+    domain_arg,
+    emit,
+    head_line,
+    load_credentials,
+    load_state,
+    make_client,
+    run_command,
+)
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     """Add `kms admin recover` and `kms admin identity`."""
     ident = sub.add_parser("identity", parents=[parent],
-                           help="the enclave's identity, domain and audit key, as it answers in a verified session",
+                           help="the enclave's identity, domain, state head and audit key, as it answers in a "
+                                "verified session",
                            description="The audit public key printed here is what `kms audit verify --audit-key` "
-                                       "takes.")
+                                       "takes; state_head is the head of the domain's state log (sequence:hash), "
+                                       "which the credentials remember (kms credentials show).")
     ident.set_defaults(func=run_command(_identity))
     p = sub.add_parser("recover", parents=[parent], help="restore the domain on a fresh server from M of N shares",
                        description="Each --share is opened here with the --recovery-key given in the same position "
@@ -31,6 +42,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--share", action="append", required=True, metavar="FILE", help="share-<i>.json (repeatable)")
     p.add_argument("--recovery-key", action="append", required=True, metavar="FILE",
                    help="the recovery private key (PKCS#8 PEM) of the share in the same position (repeatable)")
+    p.add_argument("--new-domain", action="store_true",
+                   help="the credentials are pinned to another domain: recover this one and pin it instead")
     p.set_defaults(func=run_command(_recover))
 
 
@@ -75,22 +88,25 @@ def open_shares(domain_id: bytes, shares: list[str], keys: list[str]) -> list[tu
 
 
 def _recover(args: argparse.Namespace) -> None:
-    try:
-        domain_id = bytes.fromhex(args.domain_id)
-    except ValueError:
-        domain_id = b""
-    if len(domain_id) != 16:
-        raise LocalError("--domain-id is 32 hex digits (as `kms admin init` printed)")
+    domain_id = domain_arg(args.domain_id)
     load_credentials(args)
+    pinned = load_state(args).domain_id
+    if pinned is not None and pinned != domain_id and not args.new_domain:
+        raise LocalError(f"the credentials {args.credentials} are pinned to domain {pinned.hex()}, not "
+                         f"{domain_id.hex()}: pass --new-domain to recover and pin it instead")
     shares = open_shares(domain_id, args.share, args.recovery_key)
-    with make_client(args) as client:  # verified before any share is sent
+    # new_domain: the server must have no domain yet; recover then pins this one with the credentials
+    with make_client(args, new_domain=True) as client:  # verified before any share is sent
         principals = client.recover(domain_id, shares)
         identity = client.identity()
+        head = head_line(client)
     emit(args, {"domain_id": identity.domain_id.hex(), "recovered": identity.domain_loaded,
                 "principals": len(principals), "shares_used": len(shares),
-                "audit_public_key": identity.audit_public_key.hex()})
+                "audit_public_key": identity.audit_public_key.hex(), "state_head": head["state_head"]})
 
 
 def _identity(args: argparse.Namespace) -> None:
     with make_client(args) as client:
-        emit(args, client.identity().to_dict())
+        info = client.identity().to_dict()
+        info["state_head"] = head_line(client)["state_head"]
+    emit(args, info)

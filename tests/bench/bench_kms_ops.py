@@ -64,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             creds = Credentials.generate("bench")
             policy = AttestationPolicy.build(mrsigner=server.mrsigner, allow_simulation_insecure=True)
             anchor = TrustAnchor.load(server.root_pem.read_bytes(), simulated=True)
-            clients = [KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor)
-                       for _ in range(args.concurrency)]
+            clients = [KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor, new_domain=True)]
             try:
                 admin = clients[0]
                 admin.init([os.urandom(32)], 1)
+                clients += [KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor)
+                            for _ in range(args.concurrency - 1)]
                 aes, p256 = admin.create_key().key_id, admin.create_key("ECC_NIST_P256").key_id
                 data = os.urandom(ITEM)
                 digest = admin.digest_for("ECDSA_SHA_256", data)

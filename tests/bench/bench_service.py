@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             creds = Credentials.generate("bench")
             policy = AttestationPolicy.build(mrsigner=server.mrsigner, allow_simulation_insecure=True)
             anchor = TrustAnchor.load(server.root_pem.read_bytes(), simulated=True)
-            with KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor) as admin:
+            with KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor,
+                           new_domain=True) as admin:
                 admin.init([os.urandom(32)], 1)
                 keys = {"aes": admin.create_key().key_id, "ed25519": admin.create_key("ED25519").key_id,
                         "p256": admin.create_key("ECC_NIST_P256").key_id}

@@ -40,6 +40,6 @@ def recovery_public(n: int) -> list[bytes]:
 def admin(server: FakeServer, policy: AttestationPolicy, alice: Credentials) -> Iterator[KmsClient]:
     """An initialized server's first admin."""
     with KmsClient(server.target, credentials=alice, policy=policy,
-                   trust_anchor=server.platform.trust_anchor()) as client:
+                   trust_anchor=server.platform.trust_anchor(), new_domain=True) as client:
         client.init(recovery_public(2), threshold=1, admin_name="alice")
         yield client

@@ -14,7 +14,8 @@ from pathlib import Path
 import grpc
 
 from kms.enclave.bridge import Enclave, MemoryStore
-from kms.errors import KmsError
+from kms.errors import E, KmsError, NotInitialized
+from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.v1 import kms_pb2, kms_pb2_grpc
 from kms.service.evidence import install_evidence
 from kms.sim import PccsServer, SimPlatform, SimQuotingEnclave
@@ -26,7 +27,8 @@ class FakeServer(kms_pb2_grpc.KeyManagementServiceServicer):
         self.pccs = PccsServer(self.platform)
         self.store = MemoryStore()
         self.enclave = Enclave(data_dir, store=self.store, tcs_num=16, image=image)
-        self.evidence = install_evidence(self.enclave, SimQuotingEnclave(self.platform))
+        self.qe = SimQuotingEnclave(self.platform)
+        self.evidence = install_evidence(self.enclave, self.qe)
         self.mrsigner = bytes(self.enclave.identity().mrsigner)
         self.lock = threading.Lock()
         self.evidence_rpcs = 0
@@ -47,6 +49,7 @@ class FakeServer(kms_pb2_grpc.KeyManagementServiceServicer):
             if self.fail_evidence > 0:
                 self.fail_evidence -= 1
                 context.abort(grpc.StatusCode.UNAVAILABLE, "injected: evidence unavailable")
+            self.evidence = self._current_evidence()
             url = self.pccs.url
             if self.dead_collateral > 0:
                 self.dead_collateral -= 1
@@ -54,6 +57,15 @@ class FakeServer(kms_pb2_grpc.KeyManagementServiceServicer):
         return kms_pb2.GetEvidenceResponse(
             certificate=self.evidence.certificate, quote=self.evidence.quote, collateral_url=url,
             simulated=True, initialized=bool(self.enclave.identity().domain_loaded), enclave_version="test")
+
+    def _current_evidence(self) -> pb.EvidenceResponse:
+        """As the real front end: quoted again once the claims changed (init/recover: the domain id, audit key)."""
+        try:
+            return self.enclave.call(pb.Request(get_evidence=pb.GetEvidenceRequest())).evidence
+        except NotInitialized as exc:
+            if exc.code != E.KMS_ERR_EVIDENCE_NOT_READY:
+                raise
+            return install_evidence(self.enclave, self.qe)
 
     def Session(self, request_iterator, context):
         with self.lock:

@@ -51,9 +51,10 @@ def cli(server, tmp_path, capsys, monkeypatch) -> Cli:
     return Cli(server, tmp_path, capsys, monkeypatch)
 
 
-def new_credentials(cli: Cli, name: str) -> tuple[Path, str]:
+def new_credentials(cli: Cli, name: str, *pin: str) -> tuple[Path, str]:
+    """New credentials; `pin` (--domain HEX or --from DIR) pins them to a domain."""
     d = cli.tmp / name
-    info = cli.json("credentials", "new", "--out", str(d), "--name", name)
+    info = cli.json("credentials", "new", "--out", str(d), "--name", name, *pin)
     assert stat.S_IMODE((d / "key.pem").stat().st_mode) == 0o600
     return d, info["principal_id"]
 
@@ -120,6 +121,10 @@ def test_users_principals_and_grants(cli: Cli) -> None:
     pub = cli.tmp / "r.pub"
     pub.write_bytes(x25519.X25519PrivateKey.generate().public_key().public_bytes_raw())
     cli.json("admin", "init", *f, "--recovery-public-key", str(pub), "--shares-dir", str(cli.tmp / "shares"))
+    code, _, err = cli.run("encrypt", *uf, "--key-id", "k", stdin=b"x")
+    assert code == 1 and "not pinned" in err  # the user's credentials name no domain yet: nothing is trusted
+    assert cli.json("credentials", "pin", "--credentials", str(user), "--from", str(admin))["domain_id"] == \
+        cli.json("credentials", "show", "--credentials", str(admin))["domain_id"]
     kid = cli.json("key", "create", *f)["key_id"]
     listed = cli.json("admin", "principal", "add", *f, "--certificate", str(user / "cert.pem"), "--name", "svc")
     assert {p["name"] for p in listed} == {"admin", "svc"}
@@ -134,7 +139,7 @@ def test_users_principals_and_grants(cli: Cli) -> None:
 
 
 def test_verification_failures_exit_2_and_send_nothing(cli: Cli) -> None:
-    creds, _ = new_credentials(cli, "admin")
+    creds, _ = new_credentials(cli, "admin", "--domain", "00" * 16)
     code, _, err = cli.run("key", "list", *cli.flags(creds, mrsigner="00" * 32))
     assert code == 2 and "policy_mrsigner" in err and "nothing was sent" in err
     code, _, err = cli.run("key", "list", *cli.flags(creds, simulation=False))
@@ -162,8 +167,46 @@ def test_local_errors_exit_1(cli: Cli) -> None:
 
 
 def test_unreachable_server_exits_2(cli: Cli) -> None:
-    creds, _ = new_credentials(cli, "admin")
+    creds, _ = new_credentials(cli, "admin", "--domain", "00" * 16)
     f = cli.flags(creds)
     f[f.index("--server") + 1] = "127.0.0.1:1"
     code, _, err = cli.run("key", "list", *f, "--timeout", "2")
     assert code == 2 and "UNAVAILABLE" in err and "Traceback" not in err
+
+
+def test_pins_heads_and_new_domain(cli: Cli) -> None:
+    admin, _ = new_credentials(cli, "admin")
+    f = cli.flags(admin)
+    rec = ("--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"))
+    init = cli.json("admin", "init", *f, *rec)
+    shown = cli.json("credentials", "show", "--credentials", str(admin))
+    assert shown["domain_id"] == init["domain_id"] and shown["state_head"] == init["state_head"]
+    sessions = cli.server.session_rpcs
+    code, _, err = cli.run("admin", "init", *f, *rec)  # pinned already: refused here
+    assert code == 1 and "--new-domain" in err and cli.server.session_rpcs == sessions
+    code, _, err = cli.run("admin", "init", *f, "--new-domain", "--recovery-keys", "1", "--recovery-dir",
+                           str(cli.tmp / "rec2"))
+    assert code == 2 and "already serves domain" in err  # a server with a domain is not one to create one on
+    assert cli.server.session_rpcs == sessions
+    code, out, err = cli.run("admin", "principal", "list", *f)
+    assert code == 0 and f"domain {init['domain_id']}  state head " in err and out.startswith("PRINCIPAL_ID")
+    ident = cli.json("admin", "identity", *f)
+    assert ident["domain_id"] == init["domain_id"] and ident["state_head"]
+
+    other = "ab" * 16
+    code, _, err = cli.run("credentials", "pin", "--credentials", str(admin), "--domain", other)
+    assert code == 1 and "--replace" in err
+    assert cli.json("credentials", "pin", "--credentials", str(admin), "--domain", other, "--replace")["domain_id"] \
+        == other
+    code, _, err = cli.run("key", "list", *f)
+    assert code == 2 and "not the pinned domain" in err and cli.server.session_rpcs == sessions + 2
+    cli.json("credentials", "pin", "--credentials", str(admin), "--domain", init["domain_id"], "--replace")
+    assert cli.json("credentials", "show", "--credentials", str(admin))["state_head"] == ident["state_head"]
+    bob, _ = new_credentials(cli, "bob", "--from", str(admin))  # the admin's pin and head travel with --from
+    assert cli.json("credentials", "show", "--credentials", str(bob))["state_head"] == ident["state_head"]
+    forgot = cli.json("credentials", "forget-head", "--credentials", str(bob))
+    assert forgot["forgotten_head"] == ident["state_head"]
+    assert cli.json("credentials", "show", "--credentials", str(bob))["state_head"] is None
+    (bob / "state.json").write_text("{")
+    code, _, err = cli.run("key", "list", *cli.flags(bob))
+    assert code == 1 and "corrupt" in err and (bob / "state.json").read_text() == "{"  # never reset

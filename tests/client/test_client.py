@@ -14,6 +14,7 @@ from kms.attestation import AttestationPolicy, Step, TrustAnchor
 from kms.client import (
     ClientClosed,
     Credentials,
+    DomainMismatch,
     KmsClient,
     OutcomeUnknown,
     TransportError,
@@ -102,15 +103,26 @@ def test_users_and_grants(server, policy, admin: KmsClient) -> None:
 
 
 def test_uninitialized_server_accepts_only_init(server, policy, alice) -> None:
-    with connect(server, policy, alice) as client:
-        assert client.evidence.initialized is False
+    with pytest.raises(DomainMismatch) as refused:  # a client that is not creating a domain wants one
+        connect(server, policy, alice)
+    assert refused.value.actual is None and server.session_rpcs == 0
+    with connect(server, policy, alice, connect=False) as client:
+        with pytest.raises(ValueError, match="new_domain=True"):
+            client.init(recovery_public(1), threshold=1)
+    assert server.session_rpcs == 0
+    with connect(server, policy, alice, new_domain=True) as client:
+        assert client.evidence.initialized is False and client.domain_id is None
         with pytest.raises(errors.NotInitialized):
             client.create_key()
         result = client.init(recovery_public(3), threshold=2)
         assert result.admin_principal_id == alice.principal_id and len(result.shares) == 3
         assert sorted(s.index for s in result.shares) == [0, 1, 2]
-        with pytest.raises(errors.InvalidRequest):
+        assert client.domain_id == result.domain_id and client.state_head is not None
+        with pytest.raises(ValueError, match="new_domain=True"):  # it made its domain: refused here already
             client.init(recovery_public(1), threshold=1)
+    with pytest.raises(DomainMismatch) as refused:  # the server has a domain now: no second one from here
+        connect(server, policy, alice, new_domain=True)
+    assert refused.value.actual == result.domain_id
 
 
 @pytest.mark.parametrize("case", ["mrsigner", "simulation", "anchor", "mrenclave"])
@@ -166,7 +178,7 @@ def test_concurrent_callers_share_one_pipelined_session(admin: KmsClient, server
 
 def test_transient_evidence_failure_is_retried(server, policy, alice) -> None:
     server.fail_evidence = 2
-    with connect(server, policy, alice, backoff=0.01) as client:
+    with connect(server, policy, alice, backoff=0.01, new_domain=True) as client:
         assert client.connects == 1
     assert server.evidence_rpcs == 3
 
@@ -175,7 +187,7 @@ def test_unreachable_collateral_is_retried_not_a_verdict(server, policy, alice) 
     """A PCCS that cannot be reached (say, a server restarting) says nothing about the evidence:
     nothing is sent, and the client retries instead of failing verification for good."""
     server.dead_collateral = 2
-    with connect(server, policy, alice, backoff=0.01) as client:
+    with connect(server, policy, alice, backoff=0.01, new_domain=True) as client:
         assert client.connects == 1
     assert server.evidence_rpcs == 3
     server.dead_collateral = 10
@@ -204,12 +216,16 @@ def test_dropped_stream_reconnects_and_reverifies(admin: KmsClient, server) -> N
 def test_dropped_stream_mid_request(admin: KmsClient, server) -> None:
     key = admin.create_key()
     admin._drop(admin._conn)
-    server.drop_after_frames = 2  # the handshake passes (2 frames), the request's frame is dropped
+    # the handshake (2 frames) and the identity probe (1) pass, the request's frame is dropped
+    server.drop_after_frames = 3
     connects = admin.connects
     assert admin.decrypt(admin.encrypt(key.key_id, b"x").ciphertext).plaintext == b"x"  # idempotent: retried
     assert admin.connects == connects + 2
     admin._drop(admin._conn)
-    server.drop_after_frames = 2
+    server.drop_after_frames = 2  # the identity probe is lost: the caller's request was never sent, so retried
+    assert admin.rotate_key(key.key_id).current_version == 2
+    admin._drop(admin._conn)
+    server.drop_after_frames = 3
     with pytest.raises(OutcomeUnknown):
         admin.rotate_key(key.key_id)  # not idempotent: the outcome is unknown, not retried
 

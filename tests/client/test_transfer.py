@@ -23,17 +23,24 @@ def test_transfer_between_two_servers_on_one_platform(build, tmp_path, policy, s
     try:
         anchor = server.platform.trust_anchor()
         with KmsClient(server.target, credentials=Credentials.generate("a"), policy=policy,
-                       trust_anchor=anchor) as a, \
+                       trust_anchor=anchor, new_domain=True) as a, \
                 KmsClient(second.target, credentials=Credentials.generate("b"), policy=policy,
-                          trust_anchor=anchor) as b:
+                          trust_anchor=anchor, new_domain=True) as b:
             a.init(recovery_public(1), threshold=1, admin_name="a")
-            b.init(recovery_public(1), threshold=1, admin_name="b")
+            b_domain = b.init(recovery_public(1), threshold=1, admin_name="b").domain_id
+            b_mrenclave = b.evidence.identity.mrenclave
             key = a.create_key("SYMMETRIC_DEFAULT")
             ct = a.encrypt(key.key_id, b"moves").ciphertext
             with pytest.raises(errors.PermissionDenied):
-                a.transfer_key_to(b, key.key_id)
+                a.transfer_key_to(b, key.key_id, destination_domain=b_domain, mrenclave=b_mrenclave)
             a.put_key_policy(key.key_id, KeyPolicy((), "EXPORT_TO_ATTESTED_ENCLAVE"))
-            moved = a.transfer_key_to(b, key.key_id)
+            with pytest.raises(ValueError):  # the destination must be named: a domain, and MRENCLAVE or ISVSVN
+                a.transfer_key_to(b, key.key_id, destination_domain=b_domain)
+            with pytest.raises(errors.PeerMismatch):
+                a.transfer_key_to(b, key.key_id, destination_domain=a.domain_id, mrenclave=b_mrenclave)
+            with pytest.raises(errors.PeerMismatch):
+                a.transfer_key_to(b, key.key_id, destination_domain=b_domain, min_isvsvn=b.identity().isv_svn + 1)
+            moved = a.transfer_key_to(b, key.key_id, destination_domain=b_domain, mrenclave=b_mrenclave)
             assert moved.key_id == key.key_id
             assert b.decrypt(ct).plaintext == b"moves"
     finally:

@@ -45,7 +45,7 @@ def server(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 def admin_creds(server: ServerProcess) -> Credentials:
     """The module's server, initialized once; the first admin's credentials."""
     creds = Credentials.generate("alice")
-    with client_for(server, creds) as client:
+    with client_for(server, creds, new_domain=True) as client:
         client.init(recovery_public(3), threshold=2, admin_name="alice")
     return creds
 

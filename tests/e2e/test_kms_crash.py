@@ -106,7 +106,8 @@ def test_sigkill_during_concurrent_changes_loses_nothing_acknowledged(build: Pat
     server = ServerProcess(data, listen, log_level="info")
     creds = Credentials.generate("alice")
     ledgers = [Ledger(alias=f"alias/crash-{n}") for n in range(CLIENTS)]
-    with KmsClient(server.api, credentials=creds, policy=policy_for(server), trust_anchor=anchor_for(server)) as c:
+    with KmsClient(server.api, credentials=creds, policy=policy_for(server), trust_anchor=anchor_for(server),
+                   new_domain=True) as c:
         c.init(recovery_public(1), threshold=1)
         for ledger in ledgers:  # acknowledged before the chaos: one key and the alias on it
             key = c.create_key().key_id

@@ -83,7 +83,7 @@ def test_rounds_destroy_and_rotate_only_what_is_due(build: Path, tmp_path: Path)
 def test_server_runs_rounds_on_its_timer(build: Path, tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data", "--housekeeping-interval-s=1", log_level="info")
     try:
-        with client_for(server, Credentials.generate("alice")) as client:
+        with client_for(server, Credentials.generate("alice"), new_domain=True) as client:
             client.init(recovery_public(1), threshold=1)
             keys = [client.create_key().key_id for _ in range(2)]
         deadline, rounds = time.monotonic() + 20, []

@@ -91,11 +91,12 @@ def test_user_without_grant_and_admin_operations(server, admin) -> None:
             lambda: client.ungrant_key(key.key_id, user.principal_id),
             lambda: client.add_principal(user.principal_id, "me", "ADMIN"),
             lambda: client.list_principals(),
-            lambda: client.init([bytes(32)], 1),
         ]
         for call in denied:
             with pytest.raises((errors.PermissionDenied, errors.InvalidRequest)):
                 call()
+        with pytest.raises(ValueError, match="new_domain"):  # not a client that creates a domain: refused here
+            client.init([bytes(32)], 1)
         assert [k.key_id for k in client.list_keys()] == [key.key_id]
     roles = {p.name: p.role for p in admin.list_principals()}
     assert roles["svc"] == "USER" and roles["alice"] == "ADMIN"
@@ -108,14 +109,14 @@ def test_flipped_byte_ends_that_session_only(server, admin_creds, proxy) -> None
         key = bystander.create_key()
         victim = client_for(server, admin_creds, target=proxy.target, retries=0)
         proxy.tamper = lambda session, frame, data: (data[:-1] + bytes([data[-1] ^ 1])
-                                                     if session == 1 and frame == 3 else data)
+                                                     if session == 1 and frame == 4 else data)
         with pytest.raises(TransportError) as info:
-            victim.encrypt(key.key_id, b"x")  # frame 3: the first request after the 2 handshake frames
+            victim.encrypt(key.key_id, b"x")  # frame 4: the first request after the handshake (2) and the probe
         assert info.value.grpc_code == "ABORTED", info.value
         victim.close()
         assert bystander.decrypt(bystander.encrypt(key.key_id, b"y").ciphertext).plaintext == b"y"
         proxy.tamper = lambda session, frame, data: (data[:-1] + bytes([data[-1] ^ 1])
-                                                     if session == 2 and frame == 3 else data)
+                                                     if session == 2 and frame == 4 else data)
         with client_for(server, admin_creds, target=proxy.target) as retrying:
             assert retrying.decrypt(retrying.encrypt(key.key_id, b"z").ciphertext).plaintext == b"z"
             assert retrying.connects == 2 and proxy.rpcs["GetEvidence"] == 3  # re-verified before reconnecting

@@ -47,6 +47,8 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
         principal = kms_json(env, "credentials", "new", "--out", "admin")["principal_id"]
         init = kms_json(env, "admin", "init", "--recovery-keys", "3", "--recovery-dir", "recovery")
         assert init["admin_principal_id"] == principal and init["threshold"] == 2
+        shown = kms_json(env, "credentials", "show")  # init pinned the domain with the admin's credentials
+        assert shown["domain_id"] == init["domain_id"] and shown["state_head"] == init["state_head"]
         assert stat.S_IMODE((work / "recovery" / "recovery-0.key").stat().st_mode) == 0o600
         assert sorted(p.name for p in (work / "recovery").glob("share-*.json")) == [
             "share-0.json", "share-1.json", "share-2.json"]
@@ -80,7 +82,7 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
         assert aes in listed and ed in listed and p256 in listed
 
         # a user principal, granted one key
-        user = kms_json(env, "credentials", "new", "--out", "user")["principal_id"]
+        user = kms_json(env, "credentials", "new", "--out", "user", "--domain", shown["domain_id"])["principal_id"]
         kms(env, "admin", "principal", "add", "--principal-id", user, "--name", "svc")
         uenv = {**env, "KMS_CREDENTIALS": str(work / "user")}
         assert b"PERMISSION_DENIED" in kms(uenv, "decrypt", "--in", "secret.enc", "--context", "app=demo",
@@ -98,6 +100,10 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
         assert server.session_rpcs() == sessions
         kms(env, "key", "create", "--spec", "NOPE", check=1)
         kms(env, "encrypt", check=1)
+        ident = kms_json(env, "admin", "identity")  # the head moved with every change since init
+        assert ident["domain_id"] == init["domain_id"]
+        assert int(ident["state_head"].split(":")[0]) > int(init["state_head"].split(":")[0])
+        assert kms_json(env, "credentials", "show")["state_head"] == ident["state_head"]
     finally:
         server.stop()
 
@@ -127,7 +133,7 @@ def test_restart_keeps_keys_working(build: Path, tmp_path: Path) -> None:
     creds = Credentials.generate("alice")
     server = ServerProcess(data)
     try:
-        with client_for(server, creds) as client:
+        with client_for(server, creds, new_domain=True) as client:
             client.init(recovery_public(1), threshold=1)
             aes, ed = client.create_key(), client.create_key("ED25519")
             ct = client.encrypt(aes.key_id, b"before restart").ciphertext
@@ -157,7 +163,7 @@ def test_idle_session_closed_by_the_server_reconnects_even_for_create(build: Pat
     non-idempotent request (create_key) goes out once, on a fresh verified session."""
     server = ServerProcess(tmp_path / "data", "--session-idle-timeout-s=1")
     try:
-        with client_for(server, Credentials.generate("alice")) as client:
+        with client_for(server, Credentials.generate("alice"), new_domain=True) as client:
             client.init(recovery_public(1), threshold=1)
             time.sleep(2.5)
             key = client.create_key()

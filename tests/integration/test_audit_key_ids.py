@@ -20,7 +20,7 @@ from kms import errors
 from kms.audit import verify_chain
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from tests.integration.test_byok import NOW, wrap
-from tests.integration.test_key_transfer import domain, exportable_key, transfer
+from tests.integration.test_key_transfer import domain, exportable_key, named, transfer
 from tests.integration.test_validator_guard import CHAIN, vote
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,7 +189,7 @@ def c_import_key_material(w):
 def c_export_key(w):
     kid, _ = exportable_key(w.admin)
     w.call(put_key_policy=pb.PutKeyPolicyRequest(key_id=kid, export_policy=pb.EXPORT_TO_ATTESTED_ENCLAVE))
-    transfer(w.admin, w.peer, w.enclave, kid)
+    transfer(w.admin, w.peer, w.enclave, kid, peer=named(w.peer_enclave))
     return kid, ""  # the exporter's last record is export_key
 
 
@@ -198,7 +198,7 @@ def c_import_transferred_key(w):
         spec=pb.SYMMETRIC_DEFAULT, usage=pb.ENCRYPT_DECRYPT))).key_metadata.key_id
     w.peer.call(pb.Request(put_key_policy=pb.PutKeyPolicyRequest(
         key_id=kid, export_policy=pb.EXPORT_TO_ATTESTED_ENCLAVE)))
-    transfer(w.peer, w.admin, w.peer_enclave, kid)  # into this world's enclave
+    transfer(w.peer, w.admin, w.peer_enclave, kid, peer=named(w.enclave))  # into this world's enclave
     return kid, ""
 
 

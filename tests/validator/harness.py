@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from kms.client import Credentials, KmsClient
+from kms.client import ClientState, Credentials, KmsClient
 from kms.validator.kms_link import ValidatorLink
 from tests.e2e.conftest import anchor_for, policy_for, recovery_public
 from tests.e2e.server import ServerProcess
@@ -58,9 +58,10 @@ class KmsServer:
         if self.proc is not None:
             self.proc.stop()
 
-    def client(self, creds: Credentials) -> KmsClient:
+    def client(self, creds: Credentials, **kw) -> KmsClient:
         assert self.proc is not None
-        return KmsClient(self.api, credentials=creds, policy=policy_for(self.proc), trust_anchor=anchor_for(self.proc))
+        return KmsClient(self.api, credentials=creds, policy=policy_for(self.proc), trust_anchor=anchor_for(self.proc),
+                         **kw)
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -117,9 +118,19 @@ class Domain:
         self.signer = Credentials.generate("validator-signer")
         self.signer_dir = tmp / "signer-credentials"
         self.signer.save(self.signer_dir)
-        with server.client(self.admin) as c:
+        with server.client(self.admin, new_domain=True) as c:
             c.init(recovery_public(3), threshold=2, admin_name="admin")
             c.add_principal(self.signer.principal_id, "validator-signer", "USER")
+            self.domain_id = c.domain_id
+        state = ClientState.for_credentials(self.signer_dir)
+        state.pin(self.domain_id)
+        state.save()
+
+    def forget_signer_head(self) -> None:
+        """What an operator who accepts a restore of the KMS does (`kms credentials forget-head`)."""
+        state = ClientState.for_credentials(self.signer_dir)
+        state.forget_head(self.domain_id)
+        state.save()
 
     def create_key(self, chain_id: str, spec: str = "ed25519") -> str:
         with self.server.client(self.admin) as c:

@@ -1,7 +1,10 @@
 """The crash test's hostile KMS host: it owns `kms serve` and its store, and at random points of signing it
 SIGKILLs the server, replays an older (authentic) `vstate-<key>` row, restarts the server on an older
 consistent prefix of the whole store, or SIGKILLs the signer process (a crash of the validator's host, which
-is not rolled back: its watermark file stays). Seeded, so a failing run can be replayed (KMS_CRASH_SEED)."""
+is not rolled back: its watermark file stays). After a prefix, the signer (whose credentials remember a newer
+state head) refuses the KMS until its operator accepts the restore (`accept_restore`: forget the head, restart
+the signer), and from then on the watermark alone stands between the rolled-back guard and a double sign.
+Seeded, so a failing run can be replayed (KMS_CRASH_SEED)."""
 
 from __future__ import annotations
 
@@ -20,10 +23,11 @@ class HostileHost:
     """Runs `plan` (a list of ACTIONS) on its own thread; `progress()` counts the positions the node got signed."""
 
     def __init__(self, domain: Domain, key: str, tmp: Path, seed: int, plan: list[str],
-                 progress: Callable[[], int], restart_signer: Callable[[], None]) -> None:
+                 progress: Callable[[], int], restart_signer: Callable[[], None],
+                 accept_restore: Callable[[], None]) -> None:
         self.domain, self.record, self.tmp, self.plan = domain, f"vstate-{key}", tmp, plan
         self.rng = random.Random(seed)
-        self.progress, self.restart_signer = progress, restart_signer
+        self.progress, self.restart_signer, self.accept_restore = progress, restart_signer, accept_restore
         self.rows: list[tuple[int, bytes]] = []
         self.snapshots: list[Path] = []
         self.done: list[str] = []  # what was done, in order (part of every failure message)
@@ -79,6 +83,8 @@ class HostileHost:
 
     def _prefix(self) -> None:
         self.domain.server.restore(self.rng.choice(self.snapshots))
+        time.sleep(self.rng.uniform(0, 0.3))  # the signer meets the rolled-back KMS (and refuses it) a while
+        self.accept_restore()
 
     def _signer(self) -> None:
         self.restart_signer()

@@ -1,6 +1,7 @@
 """`kms validator run` and its watermark file, end to end (real server, real signer process, the node peer):
-a restarted signer keeps its watermark even when the KMS's store was rolled back; a corrupt file stops it with
-a clear message; a second signer on the same file is refused; the operator's re-seed works."""
+a restarted signer refuses a KMS whose store was rolled back (its credentials remember a newer state head), and
+once the operator accepts the restore it still keeps its watermark; a corrupt file stops it with a clear
+message; a second signer on the same file is refused; the operator's re-seed works."""
 
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ def test_restarted_signer_keeps_its_watermark_over_a_rolled_back_kms(domain: Dom
     assert json.loads(watermark.read_text())["height"] == 2
     domain.server.restore(tmp_path / "old-store.sqlite3")  # ... and restarts the KMS on it
     signer = SignerProcess(config)
+    assert signer.proc.wait(60) == 2  # the KMS client saw a newer state head: not trusted, nothing sent
+    assert signer.wait_for("NOT trusted") and signer.wait_for("rolled back")
+    domain.forget_signer_head()  # the operator accepts the restore (`kms credentials forget-head`) ...
+    signer = SignerProcess(config)  # ... and the watermark is what still holds
     try:
         conn = peer.accept()
         assert signer.wait_for("BEHIND this validator's watermark")

@@ -2,6 +2,8 @@
 KMS host SIGKILLs the server, replays older guard rows, restarts the server on older consistent prefixes of its
 store, and kills the signer, all at random points. No two conflicting signatures for one height/round/step ever
 reach the node: the enclave's guard alone would sign again what it forgot, the validator's watermark stops it.
+(The signer's KMS client refuses a rolled-back store by itself; the test then plays the operator who accepts
+the restore, so that the watermark is what is tested.)
 
 Reproduce a run with KMS_CRASH_SEED=<seed> (every failure message starts with the seed)."""
 
@@ -107,11 +109,17 @@ def test_hostile_host_rollbacks_and_crashes_never_release_conflicting_signatures
         signers[-1].kill()
         signers.append(SignerProcess(config))
 
+    def accept_restore() -> None:  # the operator: `kms credentials forget-head`, then start the signer again
+        signers[-1].kill()
+        domain.forget_signer_head()
+        signers.append(SignerProcess(config))
+
     node: Node | None = None
     started = time.monotonic()
     try:
         node = Node(peer, pub, rng)
-        host = HostileHost(domain, key, tmp_path, seed + 1, plan, lambda: len(node.received), restart_signer)
+        host = HostileHost(domain, key, tmp_path, seed + 1, plan, lambda: len(node.received), restart_signer,
+                           accept_restore)
         host.start()
         h = 1
         deadline = time.monotonic() + 240

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from kms import errors
+from kms.client import ClientState
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.validator import canonical
 from kms.validator.kms_link import ValidatorLink
@@ -39,6 +40,9 @@ def kms_validator(domain: Domain, creds: Path, *argv: str, mrsigner: str | None 
 def admin_dir(domain: Domain, tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("admin") / "creds"
     domain.admin.save(d)
+    state = ClientState.for_credentials(d)  # as `kms credentials pin --domain` does
+    state.pin(domain.domain_id)
+    state.save()
     return d
 
 
