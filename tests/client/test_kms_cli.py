@@ -87,9 +87,10 @@ def test_principal_remove(cli: Cli) -> None:
     """Removal is for good: the principal is refused from then on, even its identity, and cannot be
     added back; the last admin cannot be removed."""
     admin, admin_id = new_credentials(cli, "admin")
-    user, user_id = new_credentials(cli, "user")
-    f, u = cli.flags(admin), cli.flags(user)
+    f = cli.flags(admin)
     cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"))
+    user, user_id = new_credentials(cli, "user", "--from", str(admin))
+    u = cli.flags(user)
     cli.json("admin", "principal", "add", *f, "--principal-id", user_id, "--name", "svc")
     assert cli.run("key", "list", *u)[0] == 0
     remaining = cli.json("admin", "principal", "remove", *f, "--principal-id", user_id)

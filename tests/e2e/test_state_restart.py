@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from kms.client import Credentials, KmsClient
-from kms.proto.enclave.v1 import boundary_pb2 as pb
 from tests.e2e.conftest import client_for, recovery_public
 from tests.e2e.server import LOOPBACK_FLAGS, REPO, ServerProcess
 
 
 def head_seq(client: KmsClient) -> int:
-    """The state head the server's answers carry (the SDK keeps it; read it from a raw answer)."""
-    return client._call(pb.Request(get_identity=pb.GetIdentityRequest())).state_head.seq
+    """The state head the server's answers carry (the SDK keeps the highest it saw)."""
+    client.identity()
+    return client.state_head.seq
 
 
 def start_fails(data: Path) -> str:
@@ -52,7 +52,7 @@ def test_a_store_that_does_not_match_its_log_is_refused_at_start(build, tmp_path
     data, creds = tmp_path / "data", Credentials.generate("alice")
     srv = ServerProcess(data)
     try:
-        with client_for(srv, creds) as admin:
+        with client_for(srv, creds, new_domain=True) as admin:
             admin.init(recovery_public(3), threshold=2, admin_name="alice")
             kid = admin.create_key().key_id
             admin.disable_key(kid)
@@ -93,7 +93,7 @@ def test_a_consistent_older_copy_starts_with_an_older_head(build, tmp_path) -> N
     data, creds = tmp_path / "data", Credentials.generate("alice")
     srv = ServerProcess(data)
     try:
-        with client_for(srv, creds) as admin:
+        with client_for(srv, creds, new_domain=True) as admin:
             admin.init(recovery_public(3), threshold=2, admin_name="alice")
             admin.create_key()
     finally:
@@ -111,7 +111,7 @@ def test_a_consistent_older_copy_starts_with_an_older_head(build, tmp_path) -> N
     shutil.copytree(tmp_path / "backup", data)
     srv = ServerProcess(data)  # the enclave cannot tell: the copy is consistent
     try:
-        with client_for(srv, creds) as admin:
+        with client_for(srv, creds) as admin:  # a client that never saw the newer head (its own state)
             assert head_seq(admin) == newer < newest
     finally:
         assert srv.stop() == 0
