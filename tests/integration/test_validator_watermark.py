@@ -1,10 +1,12 @@
 """The two-sided guard in the real enclave: the signer's watermark as a second lower bound.
 
-The host's attack (issue 11, item 3): keep an older, authentic `vstate-<key>` record (or the whole
-store), let the validator sign on, put the old record back and restart the enclave on that store.
-The enclave's own guard has then forgotten the newer signatures; without a watermark it signs a
-conflicting vote (shown here, so the test proves the attack is real), with the validator's
-watermark it refuses every position at or below it and adopts the watermark as its state.
+The host's attack (issue 11, item 3): keep an older, authentic `vstate-<key>` record, or a copy of the
+whole store, let the validator sign on, put the old record (or the whole old store) back and restart
+the enclave on it. The old record alone is refused by the enclave's state log (StaleRecord, live and
+at restart). The whole older store is a consistent prefix the enclave cannot tell from the latest:
+its guard has then forgotten the newer signatures, and without a watermark it signs a conflicting
+vote (shown here, so the test proves the attack is real); with the validator's watermark it refuses
+every position at or below it and adopts the watermark as its state.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pytest
 
 from kms import errors
 from kms.proto.enclave.v1 import boundary_pb2 as pb
-from tests.integration.rollback_host import Host
+from tests.integration.rollback_host import Host, Snapshot
 from tests.integration.test_validator_guard import create, proposal, public_key, sign, vote
 
 A, B = b"\x11" * 32, b"\x77" * 32  # the honest block and the attacker's
@@ -35,24 +37,35 @@ def mark(height: int, rnd: int, step: int, signed: bytes = b"") -> pb.ValidatorW
                                  sign_bytes_hash=hashlib.sha256(signed).digest() if signed else b"")
 
 
-def history(host: Host, kid: str, scope: str = "row") -> tuple[dict[str, tuple[int, bytes]], pb.ValidatorWatermark,
-                                                              bytes]:
+def history(host: Host, kid: str) -> tuple[Snapshot, dict[str, tuple[int, bytes]], pb.ValidatorWatermark, bytes]:
     """Sign height 10 (prevote, precommit for A) and 11 (prevote). Returns what the host kept from before
-    height 10's precommit (the `vstate-<key>` row, or the whole store: a consistent older prefix), the
+    height 10's precommit (the whole store: a consistent older prefix, and the `vstate-<key>` row alone), the
     validator's watermark after the last signature, and the signature of that precommit."""
     sign(host.enclave, kid, vote(10, 0, 1, block=A))
-    saved = dict(host.store) if scope == "store" else {f"vstate-{kid}": host.store[f"vstate-{kid}"]}
+    saved, row = host.snapshot(), {f"vstate-{kid}": host.store[f"vstate-{kid}"]}
     signed = sign(host.enclave, kid, vote(10, 0, 2, block=A)).signature
     sign(host.enclave, kid, vote(11, 0, 1, block=A))
-    return saved, mark(11, 0, 2, vote(11, 0, 1, block=A)), signed
+    return saved, row, mark(11, 0, 2, vote(11, 0, 1, block=A)), signed
 
 
-@pytest.mark.parametrize("scope", ["row", "store"])
-def test_replayed_guard_state_double_signs_without_watermark_and_is_refused_with_it(host: Host, scope: str) -> None:
+def test_a_replayed_guard_row_is_refused_by_the_state_log(host: Host) -> None:
+    kid = create(host.enclave)
+    _, row, _, _ = history(host, kid)
+    current = {f"vstate-{kid}": host.store[f"vstate-{kid}"]}
+    host.store.update(row)
+    with pytest.raises(errors.StaleRecord):
+        sign(host.enclave, kid, vote(10, 0, 2, block=B))
+    with pytest.raises(errors.StaleRecord):  # and a restart on it stops
+        host.roll_back(row)
+    host.roll_back(current)
+    assert sign(host.enclave, kid, vote(11, 0, 2, block=A)).height == 11
+
+
+def test_replayed_guard_state_double_signs_without_watermark_and_is_refused_with_it(host: Host) -> None:
     kid = create(host.enclave)
     pub = public_key(host.enclave, kid)
-    saved, wm, honest = history(host, kid, scope)
-    host.roll_back(saved)
+    saved, _, wm, honest = history(host, kid)
+    host.restore(saved)
     conflicting = sign(host.enclave, kid, vote(10, 0, 2, block=B))  # the attack, without a watermark
     pub.verify(honest, vote(10, 0, 2, block=A))
     pub.verify(conflicting.signature, vote(10, 0, 2, block=B))  # two precommits at 10/0: a double sign
@@ -64,14 +77,14 @@ def test_replayed_guard_state_double_signs_without_watermark_and_is_refused_with
                    vote(10, 1, 1, block=B), vote(10, 5, 2, block=B), vote(11, 0, 1, block=B),
                    vote(11, 0, 1, block=None), vote(11, 0, 1, block=A)]
     for data in at_or_below:
-        host.roll_back(saved)
+        host.restore(saved)
         with pytest.raises(errors.DoubleSignRefused):
             sign(host.enclave, kid, data, watermark=wm)
-    host.roll_back(saved)
+    host.restore(saved)
     with pytest.raises(errors.DoubleSignRefused):
         sign(host.enclave, kid, proposal(11, 0), kind=pb.PROPOSAL, watermark=wm)
     # Above the watermark it signs, and its state moves past the watermark.
-    host.roll_back(saved)
+    host.restore(saved)
     for data, step in ((vote(11, 0, 2, block=A), 3), (vote(12, 0, 1, block=A), 2)):
         above = sign(host.enclave, kid, data, watermark=wm)
         pub.verify(above.signature, data)
@@ -81,8 +94,8 @@ def test_replayed_guard_state_double_signs_without_watermark_and_is_refused_with
 
 def test_a_refused_request_moves_the_guard_up_to_the_watermark_for_every_client(host: Host) -> None:
     kid = create(host.enclave)
-    saved, wm, _ = history(host, kid)
-    host.roll_back(saved)
+    saved, _, wm, _ = history(host, kid)
+    host.restore(saved)
     with pytest.raises(errors.DoubleSignRefused):  # even the identical bytes: there is no stored signature
         sign(host.enclave, kid, vote(11, 0, 1, block=A), watermark=wm)
     host.restart()  # the adopted watermark was persisted

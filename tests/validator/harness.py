@@ -86,6 +86,16 @@ class KmsServer:
             db.execute("INSERT OR REPLACE INTO records (key_id, revision, blob) VALUES (?, ?, ?)",
                        (record_id, revision, blob))
 
+    def swap_record(self, record_id: str, revision: int, blob: bytes) -> tuple[int, bytes]:
+        """put_record, returning the row it replaced, in one transaction (no commit of the server in between)."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            old = db.execute("SELECT revision, blob FROM records WHERE key_id = ?", (record_id,)).fetchone()
+            db.execute("INSERT OR REPLACE INTO records (key_id, revision, blob) VALUES (?, ?, ?)",
+                       (record_id, revision, blob))
+        assert old is not None, record_id
+        return int(old[0]), bytes(old[1])
+
     def snapshot(self, path: Path) -> None:
         """A consistent copy of the whole store as committed now (SQLite's online backup), as a host can take."""
         src, dst = sqlite3.connect(self.data_dir / "kms.sqlite3", timeout=30), sqlite3.connect(path)

@@ -1,5 +1,6 @@
 """The crash test's hostile KMS host: it owns `kms serve` and its store, and at random points of signing it
-SIGKILLs the server, replays an older (authentic) `vstate-<key>` row, restarts the server on an older
+SIGKILLs the server, replays an older (authentic) `vstate-<key>` row (which the state log refuses, live and at a
+restart, so the host puts the current row back after a while), restarts the server on an older
 consistent prefix of the whole store, or SIGKILLs the signer process (a crash of the validator's host, which
 is not rolled back: its watermark file stays). After a prefix, the signer (whose credentials remember a newer
 state head) refuses the KMS until its operator accepts the restore (`accept_restore`: forget the head, restart
@@ -31,6 +32,7 @@ class HostileHost:
         self.rows: list[tuple[int, bytes]] = []
         self.snapshots: list[Path] = []
         self.done: list[str] = []  # what was done, in order (part of every failure message)
+        self.refused_starts = 0  # restarts on a replayed row that the server refused
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hostile-host", daemon=True)
 
@@ -73,13 +75,24 @@ class HostileHost:
         self.domain.server.start()
 
     def _replay(self) -> None:
-        """Put an older authentic row of the guard back while the server runs (and now and then restart it, so
-        that nothing the enclave might remember of the newer row survives)."""
+        """Put an older authentic row of the guard back while the server runs, and now and then restart the server
+        on it. The enclave's state log refuses that row (StaleRecord when read, and the restart stops), so the
+        host, to be served at all, puts the current row back after a while and starts the server again."""
         revision, blob = self.rng.choice(self.rows)
-        self.domain.server.put_record(self.record, revision, blob)
+        current = self.domain.server.swap_record(self.record, revision, blob)
+        time.sleep(self.rng.uniform(0, 0.05))  # signing requests meet the replayed row meanwhile
         if self.rng.random() < 0.5:
             self.domain.server.kill()
+            try:
+                self.domain.server.start()
+            except RuntimeError:
+                self.refused_starts += 1  # the start refused the store: the row is older than the state log
+            else:
+                raise AssertionError("kms serve started on a store with a replayed guard row")
+            self.domain.server.put_record(self.record, *current)
             self.domain.server.start()
+        else:
+            self.domain.server.put_record(self.record, *current)
 
     def _prefix(self) -> None:
         self.domain.server.restore(self.rng.choice(self.snapshots))

@@ -130,11 +130,11 @@ def test_the_signer_side_stops_the_double_sign_of_a_rolled_back_kms(build, tmp_p
         handler = PrivvalHandler(link, key, C, observe=seen.append, guard=guard)
         pub = handler.public_key().raw
         verify_vote(pub, C, _sign(handler, vote(1, 0, PREVOTE, 1)).vote)
-        kept = {f"vstate-{key}": host.store[f"vstate-{key}"]}  # the host keeps the guard as it is now
+        kept = host.snapshot()  # the host keeps the whole store (and the guard) as it is now
         for v in (vote(1, 0, PRECOMMIT, 1), vote(2, 0, PREVOTE, 2), vote(2, 0, PRECOMMIT, 2)):
             verify_vote(pub, C, _sign(handler, v).vote)
         assert guard.current is not None and guard.current.position == (2, 0, 3)
-        host.roll_back(kept)
+        host.restore(kept)
         client.enclave, client.ignore_watermark = host.enclave, not enclave_honours_watermark
         signs = client.signs
         for below in (vote(1, 0, PRECOMMIT, 9), vote(2, 0, PREVOTE, 9), vote(1, 5, PREVOTE, 9)):

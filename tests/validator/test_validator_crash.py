@@ -133,7 +133,7 @@ def test_hostile_host_rollbacks_and_crashes_never_release_conflicting_signatures
     finally:
         assert signers[-1].stop() == 0
         peer.close()
-    where = f"seed {seed}, host did {host.done}, node {dict(node.outcomes)}"
+    where = f"seed {seed}, host did {host.done} ({host.refused_starts} starts refused), node {dict(node.outcomes)}"
     print(f"crash test: {where}, {len(node.received)} positions signed in {time.monotonic() - started:.1f} s")
     assert host.done == plan, where
     conflicts = {hrs: sigs for hrs, sigs in node.received.items() if len({s for _, s in sigs}) != 1}
