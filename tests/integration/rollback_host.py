@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 from kms.enclave.bridge import Enclave, MemoryStore
+from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 Snapshot = tuple[dict[str, tuple[int, bytes]], list[bytes], list[bytes]]
-from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 
 class Host:
