@@ -20,6 +20,7 @@ from kms.client import (
     VerificationFailed,
 )
 from kms.client.errors import CollateralUnavailable
+from tests.auditor import auditor_public
 from tests.client.conftest import recovery_public
 
 
@@ -106,11 +107,11 @@ def test_uninitialized_server_accepts_only_init(server, policy, alice) -> None:
         assert client.evidence.initialized is False
         with pytest.raises(errors.NotInitialized):
             client.create_key()
-        result = client.init(recovery_public(3), threshold=2)
+        result = client.init(recovery_public(3), threshold=2, auditor_public_keys=auditor_public())
         assert result.admin_principal_id == alice.principal_id and len(result.shares) == 3
         assert sorted(s.index for s in result.shares) == [0, 1, 2]
         with pytest.raises(errors.InvalidRequest):
-            client.init(recovery_public(1), threshold=1)
+            client.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public())
 
 
 @pytest.mark.parametrize("case", ["mrsigner", "simulation", "anchor", "mrenclave"])

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from kms import errors
 from kms.client import Credentials
+from tests.auditor import auditor_public
 from tests.e2e.conftest import client_for, recovery_public
 from tests.e2e.server import REPO, ServerProcess
 
@@ -128,7 +129,7 @@ def test_restart_keeps_keys_working(build: Path, tmp_path: Path) -> None:
     server = ServerProcess(data)
     try:
         with client_for(server, creds) as client:
-            client.init(recovery_public(1), threshold=1)
+            client.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public())
             aes, ed = client.create_key(), client.create_key("ED25519")
             ct = client.encrypt(aes.key_id, b"before restart").ciphertext
             client.rotate_key(aes.key_id)
@@ -158,7 +159,7 @@ def test_idle_session_closed_by_the_server_reconnects_even_for_create(build: Pat
     server = ServerProcess(tmp_path / "data", "--session-idle-timeout-s=1")
     try:
         with client_for(server, Credentials.generate("alice")) as client:
-            client.init(recovery_public(1), threshold=1)
+            client.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public())
             time.sleep(2.5)
             key = client.create_key()
             assert client.connects == 2

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kms.client import Credentials, KmsClient
 from kms.validator.kms_link import ValidatorLink
+from tests.auditor import auditor_public
 from tests.e2e.conftest import anchor_for, policy_for, recovery_public
 from tests.e2e.server import ServerProcess
 
@@ -118,7 +119,7 @@ class Domain:
         self.signer_dir = tmp / "signer-credentials"
         self.signer.save(self.signer_dir)
         with server.client(self.admin) as c:
-            c.init(recovery_public(3), threshold=2, admin_name="admin")
+            c.init(recovery_public(3), threshold=2, admin_name="admin", auditor_public_keys=auditor_public())
             c.add_principal(self.signer.principal_id, "validator-signer", "USER")
 
     def create_key(self, chain_id: str, spec: str = "ed25519") -> str:
