@@ -51,6 +51,13 @@ def cli(server, tmp_path, capsys, monkeypatch) -> Cli:
     return Cli(server, tmp_path, capsys, monkeypatch)
 
 
+def new_auditor(cli: Cli, name: str = "auditor") -> tuple[Path, str]:
+    """An auditor key pair made by `kms audit keygen`: (its directory, its public key in hex)."""
+    info = cli.json("audit", "keygen", "--out", str(cli.tmp / name))
+    assert stat.S_IMODE((cli.tmp / name / "auditor.key").stat().st_mode) == 0o600
+    return cli.tmp / name, info["auditor_public_key"]
+
+
 def new_credentials(cli: Cli, name: str) -> tuple[Path, str]:
     d = cli.tmp / name
     info = cli.json("credentials", "new", "--out", str(d), "--name", name)
@@ -62,8 +69,11 @@ def test_walkthrough(cli: Cli) -> None:
     admin, admin_id = new_credentials(cli, "admin")
     f = cli.flags(admin)
     rec = cli.tmp / "recovery"
-    init = cli.json("admin", "init", *f, "--recovery-keys", "3", "--recovery-dir", str(rec), "--threshold", "2")
+    auditor, _ = new_auditor(cli)
+    init = cli.json("admin", "init", *f, "--recovery-keys", "3", "--recovery-dir", str(rec), "--threshold", "2",
+                    "--auditor-key", str(auditor / "auditor.pub"))
     assert init["admin_principal_id"] == admin_id and init["shares"] == 3 and init["threshold"] == 2
+    assert init["auditors"] == 1
     for i in range(3):
         assert stat.S_IMODE((rec / f"recovery-{i}.key").stat().st_mode) == 0o600
         doc = json.loads((rec / f"share-{i}.json").read_text())
@@ -119,7 +129,9 @@ def test_users_principals_and_grants(cli: Cli) -> None:
     f, uf = cli.flags(admin), cli.flags(user)
     pub = cli.tmp / "r.pub"
     pub.write_bytes(x25519.X25519PrivateKey.generate().public_key().public_bytes_raw())
-    cli.json("admin", "init", *f, "--recovery-public-key", str(pub), "--shares-dir", str(cli.tmp / "shares"))
+    auditor, _ = new_auditor(cli)
+    cli.json("admin", "init", *f, "--recovery-public-key", str(pub), "--shares-dir", str(cli.tmp / "shares"),
+             "--auditor-key", str(auditor / "auditor.pub"))
     kid = cli.json("key", "create", *f)["key_id"]
     listed = cli.json("admin", "principal", "add", *f, "--certificate", str(user / "cert.pem"), "--name", "svc")
     assert {p["name"] for p in listed} == {"admin", "svc"}
@@ -156,8 +168,15 @@ def test_local_errors_exit_1(cli: Cli) -> None:
     assert code == 1
     code, _, err = cli.run("credentials", "new", "--out", str(creds))
     assert code == 1 and "refusing to overwrite" in err
-    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2")
+    auditor, _ = new_auditor(cli)
+    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2", "--auditor-key", str(auditor / "auditor.pub"))
     assert code == 1 and "--shares-dir" in err
+    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2", "--recovery-dir", str(cli.tmp / "r"))
+    assert code == 1 and "--auditor-key" in err  # no auditor: refused before anything is generated or sent
+    assert not (cli.tmp / "r").exists()
+    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2", "--recovery-dir", str(cli.tmp / "r"),
+                           "--auditor-key", str(auditor / "auditor.key"))  # the private key is not a public key
+    assert code == 1 and "auditor public key" in err
     assert cli.server.session_rpcs == 0
 
 
@@ -167,3 +186,22 @@ def test_unreachable_server_exits_2(cli: Cli) -> None:
     f[f.index("--server") + 1] = "127.0.0.1:1"
     code, _, err = cli.run("key", "list", *f, "--timeout", "2")
     assert code == 2 and "UNAVAILABLE" in err and "Traceback" not in err
+
+
+def test_auditors_are_set_by_admins(cli: Cli) -> None:
+    admin, _ = new_credentials(cli, "admin")
+    user, user_id = new_credentials(cli, "user")
+    f, uf = cli.flags(admin), cli.flags(user)
+    first, _ = new_auditor(cli, "first")
+    cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"),
+             "--auditor-key", str(first / "auditor.pub"))
+    cli.json("admin", "principal", "add", *f, "--principal-id", user_id, "--name", "svc")
+    second, second_pub = new_auditor(cli, "second")
+    third, third_pub = new_auditor(cli, "third")
+    keys = ["--auditor-key", str(second / "auditor.pub"), "--auditor-key", str(third / "auditor.pub")]
+    code, _, err = cli.run("admin", "auditors", "set", *uf, *keys)
+    assert code == 2 and "PERMISSION_DENIED" in err
+    assert cli.json("admin", "auditors", "set", *f, *keys)["auditors"] == [second_pub, third_pub]
+    code, _, err = cli.run("admin", "auditors", "set", *f, "--auditor-key", str(second / "auditor.pub"),
+                           "--auditor-key", str(second / "auditor.pub"))
+    assert code == 1 and "twice" in err
