@@ -46,8 +46,11 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
                    KMS_SIMULATED_ROOT=str(server.root_pem), KMS_ALLOW_SIMULATION_INSECURE="1",
                    KMS_CREDENTIALS=str(work / "admin"))
         principal = kms_json(env, "credentials", "new", "--out", "admin")["principal_id"]
-        init = kms_json(env, "admin", "init", "--recovery-keys", "3", "--recovery-dir", "recovery")
-        assert init["admin_principal_id"] == principal and init["threshold"] == 2
+        auditor = kms_json(env, "audit", "keygen", "--out", "auditor")["auditor_public_key"]
+        assert stat.S_IMODE((work / "auditor" / "auditor.key").stat().st_mode) == 0o600
+        init = kms_json(env, "admin", "init", "--recovery-keys", "3", "--recovery-dir", "recovery",
+                        "--auditor-key", "auditor/auditor.pub")
+        assert init["admin_principal_id"] == principal and init["threshold"] == 2 and init["auditors"] == 1
         assert stat.S_IMODE((work / "recovery" / "recovery-0.key").stat().st_mode) == 0o600
         assert sorted(p.name for p in (work / "recovery").glob("share-*.json")) == [
             "share-0.json", "share-1.json", "share-2.json"]
@@ -90,6 +93,18 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
         assert kms(uenv, "decrypt", "--in", "secret.enc", "--context", "app=demo", "--out", "-").stdout.startswith(
             b"the launch")
         assert b"PERMISSION_DENIED" in kms(uenv, "key", "create", check=2).stderr
+
+        # the audit log: anyone checks that it is complete; only the auditor reads what it says
+        audit_key = kms_json(env, "admin", "identity")["audit_public_key"]
+        kms(env, "audit", "export", "--data-dir", str(server.data_dir), "--out", "audit.jsonl")
+        assert aes.encode() not in (work / "audit.jsonl").read_bytes()  # the host's copy names no key
+        checked = kms_json(env, "audit", "verify", "--file", "audit.jsonl", "--audit-key", audit_key)
+        assert checked["ok"] and checked["epochs"] == [{"seq": 1, "auditors": [auditor]}]
+        kms(env, "audit", "export", "--file", "audit.jsonl", "--audit-key", audit_key, "--auditor-key",
+            "auditor/auditor.key", "--out", "read.jsonl")
+        said = [json.loads(line) for line in (work / "read.jsonl").read_text().splitlines()]
+        decrypts = [s for s in said if s["operation"] == "decrypt" and s["principal"] == user]
+        assert decrypts and decrypts[-1]["key_id"] == aes and decrypts[-1]["outcome"] == "KMS_OK"
 
         # usage and local errors exit 1, verification errors exit 2 (nothing sent)
         sessions = server.session_rpcs()
