@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kms.attestation import AttestationPolicy, TrustAnchor
 from kms.client import Credentials, KmsClient
+from tests.auditor import auditor_public
 
 ITEM = 32
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                        for _ in range(args.concurrency)]
             try:
                 admin = clients[0]
-                admin.init([os.urandom(32)], 1)
+                admin.init([os.urandom(32)], 1, auditor_public_keys=auditor_public())
                 aes, p256 = admin.create_key().key_id, admin.create_key("ECC_NIST_P256").key_id
                 data = os.urandom(ITEM)
                 digest = admin.digest_for("ECDSA_SHA_256", data)

@@ -322,3 +322,13 @@ def test_cli_keygen_export_and_verify(domain, tmp_path) -> None:
     shown = run("verify", "--file", str(out), "--cert", str(tmp_path / "cert.der"), "--auditor-key", str(key_file),
                 "--output", "json")
     assert json.loads(shown.stdout)["records"][4]["context_hash"] == context_hash(CONTEXT).hex()
+
+
+def test_the_audit_benchmark_runs(build, capsys) -> None:
+    """tests/bench/bench_audit.py (./dev bench) on a few calls: every variant it compares still works."""
+    from tests.bench import bench_audit
+
+    assert bench_audit.main(["--iterations", "20", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for row in ("not audited", "clear bodies", "sealed, 1 auditor", "sealed, 8 auditors", "per-record HPKE"):
+        assert row in out
