@@ -42,7 +42,7 @@ kms_err_t kms_audit_set_key(const uint8_t *pkcs8, size_t len)
     g_key = key;
     g_head_known = 0;
     kms_audit_epoch_close(&g_epoch);
-    if (key == NULL) memset(&g_auditors, 0, sizeof g_auditors);
+    memset(&g_auditors, 0, sizeof g_auditors); /* until kms_audit_set_auditors: sealed to no one, never clear */
     pthread_mutex_unlock(&g_lock);
     return kms_ratls_set_audit_key(key != NULL ? pub : NULL); /* bind it into the attestation claims */
 }

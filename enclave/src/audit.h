@@ -18,8 +18,9 @@
 #include "kms/proto/enclave/v1/boundary.pb.h"
 #include "principals.h"
 
-/* Use this PKCS#8 Ed25519 key (from the domain state) for the chain; NULL forgets it and the
- * auditors. Either way the head is read again and a new epoch opens at the next record. */
+/* Use this PKCS#8 Ed25519 key (from the domain state) for the chain; NULL forgets it. Either way
+ * the auditors are forgotten (records seal to no one until kms_audit_set_auditors), the head is
+ * read again and a new epoch opens at the next record. */
 kms_err_t kms_audit_set_key(const uint8_t *pkcs8, size_t len);
 
 /* Seal bodies to these auditors from the next record on (it opens a new epoch naming them); a

@@ -13,6 +13,7 @@ from kms import errors
 from kms.attestation import INTEL_SGX_ROOT, AttestationPolicy, Step, TrustAnchor
 from kms.client import Credentials, KmsClient, TransportError, VerificationFailed
 from kms.sim import SimPlatform
+from tests.auditor import auditor_public
 from tests.e2e.conftest import anchor_for, client_for, policy_for
 
 
@@ -91,7 +92,7 @@ def test_user_without_grant_and_admin_operations(server, admin) -> None:
             lambda: client.ungrant_key(key.key_id, user.principal_id),
             lambda: client.add_principal(user.principal_id, "me", "ADMIN"),
             lambda: client.list_principals(),
-            lambda: client.init([bytes(32)], 1),
+            lambda: client.init([bytes(32)], 1, auditor_public_keys=auditor_public()),
         ]
         for call in denied:
             with pytest.raises((errors.PermissionDenied, errors.InvalidRequest)):
