@@ -44,7 +44,9 @@ def describe(server: KmsServer) -> list[str]:
     else:
         lines += ["The domain is NOT initialized. Next, as the first admin (verifies this enclave first):",
                   "  kms credentials new --out admin",
-                  f"  kms admin init {verify} --credentials admin --recovery-keys 3 --recovery-dir recovery"]
+                  "  kms audit keygen --out auditor   (the auditor's key pair: auditor.key stays with the auditor)",
+                  f"  kms admin init {verify} --credentials admin --recovery-keys 3 --recovery-dir recovery"
+                  " --auditor-key auditor/auditor.pub"]
     return lines
 
 

@@ -116,7 +116,12 @@ def requests() -> dict[str, pb.Request]:
         "init": pb.Request(
             init=pb.InitRequest(admin_name="admin", threshold=2,
                                 recovery_public_keys=[spki(x25519.X25519PrivateKey.generate().public_key())[-32:]
-                                                      for _ in range(3)])
+                                                      for _ in range(3)],
+                                auditor_public_keys=[spki(x25519.X25519PrivateKey.generate().public_key())[-32:]])
+        ),
+        "set_auditors": pb.Request(
+            set_auditors=pb.SetAuditorsRequest(auditor_public_keys=[
+                spki(x25519.X25519PrivateKey.generate().public_key())[-32:] for _ in range(2)])
         ),
         "add_principal": pb.Request(
             add_principal=pb.AddPrincipalRequest(principal_id=bytes(32), name="alice", role=pb.USER)

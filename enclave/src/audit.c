@@ -1,5 +1,7 @@
-/* audit.c - the audit chain: one signed, hash-chained record per operation, appended before answering. */
+/* audit.c - the audit chain: one signed, hash-chained record per operation, appended before answering;
+ * each body sealed to the domain's auditors (audit_epoch.c). */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -7,16 +9,21 @@
 #include <pb_encode.h>
 
 #include "audit.h"
+#include "audit_epoch.h"
 #include "crypto.h"
 #include "ocalls.h"
 #include "domain.h"
 #include "ratls.h"
+
+_Static_assert(sizeof(((AuditEntry *)0)->record.bytes) >= AuditRecord_size, "an audit record fits its entry");
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static EVP_PKEY *g_key;          /* the domain's audit key, or NULL */
 static int g_head_known;         /* the chain head was read from the host */
 static uint64_t g_seq;           /* last appended sequence number */
 static uint8_t g_prev[32];       /* SHA-256 of the last appended record */
+static kms_auditors g_auditors;  /* who reads the bodies (public keys) */
+static kms_audit_epoch g_epoch;  /* the epoch sealing bodies now (its key is secret) */
 
 kms_err_t kms_audit_set_key(const uint8_t *pkcs8, size_t len)
 {
@@ -34,8 +41,18 @@ kms_err_t kms_audit_set_key(const uint8_t *pkcs8, size_t len)
     EVP_PKEY_free(g_key);
     g_key = key;
     g_head_known = 0;
+    kms_audit_epoch_close(&g_epoch);
+    memset(&g_auditors, 0, sizeof g_auditors); /* until kms_audit_set_auditors: sealed to no one, never clear */
     pthread_mutex_unlock(&g_lock);
     return kms_ratls_set_audit_key(key != NULL ? pub : NULL); /* bind it into the attestation claims */
+}
+
+void kms_audit_set_auditors(const kms_auditors *auditors)
+{
+    pthread_mutex_lock(&g_lock);
+    g_auditors = *auditors;
+    kms_audit_epoch_close(&g_epoch); /* the next record opens an epoch for exactly these auditors */
+    pthread_mutex_unlock(&g_lock);
 }
 
 kms_err_t kms_audit_public_key(uint8_t pub[32])
@@ -50,58 +67,91 @@ kms_err_t kms_audit_public_key(uint8_t pub[32])
 /* Read and check the host's last entry (lock held): it must carry our signature. */
 static kms_err_t load_head(void)
 {
-    uint8_t buf[AuditEntry_size];
+    uint8_t *buf = malloc(AuditEntry_size);
+    AuditEntry *entry = calloc(1, sizeof *entry);
+    AuditRecord *rec = calloc(1, sizeof *rec);
     size_t len = 0;
-    AuditEntry entry = AuditEntry_init_zero;
-    AuditRecord rec = AuditRecord_init_zero;
-    KMS_RETURN_IF_ERR(kms_edge_audit_head(buf, sizeof buf, &len));
-    if (len == 0) {
+    kms_err_t err = buf != NULL && entry != NULL && rec != NULL ? KMS_OK : KMS_ERR_OUT_OF_MEMORY;
+    if (err == KMS_OK) err = kms_edge_audit_head(buf, AuditEntry_size, &len);
+    if (err == KMS_OK && len == 0) {
         g_seq = 0;
         memset(g_prev, 0, sizeof g_prev);
-        g_head_known = 1;
-        return KMS_OK;
+    } else if (err == KMS_OK) {
+        pb_istream_t is = pb_istream_from_buffer(buf, len);
+        err = pb_decode(&is, AuditEntry_fields, entry) &&
+                      kms_verify(g_key, KMS_SIG_ED25519, 0, entry->record.bytes, entry->record.size, KMS_SIGFMT_DER,
+                                 entry->signature.bytes, entry->signature.size) == KMS_OK
+                  ? KMS_OK
+                  : KMS_ERR_AUDIT_CORRUPT;
+        pb_istream_t rs = pb_istream_from_buffer(entry->record.bytes, entry->record.size);
+        if (err == KMS_OK && !pb_decode(&rs, AuditRecord_fields, rec)) err = KMS_ERR_AUDIT_CORRUPT;
+        if (err == KMS_OK) err = kms_sha256(entry->record.bytes, entry->record.size, g_prev);
+        if (err == KMS_OK) g_seq = rec->seq;
     }
-    pb_istream_t is = pb_istream_from_buffer(buf, len);
-    if (!pb_decode(&is, AuditEntry_fields, &entry) ||
-        kms_verify(g_key, KMS_SIG_ED25519, 0, entry.record.bytes, entry.record.size, KMS_SIGFMT_DER,
-                   entry.signature.bytes, entry.signature.size) != KMS_OK)
-        return KMS_ERR_AUDIT_CORRUPT;
-    pb_istream_t rs = pb_istream_from_buffer(entry.record.bytes, entry.record.size);
-    if (!pb_decode(&rs, AuditRecord_fields, &rec)) return KMS_ERR_AUDIT_CORRUPT;
-    g_seq = rec.seq;
-    KMS_RETURN_IF_ERR(kms_sha256(entry.record.bytes, entry.record.size, g_prev));
-    g_head_known = 1;
-    return KMS_OK;
+    g_head_known = err == KMS_OK;
+    free(buf);
+    free(entry);
+    free(rec);
+    return err;
 }
 
-kms_err_t kms_audit_record(AuditRecord *rec)
+/* The body, in clear (a domain that chose so at init) or sealed under the epoch, opening a new
+ * one when it is due (lock held). */
+static kms_err_t put_body(const AuditBody *body, AuditRecord *rec)
 {
-    AuditEntry entry = AuditEntry_init_zero;
-    uint8_t buf[AuditEntry_size];
+    if (g_auditors.clear_bodies) {
+        rec->has_clear_body = true;
+        rec->clear_body = *body;
+        return KMS_OK;
+    }
+    if (kms_audit_epoch_due(&g_epoch, rec->seq)) KMS_RETURN_IF_ERR(kms_audit_epoch_open(&g_epoch, &g_auditors, rec));
+    return kms_audit_epoch_seal(&g_epoch, body, rec);
+}
+
+/* Encode rec, sign it and append the entry (lock held); on success the chain advances. */
+static kms_err_t sign_and_append(const AuditRecord *rec, AuditEntry *entry, uint8_t *buf)
+{
     size_t sig_len = 0;
-    kms_err_t err = KMS_OK;
+    pb_ostream_t rs = pb_ostream_from_buffer(entry->record.bytes, sizeof entry->record.bytes);
+    if (!pb_encode(&rs, AuditRecord_fields, rec)) return KMS_ERR_ENCODE;
+    entry->record.size = (pb_size_t)rs.bytes_written;
+    KMS_RETURN_IF_ERR(kms_sign(g_key, KMS_SIG_ED25519, 0, entry->record.bytes, entry->record.size, KMS_SIGFMT_DER,
+                               entry->signature.bytes, sizeof entry->signature.bytes, &sig_len));
+    entry->signature.size = (pb_size_t)sig_len;
+    pb_ostream_t es = pb_ostream_from_buffer(buf, AuditEntry_size);
+    if (!pb_encode(&es, AuditEntry_fields, entry)) return KMS_ERR_ENCODE;
+    KMS_RETURN_IF_ERR(kms_edge_audit_append(rec->seq, buf, es.bytes_written));
+    g_seq = rec->seq;
+    return kms_sha256(entry->record.bytes, entry->record.size, g_prev);
+}
+
+kms_err_t kms_audit_record(const AuditBody *body, int64_t time)
+{
+    AuditRecord *rec = calloc(1, sizeof *rec);
+    AuditEntry *entry = calloc(1, sizeof *entry);
+    uint8_t *buf = malloc(AuditEntry_size);
+    kms_err_t err = rec != NULL && entry != NULL && buf != NULL ? KMS_OK : KMS_ERR_OUT_OF_MEMORY;
     pthread_mutex_lock(&g_lock);
-    if (g_key == NULL) goto done; /* no domain audit key (host-only embedding): nothing to chain */
-    if (!g_head_known) KMS_GOTO_IF_ERR(err, load_head(), done);
+    if (err != KMS_OK || g_key == NULL) goto done; /* no domain audit key (host-only embedding): nothing to chain */
+    if (!g_head_known) {
+        kms_audit_epoch_close(&g_epoch); /* an epoch never spans a re-read of the head */
+        KMS_GOTO_IF_ERR(err, load_head(), done);
+    }
     rec->seq = g_seq + 1;
     memcpy(rec->prev_hash.bytes, g_prev, 32);
     rec->prev_hash.size = 32;
-    rec->domain_id.size = kms_domain_id(rec->domain_id.bytes) ? 16 : 0;
-    pb_ostream_t rs = pb_ostream_from_buffer(entry.record.bytes, sizeof entry.record.bytes);
-    err = KMS_ERR_ENCODE;
-    if (!pb_encode(&rs, AuditRecord_fields, rec)) goto done;
-    entry.record.size = (pb_size_t)rs.bytes_written;
-    KMS_GOTO_IF_ERR(err, kms_sign(g_key, KMS_SIG_ED25519, 0, entry.record.bytes, entry.record.size, KMS_SIGFMT_DER,
-                                  entry.signature.bytes, sizeof entry.signature.bytes, &sig_len), done);
-    entry.signature.size = (pb_size_t)sig_len;
-    pb_ostream_t es = pb_ostream_from_buffer(buf, sizeof buf);
-    err = KMS_ERR_ENCODE;
-    if (!pb_encode(&es, AuditEntry_fields, &entry)) goto done;
-    KMS_GOTO_IF_ERR(err, kms_edge_audit_append(rec->seq, buf, es.bytes_written), done);
-    g_seq = rec->seq;
-    err = kms_sha256(entry.record.bytes, entry.record.size, g_prev);
+    rec->time = time;
+    rec->domain_id.size = kms_domain_id(rec->domain_id.bytes) ? KMS_DOMAIN_ID_LEN : 0;
+    KMS_GOTO_IF_ERR(err, put_body(body, rec), done);
+    err = sign_and_append(rec, entry, buf);
 done:
-    if (err != KMS_OK) g_head_known = 0; /* re-read the head before the next record */
+    if (err != KMS_OK) g_head_known = 0; /* re-read the head (and open a new epoch) before the next record */
     pthread_mutex_unlock(&g_lock);
+    if (rec != NULL) OPENSSL_cleanse(rec, sizeof *rec); /* a clear body, in the insecure mode */
+    if (entry != NULL) OPENSSL_cleanse(entry, sizeof *entry);
+    if (buf != NULL) OPENSSL_cleanse(buf, AuditEntry_size);
+    free(rec);
+    free(entry);
+    free(buf);
     return err;
 }

@@ -1,10 +1,12 @@
 /*
  * audit.h - the signed, hash-chained audit log. Every operation run through kms_request_run on a
- * domain with an audit key produces one AuditRecord (operation, key, version, principal,
- * outcome, sequence number, previous record hash), signed with the domain's Ed25519 audit key,
- * and appended by the host (audit_append OCALL) before the enclave answers: if the append
- * fails, the request fails (KMS_ERR_AUDIT_UNAVAILABLE). Serialized by one mutex, so sequence
- * numbers are gap-free in append order. Thread-safe.
+ * domain with an audit key produces one AuditRecord: public sequence number, previous record
+ * hash, time and domain id, and a body (operation, key, version, principal, outcome, policy and
+ * context hashes) sealed to the domain's auditors (audit_epoch.h; docs/formats.md). Each record
+ * is signed with the domain's Ed25519 audit key over everything, ciphertext included, and
+ * appended by the host (audit_append OCALL) before the enclave answers: if the append fails, the
+ * request fails (KMS_ERR_AUDIT_UNAVAILABLE). Serialized by one mutex, so sequence numbers are
+ * gap-free in append order. Thread-safe.
  */
 #ifndef KMS_ENCLAVE_AUDIT_H
 #define KMS_ENCLAVE_AUDIT_H
@@ -14,17 +16,28 @@
 
 #include "kms/errors.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
+#include "principals.h"
 
-/* Use this PKCS#8 Ed25519 key (from the domain state) for the chain; NULL forgets it. */
+/* Use this PKCS#8 Ed25519 key (from the domain state) for the chain; NULL forgets it. Either way
+ * the auditors are forgotten (records seal to no one until kms_audit_set_auditors), the head is
+ * read again and a new epoch opens at the next record. */
 kms_err_t kms_audit_set_key(const uint8_t *pkcs8, size_t len);
+
+/* Seal bodies to these auditors from the next record on (it opens a new epoch naming them); a
+ * copy is kept (public keys only). Checked before (kms_audit_check_auditors, audit_epoch.h). */
+void kms_audit_set_auditors(const kms_auditors *auditors);
+
 /* The audit public key (32 bytes). KMS_ERR_NOT_INITIALIZED_DOMAIN when there is none. */
 kms_err_t kms_audit_public_key(uint8_t pub[32]);
+
 /*
- * Chain, sign and append the record whose body rec carries (request.c fills it): sets its
- * sequence number, previous hash and domain id. A no-op without an audit key. Serialized.
- * Errors: KMS_ERR_AUDIT_UNAVAILABLE (the append failed), KMS_ERR_AUDIT_CORRUPT (the host's
- * head does not verify), KMS_ERR_ENCODE, KMS_ERR_CRYPTO.
+ * Chain, seal, sign and append the record of body (request.c fills it; the caller wipes it) at
+ * the enclave's time: sets the sequence number, previous hash and domain id. A no-op without an
+ * audit key. Serialized. Every copy of the body and the record is wiped before returning.
+ * Errors: KMS_ERR_AUDIT_UNAVAILABLE (the append failed), KMS_ERR_AUDIT_CORRUPT (the host's head
+ * does not verify), KMS_ERR_INVALID_KEY (an auditor key cannot be sealed to), KMS_ERR_ENCODE,
+ * KMS_ERR_CRYPTO, KMS_ERR_RANDOM, KMS_ERR_OUT_OF_MEMORY.
  */
-kms_err_t kms_audit_record(AuditRecord *rec);
+kms_err_t kms_audit_record(const AuditBody *body, int64_t time);
 
 #endif /* KMS_ENCLAVE_AUDIT_H */

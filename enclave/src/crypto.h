@@ -215,6 +215,32 @@ kms_err_t kms_aes128_cmac(const uint8_t key[16], const uint8_t *data, size_t len
 kms_err_t kms_x25519_from_raw(const uint8_t pub[32], EVP_PKEY **out);
 kms_err_t kms_x25519_raw_public(const EVP_PKEY *key, uint8_t pub[32]);
 
+/*
+ * HPKE (RFC 9180), base mode, single shot: SealBase(pkR, info, aad, pt) for the suite
+ * DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM (ids 0x0020, 0x0001, 0x0002), with a
+ * fresh ephemeral key from OpenSSL's DRBG (crypto_hpke.c). pk_r is the recipient's raw X25519
+ * public key (32 bytes); info is at most KMS_HPKE_MAX_INFO bytes; aad and pt any length (pt
+ * NULL only with length 0). out (capacity cap) receives enc (32) || ciphertext || tag (16),
+ * pt_len + KMS_HPKE_SEAL_OVERHEAD bytes, the layout pyca/cryptography's Suite.encrypt returns
+ * (which fixes aad empty). Errors: KMS_ERR_INVALID_KEY (pk_r is not usable: a low-order point
+ * gives an all-zero DH and is refused), KMS_ERR_BUFFER_TOO_SMALL, KMS_ERR_INVALID_ARGUMENT,
+ * KMS_ERR_CRYPTO; out is wiped on failure. Every intermediate secret is wiped. Thread-safe.
+ */
+#define KMS_HPKE_PUBLIC_LEN 32
+#define KMS_HPKE_ENC_LEN 32
+#define KMS_HPKE_SEAL_OVERHEAD (KMS_HPKE_ENC_LEN + KMS_GCM_TAG_LEN)
+#define KMS_HPKE_MAX_INFO 64
+kms_err_t kms_hpke_seal(const uint8_t pk_r[KMS_HPKE_PUBLIC_LEN], const uint8_t *info, size_t info_len,
+                        const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len, uint8_t *out,
+                        size_t cap, size_t *out_len);
+#ifdef KMS_TEST_BUILD
+/* The same with the ephemeral private key given (raw X25519, 32 bytes): known-answer tests only,
+ * never in the enclave image (a fixed ephemeral key would make every seal to pk_r share a key). */
+kms_err_t kms_hpke_seal_with_ephemeral(const uint8_t sk_e[32], const uint8_t pk_r[KMS_HPKE_PUBLIC_LEN],
+                                       const uint8_t *info, size_t info_len, const uint8_t *aad, size_t aad_len,
+                                       const uint8_t *pt, size_t pt_len, uint8_t *out, size_t cap, size_t *out_len);
+#endif
+
 /* The kind of a key, or 0 if it is none of kms_pkey_kind (RSA: exactly 2048/3072/4096 bits;
  * EC: named curve only). Thread-safe; leaves OpenSSL's error queue as it found it. */
 kms_pkey_kind kms_pkey_kind_of(const EVP_PKEY *key);

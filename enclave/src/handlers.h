@@ -74,6 +74,17 @@ void kms_domain_forget(void);
  * init, recovery and loading a domain key. KMS_ERR_NOT_INITIALIZED_DOMAIN without a state. */
 kms_err_t kms_activate_audit(void);
 
+/*
+ * The canonical encoding of an encryption context (handlers_data.c): what a ciphertext's AAD ends
+ * with, and what an audit body's context hash covers (docs/formats.md): count u8, then per pair
+ * sorted by key (bytewise, a prefix first): key length u16 BE | key | value length u16 BE | value.
+ * count is at most 16 and every entry within its nanopb bounds (as decoded). Writes into out
+ * (KMS_CONTEXT_MAX_LEN bytes) and returns the length; *duplicates is 1 when two entries share a
+ * key (whoever binds a context refuses that), else 0. Pure; thread-safe.
+ */
+#define KMS_CONTEXT_MAX_LEN (1u + 16u * (2u + 128u + 2u + 256u))
+size_t kms_context_encode(const ContextEntry *ctx, pb_size_t count, uint8_t *out, int *duplicates);
+
 /* KeyMetadata of rec into m. */
 void kms_metadata_from(const KeyRecord *rec, KeyMetadata *m);
 

@@ -17,10 +17,14 @@
 
 #define CT_FORMAT 0x01u
 #define CT_HEADER_LEN (1u + 1u + KMS_KEY_ID_LEN + 4u + KMS_GCM_IV_LEN)
-#define CTX_MAX_LEN (1u + 16u * (2u + 128u + 2u + 256u))
+#define CTX_MAX_LEN KMS_CONTEXT_MAX_LEN
 
 _Static_assert(sizeof(((EncryptResponse *)0)->ciphertext.bytes) >=
                    CT_HEADER_LEN + KMS_MAX_DATA_SIZE + KMS_GCM_TAG_LEN, "ciphertext bound");
+
+_Static_assert(sizeof(((ContextEntry *)0)->key.bytes) <= 128 && sizeof(((ContextEntry *)0)->value.bytes) <= 256,
+               "KMS_CONTEXT_MAX_LEN below the context bounds");
+_Static_assert(sizeof(((EncryptRequest *)0)->context) / sizeof(ContextEntry) <= 16, "KMS_CONTEXT_MAX_LEN count");
 
 static int entry_cmp(const ContextEntry *a, const ContextEntry *b)
 {
@@ -30,38 +34,37 @@ static int entry_cmp(const ContextEntry *a, const ContextEntry *b)
     return (a->key.size > b->key.size) - (a->key.size < b->key.size);
 }
 
-/* Canonical context encoding into out (CTX_MAX_LEN bytes). KMS_ERR_INVALID_ARGUMENT on duplicates. */
-static kms_err_t context_encode(const ContextEntry *ctx, pb_size_t count, uint8_t *out, size_t *len)
+size_t kms_context_encode(const ContextEntry *ctx, pb_size_t count, uint8_t *out, int *duplicates)
 {
     const ContextEntry *sorted[16];
+    size_t n = 0;
+    *duplicates = 0;
+    if (count > 16) count = 16; /* never more as decoded (asserted above) */
     for (pb_size_t i = 0; i < count; i++) { /* insertion sort: at most 16 entries */
         pb_size_t j = i;
         while (j > 0 && entry_cmp(sorted[j - 1], &ctx[i]) > 0) { sorted[j] = sorted[j - 1]; j--; }
         sorted[j] = &ctx[i];
     }
-    size_t n = 0;
     out[n++] = (uint8_t)count;
     for (pb_size_t i = 0; i < count; i++) {
-        if (i > 0 && entry_cmp(sorted[i - 1], sorted[i]) == 0) return KMS_ERR_INVALID_ARGUMENT;
         const ContextEntry *e = sorted[i];
-        out[n++] = (uint8_t)(e->key.size >> 8); out[n++] = (uint8_t)e->key.size;
-        memcpy(out + n, e->key.bytes, e->key.size); n += e->key.size;
-        out[n++] = (uint8_t)(e->value.size >> 8); out[n++] = (uint8_t)e->value.size;
-        memcpy(out + n, e->value.bytes, e->value.size); n += e->value.size;
+        if (i > 0 && entry_cmp(sorted[i - 1], e) == 0) *duplicates = 1;
+        out[n++] = (uint8_t)(e->key.size >> 8), out[n++] = (uint8_t)e->key.size;
+        memcpy(out + n, e->key.bytes, e->key.size), n += e->key.size;
+        out[n++] = (uint8_t)(e->value.size >> 8), out[n++] = (uint8_t)e->value.size;
+        memcpy(out + n, e->value.bytes, e->value.size), n += e->value.size;
     }
-    *len = n;
-    return KMS_OK;
+    return n;
 }
 
 /* aad = header(hdr_len) || canonical context. */
 static kms_err_t build_aad(const uint8_t *hdr, size_t hdr_len, const ContextEntry *ctx, pb_size_t count,
                            uint8_t *aad, size_t *aad_len)
 {
-    size_t ctx_len = 0;
+    int duplicates = 0;
     memcpy(aad, hdr, hdr_len);
-    KMS_RETURN_IF_ERR(context_encode(ctx, count, aad + hdr_len, &ctx_len));
-    *aad_len = hdr_len + ctx_len;
-    return KMS_OK;
+    *aad_len = hdr_len + kms_context_encode(ctx, count, aad + hdr_len, &duplicates);
+    return duplicates ? KMS_ERR_INVALID_ARGUMENT : KMS_OK;
 }
 
 /* Parse the self-describing header. Every failure is the opaque KMS_ERR_INVALID_CIPHERTEXT. */

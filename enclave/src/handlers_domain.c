@@ -1,6 +1,6 @@
 /*
  * handlers_domain.c - the domain over attested sessions: initialization (first admin,
- * domain key, recovery shares) and principals.
+ * domain key, recovery shares, auditors), principals, and the auditors' replacement.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,7 @@
 #include "ocalls.h"
 #include "handlers.h"
 #include "audit.h"
+#include "audit_epoch.h"
 #include "domain.h"
 #include "keystore.h"
 #include "principals.h"
@@ -44,10 +45,22 @@ kms_err_t kms_activate_audit(void)
 {
     uint8_t der[DomainState_size < 128 ? DomainState_size : 128];
     size_t len = 0;
+    kms_auditors auditors;
     kms_err_t err = kms_principals_audit_key(der, sizeof der, &len);
+    if (err == KMS_OK && len > 0) err = kms_principals_auditors(&auditors);
     if (err == KMS_OK && len > 0) err = kms_audit_set_key(der, len);
+    if (err == KMS_OK && len > 0) kms_audit_set_auditors(&auditors);
     OPENSSL_cleanse(der, sizeof der);
     return err;
+}
+
+/* Add one auditor key of a request to a (its size checked). */
+static kms_err_t add_auditor(kms_auditors *a, pb_size_t size, const uint8_t *key)
+{
+    if (size != 32) return KMS_ERR_INVALID_KEY;
+    if (a->count >= KMS_MAX_AUDITORS_COUNT) return KMS_ERR_INVALID_ARGUMENT;
+    memcpy(a->keys[a->count++], key, 32);
+    return KMS_OK;
 }
 
 /*
@@ -55,7 +68,8 @@ kms_err_t kms_activate_audit(void)
  * sealed domain key; only then are the shares produced. If a write fails, the in-memory domain
  * key is forgotten, so the enclave never works with a key the host does not hold.
  */
-static kms_err_t init_domain(const kms_ctx *ctx, const InitRequest *q, InitResponse *r, char *detail, size_t cap)
+static kms_err_t init_domain(const kms_ctx *ctx, const InitRequest *q, const kms_auditors *auditors, InitResponse *r,
+                             char *detail, size_t cap)
 {
     uint8_t sealed[1024], dk[32];
     size_t sealed_len = 0;
@@ -64,7 +78,7 @@ static kms_err_t init_domain(const kms_ctx *ctx, const InitRequest *q, InitRespo
     r->domain_id.size = KMS_DOMAIN_ID_LEN;
     KMS_GOTO_IF_ERR(err, kms_domain_open_state(1, detail, cap, NULL), fail);
     KMS_GOTO_IF_ERR(err, kms_principals_create(ctx->caller.principal, q->admin_name, q->threshold,
-                                               q->recovery_public_keys_count), fail);
+                                               q->recovery_public_keys_count, auditors), fail);
     KMS_GOTO_IF_ERR(err, kms_activate_audit(), fail);
     KMS_GOTO_IF_ERR(err, kms_edge_store_put(SEALED_DOMAIN_KEY_ID, 0, 1, sealed, sealed_len), fail);
     KMS_GOTO_IF_ERR(err, kms_domain_copy_key(dk), fail);
@@ -87,7 +101,11 @@ kms_err_t kms_handle_init(kms_ctx *ctx, const Request *req, Response *resp)
     if (n < 1 || q->threshold < 1 || q->threshold > n) return KMS_ERR_INVALID_ARGUMENT;
     for (pb_size_t i = 0; i < n; i++)
         if (q->recovery_public_keys[i].size != 32) return KMS_ERR_INVALID_KEY;
-    KMS_RETURN_IF_ERR(init_domain(ctx, q, &resp->result.init, resp->error_detail, sizeof resp->error_detail));
+    kms_auditors auditors = {.clear_bodies = q->audit_bodies_in_clear_insecure};
+    for (pb_size_t i = 0; i < q->auditor_public_keys_count; i++)
+        KMS_RETURN_IF_ERR(add_auditor(&auditors, q->auditor_public_keys[i].size, q->auditor_public_keys[i].bytes));
+    KMS_RETURN_IF_ERR(kms_audit_check_auditors(&auditors)); /* fail closed: no auditor, no domain (unless chosen) */
+    KMS_RETURN_IF_ERR(init_domain(ctx, q, &auditors, &resp->result.init, resp->error_detail, sizeof resp->error_detail));
     resp->which_result = Response_init_tag;
     return KMS_OK;
 }
@@ -161,4 +179,25 @@ kms_err_t kms_handle_list_principals(kms_ctx *ctx, const Request *req, Response 
     (void)ctx;
     (void)req;
     return fill_principals(resp);
+}
+
+/* Replace the auditors: persisted first, then the next record opens an epoch sealed to them only. */
+kms_err_t kms_handle_set_auditors(kms_ctx *ctx, const Request *req, Response *resp)
+{
+    (void)ctx;
+    const SetAuditorsRequest *q = &req->op.set_auditors;
+    kms_auditors auditors = {.clear_bodies = 0};
+    for (pb_size_t i = 0; i < q->auditor_public_keys_count; i++)
+        KMS_RETURN_IF_ERR(add_auditor(&auditors, q->auditor_public_keys[i].size, q->auditor_public_keys[i].bytes));
+    KMS_RETURN_IF_ERR(kms_audit_check_auditors(&auditors)); /* at least one: clear bodies are init's choice only */
+    KMS_RETURN_IF_ERR(kms_principals_set_auditors(&auditors));
+    kms_audit_set_auditors(&auditors);
+    AuditorList *out = &resp->result.auditors;
+    for (size_t i = 0; i < auditors.count; i++) {
+        memcpy(out->auditor_public_keys[i].bytes, auditors.keys[i], 32);
+        out->auditor_public_keys[i].size = 32;
+    }
+    out->auditor_public_keys_count = (pb_size_t)auditors.count;
+    resp->which_result = Response_auditors_tag;
+    return KMS_OK;
 }

@@ -120,8 +120,23 @@ static void set_principal(Principal *p, const uint8_t id[32], const char *name, 
     p->role = role;
 }
 
+/* The auditors a into st. */
+static void put_auditors(DomainState *st, const kms_auditors *a)
+{
+    _Static_assert(sizeof st->auditor_public_keys / sizeof st->auditor_public_keys[0] == KMS_MAX_AUDITORS_COUNT,
+                   "auditor bound");
+    memset(st->auditor_public_keys, 0, sizeof st->auditor_public_keys);
+    st->auditor_public_keys_count = 0;
+    for (size_t i = 0; i < a->count && i < KMS_MAX_AUDITORS_COUNT; i++) {
+        memcpy(st->auditor_public_keys[i].bytes, a->keys[i], 32);
+        st->auditor_public_keys[i].size = 32;
+        st->auditor_public_keys_count++;
+    }
+    st->audit_bodies_in_clear_insecure = a->count == 0 && a->clear_bodies;
+}
+
 kms_err_t kms_principals_create(const uint8_t admin[32], const char *admin_name, uint32_t threshold,
-                                uint32_t share_count)
+                                uint32_t share_count, const kms_auditors *auditors)
 {
     DomainState *st = calloc(1, sizeof *st);
     if (st == NULL) return KMS_ERR_OUT_OF_MEMORY;
@@ -130,6 +145,7 @@ kms_err_t kms_principals_create(const uint8_t admin[32], const char *admin_name,
     set_principal(&st->principals[0], admin, admin_name, Role_ADMIN);
     st->recovery_threshold = threshold;
     st->recovery_share_count = share_count;
+    put_auditors(st, auditors);
     EVP_PKEY *audit = NULL; /* the domain's audit key lives (encrypted) in its state */
     size_t len = 0;
     kms_err_t err = kms_pkey_generate(KMS_PKEY_ED25519, &audit);
@@ -204,6 +220,32 @@ kms_err_t kms_principals_audit_key(uint8_t *der, size_t cap, size_t *len)
         memcpy(der, g_state->audit_private_key.bytes, g_state->audit_private_key.size);
         *len = g_state->audit_private_key.size;
     }
+    pthread_mutex_unlock(&g_lock);
+    return err;
+}
+
+kms_err_t kms_principals_set_auditors(const kms_auditors *auditors)
+{
+    if (auditors->count == 0) return KMS_ERR_INVALID_ARGUMENT; /* clear bodies are init's choice only */
+    DomainState *st = NULL;
+    KMS_RETURN_IF_ERR(state_copy(&st));
+    put_auditors(st, auditors);
+    st->revision++;
+    kms_err_t err = state_write(st);
+    state_free(st);
+    return err;
+}
+
+kms_err_t kms_principals_auditors(kms_auditors *out)
+{
+    memset(out, 0, sizeof *out);
+    KMS_RETURN_IF_ERR(state_lock());
+    kms_err_t err = g_state != NULL ? KMS_OK : KMS_ERR_NOT_INITIALIZED_DOMAIN;
+    for (pb_size_t i = 0; g_state != NULL && i < g_state->auditor_public_keys_count; i++) {
+        if (g_state->auditor_public_keys[i].size != 32) continue; /* written only by put_auditors: never */
+        memcpy(out->keys[out->count++], g_state->auditor_public_keys[i].bytes, 32);
+    }
+    out->clear_bodies = g_state != NULL && out->count == 0 && g_state->audit_bodies_in_clear_insecure;
     pthread_mutex_unlock(&g_lock);
     return err;
 }

@@ -11,18 +11,35 @@
 #include <stdint.h>
 
 #include "kms/errors.h"
+#include "kms/limits.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
 
 #define KMS_DOMAIN_STATE_ID "domain-state"
+
+/* The domain's auditors as its state holds them: raw X25519 public keys, and init's insecure
+ * choice of clear audit bodies. Plain data (public keys only). */
+typedef struct {
+    uint8_t keys[KMS_MAX_AUDITORS_COUNT][32];
+    size_t count;
+    int clear_bodies; /* audit_bodies_in_clear_insecure: only with count 0 */
+} kms_auditors;
 
 /* Role of principal (ROLE_UNSPECIFIED when unknown or when the domain has no state);
  * KMS_ERR_PERMISSION_DENIED for a removed principal. */
 kms_err_t kms_principal_role(const uint8_t principal[32], Role *role);
 
-/* Create the first domain state (init): one admin and a new audit key. Conditional on no
- * state existing. */
+/* Create the first domain state (init): one admin, a new audit key and the auditors (checked by
+ * the caller: kms_audit_check_auditors). Conditional on no state existing. */
 kms_err_t kms_principals_create(const uint8_t admin[32], const char *admin_name, uint32_t threshold,
-                                uint32_t share_count);
+                                uint32_t share_count, const kms_auditors *auditors);
+
+/* Replace the auditors (checked by the caller; at least one): ends clear bodies for good.
+ * A conditional write, like every change. KMS_ERR_NOT_INITIALIZED_DOMAIN without a state. */
+kms_err_t kms_principals_set_auditors(const kms_auditors *auditors);
+
+/* The auditors of the stored state into out (count 0 for a state from before auditors existed).
+ * KMS_ERR_NOT_INITIALIZED_DOMAIN when there is no domain state. */
+kms_err_t kms_principals_auditors(kms_auditors *out);
 
 /* Remove a principal for good (a tombstone). KMS_ERR_INVALID_ARGUMENT when it is unknown or the
  * last admin; KMS_ERR_RECORD_TOO_LARGE when the domain has no room for another tombstone. */

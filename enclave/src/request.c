@@ -13,7 +13,9 @@
 #include "audit.h"
 #include "authz.h"
 #include "kms/limits.h"
+#include "crypto.h"
 #include "domain.h"
+#include "handlers.h"
 #include "request.h"
 #include "statelog.h"
 
@@ -37,10 +39,27 @@ static uint32_t answer_version(const Response *resp)
     }
 }
 
-void kms_request_audit_body(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome,
-                            AuditRecord *rec)
+/* SHA-256 of the canonical encoding of the operation's encryption context (the table's context
+ * column), into out; 0 bytes when it has none. */
+static pb_size_t context_hash(const kms_op *op, const Request *req, uint8_t out[32])
 {
-    rec->time = ctx->now;
+    pb_size_t count = 0;
+    const ContextEntry *entries = kms_op_context(op, req, &count);
+    uint8_t *buf = count > 0 ? malloc(KMS_CONTEXT_MAX_LEN) : NULL;
+    int duplicates = 0; /* a refused request's context is hashed as it came */
+    pb_size_t size = 0;
+    if (buf != NULL) {
+        size_t len = kms_context_encode(entries, count, buf, &duplicates);
+        size = kms_sha256(buf, len, out) == KMS_OK ? 32 : 0;
+        OPENSSL_cleanse(buf, KMS_CONTEXT_MAX_LEN);
+        free(buf);
+    }
+    return size;
+}
+
+void kms_request_audit_body(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome,
+                            AuditBody *rec)
+{
     snprintf(rec->operation, sizeof rec->operation, "%s", ctx->op->name);
     kms_op_key_id(&ctx->op->key, req, resp, rec->key_id, sizeof rec->key_id);
     kms_op_key_id(&ctx->op->source, req, resp, rec->source_key_id, sizeof rec->source_key_id);
@@ -52,6 +71,7 @@ void kms_request_audit_body(const kms_ctx *ctx, const Request *req, const Respon
     rec->key_version = outcome == KMS_OK ? answer_version(resp) : 0;
     if (ctx->has_policy_hash) memcpy(rec->policy_hash.bytes, ctx->policy_hash, 32);
     rec->policy_hash.size = ctx->has_policy_hash ? 32 : 0;
+    rec->context_hash.size = context_hash(ctx->op, req, rec->context_hash.bytes);
 }
 
 /* Should this outcome of op be audited? */
@@ -76,11 +96,11 @@ static kms_err_t process(kms_ctx *ctx, const Request *req, Response *resp)
     kms_err_t err = kms_authz_op(ctx, ctx->op->allow);
     if (err == KMS_OK) err = ctx->op->handler(ctx, req, resp);
     if (!audited(ctx, err)) return err;
-    AuditRecord *body = calloc(1, sizeof *body);
+    AuditBody *body = calloc(1, sizeof *body);
     kms_err_t audit = KMS_ERR_OUT_OF_MEMORY;
     if (body != NULL) {
         kms_request_audit_body(ctx, req, resp, err, body);
-        audit = kms_audit_record(body);
+        audit = kms_audit_record(body, ctx->now);
         OPENSSL_cleanse(body, sizeof *body);
         free(body);
     }

@@ -42,10 +42,12 @@ kms_err_t kms_response_encode(const Response *resp, uint8_t *out, size_t cap, si
 /*
  * The audit record body of req's outcome run in ctx: the operation, the key ids the operation
  * table names (resp carries the resolved ones; a failed decrypt names the key its ciphertext
- * claims), the key version of the answer, the caller, the outcome, the time and the policy
- * hash of the key it authorized. audit.c adds the sequence, chain and domain, and signs.
+ * claims), the key version of the answer, the caller, the outcome, the policy hash of the key it
+ * authorized and the SHA-256 of the operation's canonical encryption context (none: empty).
+ * audit.c adds the sequence, chain, time and domain, seals the body to the auditors and signs.
+ * rec holds what the auditors alone may read: the caller wipes it.
  */
 void kms_request_audit_body(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome,
-                            AuditRecord *rec);
+                            AuditBody *rec);
 
 #endif /* KMS_ENCLAVE_REQUEST_H */

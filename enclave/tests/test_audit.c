@@ -1,13 +1,19 @@
 /*
- * test_audit.c - the audit chain (enclave/src/audit.c) and what its records say:
+ * test_audit.c - the audit chain (enclave/src/audit.c, audit_epoch.c) and what its records say:
  *  - no audit key: nothing is appended; with one: gap-free sequence numbers, each record
  *    chained to the SHA-256 of the previous one and signed with the domain's audit key;
+ *  - bodies are sealed: the record that opens an epoch carries the epoch key sealed to every
+ *    auditor (and names them), the others point at it; nothing of the body is in the entry's
+ *    bytes; a new epoch opens after a re-read head, an auditor change, and every
+ *    KMS_AUDIT_EPOCH_RECORDS records; a domain without auditors seals to no one; only init's
+ *    insecure choice writes clear bodies; auditor sets are checked (count, duplicates, points);
  *  - a failed append fails the request (KMS_ERR_AUDIT_UNAVAILABLE) and the next record
  *    re-reads the host's head; a head that does not verify is KMS_ERR_AUDIT_CORRUPT and
  *    nothing is appended after it;
  *  - key ids come from the operation table: the import operations (whose records once read
  *    another message's field), a failed decrypt (the id its ciphertext claims), re_encrypt
- *    (both keys), and the caller, outcome, version and policy hash.
+ *    (both keys), and the caller, outcome, version, policy hash and context hash.
+ * (That auditors open the bodies with pyca's HPKE: tests/integration/test_audit_chain.py.)
  */
 #include <string.h>
 
@@ -15,6 +21,7 @@
 #include <pb_decode.h>
 
 #include "audit.h"
+#include "audit_epoch.h"
 #include "request.h"
 #include "crypto.h"
 #include "test_util.h"
@@ -34,30 +41,45 @@ static void use_new_audit_key(void)
     g_pub = k;
 }
 
-/* Decode entry i, check its signature; the record's bytes go to raw (for chaining). */
-static int entry_at(size_t i, AuditRecord *rec, uint8_t hash[32])
+/* An auditor set of n fresh X25519 public keys (the private halves are not needed here). */
+static kms_auditors new_auditors(size_t n)
+{
+    kms_auditors a;
+    memset(&a, 0, sizeof a);
+    for (size_t i = 0; i < n; i++) {
+        EVP_PKEY *k = NULL;
+        REQUIRE(kms_pkey_generate(KMS_PKEY_X25519, &k) == KMS_OK && kms_x25519_raw_public(k, a.keys[i]) == KMS_OK);
+        EVP_PKEY_free(k);
+    }
+    a.count = n;
+    return a;
+}
+
+/* Decode entry i (heap record: the caller frees), check its signature and hash its record bytes. */
+static AuditRecord *entry_at(size_t i, uint8_t hash[32])
 {
     size_t len = 0;
     const uint8_t *buf = uh_audit_entry(i, &len);
-    AuditEntry e = AuditEntry_init_zero;
-    if (buf == NULL) return 0;
+    AuditEntry *e = calloc(1, sizeof *e);
+    AuditRecord *rec = calloc(1, sizeof *rec);
+    REQUIRE(buf != NULL && e != NULL && rec != NULL);
     pb_istream_t is = pb_istream_from_buffer(buf, len);
-    if (!pb_decode(&is, AuditEntry_fields, &e)) return 0;
-    if (kms_verify(g_pub, KMS_SIG_ED25519, 0, e.record.bytes, e.record.size, KMS_SIGFMT_DER, e.signature.bytes,
-                   e.signature.size) != KMS_OK)
-        return 0;
-    memset(rec, 0, sizeof *rec);
-    pb_istream_t rs = pb_istream_from_buffer(e.record.bytes, e.record.size);
-    return pb_decode(&rs, AuditRecord_fields, rec) && kms_sha256(e.record.bytes, e.record.size, hash) == KMS_OK;
+    REQUIRE(pb_decode(&is, AuditEntry_fields, e));
+    REQUIRE(kms_verify(g_pub, KMS_SIG_ED25519, 0, e->record.bytes, e->record.size, KMS_SIGFMT_DER, e->signature.bytes,
+                       e->signature.size) == KMS_OK);
+    pb_istream_t rs = pb_istream_from_buffer(e->record.bytes, e->record.size);
+    REQUIRE(pb_decode(&rs, AuditRecord_fields, rec) && kms_sha256(e->record.bytes, e->record.size, hash) == KMS_OK);
+    free(e);
+    return rec;
 }
 
 /* Audit the outcome of req in ctx as request.c does. */
 static kms_err_t record(const kms_ctx *ctx, const Request *req, const Response *resp, kms_err_t outcome)
 {
-    AuditRecord rec;
-    memset(&rec, 0, sizeof rec);
-    kms_request_audit_body(ctx, req, resp, outcome, &rec);
-    return kms_audit_record(&rec);
+    AuditBody body;
+    memset(&body, 0, sizeof body);
+    kms_request_audit_body(ctx, req, resp, outcome, &body);
+    return kms_audit_record(&body, ctx->now);
 }
 
 static kms_ctx ctx_for(pb_size_t tag, kms_caller caller)
@@ -70,6 +92,14 @@ static kms_ctx ctx_for(pb_size_t tag, kms_caller caller)
     return ctx;
 }
 
+/* 1 when needle occurs in entry i's bytes. */
+static int entry_contains(size_t i, const void *needle, size_t n)
+{
+    size_t len = 0;
+    const uint8_t *buf = uh_audit_entry(i, &len);
+    return buf != NULL && memmem(buf, len, needle, n) != NULL;
+}
+
 static void test_chain(Request *req, Response *resp)
 {
     uh_enclave_with_domain();
@@ -77,25 +107,98 @@ static void test_chain(Request *req, Response *resp)
     CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK);
     CHECK_EQ(uh_audit_count(), 0); /* no audit key: nothing to chain */
     use_new_audit_key();
+    kms_auditors auditors = new_auditors(2);
+    kms_audit_set_auditors(&auditors);
     for (int i = 0; i < 3; i++) CHECK_EQ(record(&ctx, req, resp, i == 1 ? KMS_ERR_INVALID_ARGUMENT : KMS_OK), KMS_OK);
     uh_fail_append = KMS_ERR_AUDIT_UNAVAILABLE;
     CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_ERR_AUDIT_UNAVAILABLE);
     uh_fail_append = KMS_OK;
-    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK); /* re-reads the head: no gap */
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK); /* re-reads the head: no gap, a new epoch */
     CHECK_EQ(uh_audit_count(), 4);
-    uint8_t prev[32] = {0}, hash[32];
+    static const uint64_t epochs[] = {1, 1, 1, 4};
+    uint8_t prev[32] = {0}, hash[32], principal[32];
+    memset(principal, 3, sizeof principal);
     for (size_t i = 0; i < uh_audit_count(); i++) {
-        AuditRecord rec;
-        REQUIRE(entry_at(i, &rec, hash));
-        CHECK_EQ(rec.seq, i + 1);
-        CHECK(rec.prev_hash.size == 32 && memcmp(rec.prev_hash.bytes, prev, 32) == 0);
-        CHECK_EQ(rec.outcome, i == 1 ? KMS_ERR_INVALID_ARGUMENT : KMS_OK);
-        CHECK(strcmp(rec.operation, "generate_random") == 0);
-        CHECK(rec.principal.size == 32 && rec.principal.bytes[0] == 3);
-        CHECK_EQ(rec.time, 1234);
-        CHECK_EQ(rec.domain_id.size, 16);
+        AuditRecord *rec = entry_at(i, hash);
+        CHECK_EQ(rec->seq, i + 1);
+        CHECK(rec->prev_hash.size == 32 && memcmp(rec->prev_hash.bytes, prev, 32) == 0);
+        CHECK_EQ(rec->time, 1234);
+        CHECK_EQ(rec->domain_id.size, 16);
+        CHECK_EQ(rec->epoch, epochs[i]);
+        CHECK(!rec->has_clear_body && rec->sealed_body.size > KMS_GCM_TAG_LEN);
+        int opens = rec->epoch == rec->seq;
+        CHECK_EQ(rec->epoch_keys_count, opens ? 2 : 0);
+        for (pb_size_t k = 0; opens && k < 2; k++) {
+            CHECK(memcmp(rec->epoch_keys[k].auditor.bytes, auditors.keys[k], 32) == 0);
+            CHECK_EQ(rec->epoch_keys[k].sealed_key.size, 80);
+        }
+        /* The host sees neither the operation nor the caller. */
+        CHECK(!entry_contains(i, "generate_random", 15) && !entry_contains(i, principal, 32));
         memcpy(prev, hash, 32);
+        free(rec);
     }
+}
+
+static void test_epochs(Request *req, Response *resp)
+{
+    kms_ctx ctx = ctx_for(Request_generate_random_tag, uh_principal(4));
+    uint8_t hash[32];
+    /* An auditor change: the next record opens an epoch naming only the new auditor. */
+    kms_auditors one = new_auditors(1);
+    kms_audit_set_auditors(&one);
+    size_t first = uh_audit_count();
+    for (unsigned i = 0; i < KMS_AUDIT_EPOCH_RECORDS + 1; i++) REQUIRE(record(&ctx, req, resp, KMS_OK) == KMS_OK);
+    AuditRecord *rec = entry_at(first, hash);
+    CHECK(rec->epoch == rec->seq && rec->epoch_keys_count == 1 &&
+          memcmp(rec->epoch_keys[0].auditor.bytes, one.keys[0], 32) == 0);
+    uint64_t opened = rec->seq;
+    free(rec);
+    rec = entry_at(first + KMS_AUDIT_EPOCH_RECORDS - 1, hash); /* the epoch's last record */
+    CHECK_EQ(rec->epoch, opened);
+    free(rec);
+    rec = entry_at(first + KMS_AUDIT_EPOCH_RECORDS, hash); /* after its share: a new epoch */
+    CHECK(rec->epoch == rec->seq && rec->epoch_keys_count == 1);
+    free(rec);
+    /* A state from before auditors existed: bodies still sealed, to no one. */
+    kms_auditors none = new_auditors(0);
+    kms_audit_set_auditors(&none);
+    REQUIRE(record(&ctx, req, resp, KMS_OK) == KMS_OK);
+    rec = entry_at(uh_audit_count() - 1, hash);
+    CHECK(rec->epoch == rec->seq && rec->epoch_keys_count == 0 && rec->sealed_body.size > 0 && !rec->has_clear_body);
+    free(rec);
+    /* Init's insecure choice: the body in clear, no epoch. */
+    kms_auditors clear = {.clear_bodies = 1};
+    kms_audit_set_auditors(&clear);
+    REQUIRE(record(&ctx, req, resp, KMS_ERR_INVALID_ARGUMENT) == KMS_OK);
+    rec = entry_at(uh_audit_count() - 1, hash);
+    CHECK(rec->has_clear_body && rec->epoch == 0 && rec->sealed_body.size == 0 && rec->epoch_keys_count == 0);
+    CHECK(strcmp(rec->clear_body.operation, "generate_random") == 0);
+    CHECK(rec->clear_body.principal.size == 32 && rec->clear_body.principal.bytes[0] == 4);
+    CHECK_EQ(rec->clear_body.outcome, KMS_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(rec->clear_body.context_hash.size, 0);
+    free(rec);
+    kms_audit_set_auditors(&one);
+}
+
+static void test_check_auditors(void)
+{
+    kms_auditors a = new_auditors(2);
+    CHECK_EQ(kms_audit_check_auditors(&a), KMS_OK);
+    a.clear_bodies = 1; /* clear bodies and auditors: refused */
+    CHECK_EQ(kms_audit_check_auditors(&a), KMS_ERR_INVALID_ARGUMENT);
+    a.clear_bodies = 0;
+    memcpy(a.keys[1], a.keys[0], 32); /* the same auditor twice */
+    CHECK_EQ(kms_audit_check_auditors(&a), KMS_ERR_INVALID_ARGUMENT);
+    memset(a.keys[1], 0, 32); /* a low-order point: an all-zero DH */
+    CHECK_EQ(kms_audit_check_auditors(&a), KMS_ERR_INVALID_KEY);
+    kms_auditors none = new_auditors(0); /* nobody, without the insecure choice: refused (fail closed) */
+    CHECK_EQ(kms_audit_check_auditors(&none), KMS_ERR_INVALID_ARGUMENT);
+    none.clear_bodies = 1;
+    CHECK_EQ(kms_audit_check_auditors(&none), KMS_OK);
+    kms_auditors many = new_auditors(KMS_MAX_AUDITORS_COUNT);
+    CHECK_EQ(kms_audit_check_auditors(&many), KMS_OK);
+    many.count++;
+    CHECK_EQ(kms_audit_check_auditors(&many), KMS_ERR_INVALID_ARGUMENT);
 }
 
 static void test_forged_head(Request *req, Response *resp)
@@ -107,6 +210,8 @@ static void test_forged_head(Request *req, Response *resp)
     size_t der_len = 0, len = 0;
     REQUIRE(kms_pkey_private_der(g_pub, der, sizeof der, &der_len) == KMS_OK);
     REQUIRE(kms_audit_set_key(der, der_len) == KMS_OK);
+    kms_auditors one = new_auditors(1);
+    kms_audit_set_auditors(&one);
     uint8_t *last = uh_audit_entry(uh_audit_count() - 1, &len);
     REQUIRE(last != NULL);
     last[len - 1] ^= 1; /* its signature no longer verifies */
@@ -118,7 +223,7 @@ static void test_forged_head(Request *req, Response *resp)
 
 static void key_case(pb_size_t tag, Request *req, Response *resp, const char *want, const char *want_source)
 {
-    AuditRecord rec;
+    AuditBody rec;
     memset(&rec, 0, sizeof rec);
     kms_ctx ctx = ctx_for(tag, uh_principal(9));
     req->which_op = tag;
@@ -169,14 +274,40 @@ static void test_key_ids(Request *req, Response *resp)
     key_case(Request_generate_random_tag, req, resp, "", "");
 }
 
+/* The context hash: SHA-256 of the canonical context, whatever order the caller sent; none: empty. */
+static void test_context_hash(Request *req, Response *resp)
+{
+    static const uint8_t canonical[] = {2, 0, 1, 'a', 0, 1, '1', 0, 2, 'b', 'b', 0, 0};
+    uint8_t want[32];
+    AuditBody body;
+    kms_ctx ctx = ctx_for(Request_encrypt_tag, uh_principal(9));
+    REQUIRE(kms_sha256(canonical, sizeof canonical, want) == KMS_OK);
+    memset(req, 0, sizeof *req);
+    memset(resp, 0, sizeof *resp);
+    req->which_op = Request_encrypt_tag;
+    memset(&body, 0, sizeof body);
+    kms_request_audit_body(&ctx, req, resp, KMS_OK, &body);
+    CHECK_EQ(body.context_hash.size, 0);
+    ContextEntry *c = req->op.encrypt.context;
+    c[0].key.size = 2, memcpy(c[0].key.bytes, "bb", 2); /* value empty */
+    c[1].key.size = 1, c[1].key.bytes[0] = 'a', c[1].value.size = 1, c[1].value.bytes[0] = '1';
+    req->op.encrypt.context_count = 2;
+    memset(&body, 0, sizeof body);
+    kms_request_audit_body(&ctx, req, resp, KMS_OK, &body);
+    CHECK(body.context_hash.size == 32 && memcmp(body.context_hash.bytes, want, 32) == 0);
+}
+
 int main(void)
 {
     Request *req = calloc(1, sizeof *req);
     Response *resp = calloc(1, sizeof *resp);
     REQUIRE(req != NULL && resp != NULL);
     test_chain(req, resp);
+    test_epochs(req, resp);
+    test_check_auditors();
     test_forged_head(req, resp);
     test_key_ids(req, resp);
+    test_context_hash(req, resp);
     EVP_PKEY_free(g_pub);
     free(req);
     free(resp);

@@ -25,7 +25,8 @@ static const pb_size_t k_host_only[] = {Request_generate_domain_key_tag, Request
                                         Request_install_quote_tag, Request_get_evidence_tag};
 static const pb_size_t k_session_only[] = {Request_init_tag, Request_add_principal_tag, Request_list_principals_tag,
                                            Request_grant_key_tag, Request_import_validator_tag, Request_recover_tag,
-                                           Request_validator_state_import_tag, Request_remove_principal_tag};
+                                           Request_validator_state_import_tag, Request_remove_principal_tag,
+                                           Request_set_auditors_tag};
 static const pb_size_t k_user[] = {
     Request_get_identity_tag, Request_describe_key_tag, Request_get_public_key_tag, Request_list_keys_tag,
     Request_encrypt_tag, Request_decrypt_tag, Request_sign_tag, Request_verify_tag, Request_generate_mac_tag,
@@ -152,7 +153,8 @@ static void test_removal(void)
 {
     uh_enclave_with_domain();
     kms_caller admin = uh_principal(0xa0), bob = uh_principal(0xb0);
-    REQUIRE(kms_principals_create(admin.principal, "admin", 1, 1) == KMS_OK);
+    kms_auditors auditors = {.clear_bodies = 1};
+    REQUIRE(kms_principals_create(admin.principal, "admin", 1, 1, &auditors) == KMS_OK);
     REQUIRE(kms_principals_put(bob.principal, "bob", Role_USER) == KMS_OK);
     Response *resp = calloc(1, sizeof *resp);
     REQUIRE(resp != NULL);

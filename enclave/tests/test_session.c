@@ -185,6 +185,16 @@ static void test_requests(Response *resp)
     REQUIRE(kms_random(init->op.init.recovery_public_keys[0].bytes, 32) == KMS_OK);
     init->op.init.recovery_public_keys[0].bytes[31] &= 0x7f;
     init->op.init.threshold = 1;
+    send_request(&c, init); /* no auditor: refused (fail closed), nothing created */
+    CHECK_EQ(pump(&c, SIZE_MAX, NULL), KMS_OK);
+    REQUIRE(read_response(&c, resp));
+    CHECK_EQ(resp->error, KMS_ERR_INVALID_ARGUMENT);
+    EVP_PKEY *auditor = NULL;
+    REQUIRE(kms_pkey_generate(KMS_PKEY_X25519, &auditor) == KMS_OK);
+    REQUIRE(kms_x25519_raw_public(auditor, init->op.init.auditor_public_keys[0].bytes) == KMS_OK);
+    EVP_PKEY_free(auditor);
+    init->op.init.auditor_public_keys[0].size = 32;
+    init->op.init.auditor_public_keys_count = 1;
     send_request(&c, init);
     CHECK_EQ(pump(&c, SIZE_MAX, NULL), KMS_OK);
     REQUIRE(read_response(&c, resp));

@@ -208,13 +208,17 @@ class Operations:
 
     # --- administration ---------------------------------------------------------------------------
 
-    def init(self, recovery_public_keys: Iterable[bytes], threshold: int, admin_name: str = "admin") -> InitResult:
+    def init(self, recovery_public_keys: Iterable[bytes], threshold: int, admin_name: str = "admin", *,
+             auditor_public_keys: Iterable[bytes] = (), audit_bodies_in_clear_insecure: bool = False) -> InitResult:
         """Initialize a fresh server: this client becomes the first admin; returns the encrypted recovery shares.
 
         Only for a client made with new_domain=True; the new domain is pinned afterwards (and saved in the
         client's state, e.g. next to its credentials).
 
         recovery_public_keys are raw 32-byte X25519 public keys; share i is encrypted to key i.
+        auditor_public_keys (raw X25519, 1..8) are who can read what each audit record says (the enclave
+        seals every record's body to them); the server refuses a domain without one, unless
+        audit_bodies_in_clear_insecure, which leaves every body readable by the host (development only).
         """
         keys = tuple(bytes(k) for k in recovery_public_keys)
         if not keys or any(len(k) != 32 for k in keys):
@@ -222,12 +226,22 @@ class Operations:
         if not 1 <= threshold <= len(keys):
             raise ValueError(f"threshold must be 1..{len(keys)}")
         self._check_creating("init")
-        req = pb.InitRequest(admin_name=admin_name, recovery_public_keys=keys, threshold=threshold)
+        auditors = _auditor_keys(auditor_public_keys, allow_none=audit_bodies_in_clear_insecure)
+        req = pb.InitRequest(admin_name=admin_name, recovery_public_keys=keys, threshold=threshold,
+                             auditor_public_keys=auditors,
+                             audit_bodies_in_clear_insecure=audit_bodies_in_clear_insecure)
         r = self._call(pb.Request(init=req), idempotent=False).init
         self._domain_established(bytes(r.domain_id))
         shares = tuple(RecoveryShare(s.index, s.share_x, bytes(s.ephemeral_public_key), bytes(s.ciphertext))
                        for s in r.shares)
         return InitResult(bytes(r.domain_id), bytes(r.admin_principal_id), shares, threshold, keys)
+
+    def set_auditors(self, auditor_public_keys: Iterable[bytes]) -> list[bytes]:
+        """Replace the domain's auditors (admins; raw X25519 keys, 1..8): audit records from the next one on are
+        readable by these keys only. The change is audited; returns the auditors the domain now has."""
+        req = pb.SetAuditorsRequest(auditor_public_keys=_auditor_keys(auditor_public_keys, allow_none=False))
+        r = self._call(pb.Request(set_auditors=req), idempotent=False).auditors
+        return [bytes(k) for k in r.auditor_public_keys]
 
     def add_principal(self, principal_id: bytes, name: str, role: str | int = "USER") -> list[Principal]:
         """Register a principal (admins); returns the principal list."""
@@ -264,3 +278,17 @@ class Operations:
     def identity(self) -> Identity:
         """The enclave's own view of its identity and audit key (inside the session, so it is authenticated)."""
         return Identity.from_pb(self._call(pb.Request(get_identity=pb.GetIdentityRequest())).get_identity)
+
+
+MAX_AUDITORS = 8
+
+
+def _auditor_keys(keys: Iterable[bytes], *, allow_none: bool) -> tuple[bytes, ...]:
+    out = tuple(bytes(k) for k in keys)
+    if any(len(k) != 32 for k in out) or len(set(out)) != len(out) or len(out) > MAX_AUDITORS:
+        raise ValueError(f"auditor public keys are distinct raw 32-byte X25519 keys, at most {MAX_AUDITORS}")
+    if allow_none and out:
+        raise ValueError("audit bodies in clear (insecure) is the choice of a domain without auditors")
+    if not out and not allow_none:
+        raise ValueError("give at least one auditor public key: without one nobody could read the audit log")
+    return out

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kms.client.recovery import generate_recovery_keys, load_public_key, write_shares
+from kms.commands import auditors
 from kms.commands.common import (
     LocalError,
     add_principal_args,
@@ -28,8 +29,10 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     init = sub.add_parser("init", parents=[parent], help="initialize a fresh server; you become its first admin",
                           description="Verify the server, then send your certificate's key (the first admin), the "
-                                      "recovery public keys and the threshold. The enclave generates the domain key "
-                                      "and returns one recovery share per recovery key, encrypted to it.")
+                                      "recovery public keys, the threshold and the auditors' public keys. The enclave "
+                                      "generates the domain key and returns one recovery share per recovery key, "
+                                      "encrypted to it; from then on it encrypts what each audit record says to the "
+                                      "auditors.")
     keys = init.add_mutually_exclusive_group(required=True)
     keys.add_argument("--recovery-keys", type=int, metavar="N",
                       help=f"generate N (1..{MAX_RECOVERY_KEYS}) X25519 recovery key pairs in --recovery-dir")
@@ -43,6 +46,10 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
     init.add_argument("--admin-name", default="admin", help="the first admin's name (default admin)")
     init.add_argument("--new-domain", action="store_true",
                       help="the credentials are pinned to a domain already: initialize another one and pin it instead")
+    auditors.add_auditor_key_arg(init, required=False)
+    init.add_argument("--audit-bodies-in-clear-insecure", action="store_true",
+                      help="no auditor: every audit record says in clear, to the host, what happened (development "
+                           "only; `kms admin auditors set` ends it)")
     init.set_defaults(func=run_command(_init))
 
     principal = sub.add_parser("principal", help="principals (clients known to the enclave) and their roles")
@@ -60,6 +67,7 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
     listing.set_defaults(func=run_command(_principal_list))
     from kms.commands import backup, domain
 
+    auditors.register(sub, parent)
     domain.register(sub, parent)
     backup.register(sub)
 
@@ -105,6 +113,12 @@ def _check_unpinned(args: argparse.Namespace) -> None:
 
 def _init(args: argparse.Namespace) -> None:
     _check_unpinned(args)
+    auditor_keys = auditors.auditor_public_keys(args.auditor_key)
+    if not auditor_keys and not args.audit_bodies_in_clear_insecure:
+        raise LocalError("give at least one --auditor-key PUB (make a pair with `kms audit keygen --out DIR`): "
+                         "only auditors can read what the audit log says")
+    if auditor_keys and args.audit_bodies_in_clear_insecure:
+        raise LocalError("--audit-bodies-in-clear-insecure is for a domain without auditors")
     public_keys, shares_dir = _recovery_plan(args)
     generated: list[str] = []
     load_credentials(args)  # fail locally before generating anything
@@ -117,7 +131,8 @@ def _init(args: argparse.Namespace) -> None:
                 raise LocalError(f"cannot write recovery keys: {exc}") from exc
             public_keys, generated = [pub for _, pub in made], [str(path) for path, _ in made]
         shares_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        result = client.init(public_keys, args.threshold, admin_name=args.admin_name)
+        result = client.init(public_keys, args.threshold, admin_name=args.admin_name, auditor_public_keys=auditor_keys,
+                             audit_bodies_in_clear_insecure=args.audit_bodies_in_clear_insecure)
         head = head_line(client)
         try:  # before the client closes: closing saves the pin, which may fail, and must not cost the shares
             share_files = write_shares(shares_dir, result)
@@ -125,6 +140,7 @@ def _init(args: argparse.Namespace) -> None:
             raise LocalError(f"the server is initialized but the shares could not be written: {exc}") from exc
     info: dict[str, Any] = {
         "domain_id": result.domain_id.hex(), "admin_principal_id": result.admin_principal_id.hex(),
+        "auditors": len(auditor_keys),
         "threshold": result.threshold, "shares": len(result.shares),
         "share_files": ", ".join(str(p) for p in share_files) if args.output == "table" else
         [str(p) for p in share_files],

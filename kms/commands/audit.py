@@ -1,72 +1,145 @@
-"""`kms audit export|verify`: the store's audit chain to JSON lines, and their verification (exit 0 intact,
-2 broken, 1 local error) against the audit key an RA-TLS certificate binds."""
+"""`kms audit keygen|export|verify`: an auditor's key pair; the store's audit chain to JSON lines (and, with an
+auditor's key, what each record says); their verification (exit 0 intact, 2 broken, 1 local error) against the
+audit key an RA-TLS certificate binds, which needs no secret."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from kms.audit import audit_key_from_certificate, verify_chain
+from kms.audit import AuditorKey, AuditReport, audit_key_from_certificate, generate_auditor_key, verify_chain
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.enclave.v1 import errors_pb2
 
 
-def _describe(record: pb.AuditRecord) -> dict[str, object]:
-    return {"seq": record.seq, "time": record.time, "operation": record.operation, "key_id": record.key_id,
-            "key_version": record.key_version, "principal": record.principal.hex(),
-            "outcome": errors_pb2.ErrorCode.Name(record.outcome)}
+def _describe(record: pb.AuditRecord, body: pb.AuditBody | None) -> dict[str, object]:
+    out: dict[str, object] = {"seq": record.seq, "time": record.time, "epoch": record.epoch}
+    if record.epoch_keys:
+        out["epoch_auditors"] = [k.auditor.hex() for k in record.epoch_keys]
+    if body is None:
+        out["body"] = None  # sealed to auditors whose key was not given
+        return out
+    out.update(operation=body.operation, key_id=body.key_id, source_key_id=body.source_key_id,
+               key_version=body.key_version, principal=body.principal.hex(),
+               outcome=errors_pb2.ErrorCode.Name(body.outcome), policy_hash=body.policy_hash.hex(),
+               context_hash=body.context_hash.hex())
+    return out
+
+
+def _add_key_sources(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--audit-key", help="the audit public key, hex (e.g. from a verified RA-TLS certificate)")
+    group.add_argument("--cert", type=Path, help="an RA-TLS certificate (DER) already verified with kms attest")
+    parser.add_argument("--head", help="a known head SEQ:HASH_HEX (detects a truncated tail)")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """`kms audit export|verify`."""
+    """`kms audit keygen|export|verify`."""
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    export = sub.add_parser("export", help="write the store's audit chain as JSON lines")
-    export.add_argument("--data-dir", type=Path, default=Path("data"))
+    keygen = sub.add_parser("keygen", help="make an auditor's X25519 key pair (for `kms admin init --auditor-key`)")
+    keygen.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="writes DIR/auditor.key (private, 0600: keep it off the server) and DIR/auditor.pub")
+    keygen.add_argument("--output", choices=("table", "json"), default="table")
+    keygen.set_defaults(func=_run_keygen)
+    export = sub.add_parser("export", help="write the audit chain as JSON lines (with --auditor-key: verified and "
+                                           "decrypted, one readable record per line)")
+    source = export.add_mutually_exclusive_group()
+    source.add_argument("--data-dir", type=Path, help="read the server's store (default: data)")
+    source.add_argument("--file", type=Path, help="read an earlier export instead of a store")
     export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--auditor-key", type=Path, metavar="FILE",
+                        help="an auditor's private key (from `kms audit keygen`): verify the chain, then write what "
+                             "each record says (needs --cert or --audit-key)")
+    _add_key_sources(export, required=False)
     export.set_defaults(func=_run_export)
-    verify = sub.add_parser("verify", help="verify an exported chain against the attested audit key")
+    verify = sub.add_parser("verify", help="verify an exported chain against the attested audit key (no secret)")
     verify.add_argument("--file", type=Path, required=True)
-    group = verify.add_mutually_exclusive_group(required=True)
-    group.add_argument("--audit-key", help="the audit public key, hex (e.g. from a verified RA-TLS certificate)")
-    group.add_argument("--cert", type=Path, help="an RA-TLS certificate (DER) already verified with kms attest")
-    verify.add_argument("--head", help="a known head SEQ:HASH_HEX (detects a truncated tail)")
+    _add_key_sources(verify, required=True)
+    verify.add_argument("--auditor-key", type=Path, metavar="FILE",
+                        help="also open the bodies sealed to this auditor (listed with --output json)")
     verify.add_argument("--output", choices=("table", "json"), default="table")
     verify.set_defaults(func=_run_verify)
 
 
-def _run_export(args: argparse.Namespace) -> int:
-    from kms.service.store import SqliteStore  # loads the enclave bridge: only when exporting
+def _run_keygen(args: argparse.Namespace) -> int:
+    try:
+        key_path, pub_path, public = generate_auditor_key(args.out)
+    except OSError as exc:
+        print(f"error: cannot write the auditor key: {exc}", file=sys.stderr)
+        return 1
+    info = {"auditor_public_key": public.hex(), "public_key_file": str(pub_path), "private_key_file": str(key_path)}
+    print(json.dumps(info, indent=2) if args.output == "json" else "\n".join(f"{k:20} {v}" for k, v in info.items()))
+    return 0
 
-    with SqliteStore(args.data_dir) as store, args.out.open("w") as out:
+
+def _store_entries(data_dir: Path) -> Iterator[bytes]:
+    from kms.service.store import SqliteStore  # loads the enclave bridge: only when reading a store
+
+    with SqliteStore(data_dir) as store:
         after = 0
         while batch := store.audit_entries(after):
             for seq, entry in batch:
-                out.write(json.dumps({"seq": seq, "entry": entry.hex()}) + "\n")
+                yield entry
                 after = seq
-    print(f"exported {after} audit entries to {args.out}", file=sys.stderr)
+
+
+def _file_entries(path: Path) -> list[bytes]:
+    return [bytes.fromhex(json.loads(line)["entry"]) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _verify_inputs(args: argparse.Namespace, entries: list[bytes]) -> AuditReport:
+    key = bytes.fromhex(args.audit_key) if args.audit_key else audit_key_from_certificate(args.cert.read_bytes())
+    head = None
+    if args.head:
+        seq, _, digest = args.head.partition(":")
+        head = (int(seq), bytes.fromhex(digest))
+    auditor = AuditorKey.load(args.auditor_key) if args.auditor_key else None
+    return verify_chain(entries, key, expect_head=head, auditor_key=auditor)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    try:
+        if args.auditor_key and not (args.audit_key or args.cert):
+            raise ValueError("--auditor-key verifies before it decrypts: give --cert or --audit-key")
+        entries = _file_entries(args.file) if args.file else list(_store_entries(args.data_dir or Path("data")))
+        report = _verify_inputs(args, entries) if args.auditor_key else None
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if report is not None and not report.ok:
+        print(f"error: the chain is broken at seq {report.broken_at}: {report.reason}; nothing written",
+              file=sys.stderr)
+        return 2
+    with args.out.open("w") as out:
+        for position, entry in enumerate(entries):
+            line: dict[str, object] = {"seq": position + 1, "entry": entry.hex()}
+            if report is not None:
+                line.update(_describe(report.records[position], report.bodies[position]))
+            out.write(json.dumps(line) + "\n")
+    unread = sum(b is None for b in report.bodies) if report is not None else 0
+    note = f" ({len(entries) - unread} read with the auditor key, {unread} sealed to others)" if report else ""
+    print(f"exported {len(entries)} audit entries to {args.out}{note}", file=sys.stderr)
     return 0
 
 
 def _run_verify(args: argparse.Namespace) -> int:
     try:
-        lines = [json.loads(line) for line in args.file.read_text().splitlines() if line.strip()]
-        entries = [bytes.fromhex(item["entry"]) for item in lines]
-        key = bytes.fromhex(args.audit_key) if args.audit_key else audit_key_from_certificate(args.cert.read_bytes())
-        head = None
-        if args.head:
-            seq, _, digest = args.head.partition(":")
-            head = (int(seq), bytes.fromhex(digest))
+        report = _verify_inputs(args, _file_entries(args.file))
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    report = verify_chain(entries, key, expect_head=head)
-    info = {"ok": report.ok, "entries": report.count, "head": f"{report.head_seq}:{report.head_hash.hex()}",
-            "broken_at": report.broken_at, "reason": report.reason}
+    info: dict[str, object] = {
+        "ok": report.ok, "entries": report.count, "head": f"{report.head_seq}:{report.head_hash.hex()}",
+        "broken_at": report.broken_at, "reason": report.reason,
+        "epochs": [{"seq": seq, "auditors": [a.hex() for a in who]} for seq, who in report.epochs],
+        "clear_bodies": report.clear_bodies}
     if args.output == "json":
-        info["records"] = [_describe(r) for r in report.records]
+        info["records"] = [_describe(r, b) for r, b in zip(report.records, report.bodies, strict=True)]
         print(json.dumps(info, indent=2))
     else:
-        print("\n".join(f"{k:10} {v}" for k, v in info.items()))
+        info["epochs"] = "; ".join(f"{e['seq']}: {len(e['auditors'])} auditor(s)" for e in info["epochs"]) or "none"
+        print("\n".join(f"{k:12} {v}" for k, v in info.items()))
     return 0 if report.ok else 2

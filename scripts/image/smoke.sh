@@ -114,7 +114,8 @@ export KMS_SERVER="$API" KMS_MRSIGNER="$MRSIGNER" KMS_SIMULATED_ROOT="$DATA/sgx-
 export KMS_ALLOW_SIMULATION_INSECURE=1 KMS_CREDENTIALS="$work/admin"
 cd "$work"
 kms credentials new --out admin --output json > creds.json
-kms admin init --recovery-keys 3 --recovery-dir recovery --output json > init.json
+kms audit keygen --out auditor --output json > auditor.json
+kms admin init --recovery-keys 3 --recovery-dir recovery --auditor-key auditor/auditor.pub --output json > init.json
 [ -s recovery/share-0.json ] || fail "admin init wrote no recovery shares"
 KEY=$(kms key create --description smoke --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
 printf 'the image smoke test plaintext\n' > plain.txt

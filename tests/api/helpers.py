@@ -22,6 +22,7 @@ from kms.client.channel import SessionChannel
 from kms.client.credentials import Credentials
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.v1 import kms_pb2, kms_pb2_grpc
+from tests.auditor import auditor_public
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = {"listen": "127.0.0.1:0", "health_listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0",
@@ -145,7 +146,8 @@ def recovery_public_keys(n: int) -> list[bytes]:
 
 
 def init_domain(session: SessionChannel) -> pb.InitResponse:
-    req = pb.InitRequest(admin_name="alice", recovery_public_keys=recovery_public_keys(3), threshold=2)
+    req = pb.InitRequest(admin_name="alice", recovery_public_keys=recovery_public_keys(3), threshold=2,
+                         auditor_public_keys=auditor_public())
     return session.call(pb.Request(init=req)).init
 
 

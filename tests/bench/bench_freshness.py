@@ -25,6 +25,7 @@ from kms.client import Credentials, KmsClient
 from kms.client.pinning import DomainGuard
 from kms.client.state import ClientState, StateHead
 from kms.proto.enclave.v1 import boundary_pb2 as pb
+from tests.auditor import auditor_public
 
 
 @contextlib.contextmanager
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                                  **kw)  # type: ignore[arg-type]
 
             with client(new_domain=True) as admin:
-                admin.init([os.urandom(32)], 1)
+                admin.init([os.urandom(32)], 1, auditor_public_keys=auditor_public())
                 key = admin.create_key().key_id
             print(f"kms serve over loopback, one client at a time, {os.cpu_count()} CPUs shared by client and "
                   f"server; state file on {Path(tmp)} (fsync)")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kms.attestation import AttestationPolicy, TrustAnchor
 from kms.client import Credentials, KmsClient
+from tests.auditor import auditor_public
 
 ITEM = 32
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             clients = [KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor, new_domain=True)]
             try:
                 admin = clients[0]
-                admin.init([os.urandom(32)], 1)
+                admin.init([os.urandom(32)], 1, auditor_public_keys=auditor_public())
                 clients += [KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor)
                             for _ in range(args.concurrency - 1)]
                 aes, p256 = admin.create_key().key_id, admin.create_key("ECC_NIST_P256").key_id

@@ -32,6 +32,7 @@ from kms.client.channel import SessionChannel
 from kms.client.evidence import CollateralSources, verify_evidence
 from kms.client.transport import SessionStream, fetch_evidence, open_channel
 from kms.proto.v1 import kms_pb2_grpc
+from tests.auditor import auditor_public
 
 ECHO = "/bench.Echo/Stream"
 MESSAGE = b"a 32-byte message to be signed!!"
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             anchor = TrustAnchor.load(server.root_pem.read_bytes(), simulated=True)
             with KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor,
                            new_domain=True) as admin:
-                admin.init([os.urandom(32)], 1)
+                admin.init([os.urandom(32)], 1, auditor_public_keys=auditor_public())
                 keys = {"aes": admin.create_key().key_id, "ed25519": admin.create_key("ED25519").key_id,
                         "p256": admin.create_key("ECC_NIST_P256").key_id}
             base = {"target": server.api, "cert": creds.certificate_pem, "key": creds.private_key_pem,

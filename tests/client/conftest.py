@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 
 from kms.attestation import AttestationPolicy
 from kms.client import Credentials, KmsClient
+from tests.auditor import auditor_public
 from tests.client.fakeserver import FakeServer
 
 
@@ -41,5 +42,5 @@ def admin(server: FakeServer, policy: AttestationPolicy, alice: Credentials) -> 
     """An initialized server's first admin."""
     with KmsClient(server.target, credentials=alice, policy=policy,
                    trust_anchor=server.platform.trust_anchor(), new_domain=True) as client:
-        client.init(recovery_public(2), threshold=1, admin_name="alice")
+        client.init(recovery_public(2), threshold=1, admin_name="alice", auditor_public_keys=auditor_public())
         yield client

@@ -51,6 +51,13 @@ def cli(server, tmp_path, capsys, monkeypatch) -> Cli:
     return Cli(server, tmp_path, capsys, monkeypatch)
 
 
+def new_auditor(cli: Cli, name: str = "auditor") -> tuple[Path, str]:
+    """An auditor key pair made by `kms audit keygen`: (its directory, its public key in hex)."""
+    info = cli.json("audit", "keygen", "--out", str(cli.tmp / name))
+    assert stat.S_IMODE((cli.tmp / name / "auditor.key").stat().st_mode) == 0o600
+    return cli.tmp / name, info["auditor_public_key"]
+
+
 def new_credentials(cli: Cli, name: str, *pin: str) -> tuple[Path, str]:
     """New credentials; `pin` (--domain HEX or --from DIR) pins them to a domain."""
     d = cli.tmp / name
@@ -63,8 +70,11 @@ def test_walkthrough(cli: Cli) -> None:
     admin, admin_id = new_credentials(cli, "admin")
     f = cli.flags(admin)
     rec = cli.tmp / "recovery"
-    init = cli.json("admin", "init", *f, "--recovery-keys", "3", "--recovery-dir", str(rec), "--threshold", "2")
+    auditor, _ = new_auditor(cli)
+    init = cli.json("admin", "init", *f, "--recovery-keys", "3", "--recovery-dir", str(rec), "--threshold", "2",
+                    "--auditor-key", str(auditor / "auditor.pub"))
     assert init["admin_principal_id"] == admin_id and init["shares"] == 3 and init["threshold"] == 2
+    assert init["auditors"] == 1
     for i in range(3):
         assert stat.S_IMODE((rec / f"recovery-{i}.key").stat().st_mode) == 0o600
         doc = json.loads((rec / f"share-{i}.json").read_text())
@@ -120,7 +130,9 @@ def test_users_principals_and_grants(cli: Cli) -> None:
     f, uf = cli.flags(admin), cli.flags(user)
     pub = cli.tmp / "r.pub"
     pub.write_bytes(x25519.X25519PrivateKey.generate().public_key().public_bytes_raw())
-    cli.json("admin", "init", *f, "--recovery-public-key", str(pub), "--shares-dir", str(cli.tmp / "shares"))
+    auditor, _ = new_auditor(cli)
+    cli.json("admin", "init", *f, "--recovery-public-key", str(pub), "--shares-dir", str(cli.tmp / "shares"),
+             "--auditor-key", str(auditor / "auditor.pub"))
     code, _, err = cli.run("encrypt", *uf, "--key-id", "k", stdin=b"x")
     assert code == 1 and "not pinned" in err  # the user's credentials name no domain yet: nothing is trusted
     assert cli.json("credentials", "pin", "--credentials", str(user), "--from", str(admin))["domain_id"] == \
@@ -161,8 +173,15 @@ def test_local_errors_exit_1(cli: Cli) -> None:
     assert code == 1
     code, _, err = cli.run("credentials", "new", "--out", str(creds))
     assert code == 1 and "refusing to overwrite" in err
-    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2")
+    auditor, _ = new_auditor(cli)
+    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2", "--auditor-key", str(auditor / "auditor.pub"))
     assert code == 1 and "--shares-dir" in err
+    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2", "--recovery-dir", str(cli.tmp / "r"))
+    assert code == 1 and "--auditor-key" in err  # no auditor: refused before anything is generated or sent
+    assert not (cli.tmp / "r").exists()
+    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2", "--recovery-dir", str(cli.tmp / "r"),
+                           "--auditor-key", str(auditor / "auditor.key"))  # the private key is not a public key
+    assert code == 1 and "auditor public key" in err
     assert cli.server.session_rpcs == 0
 
 
@@ -177,7 +196,8 @@ def test_unreachable_server_exits_2(cli: Cli) -> None:
 def test_pins_heads_and_new_domain(cli: Cli) -> None:
     admin, _ = new_credentials(cli, "admin")
     f = cli.flags(admin)
-    rec = ("--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"))
+    auditor = ("--auditor-key", str(new_auditor(cli)[0] / "auditor.pub"))
+    rec = ("--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"), *auditor)
     init = cli.json("admin", "init", *f, *rec)
     shown = cli.json("credentials", "show", "--credentials", str(admin))
     assert shown["domain_id"] == init["domain_id"] and shown["state_head"] == init["state_head"]
@@ -185,7 +205,7 @@ def test_pins_heads_and_new_domain(cli: Cli) -> None:
     code, _, err = cli.run("admin", "init", *f, *rec)  # pinned already: refused here
     assert code == 1 and "--new-domain" in err and cli.server.session_rpcs == sessions
     code, _, err = cli.run("admin", "init", *f, "--new-domain", "--recovery-keys", "1", "--recovery-dir",
-                           str(cli.tmp / "rec2"))
+                           str(cli.tmp / "rec2"), *auditor)
     assert code == 2 and "already serves domain" in err  # a server with a domain is not one to create one on
     assert cli.server.session_rpcs == sessions
     code, out, err = cli.run("admin", "principal", "list", *f)
@@ -210,3 +230,22 @@ def test_pins_heads_and_new_domain(cli: Cli) -> None:
     (bob / "state.json").write_text("{")
     code, _, err = cli.run("key", "list", *cli.flags(bob))
     assert code == 1 and "corrupt" in err and (bob / "state.json").read_text() == "{"  # never reset
+
+
+def test_auditors_are_set_by_admins(cli: Cli) -> None:
+    admin, _ = new_credentials(cli, "admin")
+    user, user_id = new_credentials(cli, "user")
+    f, uf = cli.flags(admin), cli.flags(user)
+    first, _ = new_auditor(cli, "first")
+    cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"),
+             "--auditor-key", str(first / "auditor.pub"))
+    cli.json("admin", "principal", "add", *f, "--principal-id", user_id, "--name", "svc")
+    second, second_pub = new_auditor(cli, "second")
+    third, third_pub = new_auditor(cli, "third")
+    keys = ["--auditor-key", str(second / "auditor.pub"), "--auditor-key", str(third / "auditor.pub")]
+    code, _, err = cli.run("admin", "auditors", "set", *uf, *keys)
+    assert code == 2 and "PERMISSION_DENIED" in err
+    assert cli.json("admin", "auditors", "set", *f, *keys)["auditors"] == [second_pub, third_pub]
+    code, _, err = cli.run("admin", "auditors", "set", *f, "--auditor-key", str(second / "auditor.pub"),
+                           "--auditor-key", str(second / "auditor.pub"))
+    assert code == 1 and "twice" in err

@@ -21,6 +21,7 @@ from kms.client import (
     VerificationFailed,
 )
 from kms.client.errors import CollateralUnavailable
+from tests.auditor import auditor_public
 from tests.client.conftest import recovery_public
 
 
@@ -114,12 +115,12 @@ def test_uninitialized_server_accepts_only_init(server, policy, alice) -> None:
         assert client.evidence.initialized is False and client.domain_id is None
         with pytest.raises(errors.NotInitialized):
             client.create_key()
-        result = client.init(recovery_public(3), threshold=2)
+        result = client.init(recovery_public(3), threshold=2, auditor_public_keys=auditor_public())
         assert result.admin_principal_id == alice.principal_id and len(result.shares) == 3
         assert sorted(s.index for s in result.shares) == [0, 1, 2]
         assert client.domain_id == result.domain_id and client.state_head is not None
         with pytest.raises(ValueError, match="new_domain=True"):  # it made its domain: refused here already
-            client.init(recovery_public(1), threshold=1)
+            client.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public())
     with pytest.raises(DomainMismatch) as refused:  # the server has a domain now: no second one from here
         connect(server, policy, alice, new_domain=True)
     assert refused.value.actual == result.domain_id

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.client.test_cli import Cli, new_credentials
+from tests.client.test_cli import Cli, new_auditor, new_credentials
 
 
 @pytest.fixture
@@ -24,7 +24,8 @@ def test_new_commands_output_and_exit_codes(cli: Cli) -> None:
     admin, _ = new_credentials(cli, "admin")
     _, user_id = new_credentials(cli, "user")
     f = cli.flags(admin)
-    cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"))
+    cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"),
+             "--auditor-key", str(new_auditor(cli)[0] / "auditor.pub"))
     ident = cli.json("admin", "identity", *f)
     assert ident["domain_loaded"] and len(ident["audit_public_key"]) == 64
     kid = cli.json("key", "create", *f)["key_id"]
@@ -70,7 +71,8 @@ def test_new_commands_output_and_exit_codes(cli: Cli) -> None:
 def test_key_import_of_a_pem_private_key(cli: Cli) -> None:
     admin, _ = new_credentials(cli, "admin")
     f = cli.flags(admin)
-    cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"))
+    cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"),
+             "--auditor-key", str(new_auditor(cli)[0] / "auditor.pub"))
     private = ec.generate_private_key(ec.SECP256R1())
     pem = cli.tmp / "signer.pem"
     pem.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
@@ -88,7 +90,8 @@ def test_principal_remove(cli: Cli) -> None:
     added back; the last admin cannot be removed."""
     admin, admin_id = new_credentials(cli, "admin")
     f = cli.flags(admin)
-    cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"))
+    cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"),
+             "--auditor-key", str(new_auditor(cli)[0] / "auditor.pub"))
     user, user_id = new_credentials(cli, "user", "--from", str(admin))
     u = cli.flags(user)
     cli.json("admin", "principal", "add", *f, "--principal-id", user_id, "--name", "svc")

@@ -19,6 +19,7 @@ from kms.client import (
     StateHead,
 )
 from kms.client.state import STATE_FILE
+from tests.auditor import auditor_public
 from tests.client.conftest import recovery_public
 from tests.client.fakeserver import FakeServer
 
@@ -50,7 +51,7 @@ def test_another_domain_is_refused_before_any_session(build, tmp_path, server, p
     other = FakeServer(tmp_path / "other")
     try:
         with connect(other, policy, Credentials.generate("host"), new_domain=True) as host:
-            host.init(recovery_public(1), threshold=1)
+            host.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public())
         with pytest.raises(DomainMismatch) as swapped:
             connect(other, policy, Credentials.generate("alice"), domain_id=admin.domain_id)
         assert swapped.value.actual not in (None, admin.domain_id)
@@ -82,7 +83,7 @@ def test_loaded_credentials_keep_pin_and_head_in_their_directory(server, policy,
     Credentials.generate("alice").save(creds_dir)
     alice = Credentials.load(creds_dir)
     with connect(server, policy, alice, new_domain=True) as client:
-        result = client.init(recovery_public(1), threshold=1)
+        result = client.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public())
         saved = ClientState.load(creds_dir / STATE_FILE)  # init pinned and saved at once
         assert saved.domain_id == result.domain_id and saved.head(result.domain_id) is not None
         client.create_key()
@@ -99,7 +100,8 @@ def test_loaded_credentials_keep_pin_and_head_in_their_directory(server, policy,
 def test_init_keeps_its_answer_when_the_pin_cannot_be_saved(server, policy, tmp_path: Path) -> None:
     state = ClientState(tmp_path / "gone" / STATE_FILE)  # a directory that does not exist: nothing can be written
     client = connect(server, policy, Credentials.generate("alice"), new_domain=True, state=state)
-    result = client.init(recovery_public(2), threshold=1)  # the shares are not lost to the state file
+    # the shares are not lost to the state file
+    result = client.init(recovery_public(2), threshold=1, auditor_public_keys=auditor_public())
     assert len(result.shares) == 2 and client.domain_id == result.domain_id
     client.create_key()  # pinned in memory: the client goes on
     with pytest.raises(ClientStateError):  # and says so when it closes, as the state could not be kept

@@ -11,6 +11,7 @@ import pytest
 from kms import errors
 from kms.client import Credentials, KmsClient
 from kms.client.policy import KeyPolicy
+from tests.auditor import auditor_public
 from tests.client.conftest import recovery_public
 from tests.client.fakeserver import FakeServer
 
@@ -26,8 +27,9 @@ def test_transfer_between_two_servers_on_one_platform(build, tmp_path, policy, s
                        trust_anchor=anchor, new_domain=True) as a, \
                 KmsClient(second.target, credentials=Credentials.generate("b"), policy=policy,
                           trust_anchor=anchor, new_domain=True) as b:
-            a.init(recovery_public(1), threshold=1, admin_name="a")
-            b_domain = b.init(recovery_public(1), threshold=1, admin_name="b").domain_id
+            a.init(recovery_public(1), threshold=1, admin_name="a", auditor_public_keys=auditor_public())
+            b_domain = b.init(recovery_public(1), threshold=1, admin_name="b",
+                              auditor_public_keys=auditor_public()).domain_id
             b_mrenclave = b.evidence.identity.mrenclave
             key = a.create_key("SYMMETRIC_DEFAULT")
             ct = a.encrypt(key.key_id, b"moves").ciphertext

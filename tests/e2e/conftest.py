@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 
 from kms.attestation import AttestationPolicy, TrustAnchor
 from kms.client import Credentials, KmsClient
+from tests.auditor import auditor_public
 from tests.e2e.proxy import RecordingProxy
 from tests.e2e.server import ServerProcess
 
@@ -46,7 +47,7 @@ def admin_creds(server: ServerProcess) -> Credentials:
     """The module's server, initialized once; the first admin's credentials."""
     creds = Credentials.generate("alice")
     with client_for(server, creds, new_domain=True) as client:
-        client.init(recovery_public(3), threshold=2, admin_name="alice")
+        client.init(recovery_public(3), threshold=2, admin_name="alice", auditor_public_keys=auditor_public())
     return creds
 
 

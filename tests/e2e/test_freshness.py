@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from kms.client import Credentials, DomainMismatch, KmsClient, RollbackDetected
+from tests.auditor import auditor_public
 from tests.e2e.conftest import anchor_for, client_for, policy_for, recovery_public
 from tests.e2e.proxy import RecordingProxy
 from tests.e2e.server import ServerProcess
@@ -77,7 +78,9 @@ def test_domain_swap_is_refused_by_the_sdk_and_the_cli_before_anything_is_sent(b
     try:
         kms = cli(tmp_path, host)
         kms("credentials", "new", "--out", "admin")
-        domain = kms.json("admin", "init", "--recovery-keys", "1", "--recovery-dir", "recovery")["domain_id"]
+        kms.json("audit", "keygen", "--out", "auditor")
+        domain = kms.json("admin", "init", "--recovery-keys", "1", "--recovery-dir", "recovery",
+                          "--auditor-key", "auditor/auditor.pub")["domain_id"]
         bob = kms.json("credentials", "new", "--out", "bob", "--domain", domain)  # the admin told bob the id
         kms("admin", "principal", "add", "--principal-id", bob["principal_id"], "--name", "bob")
         key = kms.json("key", "create")["key_id"]
@@ -93,7 +96,7 @@ def test_domain_swap_is_refused_by_the_sdk_and_the_cli_before_anything_is_sent(b
 
         host.restart(wipe)
         with client_for(host.server, Credentials.generate("host"), new_domain=True) as evil:
-            swapped = evil.init(recovery_public(1), threshold=1).domain_id
+            swapped = evil.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public()).domain_id
             evil.add_principal(bob_creds.principal_id, "bob", "ADMIN")  # bob would even be an admin there
         assert swapped.hex() != domain
 
@@ -120,7 +123,9 @@ def test_restart_on_an_older_consistent_prefix_is_refused_before_the_request(bui
     try:
         kms = cli(tmp_path, host)
         kms("credentials", "new", "--out", "admin")
-        kms.json("admin", "init", "--recovery-keys", "1", "--recovery-dir", "recovery")
+        kms.json("audit", "keygen", "--out", "auditor")
+        kms.json("admin", "init", "--recovery-keys", "1", "--recovery-dir", "recovery", "--auditor-key",
+                 "auditor/auditor.pub")
         first = kms.json("key", "create", "--description", "in the backup")["key_id"]
         old_head = kms.json("credentials", "show")["state_head"]
 

@@ -22,6 +22,7 @@ from kms import errors
 from kms.audit import verify_chain
 from kms.client import ClientClosed, Credentials, KmsClient, TransportError, VerificationFailed
 from kms.service.store import SqliteStore
+from tests.auditor import AUDITOR, auditor_public
 from tests.e2e.conftest import anchor_for, policy_for, recovery_public
 from tests.e2e.server import ServerProcess
 
@@ -108,7 +109,7 @@ def test_sigkill_during_concurrent_changes_loses_nothing_acknowledged(build: Pat
     ledgers = [Ledger(alias=f"alias/crash-{n}") for n in range(CLIENTS)]
     with KmsClient(server.api, credentials=creds, policy=policy_for(server), trust_anchor=anchor_for(server),
                    new_domain=True) as c:
-        c.init(recovery_public(1), threshold=1)
+        c.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public())
         for ledger in ledgers:  # acknowledged before the chaos: one key and the alias on it
             key = c.create_key().key_id
             ledger.versions[key] = 1
@@ -144,8 +145,9 @@ def test_sigkill_during_concurrent_changes_loses_nothing_acknowledged(build: Pat
         assert server.stop() == 0
     with SqliteStore(data) as store:
         chain = [e for _, e in store.audit_entries(limit=10**6)]
-    report = verify_chain(chain, audit_key)
+    report = verify_chain(chain, audit_key, auditor_key=AUDITOR)
     assert report.ok, report.reason
+    assert None not in report.bodies  # every body opens for the auditor, across every crash and restart
 
 
 def _check(server: ServerProcess, creds: Credentials, ledgers: list[Ledger]) -> bytes:

@@ -24,6 +24,7 @@ from kms.service.housekeeping import Housekeeping
 from kms.service.relay import Relay
 from kms.service.store import SqliteStore
 from kms.sim.qe import SimQuotingEnclave
+from tests.auditor import AUDITOR, auditor_public
 from tests.e2e.conftest import client_for, recovery_public
 from tests.e2e.server import ServerProcess
 
@@ -42,7 +43,8 @@ def test_rounds_destroy_and_rotate_only_what_is_due(build: Path, tmp_path: Path)
         return admin.call(pb.Request(**op))
 
     call(init=pb.InitRequest(admin_name="alice", threshold=1,
-                             recovery_public_keys=[raw_public(x25519.X25519PrivateKey.generate())]))
+                             recovery_public_keys=[raw_public(x25519.X25519PrivateKey.generate())],
+                             auditor_public_keys=auditor_public()))
     ids = [call(create_key=pb.CreateKeyRequest(spec=pb.SYMMETRIC_DEFAULT, usage=pb.ENCRYPT_DECRYPT)).key_metadata.key_id
            for _ in range(3)]
     doomed, rotating, untouched = ids
@@ -72,8 +74,9 @@ def test_rounds_destroy_and_rotate_only_what_is_due(build: Path, tmp_path: Path)
         meta = {i: call(describe_key=pb.DescribeKeyRequest(key_id=i)).key_metadata for i in ids}
         assert meta[doomed].state == pb.DESTROYED and meta[doomed].version_count == 0
         assert meta[rotating].current_version == 2 and meta[untouched].current_version == 1
-        audit = verify_chain([e for _, e in store.audit_entries()], enclave.identity().audit_public_key)
-        host_ops = [r for r in audit.records if not r.principal]
+        audit = verify_chain([e for _, e in store.audit_entries()], enclave.identity().audit_public_key,
+                             auditor_key=AUDITOR)
+        host_ops = [r for r in audit.bodies if not r.principal]
         assert audit.ok and {r.operation for r in host_ops} == {"destroy_key", "rotate_if_due"}
     finally:
         asyncio.run(relay.close())
@@ -84,7 +87,7 @@ def test_server_runs_rounds_on_its_timer(build: Path, tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data", "--housekeeping-interval-s=1", log_level="info")
     try:
         with client_for(server, Credentials.generate("alice"), new_domain=True) as client:
-            client.init(recovery_public(1), threshold=1)
+            client.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public())
             keys = [client.create_key().key_id for _ in range(2)]
         deadline, rounds = time.monotonic() + 20, []
         while time.monotonic() < deadline and not any(r.get("keys") == 2 for r in rounds):

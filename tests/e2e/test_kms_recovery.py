@@ -54,7 +54,9 @@ def test_recovery_drill_backup_restore_and_audit(build: Path, tmp_path: Path) ->
     try:
         kms.point_at(server)
         kms("credentials", "new", "--out", "admin")
-        init = kms.json("admin", "init", "--recovery-keys", "3", "--recovery-dir", "recovery", "--threshold", "2")
+        kms.json("audit", "keygen", "--out", "auditor")
+        init = kms.json("admin", "init", "--recovery-keys", "3", "--recovery-dir", "recovery", "--threshold", "2",
+                        "--auditor-key", "auditor/auditor.pub")
         domain = init["domain_id"]
         aes = kms.json("key", "create", "--description", "drill")["key_id"]
         ed = kms.json("key", "create", "--spec", "ED25519")["key_id"]
@@ -149,7 +151,12 @@ def test_recovery_drill_backup_restore_and_audit(build: Path, tmp_path: Path) ->
         kms("audit", "export", "--data-dir", str(new_data), "--out", "audit-after.jsonl")
         after = kms.json("audit", "verify", "--file", "audit-after.jsonl", "--cert", "cert.der")
         assert after["ok"] and after["entries"] > before["entries"]
-        ops = [r["operation"] for r in after["records"][before["entries"]:]]
+        assert all(r["body"] is None for r in after["records"])  # without the auditor's key: complete, unread
+        # The auditors came back with the domain: the auditor reads what happened before and after.
+        read = kms.json("audit", "verify", "--file", "audit-after.jsonl", "--cert", "cert.der",
+                        "--auditor-key", "auditor/auditor.key")
+        assert read["ok"] and all(r.get("operation") for r in read["records"])
+        ops = [r["operation"] for r in read["records"][before["entries"]:]]
         assert "recover" in ops and "revoke_grant" in ops
         head = before["head"]  # the chain from before the disaster is a prefix of the chain after it
         assert kms.json("audit", "verify", "--file", "audit-before.jsonl", "--cert", "cert.der",

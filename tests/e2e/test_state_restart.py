@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from kms.client import Credentials, KmsClient
+from tests.auditor import auditor_public
 from tests.e2e.conftest import client_for, recovery_public
 from tests.e2e.server import LOOPBACK_FLAGS, REPO, ServerProcess
 
@@ -53,7 +54,7 @@ def test_a_store_that_does_not_match_its_log_is_refused_at_start(build, tmp_path
     srv = ServerProcess(data)
     try:
         with client_for(srv, creds, new_domain=True) as admin:
-            admin.init(recovery_public(3), threshold=2, admin_name="alice")
+            admin.init(recovery_public(3), threshold=2, admin_name="alice", auditor_public_keys=auditor_public())
             kid = admin.create_key().key_id
             admin.disable_key(kid)
             old = row(data, kid)
@@ -94,7 +95,7 @@ def test_a_consistent_older_copy_starts_with_an_older_head(build, tmp_path) -> N
     srv = ServerProcess(data)
     try:
         with client_for(srv, creds, new_domain=True) as admin:
-            admin.init(recovery_public(3), threshold=2, admin_name="alice")
+            admin.init(recovery_public(3), threshold=2, admin_name="alice", auditor_public_keys=auditor_public())
             admin.create_key()
     finally:
         assert srv.stop() == 0

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from kms import errors
 from kms.client import Credentials
+from tests.auditor import auditor_public
 from tests.e2e.conftest import client_for, recovery_public
 from tests.e2e.server import REPO, ServerProcess
 
@@ -45,8 +46,11 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
                    KMS_SIMULATED_ROOT=str(server.root_pem), KMS_ALLOW_SIMULATION_INSECURE="1",
                    KMS_CREDENTIALS=str(work / "admin"))
         principal = kms_json(env, "credentials", "new", "--out", "admin")["principal_id"]
-        init = kms_json(env, "admin", "init", "--recovery-keys", "3", "--recovery-dir", "recovery")
-        assert init["admin_principal_id"] == principal and init["threshold"] == 2
+        auditor = kms_json(env, "audit", "keygen", "--out", "auditor")["auditor_public_key"]
+        assert stat.S_IMODE((work / "auditor" / "auditor.key").stat().st_mode) == 0o600
+        init = kms_json(env, "admin", "init", "--recovery-keys", "3", "--recovery-dir", "recovery",
+                        "--auditor-key", "auditor/auditor.pub")
+        assert init["admin_principal_id"] == principal and init["threshold"] == 2 and init["auditors"] == 1
         shown = kms_json(env, "credentials", "show")  # init pinned the domain with the admin's credentials
         assert shown["domain_id"] == init["domain_id"] and shown["state_head"] == init["state_head"]
         assert stat.S_IMODE((work / "recovery" / "recovery-0.key").stat().st_mode) == 0o600
@@ -92,6 +96,18 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
             b"the launch")
         assert b"PERMISSION_DENIED" in kms(uenv, "key", "create", check=2).stderr
 
+        # the audit log: anyone checks that it is complete; only the auditor reads what it says
+        audit_key = kms_json(env, "admin", "identity")["audit_public_key"]
+        kms(env, "audit", "export", "--data-dir", str(server.data_dir), "--out", "audit.jsonl")
+        assert aes.encode() not in (work / "audit.jsonl").read_bytes()  # the host's copy names no key
+        checked = kms_json(env, "audit", "verify", "--file", "audit.jsonl", "--audit-key", audit_key)
+        assert checked["ok"] and checked["epochs"] == [{"seq": 1, "auditors": [auditor]}]
+        kms(env, "audit", "export", "--file", "audit.jsonl", "--audit-key", audit_key, "--auditor-key",
+            "auditor/auditor.key", "--out", "read.jsonl")
+        said = [json.loads(line) for line in (work / "read.jsonl").read_text().splitlines()]
+        decrypts = [s for s in said if s["operation"] == "decrypt" and s["principal"] == user]
+        assert decrypts and decrypts[-1]["key_id"] == aes and decrypts[-1]["outcome"] == "KMS_OK"
+
         # usage and local errors exit 1, verification errors exit 2 (nothing sent)
         sessions = server.session_rpcs()
         assert b"MRSIGNER" in kms(env, "key", "list", "--mrsigner", "11" * 32, check=2).stderr
@@ -134,7 +150,7 @@ def test_restart_keeps_keys_working(build: Path, tmp_path: Path) -> None:
     server = ServerProcess(data)
     try:
         with client_for(server, creds, new_domain=True) as client:
-            client.init(recovery_public(1), threshold=1)
+            client.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public())
             aes, ed = client.create_key(), client.create_key("ED25519")
             ct = client.encrypt(aes.key_id, b"before restart").ciphertext
             client.rotate_key(aes.key_id)
@@ -164,7 +180,7 @@ def test_idle_session_closed_by_the_server_reconnects_even_for_create(build: Pat
     server = ServerProcess(tmp_path / "data", "--session-idle-timeout-s=1")
     try:
         with client_for(server, Credentials.generate("alice"), new_domain=True) as client:
-            client.init(recovery_public(1), threshold=1)
+            client.init(recovery_public(1), threshold=1, auditor_public_keys=auditor_public())
             time.sleep(2.5)
             key = client.create_key()
             assert client.connects == 2

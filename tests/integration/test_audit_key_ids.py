@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from kms import errors
 from kms.audit import verify_chain
 from kms.proto.enclave.v1 import boundary_pb2 as pb
+from tests.auditor import AUDITOR
 from tests.integration.test_byok import NOW, wrap
 from tests.integration.test_key_transfer import domain, exportable_key, named, transfer
 from tests.integration.test_validator_guard import CHAIN, vote
@@ -62,11 +63,12 @@ class World:
     def host(self, at: int, **op) -> pb.Response:
         return self.enclave.call(pb.Request(host_time=at, **op))
 
-    def last_record(self) -> pb.AuditRecord:
+    def last_record(self) -> pb.AuditBody:
+        """What the last record says, read as the domain's auditor reads it."""
         entries = self.enclave_store().audit
-        report = verify_chain(entries, self.enclave.identity().audit_public_key)
-        assert report.ok
-        return report.records[-1]
+        report = verify_chain(entries, self.enclave.identity().audit_public_key, auditor_key=AUDITOR)
+        assert report.ok and report.bodies[-1] is not None
+        return report.bodies[-1]
 
     def enclave_store(self):
         return self.enclave._store  # the test's own MemoryStore

@@ -23,6 +23,7 @@ from kms.enclave.bridge import Enclave, MemoryStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.service.evidence import install_evidence
 from kms.sim.qe import SimQuotingEnclave
+from tests.auditor import auditor_public
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +40,7 @@ def domain(build: Path, tmp_path: Path, name: str, platform: Path, key: Path | N
     sid = enclave.session_open()
     admin = SessionChannel(lambda d: enclave.session_feed(sid, d)[0], Credentials.generate(name), cert)
     admin.call(pb.Request(init=pb.InitRequest(admin_name=name, threshold=1, recovery_public_keys=[
-        raw_public(x25519.X25519PrivateKey.generate())])))
+        raw_public(x25519.X25519PrivateKey.generate())], auditor_public_keys=auditor_public())))
     return enclave, admin
 
 

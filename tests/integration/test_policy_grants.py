@@ -16,6 +16,7 @@ from kms.enclave.bridge import Enclave, MemoryStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.service.evidence import install_evidence
 from kms.sim.qe import SimQuotingEnclave
+from tests.auditor import AUDITOR, auditor_public
 
 ENC, DEC, DESCRIBE = pb.OP_ENCRYPT, pb.OP_DECRYPT, pb.OP_DESCRIBE
 
@@ -33,7 +34,7 @@ def parties(build, tmp_path):
         alice, bob = Credentials.generate("alice"), Credentials.generate("bob")
         admin = channel(alice)
         admin.call(pb.Request(init=pb.InitRequest(admin_name="alice", threshold=1, recovery_public_keys=[
-            raw_public(x25519.X25519PrivateKey.generate())])))
+            raw_public(x25519.X25519PrivateKey.generate())], auditor_public_keys=auditor_public())))
         admin.call(pb.Request(add_principal=pb.AddPrincipalRequest(principal_id=bob.principal_id, name="bob",
                                                                    role=pb.USER)))
         kid = admin.call(pb.Request(create_key=pb.CreateKeyRequest(
@@ -62,8 +63,8 @@ def test_policy_statement_with_context_condition(parties) -> None:
     with pytest.raises(errors.PermissionDenied):  # no decrypt in the statement
         user.call(pb.Request(decrypt=pb.DecryptRequest(ciphertext=ok.encrypt.ciphertext,
                                                        context=ctx(tenant="a", app="z"))))
-    audit = verify_chain(enclave._store.audit, enclave.identity().audit_public_key)
-    assert audit.ok and audit.records[-1].policy_hash == after.key_metadata.policy_hash
+    audit = verify_chain(enclave._store.audit, enclave.identity().audit_public_key, auditor_key=AUDITOR)
+    assert audit.ok and audit.bodies[-1].policy_hash == after.key_metadata.policy_hash
 
 
 def test_grants_expire_and_can_be_revoked(parties) -> None:

@@ -19,6 +19,7 @@ from kms.enclave.bridge import Enclave, MemoryStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.service.evidence import install_evidence
 from kms.sim.qe import SimQuotingEnclave
+from tests.auditor import auditor_public
 
 
 class Node:
@@ -47,7 +48,8 @@ def decrypt_share(share: pb.RecoveryShare, key: x25519.X25519PrivateKey, domain_
 
 
 def init(channel: SessionChannel, keys: list[x25519.X25519PrivateKey], threshold: int) -> pb.InitResponse:
-    req = pb.InitRequest(admin_name="alice", recovery_public_keys=[raw_public(k) for k in keys], threshold=threshold)
+    req = pb.InitRequest(admin_name="alice", recovery_public_keys=[raw_public(k) for k in keys], threshold=threshold,
+                         auditor_public_keys=auditor_public())
     return channel.call(pb.Request(init=req)).init
 
 

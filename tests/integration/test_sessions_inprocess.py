@@ -15,6 +15,7 @@ from kms.enclave.bridge import Enclave, MemoryStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.service.evidence import install_evidence
 from kms.sim.qe import SimQuotingEnclave
+from tests.auditor import auditor_public
 
 
 @pytest.fixture
@@ -39,7 +40,8 @@ def raw(key: x25519.X25519PrivateKey) -> bytes:
 
 
 def init(channel, keys, threshold=2) -> pb.InitResponse:
-    req = pb.InitRequest(admin_name="alice", recovery_public_keys=[raw(k) for k in keys], threshold=threshold)
+    req = pb.InitRequest(admin_name="alice", recovery_public_keys=[raw(k) for k in keys], threshold=threshold,
+                         auditor_public_keys=auditor_public())
     return channel.call(pb.Request(init=req)).init
 
 

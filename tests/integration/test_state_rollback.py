@@ -18,6 +18,7 @@ from kms.enclave.bridge import Enclave, MemoryStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.service.evidence import install_evidence
 from kms.sim.qe import SimQuotingEnclave
+from tests.auditor import auditor_public
 from tests.integration.test_validator_guard import CHAIN, vote
 
 CACHE = 64  # KMS_RECORD_CACHE_COUNT
@@ -33,7 +34,7 @@ class World:
         self.alice, self.bob = Credentials.generate("alice"), Credentials.generate("bob")
         self.admin = self.channel(self.alice)
         self.admin.call(pb.Request(init=pb.InitRequest(admin_name="alice", threshold=1, recovery_public_keys=[
-            raw_public(x25519.X25519PrivateKey.generate())])))
+            raw_public(x25519.X25519PrivateKey.generate())], auditor_public_keys=auditor_public())))
         self.admin.call(pb.Request(add_principal=pb.AddPrincipalRequest(
             principal_id=self.bob.principal_id, name="bob", role=pb.USER)))
         self.user = self.channel(self.bob)

@@ -20,6 +20,7 @@ from kms.enclave.bridge import Enclave, MemoryStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.enclave.v1 import cometbft_pb2 as cmt
 from kms.proto.enclave.v1 import errors_pb2 as codes
+from tests.auditor import auditor_public
 from tests.conftest import vectors_dir
 
 CHAIN = "test-chain-1"
@@ -166,7 +167,7 @@ def test_signed_state_export_and_import(build, tmp_path) -> None:
         sid = enclave.session_open()
         admin = SessionChannel(lambda d: enclave.session_feed(sid, d)[0], Credentials.generate("alice"), cert)
         admin.call(pb.Request(init=pb.InitRequest(admin_name="alice", threshold=1, recovery_public_keys=[
-            raw_public(x25519.X25519PrivateKey.generate())])))
+            raw_public(x25519.X25519PrivateKey.generate())], auditor_public_keys=auditor_public())))
         kid = admin.call(pb.Request(create_key=pb.CreateKeyRequest(spec=pb.ED25519, usage=pb.VALIDATOR,
                                                                    chain_id=CHAIN))).key_metadata.key_id
         sign(admin, kid, vote(7, 0, 2))

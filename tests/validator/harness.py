@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kms.client import ClientState, Credentials, KmsClient
 from kms.validator.kms_link import ValidatorLink
+from tests.auditor import auditor_public
 from tests.e2e.conftest import anchor_for, policy_for, recovery_public
 from tests.e2e.server import ServerProcess
 
@@ -129,7 +130,7 @@ class Domain:
         self.signer_dir = tmp / "signer-credentials"
         self.signer.save(self.signer_dir)
         with server.client(self.admin, new_domain=True) as c:
-            c.init(recovery_public(3), threshold=2, admin_name="admin")
+            c.init(recovery_public(3), threshold=2, admin_name="admin", auditor_public_keys=auditor_public())
             c.add_principal(self.signer.principal_id, "validator-signer", "USER")
             self.domain_id = c.domain_id
         state = ClientState.for_credentials(self.signer_dir)

@@ -22,6 +22,8 @@
 #define KMS_MAX_KEY_VERSIONS_COUNT 8u
 /* Decrypted key records cached inside the enclave (LRU; wiped on eviction). */
 #define KMS_RECORD_CACHE_COUNT 64u
+/* Auditors a domain's audit bodies are encrypted to (InitRequest, SetAuditorsRequest). */
+#define KMS_MAX_AUDITORS_COUNT 8u
 /* GenerateRandom upper bound. */
 #define KMS_MAX_RANDOM_SIZE 1024u
 
