@@ -234,11 +234,12 @@ def test_pins_heads_and_new_domain(cli: Cli) -> None:
 
 def test_auditors_are_set_by_admins(cli: Cli) -> None:
     admin, _ = new_credentials(cli, "admin")
-    user, user_id = new_credentials(cli, "user")
-    f, uf = cli.flags(admin), cli.flags(user)
+    f = cli.flags(admin)
     first, _ = new_auditor(cli, "first")
     cli.json("admin", "init", *f, "--recovery-keys", "1", "--recovery-dir", str(cli.tmp / "rec"),
              "--auditor-key", str(first / "auditor.pub"))
+    user, user_id = new_credentials(cli, "user", "--from", str(admin))
+    uf = cli.flags(user)
     cli.json("admin", "principal", "add", *f, "--principal-id", user_id, "--name", "svc")
     second, second_pub = new_auditor(cli, "second")
     third, third_pub = new_auditor(cli, "third")

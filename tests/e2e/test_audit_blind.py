@@ -90,7 +90,7 @@ def test_control_clear_bodies_show_every_marker(build: Path, tmp_path: Path) -> 
     server = ServerProcess(tmp_path / "data", log_level="info")
     try:
         creds = Credentials.generate("alice")
-        with client_for(server, creds) as client:
+        with client_for(server, creds, new_domain=True) as client:
             client.init(recovery_public(1), threshold=1, audit_bodies_in_clear_insecure=True)
         markers = run_operations(server, creds)
         rows = audit_rows(server.data_dir)
