@@ -118,17 +118,21 @@ kms_err_t kms_session_open(int64_t host_time, uint64_t *session_id)
         }
     }
     size_t slot = KMS_MAX_SESSIONS;
-    for (size_t i = 0; i < KMS_MAX_SESSIONS && slot == KMS_MAX_SESSIONS; i++)
-        if (!g_sessions[i].in_use) slot = i;
+    for (size_t i = 0; i < KMS_MAX_SESSIONS && slot == KMS_MAX_SESSIONS; i++) /* a free slot we can lock */
+        if (!g_sessions[i].in_use && pthread_mutex_trylock(&g_sessions[i].lock) == 0) slot = i;
     if (slot < KMS_MAX_SESSIONS) {
+        /* The slot's lock is held while it is set up: the reaper (trylock) and feeds skip it, and
+         * last_active is this open's, not the slot's previous user's. */
         struct session *s = &g_sessions[slot];
         s->in_use = 1;
         s->generation++;
+        s->last_active = host_time;
         pthread_mutex_unlock(&g_table_lock);
-        err = session_init(s, host_time); /* slot is ours: in_use keeps others away */
+        err = session_init(s, host_time);
         pthread_mutex_lock(&g_table_lock);
         if (err == KMS_OK) *session_id = ((uint64_t)s->generation << 32) | slot;
         else session_free(s);
+        pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_unlock(&g_table_lock);
     return err;

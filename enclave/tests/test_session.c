@@ -299,6 +299,37 @@ static void test_limits(void)
     CHECK_EQ(kms_session_close(extra), KMS_OK);
 }
 
+/* Threads opening and closing sessions at once, round after round, every round's opens later than
+ * the idle limit after the last: a session being set up must never be reaped as idle by another
+ * open of its round (it was: it still carried its slot's last-use time from an earlier round, and
+ * the reaper freed it under its initializer). Within a round no session is idle. */
+#define RACE_THREADS 8
+#define RACE_ROUNDS 200
+static int g_race_lost;
+static pthread_barrier_t g_race_round;
+
+static void *race_worker(void *arg)
+{
+    (void)arg;
+    for (int64_t r = 1; r <= RACE_ROUNDS; r++) {
+        uint64_t id = 0;
+        pthread_barrier_wait(&g_race_round);
+        if (kms_session_open(r * 10 * KMS_SESSION_IDLE_SECONDS, &id) != KMS_OK || kms_session_close(id) != KMS_OK)
+            __atomic_add_fetch(&g_race_lost, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void test_open_race(void)
+{
+    pthread_t t[RACE_THREADS];
+    REQUIRE(pthread_barrier_init(&g_race_round, NULL, RACE_THREADS) == 0);
+    for (int i = 0; i < RACE_THREADS; i++) REQUIRE(pthread_create(&t[i], NULL, race_worker, NULL) == 0);
+    for (int i = 0; i < RACE_THREADS; i++) pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&g_race_round);
+    CHECK_EQ(g_race_lost, 0);
+}
+
 int main(void)
 {
     Response *resp = calloc(1, sizeof *resp);
@@ -308,6 +339,7 @@ int main(void)
     test_requests(resp);
     test_failures(resp);
     test_limits();
+    test_open_race();
     free(resp);
     return test_summary();
 }
