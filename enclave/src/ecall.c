@@ -11,6 +11,7 @@
 
 #include "crypto.h"
 #include "ecall.h"
+#include "keystore.h"
 #include "kms/limits.h"
 #include "log.h"
 #include "platform.h"
@@ -37,6 +38,12 @@ kms_err_t kms_ecall_init_impl(void)
     if (err == KMS_OK && platform_is_simulated())
         kms_log(KMS_LOG_WARNING, KMS_OK, "running on the SIMULATED SGX platform: no protection");
     return err;
+}
+
+void kms_ecall_uninit_impl(void)
+{
+    atomic_store(&g_state, STATE_FAILED);
+    kms_keystore_clear();
 }
 
 kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp, size_t cap,

@@ -28,4 +28,8 @@ kms_err_t kms_ecall_session_feed_impl(uint64_t session_id, int64_t host_time, co
                                       uint8_t *out, size_t cap, size_t *out_len, size_t *pending, int *closed);
 kms_err_t kms_ecall_session_close_impl(uint64_t session_id);
 
+/* Before the image goes (the uninit command; no ECALL runs then or later): refuse every later
+ * ECALL and drop the record cache, wiped, while the enclave heap is still there to free into. */
+void kms_ecall_uninit_impl(void);
+
 #endif /* KMS_ENCLAVE_ECALL_H */

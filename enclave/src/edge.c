@@ -171,6 +171,7 @@ static int ecall_session_close(void *pms)
 int kms_enclave_entry(int index, void *ms)
 {
     if (index == KMS_ECALL_UNINIT) {
+        kms_ecall_uninit_impl(); /* before the platform drops the heap */
         platform_exit();
         return SGX_SUCCESS;
     }

@@ -191,21 +191,6 @@ void kms_keystore_clear(void)
     pthread_mutex_unlock(&g_lock);
 }
 
-/*
- * Unloading the image (simcpu_destroy_enclave's dlclose, or process exit) drops the cache:
- * its records hold decrypted key material in the host's heap and would otherwise outlive the
- * enclave unwiped. Skipped if a request still holds the lock (never block an exit).
- */
-__attribute__((destructor)) static void keystore_unload(void)
-{
-    if (pthread_mutex_trylock(&g_lock) != 0) return;
-    for (size_t i = 0; i < KMS_RECORD_CACHE_COUNT; i++) {
-        kms_keystore_release(g_cache[i]);
-        g_cache[i] = NULL;
-    }
-    pthread_mutex_unlock(&g_lock);
-}
-
 kms_err_t kms_keystore_write(const KeyRecord *rec, uint64_t expected_revision)
 {
     KMS_RETURN_IF_ERR(
