@@ -279,6 +279,46 @@ static void log_hook(int level, int code, const char *msg)
     g_ptrs_outside &= host_mem(msg, strlen(msg) + 1);
 }
 
+/* A commit the host says failed, then a state log head that claims more than its buffer (or points
+ * the enclave at its own memory): the enclave must not take the head, nor follow the pointers. */
+static unsigned int hook_commit_fails(ms_kms_ocall_store_commit_t *ms)
+{
+    g_ptrs_outside &= host_mem(ms, sizeof *ms) && host_mem(ms->ms_key_id, ms->ms_key_id_len) &&
+                      host_mem(ms->ms_blob, ms->ms_blob_len) && host_mem(ms->ms_entry, ms->ms_entry_len);
+    ms->ms_retval = -1;
+    return SGX_SUCCESS;
+}
+
+static unsigned int hook_log_get(ms_kms_ocall_state_log_get_t *ms)
+{
+    g_ptrs_outside &= host_mem(ms, sizeof *ms) && host_mem(ms->ms_entry, ms->ms_cap) &&
+                      host_mem(ms->ms_len, sizeof(size_t));
+    ms->ms_retval = 0;
+    if (g_claim == 3) {
+        ms->ms_entry = (uint8_t *)g_live;
+        ms->ms_len = (size_t *)g_live;
+        return SGX_SUCCESS;
+    }
+    *ms->ms_len = g_claim == 1 ? ms->ms_cap + 1 : SIZE_MAX;
+    return SGX_SUCCESS;
+}
+
+static void test_state_log_ocalls(void)
+{
+    char k[37];
+    uintptr_t saved = peek(g_live);
+    g_ptrs_outside = 1;
+    th_store_commit_hook = hook_commit_fails;
+    th_state_log_hook = hook_log_get;
+    for (g_claim = 1; g_claim <= 3; g_claim++)
+        CHECK_EQ(th_create_key(g_eid, KeySpec_ED25519, KeyUsage_SIGN_VERIFY, k), KMS_ERR_STORE_UNAVAILABLE);
+    th_store_commit_hook = NULL;
+    th_state_log_hook = NULL;
+    CHECK(g_ptrs_outside);
+    CHECK(peek(g_live) == saved);
+    CHECK_EQ(th_create_key(g_eid, KeySpec_ED25519, KeyUsage_SIGN_VERIFY, k), KMS_OK); /* the log goes on */
+}
+
 static int describe_unknown(void)
 {
     Request *req = th_new_request(Request_describe_key_tag);
@@ -358,6 +398,7 @@ int main(void)
     test_ecall_pointers();
     test_session_open_attack();
     test_ocalls();
+    test_state_log_ocalls();
     test_out_of_memory();
     CHECK_EQ(simcpu_destroy_enclave(g_eid), SGX_SUCCESS);
     th_rmtree(g_dir);

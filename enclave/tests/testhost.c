@@ -36,6 +36,7 @@ th_store_hook th_store_get_hook;
 th_put_hook th_store_put_hook;
 th_list_hook th_store_list_hook;
 th_commit_hook th_store_commit_hook;
+th_log_get_hook th_state_log_hook;
 
 #define TH_LOG_MAX 4096
 static struct {
@@ -221,6 +222,7 @@ static unsigned int ocall_store_commit(void *pms)
 static unsigned int ocall_state_log_get(void *pms)
 {
     ms_kms_ocall_state_log_get_t *ms = pms;
+    if (th_state_log_hook != NULL) return th_state_log_hook(ms);
     ms->ms_retval = -1;
     if (ms->ms_len == NULL || ms->ms_entry == NULL) return SGX_SUCCESS;
     pthread_mutex_lock(&g_store_lock);

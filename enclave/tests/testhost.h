@@ -43,6 +43,9 @@ extern th_list_hook th_store_list_hook;
  * th_store_commit_hook, when set, answers instead. */
 typedef unsigned int (*th_commit_hook)(ms_kms_ocall_store_commit_t *ms);
 extern th_commit_hook th_store_commit_hook;
+/* state_log_get: th_state_log_hook, when set, answers instead of the log. */
+typedef unsigned int (*th_log_get_hook)(ms_kms_ocall_state_log_get_t *ms);
+extern th_log_get_hook th_state_log_hook;
 /* State log entries held (appended by store_commit); dropped by th_store_clear. */
 size_t th_state_log_count(void);
 extern th_log_hook th_log_hook_fn;
