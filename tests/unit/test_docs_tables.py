@@ -42,3 +42,21 @@ def test_operation_names_in_the_docs_exist() -> None:
     doc = (REPO / "docs/boundary.md").read_text()
     mentioned = set(re.findall(r"^\| `(\w+)`", doc, flags=re.M)) - {c for c, *_ in docs_tables.error_codes()}
     assert mentioned <= names, mentioned - names
+
+
+def test_the_ecall_and_ocall_tables_are_the_edl() -> None:
+    """docs/boundary.md lists every ECALL and OCALL of enclave/kms.edl, numbered as edge.h numbers them."""
+    edl = (REPO / "enclave/kms.edl").read_text()
+    edge = (REPO / "enclave/include/kms/edge.h").read_text()
+    doc = (REPO / "docs/boundary.md").read_text()
+    for kind in ("ecall", "ocall"):
+        declared = re.findall(rf"\b(kms_{kind}_\w+)\s*\(", edl)
+        assert declared, kind
+        numbered = {f"kms_{kind}_{name.lower()}": int(n)
+                    for name, n in re.findall(rf"KMS_{kind.upper()}_(\w+) = (\d+)", edge) if name != "COUNT"}
+        documented = {name: int(n) for n, name in re.findall(rf"^\| (\d+) \| `(kms_{kind}_\w+)\(", doc, flags=re.M)}
+        assert documented == {name: numbered[name] for name in declared}, kind
+    counts = re.search(r"has (\w+) ECALLs and (\w+) OCALLs", doc)
+    words = {6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+    assert counts and counts.groups() == (words[len(re.findall(r"\bkms_ecall_\w+\s*\(", edl))],
+                                          words[len(re.findall(r"\bkms_ocall_\w+\s*\(", edl))])
