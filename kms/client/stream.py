@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import attr
 from aws_encryption_sdk import CommitmentPolicy, EncryptionSDKClient
-from aws_encryption_sdk.exceptions import AWSEncryptionSDKClientError, InvalidKeyIdError
+from aws_encryption_sdk.exceptions import AWSEncryptionSDKClientError, InvalidKeyIdError, SerializationError
 from aws_encryption_sdk.identifiers import Algorithm
 from aws_encryption_sdk.internal.defaults import ENCODED_SIGNER_KEY
 from aws_encryption_sdk.key_providers.base import MasterKey, MasterKeyConfig, MasterKeyProvider, MasterKeyProviderConfig
@@ -151,14 +151,23 @@ def _check_context(context: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, InvalidTag):
+        return "authentication failed (tampered with, or not made with this data key)"
+    if isinstance(exc, InvalidSignature):
+        return "its signature does not verify"
+    if isinstance(exc, SerializationError) and exc.args[:1] == ("Unexpected deserialization error",):
+        return "it ends early (truncated) or is malformed"
+    return (str(exc) or type(exc).__name__).splitlines()[0]
+
+
 @contextmanager
 def _as_invalid_message(what: str) -> Iterator[None]:
     """The library's refusals (format, commitment, tag, signature) as one typed, one-line error."""
     try:
         yield
     except (AWSEncryptionSDKClientError, InvalidTag, InvalidSignature) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise InvalidMessage(f"{what}: {reason.splitlines()[0]}") from exc
+        raise InvalidMessage(f"{what}: {_reason(exc)}") from exc
 
 
 def encrypt_stream(client: Operations, key_id: str, source: BinaryIO, destination: BinaryIO,
