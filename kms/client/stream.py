@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import attr
 from aws_encryption_sdk import CommitmentPolicy, EncryptionSDKClient
-from aws_encryption_sdk.exceptions import AWSEncryptionSDKClientError, InvalidKeyIdError, SerializationError
+from aws_encryption_sdk.exceptions import (
+    AWSEncryptionSDKClientError,
+    DecryptKeyError,
+    InvalidKeyIdError,
+    SerializationError,
+)
 from aws_encryption_sdk.identifiers import Algorithm
 from aws_encryption_sdk.internal.defaults import ENCODED_SIGNER_KEY
 from aws_encryption_sdk.key_providers.base import MasterKey, MasterKeyConfig, MasterKeyProvider, MasterKeyProviderConfig
@@ -114,7 +119,10 @@ class KmsMasterKeyProvider(MasterKeyProvider):
         self.add_master_keys_from_list(self.config.key_ids)
 
     def _new_master_key(self, key_id: bytes) -> KmsMasterKey:
-        name = key_id.decode(errors="replace")
+        try:
+            name = key_id.decode()
+        except UnicodeDecodeError:
+            raise InvalidKeyIdError("the key id is not UTF-8") from None
         if self.config.key_ids and name not in self.config.key_ids:
             raise InvalidKeyIdError(f"key {name} is not one of the keys this provider decrypts with")
         return KmsMasterKey(key_id=key_id, client=self.config.client, expected_context=self.config.expected_context)
@@ -158,6 +166,8 @@ def _reason(exc: Exception) -> str:
         return "its signature does not verify"
     if isinstance(exc, SerializationError) and exc.args[:1] == ("Unexpected deserialization error",):
         return "it ends early (truncated) or is malformed"
+    if isinstance(exc, DecryptKeyError):
+        return "its data key is not under a key of this KMS that is accepted here"
     return (str(exc) or type(exc).__name__).splitlines()[0]
 
 

@@ -4,6 +4,7 @@ refused message leaves no plaintext file behind (exit 2) while an existing file 
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from pathlib import Path
@@ -67,6 +68,12 @@ def test_large_input_is_envelope_encrypted_and_detected(cli: Cli) -> None:
     code, out, err = cli.run("decrypt", *f, "--in", "-", "--out", "-", stdin=(cli.tmp / "small.enc").read_bytes())
     assert code == 0 and out == "short", err
     assert cli.json("decrypt", *f, "--in", str(cli.tmp / "small.enc"), "--out", str(cli.tmp / "s"))["key_id"] == key
+    (cli.tmp / "small.b64").write_bytes(base64.encodebytes((cli.tmp / "small.enc").read_bytes()))
+    code, out, err = cli.run("decrypt", *f, "--in", str(cli.tmp / "small.b64"), "--in-base64", "--out", "-")
+    assert code == 0 and out == "short", err
+    code, _, err = cli.run("encrypt", *f, "--key-id", "alias/none", "--in", str(cli.tmp / "big.bin"), "--out",
+                           str(cli.tmp / "none.enc"))
+    assert code == 2 and "ALIAS_NOT_FOUND" in err and not (cli.tmp / "none.enc").exists(), err
     # the direct format still goes through the enclave, and stays the default below the limit
     cli.json("encrypt", *f, "--key-id", key, "--in", str(small), "--out", str(cli.tmp / "direct.enc"))
     assert (cli.tmp / "direct.enc").read_bytes()[:2] == b"\x01\x24"

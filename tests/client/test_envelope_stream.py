@@ -168,9 +168,17 @@ def test_key_restriction_and_a_header_naming_another_key(kms) -> None:
     client, key, other = kms
     message = encrypt(client, key, b"data")
     spy = Spy(client)
-    with pytest.raises(InvalidMessage, match="Unable to decrypt"):
+    with pytest.raises(InvalidMessage, match="not under a key of this KMS that is accepted here"):
         st.decrypt_stream(spy, io.BytesIO(message), io.BytesIO(), CONTEXT, key_ids=(other,))
     assert spy.calls == []
+    for provider, info in ((b"aws-kms-abc", key.encode()), (b"enclave-kmz", key.encode()),
+                           (b"enclave-kms", b"\xff" * len(key))):  # other providers; a key id not text
+        forged = message.replace(b"enclave-kms", provider, 1).replace(key.encode(), info, 1)
+        with pytest.raises(InvalidMessage, match="not under a key of this KMS"):
+            st.decrypt_stream(spy, io.BytesIO(forged), io.BytesIO(), CONTEXT)
+    assert spy.calls == []
+    with pytest.raises(errors.NotFound):
+        encrypt(client, "00000000-0000-4000-8000-000000000000", b"data")
     swapped = message.replace(key.encode(), other.encode(), 1)  # the provider info: the key the header names
     assert swapped != message
     with pytest.raises(InvalidMessage, match=f"under key {key}, the header names {other}"):
