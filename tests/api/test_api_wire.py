@@ -12,6 +12,7 @@ import pytest
 
 from kms.client.credentials import Credentials
 from kms.proto.enclave.v1 import boundary_pb2 as pb
+from kms.proto.enclave.v1 import errors_pb2 as pb_errors
 from tests.api.helpers import GrpcExchange, fetch_evidence
 
 
@@ -53,6 +54,10 @@ def test_every_client_frame_gets_exactly_one_answer(admin, channel, tmp_path) ->
                                     get_identity=pb.GetIdentityRequest()))
     assert answer.request_id == 7 and answer.error == 0 and answer.get_identity.domain_loaded
     assert len(client.exchange.received) == len(client.exchange.sent)
+    refused = client.call(pb.Request(version=2, request_id=8, get_identity=pb.GetIdentityRequest()))
+    assert refused.error == pb_errors.KMS_ERR_UNSUPPORTED_VERSION and not refused.HasField("get_identity")
+    assert client.call(pb.Request(version=1, request_id=9, generate_random=pb.GenerateRandomRequest(
+        length=16))).request_id == 9  # a refused request leaves the session usable (§4)
 
 
 def test_a_refused_frame_gets_no_answer_only_the_aborted_status(admin, channel, tmp_path) -> None:
