@@ -136,6 +136,9 @@ CASES: dict[tuple[str, str], list[Case]] = {
         lambda k: pb.Request(batch=pb.BatchRequest(operation=pb.BATCH_SIGN, key_id=k.p256, items=[b"x"]))],
     ("`batch`", "more than 256 items"): [
         lambda k: pb.Request(batch=pb.BatchRequest(operation=pb.BATCH_ENCRYPT, key_id=k.aes, items=[b"x"] * 257))],
+    ("`batch`", "`BATCH_SIGN` with a key that is not `SIGN_VERIFY` (the request fails, not its items)"): [
+        lambda k: pb.Request(batch=pb.BatchRequest(operation=pb.BATCH_SIGN, key_id=k.aes, algorithm=pb.ECDSA_SHA_256,
+                                                   items=[b"x"]))],
     ("`sign`, `verify`", "`algorithm` `UNSPECIFIED` or outside the enum, whatever the key"): [
         *_sign_verify(lambda k: {"key_id": k.ed}), *_sign_verify(lambda k: {"key_id": k.p256}),
         *_sign_verify(lambda k: {"key_id": k.p256, "algorithm": 99})],
