@@ -74,6 +74,7 @@ class AgentService:
                 answer = getattr(response, result)
                 if not isinstance(answer, response_cls):
                     raise KmsError(f"the enclave answered {operation} with {result}, not {response_cls.__name__}")
+                _log.debug("request answered", method=method)
                 return answer
             except KmsError as exc:
                 code, name = status_for(exc)
