@@ -47,3 +47,14 @@ def test_the_docs_table_is_the_code() -> None:
     expected = {errors_pb2.ErrorCode.Name(code): status.name for code, status in STATUS_BY_CODE.items()}
     expected.update({name: status.name for _, status, name in AGENT_STATUS})
     assert rows == expected
+
+
+def test_the_operations_doc_lists_every_agent_flag() -> None:
+    from kms.cli import build_parser
+
+    agent = build_parser()._subparsers._group_actions[0].choices["agent"]
+    (group,) = [g for g in agent._action_groups if g.title == "agent"]
+    flags = {a.option_strings[0] for a in group._group_actions}
+    doc = (REPO / "docs" / "operations.md").read_text().split("## The agent (`kms agent`)", 1)[1].split("\n## ")[0]
+    documented = set(re.findall(r"^\| `(--[\w-]+)", doc, re.MULTILINE))
+    assert documented == flags
