@@ -200,7 +200,7 @@ kms_err_t kms_hkdf_sha256(const uint8_t *salt, size_t salt_len, const uint8_t *i
 kms_err_t kms_secp256k1_recovery_id(const EVP_PKEY *key, const uint8_t digest[32], const uint8_t sig[64], uint8_t *v);
 
 /* A private key from its raw 32 bytes: an Ed25519 seed or a secp256k1 scalar (1..n-1), as
- * CometBFT's priv_validator_key.json holds them. KMS_ERR_INVALID_KEY, KMS_ERR_UNSUPPORTED. */
+ * CometBFT's priv_validator_key.json holds them, or an X25519 private value (RFC 7748). KMS_ERR_INVALID_KEY, KMS_ERR_UNSUPPORTED. */
 kms_err_t kms_pkey_from_raw_private(kms_pkey_kind kind, const uint8_t *priv, size_t len, EVP_PKEY **out);
 
 /* AES key unwrap with padding (RFC 5649) under a 32-byte key encryption key; out has room for

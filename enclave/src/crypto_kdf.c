@@ -91,8 +91,9 @@ kms_err_t kms_pkey_from_raw_private(kms_pkey_kind kind, const uint8_t *priv, siz
 {
     if (priv == NULL || len != 32) return KMS_ERR_INVALID_KEY;
     if (kind == KMS_PKEY_EC_SECP256K1) return secp256k1_from_scalar(priv, out);
-    if (kind != KMS_PKEY_ED25519) return KMS_ERR_UNSUPPORTED;
-    EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, priv, len);
+    if (kind != KMS_PKEY_ED25519 && kind != KMS_PKEY_X25519) return KMS_ERR_UNSUPPORTED;
+    EVP_PKEY *key = EVP_PKEY_new_raw_private_key(kind == KMS_PKEY_X25519 ? EVP_PKEY_X25519 : EVP_PKEY_ED25519, NULL,
+                                                 priv, len);
     ERR_clear_error();
     if (key == NULL) return KMS_ERR_INVALID_KEY;
     *out = key;

@@ -9,6 +9,7 @@
 #include "kms/limits.h"
 #include "platform.h"
 #include "ratls.h"
+#include "replicas.h"
 #include "statelog.h"
 
 #define KMS_ENCLAVE_VERSION "0.1.0"
@@ -50,6 +51,7 @@ kms_err_t kms_handle_get_identity(kms_ctx *ctx, const Request *req, Response *re
     }
     for (int i = 0; i < 4; i++) r->target_info.bytes[52 + i] = (uint8_t)(self.miscselect >> (8 * i));
     r->target_info.size = 512;
+    r->replica_id.size = kms_replica_self(NULL, r->replica_id.bytes, NULL) == KMS_OK ? KMS_REPLICA_ID_LEN : 0;
     return KMS_OK;
 }
 

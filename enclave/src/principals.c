@@ -14,6 +14,8 @@
 #include "kms/limits.h"
 #include "principals.h"
 #include "record.h"
+#include "replicas.h"
+#include "statelog.h"
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static DomainState *g_state; /* what the store holds (authenticated), or NULL before it is read */
@@ -153,6 +155,7 @@ kms_err_t kms_principals_create(const uint8_t admin[32], const char *admin_name,
         err = kms_pkey_private_der(audit, st->audit_private_key.bytes, sizeof st->audit_private_key.bytes, &len);
     EVP_PKEY_free(audit);
     st->audit_private_key.size = (pb_size_t)len;
+    if (err == KMS_OK) err = kms_replicas_found(st, kms_state_now(0)); /* this enclave: the first replica */
     if (err == KMS_OK) err = state_write(st);
     state_free(st);
     return err;
@@ -259,6 +262,28 @@ kms_err_t kms_principals_list(PrincipalList *out)
         memcpy(out->principals, g_state->principals, sizeof out->principals);
         out->principals_count = g_state->principals_count;
     }
+    pthread_mutex_unlock(&g_lock);
+    return err;
+}
+
+kms_err_t kms_domain_state_edit(kms_domain_state_edit_fn fn, void *arg)
+{
+    DomainState *st = NULL;
+    KMS_RETURN_IF_ERR(state_copy(&st));
+    kms_err_t err = fn(st, arg);
+    if (err == KMS_OK) {
+        st->revision++;
+        err = state_write(st);
+    }
+    state_free(st);
+    return err;
+}
+
+kms_err_t kms_domain_state_view(kms_domain_state_view_fn fn, void *arg)
+{
+    KMS_RETURN_IF_ERR(state_lock());
+    kms_err_t err = g_state != NULL ? KMS_OK : KMS_ERR_NOT_INITIALIZED_DOMAIN;
+    if (g_state != NULL) fn(g_state, arg);
     pthread_mutex_unlock(&g_lock);
     return err;
 }

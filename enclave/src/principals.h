@@ -60,4 +60,13 @@ kms_err_t kms_principals_audit_key(uint8_t *der, size_t cap, size_t *len);
 /* Forget the cached state, wiped (after a domain reset or a change). */
 void kms_principals_clear(void);
 
+/* A change of the domain state by another module (replicas.c): fn edits a private copy; when it
+ * returns KMS_OK the copy is persisted (conditional, state-logged) at the next revision.
+ * KMS_ERR_NOT_INITIALIZED_DOMAIN, fn's error, or the write's. */
+typedef kms_err_t (*kms_domain_state_edit_fn)(DomainState *st, void *arg);
+kms_err_t kms_domain_state_edit(kms_domain_state_edit_fn fn, void *arg);
+/* fn reads the cached state under its lock (it must not call back into this module). */
+typedef void (*kms_domain_state_view_fn)(const DomainState *st, void *arg);
+kms_err_t kms_domain_state_view(kms_domain_state_view_fn fn, void *arg);
+
 #endif /* KMS_ENCLAVE_PRINCIPALS_H */

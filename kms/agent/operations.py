@@ -19,6 +19,10 @@ NOT_FORWARDED = {
     "get_evidence": "host only (the gRPC API's GetEvidence serves it)",
     "init": "creates a domain: `kms admin init`",
     "recover": "restores a domain: `kms admin recover`",
+    "list_replicas": "cluster administration: `kms cluster`",
+    "approve_replica": "cluster administration: `kms cluster`",
+    "remove_replica": "cluster administration: `kms cluster`",
+    "set_replica_policy": "cluster administration: `kms cluster`",
 }
 
 NOT_IDEMPOTENT = frozenset({

@@ -19,6 +19,7 @@ from kms.attestation.policy import AttestationPolicy
 from kms.client.access import AccessOperations
 from kms.client.byok import ImportOperations
 from kms.client.channel import SessionChannel
+from kms.client.cluster import ClusterOperations
 from kms.client.credentials import Credentials
 from kms.client.envelope import EnvelopeOperations
 from kms.client.errors import ClientClosed, OutcomeUnknown, TransportError, VerificationFailed
@@ -53,7 +54,8 @@ class _Connection:
             self.stream.close(grace=0 if broken else grace)
 
 
-class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, ImportOperations, TransferOperations):
+class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, ImportOperations, TransferOperations,
+                ClusterOperations):
     """A client of one Enclave KMS server.
 
     On construction (and on every reconnect) it fetches the server's evidence and verifies the

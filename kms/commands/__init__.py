@@ -1,10 +1,11 @@
-"""The client-side CLI groups: key, alias, data, data-key, re-encrypt, policy, grant, admin, agent, credentials."""
+"""The client-side CLI groups: key, alias, data, data-key, re-encrypt, policy, grant, admin, agent, cluster,
+credentials."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kms.commands import access, admin, agent, aliases, credentials, data, envelope, keys
+from kms.commands import access, admin, agent, aliases, cluster, credentials, data, envelope, keys
 from kms.commands.common import connection_parent
 
 
@@ -20,5 +21,6 @@ def register(groups: Any) -> None:
     admin.register_admin(groups.add_parser(
         "admin", help="initialize, recover, back up and restore the server; manage principals"), parent)
     agent.register(groups, parent)
+    cluster.register(groups, parent)
     credentials.register(groups.add_parser(
         "credentials", help="client key pairs and certificates, and the domain and state head kept with them"))

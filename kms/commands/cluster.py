@@ -1,0 +1,98 @@
+"""`kms cluster list|approve|remove|policy`: the domain's replicas and its replica policy (admins; docs/cluster.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from kms.client.cluster import TCB_STATUSES, Cluster
+from kms.commands.admin import print_head
+from kms.commands.common import LocalError, emit, head_line, make_client, run_command
+
+COLUMNS = ("replica_id", "status", "isv_svn", "name", "this")
+
+
+def register(groups: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    """Add the `kms cluster` group."""
+    parser = groups.add_parser("cluster", help="list, approve and remove the domain's replicas; the replica policy")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    listing = sub.add_parser("list", parents=[parent], help="the replicas, their status and the policy (admins)")
+    listing.set_defaults(func=run_command(_list))
+    for name, what in (("approve", "let a pending replica receive the domain key and serve"),
+                       ("remove", "remove a replica for good: refused from then on (not the one you are connected "
+                                  "to, nor the last approved one)")):
+        p = sub.add_parser(name, parents=[parent], help=f"{what} (admins)")
+        p.add_argument("replica_id", metavar="REPLICA_ID", help="64 hex digits, as `kms cluster list` prints")
+        p.set_defaults(func=run_command(_approve if name == "approve" else _remove))
+    policy = sub.add_parser("policy", parents=[parent], help="show or set the replica policy (admins)",
+                            description="Without options: show it. A joining replica's enclave must always have the "
+                                        "domain's MRSIGNER and ISVPRODID and must not be a DEBUG build; the policy "
+                                        "adds the minimum ISVSVN, the TCB statuses its platform may have, and "
+                                        "whether a replica that meets it joins without an admin's approval.")
+    policy.add_argument("--min-isv-svn", type=int, metavar="N", help="lowest ISVSVN a replica may have (0..65535)")
+    policy.add_argument("--tcb-status", action="append", choices=sorted(TCB_STATUSES), metavar="STATUS",
+                        help=f"an allowed TCB status (repeat; one of {', '.join(TCB_STATUSES)}; default UpToDate)")
+    policy.add_argument("--auto-join", action=argparse.BooleanOptionalAction, default=None,
+                        help="approve a joining replica that meets the policy without an admin")
+    policy.set_defaults(func=run_command(_policy))
+
+
+def _replica_id(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        raise LocalError("REPLICA_ID is 64 hex digits (as `kms cluster list` prints)")
+    return value
+
+
+def _show(args: argparse.Namespace, cluster: Cluster, head: dict[str, str | None]) -> None:
+    rows = [{**r.to_dict(), "this": "*" if r.replica_id == cluster.self_replica_id else ""}
+            for r in cluster.replicas]
+    if args.output == "json":
+        emit(args, {"replicas": rows, "policy": cluster.policy.to_dict(),
+                    "self_replica_id": cluster.self_replica_id.hex()})
+    else:
+        emit(args, rows, COLUMNS)
+        p = cluster.policy
+        print(f"policy: min ISVSVN {p.min_isv_svn}, TCB {', '.join(sorted(p.tcb_statuses))}, "
+              f"auto-join {'on' if p.auto_join else 'off'}")
+    print_head(head)
+
+
+def _list(args: argparse.Namespace) -> None:
+    with make_client(args) as client:
+        cluster = client.list_replicas()
+        head = head_line(client)
+    _show(args, cluster, head)
+
+
+def _approve(args: argparse.Namespace) -> None:
+    replica = _replica_id(args.replica_id)
+    with make_client(args) as client:
+        cluster = client.approve_replica(replica)
+        head = head_line(client)
+    _show(args, cluster, head)
+
+
+def _remove(args: argparse.Namespace) -> None:
+    replica = _replica_id(args.replica_id)
+    with make_client(args) as client:
+        cluster = client.remove_replica(replica)
+        head = head_line(client)
+    _show(args, cluster, head)
+
+
+def _policy(args: argparse.Namespace) -> None:
+    if args.min_isv_svn is not None and not 0 <= args.min_isv_svn <= 0xFFFF:
+        raise LocalError("--min-isv-svn is 0..65535")
+    with make_client(args) as client:
+        cluster = client.list_replicas()
+        if args.min_isv_svn is not None or args.tcb_status or args.auto_join is not None:
+            now = cluster.policy
+            cluster = client.set_replica_policy(
+                now.min_isv_svn if args.min_isv_svn is None else args.min_isv_svn,
+                args.tcb_status or now.tcb_statuses,
+                auto_join=now.auto_join if args.auto_join is None else args.auto_join)
+        head = head_line(client)
+    _show(args, cluster, head)
