@@ -105,6 +105,11 @@ class PeerMismatch(PermissionDenied):
     ISVSVN); nothing was exported."""
 
 
+class ReplicaNotApproved(PermissionDenied):
+    """The replica is not approved in the domain's cluster (pending, or removed): it serves nothing
+    (docs/cluster.md); a client should use another replica."""
+
+
 class DoubleSignRefused(EnclaveFailure):
     """The double-sign guard refused: a regression or a conflicting message at the same height/round/step."""
 
@@ -178,6 +183,7 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_AUDIT_UNAVAILABLE: StoreError,
     E.KMS_ERR_AUDIT_CORRUPT: StoreError,
     E.KMS_ERR_PEER_MISMATCH: PeerMismatch,
+    E.KMS_ERR_REPLICA_NOT_APPROVED: ReplicaNotApproved,
 }
 
 

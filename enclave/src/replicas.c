@@ -90,14 +90,14 @@ kms_err_t kms_replicas_found(DomainState *st, int64_t now)
     return KMS_OK;
 }
 
-/* The record of id in st, or NULL. */
-static Replica *find(DomainState *st, const uint8_t id[KMS_REPLICA_ID_LEN])
+/* The index of id's record in st, or -1. */
+static int find(const DomainState *st, const uint8_t id[KMS_REPLICA_ID_LEN])
 {
     for (pb_size_t i = 0; i < st->replicas_count; i++)
         if (st->replicas[i].replica_id.size == KMS_REPLICA_ID_LEN &&
             CRYPTO_memcmp(st->replicas[i].replica_id.bytes, id, KMS_REPLICA_ID_LEN) == 0)
-            return &st->replicas[i];
-    return NULL;
+            return (int)i;
+    return -1;
 }
 
 static void list_view(const DomainState *st, void *arg)
@@ -134,8 +134,9 @@ static pb_size_t approved(const DomainState *st)
 static kms_err_t change_status(DomainState *st, void *arg)
 {
     const status_change *c = arg;
-    Replica *r = find(st, c->id);
-    if (r == NULL) return KMS_ERR_INVALID_ARGUMENT;
+    int i = find(st, c->id);
+    if (i < 0) return KMS_ERR_INVALID_ARGUMENT;
+    Replica *r = &st->replicas[i];
     if (r->status == ReplicaStatus_REPLICA_REMOVED) return KMS_ERR_PERMISSION_DENIED; /* a tombstone stays one */
     if (c->to == ReplicaStatus_REPLICA_REMOVED) {
         uint8_t self[KMS_REPLICA_ID_LEN];
@@ -172,6 +173,98 @@ kms_err_t kms_replicas_set_policy(const ReplicaPolicy *policy)
     if (policy->min_isv_svn > 0xFFFFu || (policy->allowed_tcb_statuses & ~ALL_TCB_STATUSES) != 0 ||
         policy->allowed_tcb_statuses == 0)
         return KMS_ERR_INVALID_ARGUMENT;
+    for (pb_size_t i = 0; i < policy->extra_roots_insecure_count; i++)
+        if (policy->extra_roots_insecure[i].size != KMS_QUOTE_ROOT_LEN || policy->extra_roots_insecure[i].bytes[0] != 4)
+            return KMS_ERR_INVALID_KEY;
     ReplicaPolicy copy = *policy;
     return kms_domain_state_edit(put_policy, &copy);
+}
+
+static void policy_view(const DomainState *st, void *arg) { *(ReplicaPolicy *)arg = st->replica_policy; }
+
+kms_err_t kms_replicas_policy(ReplicaPolicy *out)
+{
+    memset(out, 0, sizeof *out);
+    return kms_domain_state_view(policy_view, out);
+}
+
+typedef struct {
+    const uint8_t *id;
+    ReplicaStatus status;
+} status_query;
+
+static void status_view(const DomainState *st, void *arg)
+{
+    status_query *q = arg;
+    int i = find(st, q->id);
+    q->status = i >= 0 ? st->replicas[i].status : ReplicaStatus_REPLICA_STATUS_UNSPECIFIED;
+}
+
+kms_err_t kms_replicas_status(const uint8_t id[KMS_REPLICA_ID_LEN], ReplicaStatus *out)
+{
+    status_query q = {id, ReplicaStatus_REPLICA_STATUS_UNSPECIFIED};
+    kms_err_t err = kms_domain_state_view(status_view, &q);
+    *out = q.status;
+    return err;
+}
+
+static int trusted_root(const uint8_t root[KMS_QUOTE_ROOT_LEN], const ReplicaPolicy *p)
+{
+    if (memcmp(root, kms_intel_sgx_root, KMS_QUOTE_ROOT_LEN) == 0) return 1;
+    for (pb_size_t i = 0; i < p->extra_roots_insecure_count; i++)
+        if (p->extra_roots_insecure[i].size == KMS_QUOTE_ROOT_LEN &&
+            memcmp(p->extra_roots_insecure[i].bytes, root, KMS_QUOTE_ROOT_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+kms_err_t kms_replicas_check_peer(const kms_quote_info *info, const ReplicaPolicy *policy, const char *label,
+                                  const uint8_t *bound, size_t bound_len)
+{
+    kms_identity self;
+    uint8_t rd[64] = {0}, buf[64 + 256];
+    size_t label_len = strlen(label);
+    KMS_RETURN_IF_ERR(platform_self_identity(&self));
+    const uint8_t *b = info->body; /* report body offsets: flags 48, MRSIGNER 128, ISVPRODID 256, ISVSVN 258 */
+    if (memcmp(b + 128, self.mrsigner, 32) != 0 || (uint16_t)(b[256] | (b[257] << 8)) != self.isvprodid ||
+        (b[48] & 0x2u) != 0)
+        return KMS_ERR_PERMISSION_DENIED;
+    if (label_len > 64 || bound_len > 256) return KMS_ERR_INVALID_ARGUMENT;
+    memcpy(buf, label, label_len);
+    memcpy(buf + label_len, bound, bound_len);
+    KMS_RETURN_IF_ERR(kms_sha256(buf, label_len + bound_len, rd));
+    if (CRYPTO_memcmp(rd, b + 320, 64) != 0) return KMS_ERR_PEER_MISMATCH;
+    if (policy != NULL && ((uint16_t)(b[258] | (b[259] << 8)) < policy->min_isv_svn || !trusted_root(info->root, policy)))
+        return KMS_ERR_PEER_MISMATCH;
+    return KMS_OK;
+}
+
+typedef struct {
+    const Replica *candidate;
+    ReplicaStatus status;
+} admit_arg;
+
+static kms_err_t admit_edit(DomainState *st, void *arg)
+{
+    admit_arg *a = arg;
+    if (find(st, a->candidate->replica_id.bytes) >= 0) return KMS_ERR_CONFLICT; /* recorded meanwhile: look again */
+    if (st->replicas_count >= sizeof st->replicas / sizeof st->replicas[0]) return KMS_ERR_RECORD_TOO_LARGE;
+    Replica *n = &st->replicas[st->replicas_count++];
+    *n = *a->candidate;
+    n->status = st->replica_policy.auto_join ? ReplicaStatus_REPLICA_APPROVED : ReplicaStatus_REPLICA_PENDING;
+    a->status = n->status;
+    return KMS_OK;
+}
+
+kms_err_t kms_replicas_admit(const Replica *candidate, ReplicaStatus *out, int *recorded)
+{
+    *recorded = 0;
+    KMS_RETURN_IF_ERR(kms_replicas_status(candidate->replica_id.bytes, out));
+    if (*out == ReplicaStatus_REPLICA_REMOVED) return KMS_ERR_REPLICA_NOT_APPROVED;
+    if (*out != ReplicaStatus_REPLICA_STATUS_UNSPECIFIED) return KMS_OK; /* known: nothing to write */
+    admit_arg a = {candidate, ReplicaStatus_REPLICA_STATUS_UNSPECIFIED};
+    kms_err_t err = kms_domain_state_edit(admit_edit, &a);
+    *out = a.status;
+    *recorded = err == KMS_OK;
+    return err;
 }

@@ -6,12 +6,14 @@
 #ifndef KMS_ENCLAVE_REPLICAS_H
 #define KMS_ENCLAVE_REPLICAS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <openssl/evp.h>
 
 #include "kms/errors.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
+#include "quote.h"
 
 #define KMS_REPLICA_ID_LEN 32u
 
@@ -40,5 +42,25 @@ kms_err_t kms_replicas_remove(const uint8_t id[KMS_REPLICA_ID_LEN], int64_t now)
 
 /* Replace the policy. KMS_ERR_INVALID_ARGUMENT: an ISVSVN above 65535, no TCB status or an unknown one. */
 kms_err_t kms_replicas_set_policy(const ReplicaPolicy *policy);
+
+/* The domain's replica policy. KMS_ERR_NOT_INITIALIZED_DOMAIN. */
+kms_err_t kms_replicas_policy(ReplicaPolicy *out);
+
+/* The status of replica id (REPLICA_STATUS_UNSPECIFIED: no record). */
+kms_err_t kms_replicas_status(const uint8_t id[KMS_REPLICA_ID_LEN], ReplicaStatus *out);
+
+/*
+ * A peer enclave's verified quote against this enclave and a policy: our MRSIGNER and ISVPRODID, no
+ * DEBUG, ISVSVN >= min_isv_svn (policy NULL: skipped, and the root too), a root that is Intel's or one
+ * of the policy's extra roots, and REPORTDATA = SHA-256(label || bound) || 0^32.
+ * KMS_ERR_PERMISSION_DENIED (signer, product, debug), KMS_ERR_PEER_MISMATCH (the rest).
+ */
+kms_err_t kms_replicas_check_peer(const kms_quote_info *info, const ReplicaPolicy *policy, const char *label,
+                                  const uint8_t *bound, size_t bound_len);
+
+/* Record a verified joiner (PENDING, or APPROVED when the policy auto-joins) unless it has a record
+ * (*recorded: 1 when this call wrote it); *out: its status. KMS_ERR_REPLICA_NOT_APPROVED for a removed
+ * one; KMS_ERR_RECORD_TOO_LARGE when the list is full. */
+kms_err_t kms_replicas_admit(const Replica *candidate, ReplicaStatus *out, int *recorded);
 
 #endif /* KMS_ENCLAVE_REPLICAS_H */

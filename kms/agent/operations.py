@@ -23,6 +23,9 @@ NOT_FORWARDED = {
     "approve_replica": "cluster administration: `kms cluster`",
     "remove_replica": "cluster administration: `kms cluster`",
     "set_replica_policy": "cluster administration: `kms cluster`",
+    "replica_join": "host only (the attested join)",
+    "replica_admit": "host only (the attested join)",
+    "replica_join_complete": "host only (the attested join)",
 }
 
 NOT_IDEMPOTENT = frozenset({

@@ -1,0 +1,34 @@
+/*
+ * quote.h - DCAP quote v3 verification inside the enclave, for the attested join of replicas
+ * (docs/cluster.md). The quote's PCK chain (certification data type 5) must verify to its own
+ * root at the given time; the QE report must be signed by the PCK leaf and bind the attestation
+ * key; the ISV report must be signed by the attestation key. What the chain's root is, and whether
+ * that root and the ISV enclave are acceptable, is the caller's decision (kms_quote_info).
+ * Not checked here (docs/cluster.md, "What the join does not check yet"): CRLs, TCB Info and the
+ * QE identity's TCB levels. Trusted code, no state.
+ */
+#ifndef KMS_ENCLAVE_QUOTE_H
+#define KMS_ENCLAVE_QUOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kms/errors.h"
+
+#define KMS_QUOTE_BODY_LEN 384u
+#define KMS_QUOTE_ROOT_LEN 65u /* an uncompressed P-256 point */
+
+typedef struct {
+    uint8_t body[KMS_QUOTE_BODY_LEN];   /* the ISV enclave's report body */
+    uint8_t root[KMS_QUOTE_ROOT_LEN];   /* the public key of the chain's root */
+    uint8_t qe_mrsigner[32];
+} kms_quote_info;
+
+/* Intel's SGX Root CA public key (the production trust anchor). */
+extern const uint8_t kms_intel_sgx_root[KMS_QUOTE_ROOT_LEN];
+
+/* Verify quote (len bytes) at Unix time now. KMS_ERR_PEER_MISMATCH for anything that does not
+ * parse or verify (the reason is logged, never the data). */
+kms_err_t kms_quote_verify(const uint8_t *quote, size_t len, int64_t now, kms_quote_info *out);
+
+#endif /* KMS_ENCLAVE_QUOTE_H */
