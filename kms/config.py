@@ -78,6 +78,14 @@ class Settings:
     housekeeping_interval_s: float = field(default=3600.0, metadata=_meta(
         "seconds between housekeeping rounds (destroy keys past their deletion window, scheduled rotation); 0: off",
         lo=0, hi=7 * 86400))
+    store_dir: str = field(default="", metadata=_meta(
+        "directory of the record store when replicas share one (SQLite; '' = data_dir); the sealed domain key "
+        "and the simulated platform stay in data_dir, which is this node's own"))
+    replica_name: str = field(default="", metadata=_meta(
+        "this replica's label in `kms cluster list` ('' = the host name; untrusted, for admins to read)"))
+    cluster_poll_s: float = field(default=1.0, metadata=_meta(
+        "seconds between this replica's looks at the shared store for joins (asking, admitting, granting)",
+        lo=0.05, hi=3600))
     log_level: str = field(default="info", metadata=_meta("debug, info, warning or error"))
     allow_world_writable_data_dir_insecure: bool = field(default=False, metadata=_meta(
         "start even if other users can write the data directory"))

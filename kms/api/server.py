@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ from kms.log import get_logger
 from kms.metrics_endpoint import MetricsServer
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.v1 import kms_pb2, kms_pb2_grpc
-from kms.service.evidence import open_quoting_enclave
+from kms.service.cluster import Replication
+from kms.service.evidence import QuotingEnclave, open_quoting_enclave
 from kms.service.housekeeping import Housekeeping
+from kms.service.joins import JoinBoard
 from kms.service.relay import Relay, open_enclave
 from kms.service.store import SqliteStore
 
@@ -100,6 +103,7 @@ class KmsServer:
         self._api: grpc.aio.Server | None = None
         self.relay: Relay | None = None
         self.housekeeping: Housekeeping | None = None
+        self.replication: Replication | None = None
 
     async def start(self) -> None:
         """Open everything in order; on failure, close what was opened and raise."""
@@ -115,7 +119,7 @@ class KmsServer:
         for name, value in s.insecure_settings().items():
             _log.warning("insecure setting enabled", setting=name, value=value)
         _check_data_dir(s)
-        store = SqliteStore(s.data_dir, observer=metrics.observe_store_write)
+        store = SqliteStore(s.data_dir, observer=metrics.observe_store_write, db_dir=s.store_dir or None)
         stack.callback(store.close)
         qe = open_quoting_enclave(s.quoting, s.data_dir)  # before the enclave: a missing library fails fast
         _log.info("quoting enclave", quoting=s.quoting, simulated=qe.simulated)
@@ -130,6 +134,7 @@ class KmsServer:
             self.housekeeping = Housekeeping(relay, store, interval_s=s.housekeeping_interval_s)
             task = asyncio.create_task(self.housekeeping.run(), name="housekeeping")
             stack.push_async_callback(_cancel, task)
+        self._start_cluster(store, qe)
         pccs_url = await self._start_pccs()
         collateral_url = s.collateral_url or pccs_url
         metrics_address = self._start_metrics()
@@ -151,6 +156,17 @@ class KmsServer:
         await self._api.start()
         stack.push_async_callback(self._api.stop, None)
         self.addresses = Addresses(api_address, health_address, metrics_address, collateral_url, pccs_url)
+
+    def _start_cluster(self, store: SqliteStore, qe: QuotingEnclave) -> None:
+        """The join relay through the shared store (docs/cluster.md), stopped before the relay closes."""
+        assert self.relay is not None
+        board = JoinBoard(store.path)
+        self._stack.callback(board.close)
+        name = self.settings.replica_name or socket.gethostname()
+        self.replication = Replication(self.relay, board, qe, name=name[:64], poll_s=self.settings.cluster_poll_s,
+                                       store_has_domain=lambda: store.revision("domain-state") > 0)
+        task = asyncio.create_task(self.replication.run(), name="cluster")
+        self._stack.push_async_callback(_cancel, task)
 
     async def _start_pccs(self) -> str:
         if not self.settings.sim_pccs:

@@ -51,11 +51,13 @@ class ReplicaPolicy:
     min_isv_svn: int
     tcb_statuses: frozenset[str] = field(default_factory=lambda: frozenset({"UpToDate"}))
     auto_join: bool = False
+    # quote roots trusted besides Intel's (uncompressed P-256 points): the simulated platforms' roots
+    extra_roots_insecure: tuple[bytes, ...] = ()
 
     @classmethod
     def from_pb(cls, p: pb.ReplicaPolicy) -> ReplicaPolicy:
         statuses = frozenset(name for name, bit in TCB_STATUSES.items() if p.allowed_tcb_statuses & bit)
-        return cls(p.min_isv_svn, statuses, p.auto_join)
+        return cls(p.min_isv_svn, statuses, p.auto_join, tuple(bytes(r) for r in p.extra_roots_insecure))
 
     def to_pb(self) -> pb.ReplicaPolicy:
         unknown = set(self.tcb_statuses) - set(TCB_STATUSES)
@@ -66,11 +68,14 @@ class ReplicaPolicy:
         mask = 0
         for name in self.tcb_statuses:
             mask |= TCB_STATUSES[name]
-        return pb.ReplicaPolicy(min_isv_svn=self.min_isv_svn, allowed_tcb_statuses=mask, auto_join=self.auto_join)
+        if any(len(r) != 65 or r[0] != 4 for r in self.extra_roots_insecure) or len(self.extra_roots_insecure) > 4:
+            raise ValueError("extra roots are 1..4 uncompressed P-256 points (65 bytes)")
+        return pb.ReplicaPolicy(min_isv_svn=self.min_isv_svn, allowed_tcb_statuses=mask, auto_join=self.auto_join,
+                                extra_roots_insecure=list(self.extra_roots_insecure))
 
     def to_dict(self) -> dict[str, Any]:
         return {"min_isv_svn": self.min_isv_svn, "tcb_statuses": sorted(self.tcb_statuses),
-                "auto_join": self.auto_join}
+                "auto_join": self.auto_join, "extra_roots_insecure": [r.hex() for r in self.extra_roots_insecure]}
 
 
 @dataclass(frozen=True)
@@ -109,8 +114,9 @@ class ClusterOperations(Operations):
         return Cluster.from_pb(self._call(pb.Request(remove_replica=req), idempotent=False).replicas)
 
     def set_replica_policy(self, min_isv_svn: int, tcb_statuses: Iterable[str] = ("UpToDate",), *,
-                           auto_join: bool = False) -> Cluster:
-        """Replace the replica policy; auto_join approves a joining replica that meets it without an admin."""
-        policy = ReplicaPolicy(min_isv_svn, frozenset(tcb_statuses), auto_join).to_pb()
+                           auto_join: bool = False, extra_roots_insecure: Iterable[bytes] = ()) -> Cluster:
+        """Replace the replica policy; auto_join approves a joining replica that meets it without an admin;
+        extra_roots_insecure trusts quote roots besides Intel's (the simulated platforms': never in production)."""
+        policy = ReplicaPolicy(min_isv_svn, frozenset(tcb_statuses), auto_join, tuple(extra_roots_insecure)).to_pb()
         req = pb.SetReplicaPolicyRequest(policy=policy)
         return Cluster.from_pb(self._call(pb.Request(set_replica_policy=req)).replicas)

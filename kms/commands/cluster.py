@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from kms.client.cluster import TCB_STATUSES, Cluster
 from kms.commands.admin import print_head
@@ -33,6 +34,9 @@ def register(groups: argparse._SubParsersAction, parent: argparse.ArgumentParser
                         help=f"an allowed TCB status (repeat; one of {', '.join(TCB_STATUSES)}; default UpToDate)")
     policy.add_argument("--auto-join", action=argparse.BooleanOptionalAction, default=None,
                         help="approve a joining replica that meets the policy without an admin")
+    policy.add_argument("--trust-root-insecure", action="append", metavar="PEM",
+                        help="trust this quote root besides Intel's (repeat, at most 4; replaces the list): a "
+                             "simulated platform's root-ca.pem, for development only")
     policy.set_defaults(func=run_command(_policy))
 
 
@@ -56,7 +60,7 @@ def _show(args: argparse.Namespace, cluster: Cluster, head: dict[str, str | None
         emit(args, rows, COLUMNS)
         p = cluster.policy
         print(f"policy: min ISVSVN {p.min_isv_svn}, TCB {', '.join(sorted(p.tcb_statuses))}, "
-              f"auto-join {'on' if p.auto_join else 'off'}")
+              f"auto-join {'on' if p.auto_join else 'off'}, extra roots (insecure) {len(p.extra_roots_insecure)}")
     print_head(head)
 
 
@@ -83,16 +87,32 @@ def _remove(args: argparse.Namespace) -> None:
     _show(args, cluster, head)
 
 
+def _roots(files: list[str]) -> list[bytes]:
+    from kms.attestation import TrustAnchor
+
+    out = []
+    for name in files:
+        try:
+            out.append(TrustAnchor.load(Path(name).read_bytes(), simulated=True).public_point)
+        except (OSError, ValueError) as exc:
+            raise LocalError(f"--trust-root-insecure {name}: not a P-256 root certificate or key ({exc})") from exc
+    if len(out) > 4:
+        raise LocalError("--trust-root-insecure: at most 4 roots")
+    return out
+
+
 def _policy(args: argparse.Namespace) -> None:
     if args.min_isv_svn is not None and not 0 <= args.min_isv_svn <= 0xFFFF:
         raise LocalError("--min-isv-svn is 0..65535")
+    roots = _roots(args.trust_root_insecure) if args.trust_root_insecure else None
     with make_client(args) as client:
         cluster = client.list_replicas()
-        if args.min_isv_svn is not None or args.tcb_status or args.auto_join is not None:
+        if args.min_isv_svn is not None or args.tcb_status or args.auto_join is not None or roots is not None:
             now = cluster.policy
             cluster = client.set_replica_policy(
                 now.min_isv_svn if args.min_isv_svn is None else args.min_isv_svn,
                 args.tcb_status or now.tcb_statuses,
-                auto_join=now.auto_join if args.auto_join is None else args.auto_join)
+                auto_join=now.auto_join if args.auto_join is None else args.auto_join,
+                extra_roots_insecure=now.extra_roots_insecure if roots is None else roots)
         head = head_line(client)
     _show(args, cluster, head)

@@ -78,10 +78,14 @@ def _check_name(key_id: str) -> None:
 class SqliteStore:
     """RecordStore on SQLite; thread-safe (OCALLs arrive from several ECALL worker threads)."""
 
-    def __init__(self, data_dir: Path | str, *, observer: Observer | None = None) -> None:
+    def __init__(self, data_dir: Path | str, *, observer: Observer | None = None,
+                 db_dir: Path | str | None = None) -> None:
+        """The database in db_dir (replicas share it; default data_dir), the sealed key in data_dir."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = self.data_dir / DB_NAME
+        db = Path(db_dir) if db_dir else self.data_dir
+        db.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = db / DB_NAME
         self.sealed_path = self.data_dir / SEALED_DOMAIN_KEY
         self._observer = observer
         self._lock = threading.Lock()
@@ -93,7 +97,7 @@ class SqliteStore:
             raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
         if created:
             os.chmod(self.path, 0o600)
-            _fsync_dir(self.data_dir)
+            _fsync_dir(self.path.parent)
 
     def _setup(self) -> None:
         db = self._db

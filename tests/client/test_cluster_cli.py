@@ -35,17 +35,20 @@ def test_the_first_replica_and_the_policy(cli: Cli) -> None:
     (me,) = listed["replicas"]
     assert me["status"] == "APPROVED" and me["this"] == "*" and me["replica_id"] == listed["self_replica_id"]
     assert me["mrsigner"] == cli.server.mrsigner.hex() and me["isv_svn"] == 1 and me["name"] == "first replica"
-    assert listed["policy"] == {"min_isv_svn": 1, "tcb_statuses": ["UpToDate"], "auto_join": False}
+    assert listed["policy"] == {"min_isv_svn": 1, "tcb_statuses": ["UpToDate"], "auto_join": False,
+                                "extra_roots_insecure": []}
 
     changed = cli.json("cluster", "policy", *f, "--min-isv-svn", "3", "--tcb-status", "UpToDate",
-                       "--tcb-status", "SWHardeningNeeded", "--auto-join")
+                       "--tcb-status", "SWHardeningNeeded", "--auto-join", "--trust-root-insecure", str(cli.root))
+    point = cli.server.platform.trust_anchor().public_point.hex()
     assert changed["policy"] == {"min_isv_svn": 3, "tcb_statuses": ["SWHardeningNeeded", "UpToDate"],
-                                 "auto_join": True}
-    assert cli.json("cluster", "policy", *f, "--no-auto-join")["policy"]["auto_join"] is False
+                                 "auto_join": True, "extra_roots_insecure": [point]}
+    kept = cli.json("cluster", "policy", *f, "--no-auto-join")["policy"]
+    assert kept["auto_join"] is False and kept["extra_roots_insecure"] == [point]  # the rest is kept
     assert cli.json("cluster", "policy", *f)["policy"]["min_isv_svn"] == 3  # show only
     code, out, _ = cli.run("cluster", "list", *f)
     assert code == 0 and out.split()[:5] == ["REPLICA_ID", "STATUS", "ISV_SVN", "NAME", "THIS"]
-    assert "policy: min ISVSVN 3, TCB SWHardeningNeeded, UpToDate, auto-join off" in out
+    assert "policy: min ISVSVN 3, TCB SWHardeningNeeded, UpToDate, auto-join off, extra roots (insecure) 1" in out
 
 
 def test_refusals(cli: Cli) -> None:

@@ -1,0 +1,120 @@
+"""Replicas as real `kms serve` processes sharing one store (docs/cluster.md): each on its own data directory
+(its own simulated CPU and sealed domain key), all on one SQLite store (`--store-dir`). A new replica asks to
+join through the store; it serves nothing until an admin approves it, then its enclave receives the domain
+key from a running replica's enclave (each verified the other's quote inside) and serves the domain; a DEBUG
+build never receives it, even with auto-join on."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kms import errors
+from kms.client import Credentials, KmsClient
+from kms.client.errors import ClientError
+from kms.sim import SimPlatform
+from tests.auditor import auditor_public
+from tests.e2e.conftest import anchor_for, policy_for, recovery_public
+from tests.e2e.server import ServerProcess
+from tests.integration.test_replica_join import signed
+
+POLL = "--cluster-poll-s=0.2"
+
+
+def until(check: Callable[[], object], timeout: float = 30, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or check}")
+
+
+def client(server: ServerProcess, creds: Credentials, domain: bytes) -> KmsClient:
+    return KmsClient(server.api, credentials=creds, policy=policy_for(server), trust_anchor=anchor_for(server),
+                     domain_id=domain)
+
+
+@pytest.fixture
+def first(build: Path, tmp_path: Path) -> Iterator[tuple[ServerProcess, Credentials, bytes]]:
+    srv = ServerProcess(tmp_path / "a", POLL, "--replica-name=a")
+    creds = Credentials.generate("alice")
+    with KmsClient(srv.api, credentials=creds, policy=policy_for(srv), trust_anchor=anchor_for(srv),
+                   new_domain=True) as c:
+        c.init(recovery_public(1), threshold=1, admin_name="alice", auditor_public_keys=auditor_public())
+        domain = c.domain_id
+    assert domain is not None
+    yield srv, creds, domain
+    srv.stop()
+
+
+def roots(*data_dirs: Path) -> list[bytes]:
+    return [SimPlatform(d).trust_anchor().public_point for d in data_dirs]
+
+
+def test_join_pending_approved_serving(first, tmp_path: Path) -> None:
+    a, alice, domain = first
+    with client(a, alice, domain) as admin:
+        kid = admin.create_key().key_id
+        ct = admin.encrypt(kid, b"before the join").ciphertext
+    b = ServerProcess(tmp_path / "b", POLL, "--replica-name=b", f"--store-dir={tmp_path / 'a'}")
+    try:
+        _set_roots(a, alice, domain, roots(tmp_path / "a", tmp_path / "b"))
+        pending = until(lambda: _replica(a, alice, domain, "b"), what="b's join request")
+        assert pending.status == "PENDING"
+        with pytest.raises((ClientError, errors.KmsError)):  # b serves nothing: it has no domain
+            client(b, alice, domain).close()
+        assert not (tmp_path / "b" / "domain-key.sealed").exists()
+
+        with client(a, alice, domain) as admin:
+            admin.approve_replica(pending.replica_id)
+        until(lambda: (tmp_path / "b" / "domain-key.sealed").exists(), what="b's sealed domain key")
+        until(lambda: any("joined the domain" in line for line in b.lines), what="b joined")
+        with client(b, alice, domain) as via_b:
+            assert via_b.decrypt(ct).plaintext == b"before the join"
+            assert via_b.list_replicas().self_replica_id == pending.replica_id
+        b.stop()  # and back: it loads its own sealed key, no join
+        b = ServerProcess(tmp_path / "b", POLL, f"--store-dir={tmp_path / 'a'}")
+        with client(b, alice, domain) as via_b:
+            assert via_b.decrypt(ct).plaintext == b"before the join"
+    finally:
+        b.stop()
+
+
+def test_a_debug_build_never_gets_the_key(first, tmp_path: Path) -> None:
+    a, alice, domain = first
+    build = tmp_path / "debug-build"
+    build.mkdir()
+    for name in ("kms_enclave.so", "libkms_simcpu.so"):
+        shutil.copy(Path("build") / name, build / name)
+    shutil.copy(signed(tmp_path, "debug", debug=True), build / "kms_enclave.sigstruct")
+    b = ServerProcess(tmp_path / "b", POLL, "--replica-name=b", f"--store-dir={tmp_path / 'a'}",
+                      env={"KMS_BUILD_DIR": str(build)})
+    try:
+        assert b.evidence().quote[96] & 0x2  # the DEBUG flag of the quoted report body
+        with client(a, alice, domain) as admin:
+            admin.set_replica_policy(1, ["UpToDate"], auto_join=True)
+        _set_roots(a, alice, domain, roots(tmp_path / "a", tmp_path / "b"))
+        until(lambda: any("join refused" in line and "PERMISSION_DENIED" in line for line in a.lines),
+              what="a's refusal of the DEBUG enclave")
+        time.sleep(1)  # several more rounds
+        assert not (tmp_path / "b" / "domain-key.sealed").exists()
+        assert _replica(a, alice, domain, "b") is None  # not even recorded
+    finally:
+        b.stop()
+
+
+def _set_roots(server: ServerProcess, creds: Credentials, domain: bytes, points: list[bytes]) -> None:
+    with client(server, creds, domain) as admin:
+        p = admin.list_replicas().policy
+        admin.set_replica_policy(p.min_isv_svn, p.tcb_statuses, auto_join=p.auto_join, extra_roots_insecure=points)
+
+
+def _replica(server: ServerProcess, creds: Credentials, domain: bytes, name: str):
+    with client(server, creds, domain) as admin:
+        found = [r for r in admin.list_replicas().replicas if r.name == name]
+    return found[0] if found else None
