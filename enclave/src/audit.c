@@ -125,6 +125,24 @@ static kms_err_t sign_and_append(const AuditRecord *rec, AuditEntry *entry, uint
     return kms_sha256(entry->record.bytes, entry->record.size, g_prev);
 }
 
+/* One record for body after the head (read first when unknown), signed and appended (lock held). */
+static kms_err_t chain_one(const AuditBody *body, int64_t time, AuditRecord *rec, AuditEntry *entry, uint8_t *buf)
+{
+    if (!g_head_known) {
+        kms_audit_epoch_close(&g_epoch); /* an epoch never spans a re-read of the head */
+        KMS_RETURN_IF_ERR(load_head());
+    }
+    memset(rec, 0, sizeof *rec);
+    memset(entry, 0, sizeof *entry);
+    rec->seq = g_seq + 1;
+    memcpy(rec->prev_hash.bytes, g_prev, 32);
+    rec->prev_hash.size = 32;
+    rec->time = time;
+    rec->domain_id.size = kms_domain_id(rec->domain_id.bytes) ? KMS_DOMAIN_ID_LEN : 0;
+    KMS_RETURN_IF_ERR(put_body(body, rec));
+    return sign_and_append(rec, entry, buf);
+}
+
 kms_err_t kms_audit_record(const AuditBody *body, int64_t time)
 {
     AuditRecord *rec = calloc(1, sizeof *rec);
@@ -133,17 +151,13 @@ kms_err_t kms_audit_record(const AuditBody *body, int64_t time)
     kms_err_t err = rec != NULL && entry != NULL && buf != NULL ? KMS_OK : KMS_ERR_OUT_OF_MEMORY;
     pthread_mutex_lock(&g_lock);
     if (err != KMS_OK || g_key == NULL) goto done; /* no domain audit key (host-only embedding): nothing to chain */
-    if (!g_head_known) {
-        kms_audit_epoch_close(&g_epoch); /* an epoch never spans a re-read of the head */
-        KMS_GOTO_IF_ERR(err, load_head(), done);
+    /* Replicas share the chain: when another one appended since our head, the append fails; read the
+     * head again (a new epoch) and try once more. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        err = chain_one(body, time, rec, entry, buf);
+        if (err == KMS_OK) break;
+        g_head_known = 0;
     }
-    rec->seq = g_seq + 1;
-    memcpy(rec->prev_hash.bytes, g_prev, 32);
-    rec->prev_hash.size = 32;
-    rec->time = time;
-    rec->domain_id.size = kms_domain_id(rec->domain_id.bytes) ? KMS_DOMAIN_ID_LEN : 0;
-    KMS_GOTO_IF_ERR(err, put_body(body, rec), done);
-    err = sign_and_append(rec, entry, buf);
 done:
     if (err != KMS_OK) g_head_known = 0; /* re-read the head (and open a new epoch) before the next record */
     pthread_mutex_unlock(&g_lock);

@@ -74,6 +74,11 @@ void kms_domain_forget(void);
  * init, recovery and loading a domain key. KMS_ERR_NOT_INITIALIZED_DOMAIN without a state. */
 kms_err_t kms_activate_audit(void);
 
+/* Before a request that depends on the domain's state (docs/cluster.md): follow the shared state log
+ * (other replicas' changes), drop what they changed from the caches, and refuse when this replica is
+ * not approved (KMS_ERR_REPLICA_NOT_APPROVED). */
+kms_err_t kms_cluster_gate(void);
+
 /*
  * The canonical encoding of an encryption context (handlers_data.c): what a ciphertext's AAD ends
  * with, and what an audit body's context hash covers (docs/formats.md): count u8, then per pair

@@ -39,7 +39,7 @@ kms_err_t kms_handle_get_identity(kms_ctx *ctx, const Request *req, Response *re
     r->audit_public_key.size = kms_audit_public_key(r->audit_public_key.bytes) == KMS_OK ? 32 : 0;
     const GetIdentityRequest *q = &req->op.get_identity;
     int check = 0;
-    if (q->has_known_head && q->known_head.hash.size == 32 && r->domain_loaded &&
+    if (q->has_known_head && q->known_head.hash.size == 32 && r->domain_loaded && kms_state_refresh() == KMS_OK &&
         kms_state_check_head(q->known_head.seq, q->known_head.hash.bytes, &check) == KMS_OK)
         r->known_head_check = (HeadCheck)check; /* KNOWN, AHEAD or FORKED */
     /* TARGETINFO for local attestation: MRENCLAVE @0, ATTRIBUTES @32, MISCSELECT @52. */

@@ -17,6 +17,7 @@
 #include "ratls.h"
 #include "record.h"
 #include "recovery.h"
+#include "replicas.h"
 #include "statelog.h"
 
 #define SEALED_DOMAIN_KEY_ID KMS_SEALED_DOMAIN_KEY_ID
@@ -116,7 +117,6 @@ kms_err_t kms_handle_init(kms_ctx *ctx, const Request *req, Response *resp)
  */
 kms_err_t kms_handle_recover(kms_ctx *ctx, const Request *req, Response *resp)
 {
-    (void)ctx;
     const RecoverRequest *q = &req->op.recover;
     uint8_t dk[32], sealed[1024];
     size_t sealed_len = 0;
@@ -136,6 +136,7 @@ kms_err_t kms_handle_recover(kms_ctx *ctx, const Request *req, Response *resp)
         err = KMS_ERR_INVALID_ARGUMENT;
         goto fail;
     }
+    KMS_GOTO_IF_ERR(err, kms_replicas_enroll_self(ctx->now), fail); /* this node: a replica the shares approved */
     KMS_GOTO_IF_ERR(err, kms_edge_store_put(SEALED_DOMAIN_KEY_ID, 0, 1, sealed, sealed_len), fail);
     KMS_GOTO_IF_ERR(err, kms_activate_audit(), fail);
     free(check);

@@ -181,6 +181,8 @@ static void cache_evict(const char *key_id)
     pthread_mutex_unlock(&g_lock);
 }
 
+void kms_keystore_evict(const char *key_id) { cache_evict(key_id); }
+
 void kms_keystore_clear(void)
 {
     pthread_mutex_lock(&g_lock);

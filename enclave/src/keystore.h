@@ -57,6 +57,8 @@ kms_err_t kms_key_version(const kms_key *key, uint32_t version, const KeyVersion
 kms_err_t kms_keystore_write(const KeyRecord *rec, uint64_t expected_revision);
 
 /* Drop every cached record (wiped). */
+/* Drop key_id's cached record, if any (another replica changed it: docs/cluster.md). */
+void kms_keystore_evict(const char *key_id);
 void kms_keystore_clear(void);
 
 #endif /* KMS_ENCLAVE_KEYSTORE_H */

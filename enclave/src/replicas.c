@@ -3,6 +3,7 @@
  * its node's seal key, and the replica records and policy in the domain state.
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -180,6 +181,8 @@ kms_err_t kms_replicas_set_policy(const ReplicaPolicy *policy)
     return kms_domain_state_edit(put_policy, &copy);
 }
 
+static void count_view(const DomainState *st, void *arg) { *(int *)arg = st->replicas_count == 0; }
+
 static void policy_view(const DomainState *st, void *arg) { *(ReplicaPolicy *)arg = st->replica_policy; }
 
 kms_err_t kms_replicas_policy(ReplicaPolicy *out)
@@ -266,5 +269,53 @@ kms_err_t kms_replicas_admit(const Replica *candidate, ReplicaStatus *out, int *
     kms_err_t err = kms_domain_state_edit(admit_edit, &a);
     *out = a.status;
     *recorded = err == KMS_OK;
+    return err;
+}
+
+static void self_view(const DomainState *st, void *arg)
+{
+    status_query *q = arg;
+    int i = find(st, q->id);
+    q->status = st->replicas_count == 0 ? ReplicaStatus_REPLICA_APPROVED
+                : i >= 0                ? st->replicas[i].status
+                                        : ReplicaStatus_REPLICA_STATUS_UNSPECIFIED;
+}
+
+kms_err_t kms_replicas_self_approved(void)
+{
+    uint8_t self[KMS_REPLICA_ID_LEN];
+    KMS_RETURN_IF_ERR(kms_replica_self(NULL, self, NULL));
+    status_query q = {self, ReplicaStatus_REPLICA_STATUS_UNSPECIFIED};
+    kms_err_t err = kms_domain_state_view(self_view, &q);
+    if (err == KMS_ERR_NOT_INITIALIZED_DOMAIN) return KMS_OK; /* a host-only domain key: no cluster */
+    KMS_RETURN_IF_ERR(err);
+    return q.status == ReplicaStatus_REPLICA_APPROVED ? KMS_OK : KMS_ERR_REPLICA_NOT_APPROVED;
+}
+
+static kms_err_t enroll_edit(DomainState *st, void *arg)
+{
+    const Replica *me = arg;
+    int i = find(st, me->replica_id.bytes);
+    if (i >= 0 && st->replicas[i].status == ReplicaStatus_REPLICA_REMOVED) return KMS_ERR_REPLICA_NOT_APPROVED;
+    if (i < 0 && st->replicas_count >= sizeof st->replicas / sizeof st->replicas[0]) return KMS_ERR_RECORD_TOO_LARGE;
+    if (i < 0) i = (int)st->replicas_count++;
+    st->replicas[i] = *me;
+    return KMS_OK;
+}
+
+kms_err_t kms_replicas_enroll_self(int64_t now)
+{
+    DomainState *one = calloc(1, sizeof *one); /* this node's record, as init writes the first one */
+    if (one == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    kms_err_t err = kms_replicas_found(one, now);
+    ReplicaStatus status = ReplicaStatus_REPLICA_STATUS_UNSPECIFIED;
+    if (err == KMS_OK) err = kms_replicas_status(one->replicas[0].replica_id.bytes, &status);
+    int none = 0;
+    if (err == KMS_OK) err = kms_domain_state_view(count_view, &none);
+    if (err == KMS_OK && !none && status != ReplicaStatus_REPLICA_APPROVED) {
+        memcpy(one->replicas[0].name, "recovered", sizeof "recovered");
+        err = kms_domain_state_edit(enroll_edit, &one->replicas[0]);
+    }
+    free(one);
     return err;
 }

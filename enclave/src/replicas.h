@@ -43,6 +43,15 @@ kms_err_t kms_replicas_remove(const uint8_t id[KMS_REPLICA_ID_LEN], int64_t now)
 /* Replace the policy. KMS_ERR_INVALID_ARGUMENT: an ISVSVN above 65535, no TCB status or an unknown one. */
 kms_err_t kms_replicas_set_policy(const ReplicaPolicy *policy);
 
+/* KMS_OK when this replica may serve: it is APPROVED in the domain state, or the domain has no
+ * replica records (made before clusters) or no domain state at all (a host-only domain key).
+ * Else KMS_ERR_REPLICA_NOT_APPROVED. */
+kms_err_t kms_replicas_self_approved(void);
+
+/* Recovery (M of N shares) on this node: record it APPROVED, unless the domain has no replica records
+ * (made before clusters: nothing to record). A REMOVED node stays removed: KMS_ERR_REPLICA_NOT_APPROVED. */
+kms_err_t kms_replicas_enroll_self(int64_t now);
+
 /* The domain's replica policy. KMS_ERR_NOT_INITIALIZED_DOMAIN. */
 kms_err_t kms_replicas_policy(ReplicaPolicy *out);
 

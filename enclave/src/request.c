@@ -93,7 +93,9 @@ static kms_err_t process(kms_ctx *ctx, const Request *req, Response *resp)
     if (ctx->op == NULL) return KMS_ERR_UNKNOWN_OPERATION;
     ctx->op_class = kms_op_class(ctx->op, req);
     ctx->context = kms_op_context(ctx->op, req, &ctx->context_count);
-    kms_err_t err = kms_authz_op(ctx, ctx->op->allow);
+    /* The domain's state as the shared log has it now, before the caller's rights are read from it. */
+    kms_err_t err = ctx->op->audit != KMS_AUDIT_NO && kms_state_is_open() ? kms_cluster_gate() : KMS_OK;
+    if (err == KMS_OK) err = kms_authz_op(ctx, ctx->op->allow);
     if (err == KMS_OK) err = ctx->op->handler(ctx, req, resp);
     if (!audited(ctx, err)) return err;
     AuditBody *body = calloc(1, sizeof *body);

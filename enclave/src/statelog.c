@@ -207,24 +207,38 @@ static int written_anyway(const uint8_t *entry, size_t len)
     return kms_edge_state_log_get(0, buf, sizeof buf, &got) == KMS_OK && got == len && memcmp(buf, entry, len) == 0;
 }
 
-kms_err_t kms_state_commit(const char *name, uint64_t expected, uint64_t revision, const uint8_t *blob, size_t len)
+/* Build, seal and commit the entry for this change (lock held); on success the index adopts it. */
+static kms_err_t commit_once(const char *name, uint64_t expected, uint64_t revision, const uint8_t *blob, size_t len,
+                             StateLogEntry *e)
 {
-    StateLogEntry *e = calloc(1, sizeof *e);
     uint8_t buf[StateLogEntry_size], id[KMS_INDEX_ID_LEN], hash[32];
     size_t buf_len = 0;
-    if (e == NULL) return KMS_ERR_OUT_OF_MEMORY;
-    pthread_mutex_lock(&g_state.lock);
     kms_err_t err = g_state.open ? KMS_OK : KMS_ERR_DOMAIN_NOT_LOADED;
     if (err == KMS_OK) err = next_entry(name, expected, revision, blob, len, e, id);
     if (err == KMS_OK) err = kms_state_entry_seal(e, buf, sizeof buf, &buf_len);
     if (err == KMS_OK) err = kms_sha256(buf, buf_len, hash);
-    if (err == KMS_OK) {
-        err = kms_edge_store_commit(name, expected, revision, blob, len, e->seq, buf, buf_len);
-        if (err != KMS_OK && written_anyway(buf, buf_len)) err = KMS_OK; /* an outcome the host hid */
-        if (err == KMS_OK && adopt(e, id, hash) != KMS_OK) {
-            kms_state_reset_locked(); /* the store moved and the index cannot follow: serve nothing */
-            err = KMS_ERR_OUT_OF_MEMORY;
-        }
+    if (err != KMS_OK) return err;
+    err = kms_edge_store_commit(name, expected, revision, blob, len, e->seq, buf, buf_len);
+    if (err != KMS_OK && written_anyway(buf, buf_len)) err = KMS_OK; /* an outcome the host hid */
+    if (err == KMS_OK && adopt(e, id, hash) != KMS_OK) {
+        kms_state_reset_locked(); /* the store moved and the index cannot follow: serve nothing */
+        err = KMS_ERR_OUT_OF_MEMORY;
+    }
+    return err;
+}
+
+kms_err_t kms_state_commit(const char *name, uint64_t expected, uint64_t revision, const uint8_t *blob, size_t len)
+{
+    StateLogEntry *e = calloc(1, sizeof *e);
+    if (e == NULL) return KMS_ERR_OUT_OF_MEMORY;
+    pthread_mutex_lock(&g_state.lock);
+    kms_err_t err = commit_once(name, expected, revision, blob, len, e);
+    /* Another replica may have appended to the shared log since our head: follow it and try again
+     * (the record itself must still be at `expected`, else next_entry answers CONFLICT). */
+    for (int attempt = 0; err != KMS_OK && err != KMS_ERR_DOMAIN_NOT_LOADED && attempt < 3; attempt++) {
+        uint64_t applied = 0;
+        if (kms_state_refresh_locked(&applied) != KMS_OK || applied == 0) break;
+        err = commit_once(name, expected, revision, blob, len, e);
     }
     pthread_mutex_unlock(&g_state.lock);
     free(e);

@@ -46,6 +46,18 @@
  */
 kms_err_t kms_state_open(int fresh, char *detail, size_t cap, size_t *damaged);
 
+/*
+ * Follow the shared log (other replicas append to it; docs/cluster.md): read its head and, when it is
+ * not ours, read, authenticate, chain and apply every entry after ours to the index. An entry that
+ * is missing, altered, does not follow ours or commits to another index, or a head behind ours, is
+ * KMS_ERR_STALE_RECORD (the index stays at the last entry that followed). No domain: nothing to do.
+ */
+kms_err_t kms_state_refresh(void);
+/* The names of the records whose entries refresh applied since the last call, for the caches to
+ * drop; fn(NULL) once when more changed than were kept (drop everything). fn runs without locks. */
+typedef void (*kms_state_changed_fn)(const char *name, void *arg);
+void kms_state_take_changes(kms_state_changed_fn fn, void *arg);
+
 /* Forget the index and the head (the domain key was forgotten). */
 void kms_state_close(void);
 

@@ -67,4 +67,7 @@ int kms_state_checkpoint_load(uint64_t head_seq, uint64_t *seq, uint8_t hash[32]
  * since the last one. Takes the lock for a snapshot; writes outside it; best effort. */
 void kms_state_checkpoint_after_commit(void);
 
+/* kms_state_refresh with the lock held; *applied: the entries of other replicas it applied. */
+kms_err_t kms_state_refresh_locked(uint64_t *applied);
+
 #endif /* KMS_ENCLAVE_STATELOG_INTERNAL_H */

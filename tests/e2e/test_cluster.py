@@ -118,3 +118,65 @@ def _replica(server: ServerProcess, creds: Credentials, domain: bytes, name: str
     with client(server, creds, domain) as admin:
         found = [r for r in admin.list_replicas().replicas if r.name == name]
     return found[0] if found else None
+
+
+@pytest.fixture
+def pair(first, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess, Credentials, bytes]]:
+    """Two replicas of one domain: `a` made it, `b` joined (auto-join) and serves."""
+    a, alice, domain = first
+    with client(a, alice, domain) as admin:
+        admin.set_replica_policy(1, ["UpToDate"], auto_join=True,
+                                 extra_roots_insecure=roots(tmp_path / "a", tmp_path / "b"))
+    b = ServerProcess(tmp_path / "b", POLL, "--replica-name=b", f"--store-dir={tmp_path / 'a'}")
+    try:
+        until(lambda: any("joined the domain" in line for line in b.lines), what="b joined")
+        yield a, b, alice, domain
+    finally:
+        b.stop()
+
+
+def test_a_revoked_grant_is_refused_through_the_other_replica(pair) -> None:
+    """The bound (docs/cluster.md): a change acknowledged by one replica is enforced by every other for
+    each request it starts after that acknowledgement; each audited request follows the shared log first."""
+    a, b, alice, domain = pair
+    bob = Credentials.generate("bob")
+    with client(a, alice, domain) as admin:
+        admin.add_principal(bob.principal_id, "bob", "USER")
+        kid = admin.create_key().key_id
+        grant = admin.create_grant(kid, bob.principal_id, ["encrypt", "decrypt"])
+    with client(b, bob, domain) as via_b, client(a, alice, domain) as admin:
+        ct = via_b.encrypt(kid, b"granted on a, used on b").ciphertext  # b follows a's principal, key, grant
+        assert via_b.decrypt(ct).plaintext == b"granted on a, used on b"
+        admin.revoke_grant(kid, grant.grant_id)  # acknowledged by a ...
+        with pytest.raises(errors.PermissionDenied):  # ... so refused by b's very next request
+            via_b.encrypt(kid, b"after the revocation")
+        with pytest.raises(errors.PermissionDenied):
+            via_b.decrypt(ct)
+        again = admin.create_grant(kid, bob.principal_id, ["decrypt"])
+        assert via_b.decrypt(ct).plaintext == b"granted on a, used on b"  # and back, the same way
+        with client(b, alice, domain) as admin_b:  # changes made on b are enforced on a too
+            admin_b.revoke_grant(kid, again.grant_id)
+        with client(a, bob, domain) as via_a, pytest.raises(errors.PermissionDenied):
+            via_a.decrypt(ct)
+
+
+def test_a_removed_replica_is_refused(pair, tmp_path: Path) -> None:
+    a, b, alice, domain = pair
+    with client(b, alice, domain) as admin_b:
+        me = admin_b.list_replicas().self_replica_id
+        with pytest.raises(errors.InvalidRequest):  # not itself: a removal goes through a replica that stays
+            admin_b.remove_replica(me)
+    with client(a, alice, domain) as admin:
+        kid = admin.create_key().key_id
+        admin.remove_replica(me)
+        assert admin.encrypt(kid, b"a still serves").ciphertext
+    with client(b, alice, domain) as via_b, pytest.raises(errors.ReplicaNotApproved):
+        via_b.create_key()
+    b.stop()  # its sealed key is still on its disk: it starts, and refuses everything
+    assert (tmp_path / "b" / "domain-key.sealed").exists()
+    b2 = ServerProcess(tmp_path / "b", POLL, f"--store-dir={tmp_path / 'a'}")
+    try:
+        with client(b2, alice, domain) as via_b, pytest.raises(errors.ReplicaNotApproved):
+            via_b.encrypt(kid, b"x")
+    finally:
+        b2.stop()
