@@ -2,11 +2,15 @@
 (its own simulated CPU and sealed domain key), all on one SQLite store (`--store-dir`). A new replica asks to
 join through the store; it serves nothing until an admin approves it, then its enclave receives the domain
 key from a running replica's enclave (each verified the other's quote inside) and serves the domain; a DEBUG
-build never receives it, even with auto-join on."""
+build, another signer's enclave and a lower ISVSVN never receive it, even with auto-join on. Replicas follow the
+shared state log: a grant revoked through one is refused by the other's next request; a removed replica refuses
+everything, also after a restart with its sealed key."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,22 +89,36 @@ def test_join_pending_approved_serving(first, tmp_path: Path) -> None:
         b.stop()
 
 
-def test_a_debug_build_never_gets_the_key(first, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("variant", "code"), [("debug", "PERMISSION_DENIED"), ("other-signer", "PERMISSION_DENIED"),
+                                             ("lower-isvsvn", "PEER_MISMATCH")])
+def test_other_enclaves_never_get_the_key(first, tmp_path: Path, variant: str, code: str) -> None:
+    """A DEBUG build, an enclave signed with another key, or one with an ISVSVN below the policy's asks to
+    join with auto-join on (only its identity stands in the way): refused inside, not recorded, no key."""
     a, alice, domain = first
-    build = tmp_path / "debug-build"
+    build = tmp_path / f"{variant}-build"
     build.mkdir()
     for name in ("kms_enclave.so", "libkms_simcpu.so"):
         shutil.copy(Path("build") / name, build / name)
-    shutil.copy(signed(tmp_path, "debug", debug=True), build / "kms_enclave.sigstruct")
+    if variant == "other-signer":
+        key = tmp_path / "other-signer.pem"
+        subprocess.run([sys.executable, "-m", "kms", "enclave", "keygen", "--out", str(key)], check=True,
+                       capture_output=True)
+        sig = signed(tmp_path, variant, key=key)
+    else:
+        sig = signed(tmp_path, variant, **({"debug": True} if variant == "debug" else {"isv_svn": 0}))
+    shutil.copy(sig, build / "kms_enclave.sigstruct")
     b = ServerProcess(tmp_path / "b", POLL, "--replica-name=b", f"--store-dir={tmp_path / 'a'}",
                       env={"KMS_BUILD_DIR": str(build)})
     try:
-        assert b.evidence().quote[96] & 0x2  # the DEBUG flag of the quoted report body
+        body = b.evidence().quote[48:432]
+        assert (body[48] & 0x2 != 0) == (variant == "debug")  # the quoted report body: DEBUG flag
+        assert (body[128:160] != a.mrsigner) == (variant == "other-signer")
+        assert int.from_bytes(body[258:260], "little") == (0 if variant == "lower-isvsvn" else 1)
         with client(a, alice, domain) as admin:
-            admin.set_replica_policy(1, ["UpToDate"], auto_join=True)
-        _set_roots(a, alice, domain, roots(tmp_path / "a", tmp_path / "b"))
-        until(lambda: any("join refused" in line and "PERMISSION_DENIED" in line for line in a.lines),
-              what="a's refusal of the DEBUG enclave")
+            admin.set_replica_policy(1, ["UpToDate"], auto_join=True,
+                                     extra_roots_insecure=roots(tmp_path / "a", tmp_path / "b"))
+        until(lambda: any("join refused" in line and code in line for line in a.lines),
+              what=f"a's refusal ({code})")
         time.sleep(1)  # several more rounds
         assert not (tmp_path / "b" / "domain-key.sealed").exists()
         assert _replica(a, alice, domain, "b") is None  # not even recorded
