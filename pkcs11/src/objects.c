@@ -149,12 +149,42 @@ static CK_RV list_aliases(struct p11_msg *m, AliasList *out)
     return rv;
 }
 
-static void mark_absent(void)
+/* After a complete listing: keys not in it are gone (their handles stay, marked absent). Done
+ * at the end, not the start, so that a concurrent lookup never sees a listed key absent. */
+static void sweep(char (*seen)[P11_KEY_ID_LEN + 1], size_t nseen)
 {
     pthread_mutex_lock(&g_p11.lock);
-    for (size_t i = 0; i < g_nobjs; i++)
-        if (g_objs[i].kind != P11_DERIVED) g_objs[i].present = false;
+    for (size_t i = 0; i < g_nobjs; i++) {
+        if (g_objs[i].kind == P11_DERIVED) continue;
+        bool listed = false;
+        for (size_t j = 0; j < nseen && !listed; j++) listed = strcmp(seen[j], g_objs[i].key_id) == 0;
+        g_objs[i].present = listed;
+    }
     pthread_mutex_unlock(&g_p11.lock);
+}
+
+/* Remembers a listed key id in the growing array *seen. */
+static CK_RV remember(char (**seen)[P11_KEY_ID_LEN + 1], size_t *n, const char *key_id)
+{
+    char(*grown)[P11_KEY_ID_LEN + 1] = realloc(*seen, (*n + 1) * sizeof **seen);
+    if (grown == NULL) return CKR_HOST_MEMORY;
+    *seen = grown;
+    snprintf(grown[*n], sizeof grown[*n], "%.*s", (int)P11_KEY_ID_LEN, key_id);
+    (*n)++;
+    return CKR_OK;
+}
+
+/* One page of ListKeys into *page. */
+static CK_RV list_page(struct p11_msg *m, const char *token, ListKeysResponse *page)
+{
+    memset(&m->req, 0, sizeof m->req);
+    Request *r = &m->req.body.request;
+    r->which_op = Request_list_keys_tag;
+    snprintf(r->op.list_keys.page_token, sizeof r->op.list_keys.page_token, "%s", token);
+    CK_RV rv = p11_enclave_call(&m->req, &m->resp, true);
+    if (rv == CKR_OK && m->resp.body.response.which_result != Response_list_keys_tag) rv = CKR_DEVICE_ERROR;
+    if (rv == CKR_OK) *page = m->resp.body.response.result.list_keys;
+    return rv;
 }
 
 CK_RV p11_objects_refresh(void)
@@ -162,26 +192,22 @@ CK_RV p11_objects_refresh(void)
     struct p11_msg *m = p11_msg_new();
     AliasList *aliases = calloc(1, sizeof *aliases);
     ListKeysResponse *page = calloc(1, sizeof *page);
+    char(*seen)[P11_KEY_ID_LEN + 1] = NULL;
+    size_t nseen = 0;
     CK_RV rv = m && aliases && page ? list_aliases(m, aliases) : CKR_HOST_MEMORY;
     char token[sizeof page->next_page_token] = "";
-    if (rv == CKR_OK) mark_absent();
     while (rv == CKR_OK) {
-        memset(&m->req, 0, sizeof m->req);
-        Request *r = &m->req.body.request;
-        r->which_op = Request_list_keys_tag;
-        memcpy(r->op.list_keys.page_token, token, sizeof token);
-        rv = p11_enclave_call(&m->req, &m->resp, true);
-        if (rv != CKR_OK) break;
-        if (m->resp.body.response.which_result != Response_list_keys_tag) {
-            rv = CKR_DEVICE_ERROR;
-            break;
+        rv = list_page(m, token, page);
+        for (pb_size_t i = 0; i < page->keys_count && rv == CKR_OK; i++) {
+            if (!usable(&page->keys[i])) continue;
+            rv = refresh_key(m, &page->keys[i], aliases);
+            if (rv == CKR_OK) rv = remember(&seen, &nseen, page->keys[i].key_id);
         }
-        *page = m->resp.body.response.result.list_keys;
-        for (pb_size_t i = 0; i < page->keys_count && rv == CKR_OK; i++)
-            if (usable(&page->keys[i])) rv = refresh_key(m, &page->keys[i], aliases);
-        if (page->next_page_token[0] == '\0') break;
+        if (rv != CKR_OK || page->next_page_token[0] == '\0') break;
         memcpy(token, page->next_page_token, sizeof token);
     }
+    if (rv == CKR_OK) sweep(seen, nseen);
+    free(seen);
     p11_msg_free(m);
     free(aliases);
     free(page);
