@@ -46,7 +46,8 @@ static bool ulong_of(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, 
 static CK_RV check_common(const CK_ATTRIBUTE *t, CK_ULONG n, bool secret_part)
 {
     if (n > 0 && t == NULL) return CKR_ARGUMENTS_BAD;
-    if (attr(t, n, CKA_ID) != NULL) return CKR_ATTRIBUTE_READ_ONLY;
+    const CK_ATTRIBUTE *id = attr(t, n, CKA_ID);
+    if (id != NULL && id->ulValueLen != 0) return CKR_ATTRIBUTE_READ_ONLY; /* empty: none asked for */
     int tok = bool_of(t, n, CKA_TOKEN), sens = bool_of(t, n, CKA_SENSITIVE), ext = bool_of(t, n, CKA_EXTRACTABLE);
     if (tok == -2 || sens == -2 || ext == -2 || tok == 0) return CKR_ATTRIBUTE_VALUE_INVALID;
     if (secret_part && (sens == 0 || ext == 1)) return CKR_ATTRIBUTE_VALUE_INVALID;

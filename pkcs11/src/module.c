@@ -146,7 +146,7 @@ P11_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO *info)
     memset(info, 0, sizeof *info);
     p11_pad(info->label, sizeof info->label, ti.label[0] ? ti.label : "Enclave KMS");
     p11_pad(info->manufacturerID, sizeof info->manufacturerID, "Enclave KMS");
-    p11_pad(info->model, sizeof info->model, ti.simulated ? "agent (simulated)" : "agent");
+    p11_pad(info->model, sizeof info->model, ti.simulated ? "agent/simulated" : "agent");
     p11_pad(info->serialNumber, sizeof info->serialNumber, ti.serial);
     info->flags = CKF_RNG | CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED |
                   (ti.login_required ? CKF_LOGIN_REQUIRED : 0);
