@@ -17,10 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from tests.pkcs11.harness import MODULE, PIN, Token, need, need_engine, start_token
 
 pkcs11 = pytest.importorskip("pkcs11", reason="python-pkcs11 is a test dependency (./dev setup)")
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass  # noqa: E402
 from pkcs11.mechanisms import GCMParams  # noqa: E402
 from pkcs11.util.ec import encode_named_curve_parameters  # noqa: E402
-
-from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 
