@@ -149,7 +149,7 @@ def test_pkcs11_tool_self_test(tmp_path: Path, build: Path) -> None:
         out = run(tok, *base, "--test", cwd=tmp_path).stdout
         assert "No errors" in out, out
         assert "C_GenerateRandom" in out and "seems to be OK" in out
-        assert "testing key 0 (t-dec)" in out and "RSA-PKCS-OAEP" in out and "OK" in out
+        assert "(t-dec)" in out and "RSA-PKCS-OAEP" in out and "\nOK\n" in out  # the OAEP decryption check ran
     finally:
         tok.stop()
 
