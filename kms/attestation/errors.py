@@ -21,7 +21,9 @@ class Step(StrEnum):
     QE_IDENTITY_MATCH = "qe_identity_match"
     ISV_SIGNATURE = "isv_signature"
     PLATFORM_TCB = "platform_tcb"
+    COLLATERAL_NOT_YET_VALID = "collateral_not_yet_valid"
     COLLATERAL_EXPIRY = "collateral_expiry"
+    TCB_NOT_EVALUATED = "tcb_not_evaluated"
     POLICY_SIMULATION = "policy_simulation"
     POLICY_ATTRIBUTES = "policy_attributes"
     POLICY_MRENCLAVE = "policy_mrenclave"
@@ -81,7 +83,11 @@ class TcbError(AttestationError):
 
 
 class NotYetValidError(AttestationError):
-    """A certificate, CRL or collateral document starts after the verification time."""
+    """All checks passed, but a certificate, CRL or collateral document starts after the verification time.
+    Never relaxed: it is a wrong clock or collateral from the future."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Step.COLLATERAL_NOT_YET_VALID, message)
 
 
 class CollateralExpiredError(AttestationError):
@@ -89,6 +95,14 @@ class CollateralExpiredError(AttestationError):
 
     def __init__(self, message: str) -> None:
         super().__init__(Step.COLLATERAL_EXPIRY, message)
+
+
+class TcbNotEvaluatedError(AttestationError):
+    """Verified without collateral: the quote parses and its signatures verify up to the PCK chain, but its TCB
+    status, revocation and collateral were not evaluated. Never an acceptance."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Step.TCB_NOT_EVALUATED, message)
 
 
 class PolicyError(AttestationError):
