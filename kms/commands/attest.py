@@ -59,6 +59,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     cert.add_argument("--cert", type=Path, required=True, metavar="FILE", help="certificate, PEM or DER")
     cert.add_argument("--nonce", metavar="HEX", help="required 'nonce' claim")
     cert.add_argument("--no-legacy-gramine", action="store_true", help="refuse Gramine's legacy extension")
+    cert.add_argument("--no-legacy-rats-tls", action="store_true",
+                      help="refuse rats-tls 2021 certificates (RSA key, SHA-256 of its PKCS#1 form in REPORTDATA)")
     _common(cert, report_data=False)
     cert.set_defaults(func=run_verify_cert)
     show = subparsers.add_parser("show", help="quote and verify the built enclave on the simulated platform")
@@ -143,7 +145,8 @@ def run_verify_cert(args: argparse.Namespace) -> int:
     except (OSError, ValueError, AttestationError) as exc:
         return _local_error(exc)
     result = verify_ratls_certificate(cert, source, policy, at=at, trust_anchor=anchor,
-                                      accept_legacy_gramine=not args.no_legacy_gramine, expected_nonce=nonce)
+                                      accept_legacy_gramine=not args.no_legacy_gramine, expected_nonce=nonce,
+                                      accept_legacy_rats_tls=not args.no_legacy_rats_tls)
     return _exit(result, args.output)
 
 
