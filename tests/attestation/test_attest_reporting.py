@@ -291,3 +291,14 @@ def test_cli_no_collateral_excludes_the_other_sources(qvl_args: list[str], tmp_p
         attest([*qvl_args, "--no-collateral", "--collateral", collateral_file()])
     assert info.value.code == 1
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_every_step_is_in_the_docs_table() -> None:
+    """docs/attestation.md §2 lists each Step, in the enum's order (policy steps as `policy_*`)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "attestation.md").read_text()
+    table = text[text.index("| step | what is checked |"):text.index("Malformed certificates and CRLs")]
+    first = [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.startswith("|")]
+    rows = [cell.strip("`") for cells in first for cell in cells.split(" / ")]
+    listed = [r for r in rows if r != "policy_*"]
+    steps = [s.value for s in Step if not s.value.startswith(("policy_", "ratls_"))]
+    assert listed == steps
