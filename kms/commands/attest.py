@@ -91,7 +91,7 @@ def _print(result: VerificationResult, output: str) -> None:
         lines += [f"tcb status: {info['tcb_status']} (platform {info['platform_tcb_status']}, "
                   f"QE {info['qe_tcb_status']})",
                   f"advisories: {', '.join(info['advisory_ids']) or 'none'}",
-                  f"collateral: {_collateral_line(info)}"]
+                  f"collateral: {collateral_line(info)}"]
     elif "pck_chain_status" in info:
         lines += ["tcb status: NOT EVALUATED (advisories and revocation neither: "
                   + ("no collateral was used)" if result.failed_step is Step.TCB_NOT_EVALUATED
@@ -104,7 +104,7 @@ def _print(result: VerificationResult, output: str) -> None:
     print("\n".join(lines))
 
 
-def _collateral_line(info: dict[str, object]) -> str:
+def collateral_line(info: dict[str, object]) -> str:
     """The collateral's own result, apart from the TCB status."""
     status = info["collateral_status"]
     if status == "not_yet_valid":
