@@ -27,6 +27,20 @@ def vectors_dir(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kms_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A KMS home of the test run's own (KMS_HOME), so that nothing a test runs writes to the user's
+    ~/.config/kms; subprocesses inherit it. Tests that care make their own."""
+    home = tmp_path_factory.mktemp("kms-home")
+    old = os.environ.get("KMS_HOME")
+    os.environ["KMS_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("KMS_HOME", None)
+    else:
+        os.environ["KMS_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def build() -> Path:
     """Build the enclave, its SIGSTRUCT, the simulated CPU and the bridge (no-op when fresh)."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kms import paths
 from kms.attestation.errors import AttestationError
 from kms.client.client import KmsClient
 from kms.client.credentials import Credentials, principal_id_of
@@ -45,8 +46,7 @@ def connection_parent() -> argparse.ArgumentParser:
     conn = p.add_argument_group("server and identity")
     conn.add_argument("--server", default=os.environ.get("KMS_SERVER", DEFAULT_SERVER), metavar="HOST:PORT",
                       help="gRPC address of the KMS (env KMS_SERVER; default %(default)s)")
-    conn.add_argument("--credentials", type=Path, default=os.environ.get("KMS_CREDENTIALS"), metavar="DIR",
-                      help="client key and certificate from `kms credentials new` (env KMS_CREDENTIALS)")
+    add_credentials_arg(conn, "client key and certificate from `kms credentials new`")
     conn.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
     conn.add_argument("--output", choices=("table", "json"), default=os.environ.get("KMS_OUTPUT", "table"),
                       help="output format (env KMS_OUTPUT; default table)")
@@ -61,10 +61,26 @@ def connection_parent() -> argparse.ArgumentParser:
     return p
 
 
+def credentials_arg(text: str) -> Path:
+    """`--credentials NAME|DIR` (and the like): a bare name is <KMS home>/credentials/NAME, anything with a '/'
+    a directory (kms.paths.credentials_dir)."""
+    try:
+        return paths.credentials_dir(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def add_credentials_arg(p: argparse.ArgumentParser | Any, what: str, flag: str = "--credentials") -> None:
+    """The credentials flag: NAME or DIR, default env KMS_CREDENTIALS, else the name "default"."""
+    p.add_argument(flag, type=credentials_arg, default=os.environ.get("KMS_CREDENTIALS", paths.DEFAULT_CREDENTIALS),
+                   metavar="NAME|DIR", help=f"{what}: a name in <KMS home>/credentials/ or a directory path with a "
+                                            "'/' (env KMS_CREDENTIALS; default: the name \"default\")")
+
+
 def load_credentials(args: argparse.Namespace) -> Credentials:
-    if args.credentials is None:
-        raise LocalError("no client credentials: pass --credentials DIR or set KMS_CREDENTIALS "
-                         "(create them with `kms credentials new --out DIR`)")
+    if not (args.credentials / "cert.pem").exists():
+        raise LocalError(f"no client credentials in {args.credentials}: create them with `kms credentials new` "
+                         "(or pass --credentials NAME|DIR, or set KMS_CREDENTIALS)")
     try:
         return Credentials.load(args.credentials)
     except OSError as exc:
