@@ -20,6 +20,6 @@ def register(groups: Any) -> None:
     admin.register_admin(groups.add_parser(
         "admin", help="initialize, recover, back up and restore the server; manage principals"), parent)
     health.register(groups)
-    status.register(groups, parent)
+    status.register(groups)
     credentials.register(groups.add_parser(
         "credentials", help="client key pairs and certificates, and the domain and state head kept with them"))
