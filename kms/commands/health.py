@@ -26,6 +26,7 @@ from kms.proto.v1 import kms_pb2
 SERVICE = kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name
 DEFAULT_HEALTH_PORT = 7444  # the default health_listen's port
 REQUEST_ID = "x-request-id"  # echoed by the API port's interceptors (docs/operations.md, Logs)
+STATUSES = ("SERVING", "NOT_SERVING", "UNREACHABLE", "WRONG_PORT", "SERVICE_UNKNOWN", "ERROR")  # docs/operations.md
 PORTS_HINT = ("--server takes the API port (default 7443), --health-server the plaintext health port (default "
               "7444); the metrics port answers HTTP only")
 
@@ -36,7 +37,7 @@ class PortHealth:
 
     port: str  # "api" or "health"
     address: str
-    status: str  # SERVING, NOT_SERVING, SERVICE_UNKNOWN, UNKNOWN, UNREACHABLE, WRONG_PORT, ERROR
+    status: str  # one of STATUSES (or the health service's UNKNOWN)
     detail: str
     latency_ms: float | None = None
 

@@ -164,6 +164,14 @@ def test_a_draining_server_is_not_serving(build: Path, tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.count("UNREACHABLE (nothing listens there") == 2  # and once gone
 
 
+def test_the_docs_name_every_port_status() -> None:
+    from kms.commands.health import STATUSES
+
+    docs = (REPO / "docs" / "operations.md").read_text()
+    section = docs[docs.index("\n## Health\n"):docs.index("\n## Shutdown\n")]
+    assert all(f"`{status}`" in section for status in STATUSES), STATUSES
+
+
 # --- kms status -------------------------------------------------------------------------------------------
 
 def test_status_of_an_uninitialized_server_without_credentials(srv: ServerProcess, work: Path) -> None:
