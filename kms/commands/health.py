@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kms.client.transport import open_channel
 from kms.commands.common import DEFAULT_SERVER, EXIT_LOCAL, EXIT_OK, EXIT_REMOTE, emit
 from kms.proto.v1 import kms_pb2
 
@@ -99,7 +100,7 @@ def _failure(port: str, address: str, exc: grpc.RpcError, timeout: float) -> Por
 def check_port(port: str, address: str, timeout: float) -> PortHealth:
     """Health.Check(kms.v1.KeyManagementService) on one address; a failure is an answer, never an exception."""
     start = time.perf_counter()
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address) as channel:  # the SDK's channel options
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response, call = stub.Check.with_call(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout,
