@@ -29,16 +29,20 @@ def vectors_dir(*parts: str) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def kms_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A KMS home of the test run's own (KMS_HOME), so that nothing a test runs writes to the user's
-    ~/.config/kms; subprocesses inherit it. Tests that care make their own."""
+    """A KMS home of the test run's own (KMS_HOME, and XDG_CONFIG_HOME for subprocesses started with the
+    KMS_ variables stripped), so that nothing a test runs writes to the user's ~/.config/kms; subprocesses
+    inherit both. Tests that care make their own."""
     home = tmp_path_factory.mktemp("kms-home")
-    old = os.environ.get("KMS_HOME")
+    names = ("KMS_HOME", "XDG_CONFIG_HOME")
+    old = {name: os.environ.get(name) for name in names}
     os.environ["KMS_HOME"] = str(home)
+    os.environ["XDG_CONFIG_HOME"] = str(home / "xdg")
     yield home
-    if old is None:
-        os.environ.pop("KMS_HOME", None)
-    else:
-        os.environ["KMS_HOME"] = old
+    for name, value in old.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

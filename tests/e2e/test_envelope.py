@@ -81,8 +81,8 @@ def cli(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         env = {k: v for k, v in os.environ.items() if not k.startswith("KMS_")}
         env.update(WORK=str(work), PYTHONPATH=str(REPO), KMS_SERVER=server.api, KMS_MRSIGNER=server.mrsigner.hex(),
                    KMS_SIMULATED_ROOT=str(server.root_pem), KMS_ALLOW_SIMULATION_INSECURE="1",
-                   KMS_CREDENTIALS=str(work / "admin"))
-        kms(env, "credentials", "new", "--out", "admin")
+                   KMS_CREDENTIALS=str(work / "admin"), KMS_HOME=str(work / "home"))
+        kms(env, "credentials", "new", "--out", "./admin")
         kms(env, "audit", "keygen", "--out", "auditor")
         kms(env, "admin", "init", "--recovery-keys", "1", "--recovery-dir", "recovery", "--auditor-key",
             "auditor/auditor.pub")
