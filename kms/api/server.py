@@ -28,7 +28,7 @@ from kms.service.evidence import QuotingEnclave, open_quoting_enclave
 from kms.service.housekeeping import Housekeeping
 from kms.service.joins import JoinBoard
 from kms.service.relay import Relay, open_enclave
-from kms.service.store import SqliteStore
+from kms.service.store import BaseStore, open_store
 
 _log = get_logger("kms.server")
 SERVICE_NAME = kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name
@@ -119,7 +119,8 @@ class KmsServer:
         for name, value in s.insecure_settings().items():
             _log.warning("insecure setting enabled", setting=name, value=value)
         _check_data_dir(s)
-        store = SqliteStore(s.data_dir, observer=metrics.observe_store_write, db_dir=s.store_dir or None)
+        store = await asyncio.to_thread(open_store, s, observer=metrics.observe_store_write)
+        _log.info("record store", backend=type(store).__name__, group_commit=s.store_group_commit)
         stack.callback(store.close)
         qe = open_quoting_enclave(s.quoting, s.data_dir)  # before the enclave: a missing library fails fast
         _log.info("quoting enclave", quoting=s.quoting, simulated=qe.simulated)
@@ -157,11 +158,10 @@ class KmsServer:
         stack.push_async_callback(self._api.stop, None)
         self.addresses = Addresses(api_address, health_address, metrics_address, collateral_url, pccs_url)
 
-    def _start_cluster(self, store: SqliteStore, qe: QuotingEnclave) -> None:
+    def _start_cluster(self, store: BaseStore, qe: QuotingEnclave) -> None:
         """The join relay through the shared store (docs/cluster.md), stopped before the relay closes."""
         assert self.relay is not None
-        board = JoinBoard(store.path)
-        self._stack.callback(board.close)
+        board = JoinBoard(store)
         name = self.settings.replica_name or socket.gethostname()
         self.replication = Replication(self.relay, board, qe, name=name[:64], poll_s=self.settings.cluster_poll_s,
                                        store_has_domain=lambda: store.revision("domain-state") > 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kms.commands import access, admin, agent, aliases, cluster, credentials, data, envelope, keys
+from kms.commands import access, admin, agent, aliases, cluster, credentials, data, envelope, health, keys, status
 from kms.commands.common import connection_parent
 
 
@@ -22,5 +22,7 @@ def register(groups: Any) -> None:
         "admin", help="initialize, recover, back up and restore the server; manage principals"), parent)
     agent.register(groups, parent)
     cluster.register(groups, parent)
+    health.register(groups)
+    status.register(groups)
     credentials.register(groups.add_parser(
         "credentials", help="client key pairs and certificates, and the domain and state head kept with them"))

@@ -24,7 +24,7 @@ from kms.commands.common import LocalError, emit, run_command
 
 BACKUP_FORMAT = "enclave-kms store backup v2"  # v1 had no state log: its records would be refused
 # As kms.service.store and kms.enclave.node (not imported here: they load the enclave bridge; a test checks them).
-DB_NAME, SCHEMA_VERSION, SEALED_RECORD, SEALED_DOMAIN_KEY = "kms.sqlite3", 2, "sealed-domain-key", "domain-key.sealed"
+DB_NAME, SCHEMA_VERSION, SEALED_RECORD, SEALED_DOMAIN_KEY = "kms.sqlite3", 3, "sealed-domain-key", "domain-key.sealed"
 MAX_KEY_ID, MAX_REVISION = 128, 2**63 - 1
 
 
@@ -57,7 +57,7 @@ class _HashingWriter:
 def _connect(db: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(db, isolation_level=None, timeout=30)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version != SCHEMA_VERSION:
+    if version not in (2, SCHEMA_VERSION):  # 3 added the join board, which a backup does not carry
         conn.close()
         raise BackupError(f"{db}: store schema version {version} is not {SCHEMA_VERSION}")
     return conn

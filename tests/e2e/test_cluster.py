@@ -1,10 +1,10 @@
 """Replicas as real `kms serve` processes sharing one store (docs/cluster.md): each on its own data directory
-(its own simulated CPU and sealed domain key), all on one SQLite store (`--store-dir`). A new replica asks to
-join through the store; it serves nothing until an admin approves it, then its enclave receives the domain
-key from a running replica's enclave (each verified the other's quote inside) and serves the domain; a DEBUG
-build, another signer's enclave and a lower ISVSVN never receive it, even with auto-join on. Replicas follow the
-shared state log: a grant revoked through one is refused by the other's next request; a removed replica refuses
-everything, also after a restart with its sealed key."""
+(its own simulated CPU and sealed domain key), all on one store (SQLite `--store-dir`, or PostgreSQL). A new
+replica asks to join through the store; it serves nothing until an admin approves it, then its enclave receives
+the domain key from a running replica's enclave (each verified the other's quote inside) and serves the domain; a
+DEBUG build, another signer's enclave and a lower ISVSVN never receive it, even with auto-join on. Replicas follow
+the shared state log: a grant revoked through one is refused by the other's next request; a removed replica
+refuses everything, also after a restart with its sealed key."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from kms.client import Credentials, KmsClient
 from kms.client.errors import ClientError
 from kms.sim import SimPlatform
 from tests.auditor import auditor_public
-from tests.e2e.conftest import anchor_for, policy_for, recovery_public
+from tests.e2e.conftest import anchor_for, policy_for, recovery_public, store_flags
 from tests.e2e.server import ServerProcess
 from tests.integration.test_replica_join import signed
 
@@ -43,9 +43,17 @@ def client(server: ServerProcess, creds: Credentials, domain: bytes) -> KmsClien
                      domain_id=domain)
 
 
+@pytest.fixture(params=["sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
+    """The flags that put a replica on the shared store: SQLite (a's file, `--store-dir`) by default; the
+    tests that use `pair` run on PostgreSQL too."""
+    return [f"--store-dir={tmp_path / 'a'}"] if request.param == "sqlite" else \
+        store_flags(request, "postgres", tmp_path / "secrets")
+
+
 @pytest.fixture
-def first(build: Path, tmp_path: Path) -> Iterator[tuple[ServerProcess, Credentials, bytes]]:
-    srv = ServerProcess(tmp_path / "a", POLL, "--replica-name=a")
+def first(build: Path, tmp_path: Path, store: list[str]) -> Iterator[tuple[ServerProcess, Credentials, bytes]]:
+    srv = ServerProcess(tmp_path / "a", POLL, "--replica-name=a", *store)
     creds = Credentials.generate("alice")
     with KmsClient(srv.api, credentials=creds, policy=policy_for(srv), trust_anchor=anchor_for(srv),
                    new_domain=True) as c:
@@ -60,12 +68,12 @@ def roots(*data_dirs: Path) -> list[bytes]:
     return [SimPlatform(d).trust_anchor().public_point for d in data_dirs]
 
 
-def test_join_pending_approved_serving(first, tmp_path: Path) -> None:
+def test_join_pending_approved_serving(first, tmp_path: Path, store: list[str]) -> None:
     a, alice, domain = first
     with client(a, alice, domain) as admin:
         kid = admin.create_key().key_id
         ct = admin.encrypt(kid, b"before the join").ciphertext
-    b = ServerProcess(tmp_path / "b", POLL, "--replica-name=b", f"--store-dir={tmp_path / 'a'}")
+    b = ServerProcess(tmp_path / "b", POLL, "--replica-name=b", *store)
     try:
         _set_roots(a, alice, domain, roots(tmp_path / "a", tmp_path / "b"))
         pending = until(lambda: _replica(a, alice, domain, "b"), what="b's join request")
@@ -82,7 +90,7 @@ def test_join_pending_approved_serving(first, tmp_path: Path) -> None:
             assert via_b.decrypt(ct).plaintext == b"before the join"
             assert via_b.list_replicas().self_replica_id == pending.replica_id
         b.stop()  # and back: it loads its own sealed key, no join
-        b = ServerProcess(tmp_path / "b", POLL, f"--store-dir={tmp_path / 'a'}")
+        b = ServerProcess(tmp_path / "b", POLL, *store)
         with client(b, alice, domain) as via_b:
             assert via_b.decrypt(ct).plaintext == b"before the join"
     finally:
@@ -91,7 +99,7 @@ def test_join_pending_approved_serving(first, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("variant", "code"), [("debug", "PERMISSION_DENIED"), ("other-signer", "PERMISSION_DENIED"),
                                              ("lower-isvsvn", "PEER_MISMATCH")])
-def test_other_enclaves_never_get_the_key(first, tmp_path: Path, variant: str, code: str) -> None:
+def test_other_enclaves_never_get_the_key(first, tmp_path: Path, store: list[str], variant: str, code: str) -> None:
     """A DEBUG build, an enclave signed with another key, or one with an ISVSVN below the policy's asks to
     join with auto-join on (only its identity stands in the way): refused inside, not recorded, no key."""
     a, alice, domain = first
@@ -107,7 +115,7 @@ def test_other_enclaves_never_get_the_key(first, tmp_path: Path, variant: str, c
     else:
         sig = signed(tmp_path, variant, **({"debug": True} if variant == "debug" else {"isv_svn": 0}))
     shutil.copy(sig, build / "kms_enclave.sigstruct")
-    b = ServerProcess(tmp_path / "b", POLL, "--replica-name=b", f"--store-dir={tmp_path / 'a'}",
+    b = ServerProcess(tmp_path / "b", POLL, "--replica-name=b", *store,
                       env={"KMS_BUILD_DIR": str(build)})
     try:
         body = b.evidence().quote[48:432]
@@ -139,13 +147,13 @@ def _replica(server: ServerProcess, creds: Credentials, domain: bytes, name: str
 
 
 @pytest.fixture
-def pair(first, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess, Credentials, bytes]]:
+def pair(first, tmp_path: Path, store: list[str]) -> Iterator[tuple[ServerProcess, ServerProcess, Credentials, bytes]]:
     """Two replicas of one domain: `a` made it, `b` joined (auto-join) and serves."""
     a, alice, domain = first
     with client(a, alice, domain) as admin:
         admin.set_replica_policy(1, ["UpToDate"], auto_join=True,
                                  extra_roots_insecure=roots(tmp_path / "a", tmp_path / "b"))
-    b = ServerProcess(tmp_path / "b", POLL, "--replica-name=b", f"--store-dir={tmp_path / 'a'}")
+    b = ServerProcess(tmp_path / "b", POLL, "--replica-name=b", *store)
     try:
         until(lambda: any("joined the domain" in line for line in b.lines), what="b joined")
         yield a, b, alice, domain
@@ -153,6 +161,7 @@ def pair(first, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess, 
         b.stop()
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"], indirect=True)
 def test_a_revoked_grant_is_refused_through_the_other_replica(pair) -> None:
     """The bound (docs/cluster.md): a change acknowledged by one replica is enforced by every other for
     each request it starts after that acknowledgement; each audited request follows the shared log first."""
@@ -178,7 +187,8 @@ def test_a_revoked_grant_is_refused_through_the_other_replica(pair) -> None:
             via_a.decrypt(ct)
 
 
-def test_a_removed_replica_is_refused(pair, tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgres"], indirect=True)
+def test_a_removed_replica_is_refused(pair, tmp_path: Path, store: list[str]) -> None:
     a, b, alice, domain = pair
     with client(b, alice, domain) as admin_b:
         me = admin_b.list_replicas().self_replica_id
@@ -192,7 +202,7 @@ def test_a_removed_replica_is_refused(pair, tmp_path: Path) -> None:
         via_b.create_key()
     b.stop()  # its sealed key is still on its disk: it starts, and refuses everything
     assert (tmp_path / "b" / "domain-key.sealed").exists()
-    b2 = ServerProcess(tmp_path / "b", POLL, f"--store-dir={tmp_path / 'a'}")
+    b2 = ServerProcess(tmp_path / "b", POLL, *store)
     try:
         with client(b2, alice, domain) as via_b, pytest.raises(errors.ReplicaNotApproved):
             via_b.encrypt(kid, b"x")
