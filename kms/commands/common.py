@@ -44,8 +44,9 @@ def connection_parent() -> argparse.ArgumentParser:
     """Flags every command that talks to a server takes (a parent parser; env defaults read now)."""
     p = argparse.ArgumentParser(add_help=False)
     conn = p.add_argument_group("server and identity")
-    conn.add_argument("--server", default=os.environ.get("KMS_SERVER", DEFAULT_SERVER), metavar="HOST:PORT",
-                      help="gRPC address of the KMS (env KMS_SERVER; default %(default)s)")
+    conn.add_argument("--server", default=os.environ.get("KMS_SERVER", DEFAULT_SERVER), metavar="HOST:PORT[,...]",
+                      help="gRPC address of the KMS; several (comma-separated) or a DNS name with several records "
+                           "are replicas to spread over and fail over between (env KMS_SERVER; default %(default)s)")
     add_credentials_arg(conn, "client key and certificate from `kms credentials new`")
     conn.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
     conn.add_argument("--output", choices=("table", "json"), default=os.environ.get("KMS_OUTPUT", "table"),
@@ -106,15 +107,15 @@ def load_state(args: argparse.Namespace) -> ClientState:
         raise LocalError(str(exc)) from exc
 
 
-def make_client(args: argparse.Namespace, *, new_domain: bool = False, server: str | None = None,
-                state: ClientState | None = None, retries: int = 4, connect: bool = True) -> KmsClient:
+def make_client(args: argparse.Namespace, *, new_domain: bool = False, retries: int = 4, connect: bool = True,
+                recheck_s: float = 5.0) -> KmsClient:
     """Verify the server (policy from the flags), check its domain against the credentials' pin and its state
     against the highest head they saw, then open the session; raises before anything is sent.
 
     Credentials that are not pinned to a domain are refused (exit 1) unless the command creates or recovers
-    one (`new_domain`: init, recover; the server must then have no domain). `server` and `state` override
-    --server and the credentials' state, `connect=False` defers the verification to the first call (`kms agent`:
-    one client per address, one shared state)."""
+    one (`new_domain`: init, recover; the server must then have no domain). --server may name several replicas
+    (comma-separated; a DNS name: each of its records), `connect=False` defers the verification to the first
+    call (`kms agent`)."""
     creds = load_credentials(args)
     try:
         policy, anchor = policy_from_flags(args), trust_anchor_from_flags(args)
@@ -122,14 +123,17 @@ def make_client(args: argparse.Namespace, *, new_domain: bool = False, server: s
         collateral = collateral_from_flags(args)
     except (OSError, ValueError, AttestationError) as exc:
         raise LocalError(str(exc)) from exc
-    state = state if state is not None else load_state(args)
+    state = load_state(args)
     if state.domain_id is None and not new_domain:
         raise LocalError(f"the credentials {args.credentials} are not pinned to a domain, so no server can be "
                          "trusted with them: `kms credentials pin --credentials DIR --domain HEX` (the domain id "
                          "`kms admin init` printed) or `--from ADMIN_CREDENTIALS_DIR`")
-    return KmsClient(server or args.server, credentials=creds, policy=policy, trust_anchor=anchor,
-                     collateral=collateral, at=at, timeout=args.timeout, state=state, new_domain=new_domain,
-                     retries=retries, connect=connect)
+    try:
+        return KmsClient(args.server, credentials=creds, policy=policy, trust_anchor=anchor, collateral=collateral,
+                         at=at, timeout=args.timeout, state=state, new_domain=new_domain, retries=retries,
+                         connect=connect, recheck_s=recheck_s)
+    except ValueError as exc:   # a --server value that is not host:port (several: comma-separated)
+        raise LocalError(f"--server: {exc}") from exc
 
 
 def head_line(client: KmsClient) -> dict[str, str | None]:

@@ -204,11 +204,16 @@ def test_transient_failures_exhaust_retries(server, policy, alice) -> None:
     assert server.evidence_rpcs == 3 and server.session_rpcs == 0
 
 
+def drop_session(client: KmsClient) -> None:
+    (link,) = client._links   # one address: one replica
+    link.drop(link.current)
+
+
 def test_dropped_stream_reconnects_and_reverifies(admin: KmsClient, server) -> None:
     key = admin.create_key()
     evidence_before = server.evidence_rpcs
     server.drop_after_frames = 0  # the next session dies on its first frame
-    admin._drop(admin._conn)
+    drop_session(admin)
     ct = admin.encrypt(key.key_id, b"x")  # handshake fails, reconnect, succeed
     assert admin.decrypt(ct.ciphertext).plaintext == b"x"
     assert server.evidence_rpcs >= evidence_before + 2  # evidence re-verified on every reconnect
@@ -216,16 +221,16 @@ def test_dropped_stream_reconnects_and_reverifies(admin: KmsClient, server) -> N
 
 def test_dropped_stream_mid_request(admin: KmsClient, server) -> None:
     key = admin.create_key()
-    admin._drop(admin._conn)
+    drop_session(admin)
     # the handshake (2 frames) and the identity probe (1) pass, the request's frame is dropped
     server.drop_after_frames = 3
     connects = admin.connects
     assert admin.decrypt(admin.encrypt(key.key_id, b"x").ciphertext).plaintext == b"x"  # idempotent: retried
     assert admin.connects == connects + 2
-    admin._drop(admin._conn)
+    drop_session(admin)
     server.drop_after_frames = 2  # the identity probe is lost: the caller's request was never sent, so retried
     assert admin.rotate_key(key.key_id).current_version == 2
-    admin._drop(admin._conn)
+    drop_session(admin)
     server.drop_after_frames = 3
     with pytest.raises(OutcomeUnknown):
         admin.rotate_key(key.key_id)  # not idempotent: the outcome is unknown, not retried
