@@ -19,7 +19,7 @@ from typing import TypeVar
 from kms.client.errors import OutcomeUnknown, ServerError, TransportError, VerificationFailed
 from kms.client.link import Link
 from kms.client.replicas import Chooser, Observer
-from kms.errors import Conflict, ReplicaNotApproved
+from kms.errors import Conflict, ReplicaNotApproved, StoreError
 
 _log = logging.getLogger("kms.client")
 _T = TypeVar("_T")
@@ -117,6 +117,15 @@ class Failover:
                 self._chooser.mark(index, "down", str(exc))
                 tried.add(index)
                 last, wait = exc, len(tried) >= len(self._links)
+            except StoreError as exc:   # its store failed it (KMS_ERR_STORE_UNAVAILABLE, _AUDIT_UNAVAILABLE)
+                if not idempotent:   # the store may have committed it before failing: unknown, never sent again
+                    raise OutcomeUnknown(f"{operation} on {link.address}: {exc} (the replica's store failed: it may "
+                                         "or may not have been carried out; not sent again)", operation=operation,
+                                         server=link.address) from exc
+                if attempt >= budget:
+                    raise
+                tried.add(index)
+                last, wait = exc, not several or len(tried) >= len(self._links)
             except Conflict:
                 if attempt >= self._retries:
                     raise
