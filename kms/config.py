@@ -22,6 +22,7 @@ SESSION_FRAME_MAX = 128 * 1024      # KMS_SESSION_IN_MAX: client TLS bytes per S
 ENCLAVE_MAX_SESSIONS = 128          # KMS_MAX_SESSIONS
 ENCLAVE_SESSION_IDLE_S = 600        # KMS_SESSION_IDLE_SECONDS: the enclave reaps idle sessions after this
 MAX_TCS = 64                        # the simulated CPU's bound on thread slots
+MAX_PROCESSES = 64                  # kms serve --processes
 ENV_PREFIX = "KMS_"
 CONFIG_ENV = "KMS_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -86,6 +87,10 @@ class Settings:
     cluster_poll_s: float = field(default=1.0, metadata=_meta(
         "seconds between this replica's looks at the shared store for joins (asking, admitting, granting)",
         lo=0.05, hi=3600))
+    processes: int = field(default=1, metadata=_meta(
+        "kms serve processes on this node, each with its own enclave, sharing the data directory, the store and "
+        "the API port (SO_REUSEPORT); above 1 a supervisor serves health and metrics and restarts a worker that "
+        "dies (docs/cluster.md)", lo=1, hi=MAX_PROCESSES))
     log_level: str = field(default="info", metadata=_meta("debug, info, warning or error"))
     store_url: str = field(default="", metadata=_meta(
         "record store: '' for the embedded SQLite file in data_dir, or postgresql://USER@HOST:PORT/DB (no password "
@@ -197,6 +202,9 @@ def _validate(s: Settings) -> None:
     if s.quoting == "dcap" and s.sim_pccs:
         raise ConfigError("sim_pccs: the simulated PCCS serves collateral for the simulated platform only; with "
                           "quoting = dcap set sim_pccs = false (and collateral_url to the platform's PCCS)")
+    if s.processes > 1 and s.sim_pccs and not s.sim_pccs_listen.endswith(":0"):
+        raise ConfigError("sim_pccs_listen: with processes > 1 every worker starts its own simulated PCCS: leave its "
+                          "port 0")
     if not str(s.data_dir):
         raise ConfigError("data_dir: must not be empty")
     if s.store_url and s.store_dir:

@@ -19,6 +19,7 @@ from kms.api import metrics
 from kms.api.interceptors import server_interceptors
 from kms.api.servicer import KmsServicer
 from kms.config import Settings, parse_address
+from kms.enclave.node import SEALED_DOMAIN_KEY
 from kms.log import get_logger
 from kms.metrics_endpoint import MetricsServer
 from kms.proto.enclave.v1 import boundary_pb2 as pb
@@ -59,9 +60,10 @@ def _check_data_dir(settings: Settings) -> None:
                            "run `chmod o-w` on it, or set allow_world_writable_data_dir_insecure")
 
 
-def _options(s: Settings) -> list[tuple[str, int]]:
+def _options(s: Settings, reuse_port: bool) -> list[tuple[str, int]]:
     return [
-        ("grpc.so_reuseport", 0),  # a port already in use is an error, not a shared listener
+        # a port already in use is an error, not a shared listener; only `kms serve --processes` workers share it
+        ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.max_receive_message_length", s.max_message_bytes),
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
         ("grpc.keepalive_time_ms", int(s.keepalive_time_s * 1000)),
@@ -92,8 +94,9 @@ def _bind(server: grpc.aio.Server, address: str, name: str) -> str:
 class KmsServer:
     """One node: store, enclave, relay, the API and health servers, metrics and the simulated PCCS."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port
         self.identity: pb.GetIdentityResponse | None = None
         self.addresses: Addresses | None = None
         self.health = health_aio.HealthServicer()
@@ -144,7 +147,7 @@ class KmsServer:
         health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, health_server)
         health_address = _bind(health_server, s.health_listen, "health_listen")
-        self._api = grpc.aio.server(interceptors=server_interceptors(), options=_options(s))
+        self._api = grpc.aio.server(interceptors=server_interceptors(), options=_options(s, self.reuse_port))
         kms_pb2_grpc.add_KeyManagementServiceServicer_to_server(
             KmsServicer(relay, collateral_url=collateral_url, idle_timeout_s=s.session_idle_timeout_s), self._api)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._api)
@@ -164,7 +167,8 @@ class KmsServer:
         board = JoinBoard(store)
         name = self.settings.replica_name or socket.gethostname()
         self.replication = Replication(self.relay, board, qe, name=name[:64], poll_s=self.settings.cluster_poll_s,
-                                       store_has_domain=lambda: store.revision("domain-state") > 0)
+                                       store_has_domain=lambda: store.revision("domain-state") > 0,
+                                       sealed_path=self.settings.data_dir / SEALED_DOMAIN_KEY)
         task = asyncio.create_task(self.replication.run(), name="cluster")
         self._stack.push_async_callback(_cancel, task)
 
@@ -218,9 +222,11 @@ class KmsServer:
         _log.info("stopped")
 
 
-async def run(settings: Settings, on_started: Callable[[KmsServer], None] | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully; returns the exit code."""
-    server = KmsServer(settings)
+async def run(settings: Settings, on_started: Callable[[KmsServer], None] | None = None, *,
+              reuse_port: bool = False) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; returns the exit code. reuse_port: the API port
+    is shared with the other workers of `kms serve --processes` (SO_REUSEPORT)."""
+    server = KmsServer(settings, reuse_port=reuse_port)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
