@@ -113,14 +113,6 @@ class Operations:
         r = self._call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=key_id)), idempotent=False)
         return self._remember(KeyInfo.from_pb(r.key_metadata))
 
-    def grant_key(self, key_id: str, principal_id: bytes) -> None:
-        """Let a principal use a key (admins)."""
-        self._call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=key_id, principal_id=principal_id)))
-
-    def ungrant_key(self, key_id: str, principal_id: bytes) -> None:
-        """Take a key's full use away from a principal (admins; the reverse of grant_key)."""
-        self._call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=key_id, principal_id=principal_id, revoke=True)))
-
     def get_public_key(self, key_id: str, *, pem: bool = False) -> PublicKey:
         fmt = pb.PUBLIC_KEY_PEM if pem else pb.PUBLIC_KEY_DER
         r = self._call(pb.Request(get_public_key=pb.GetPublicKeyRequest(key_id=key_id, format=fmt))).get_public_key

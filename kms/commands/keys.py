@@ -1,4 +1,4 @@
-"""`kms key create|list|describe|enable|disable|rotate|grant|revoke|schedule-deletion|cancel-deletion|update|import`."""
+"""`kms key create|list|describe|enable|disable|rotate|schedule-deletion|cancel-deletion|update|import`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from kms.client.byok import key_material
 from kms.client.types import KeyInfo
 from kms.commands.common import (
     LocalError,
-    add_principal_args,
     emit,
     make_client,
-    principal_arg,
     read_input,
     run_command,
 )
@@ -46,12 +44,6 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
         p.add_argument("key_id", metavar="KEY_ID")
         p.set_defaults(func=run_command(func))
 
-    for name, help_text, func in (("grant", "let a principal use a key (admins)", _grant),
-                                  ("revoke", "take a key's use away from a principal (admins)", _revoke)):
-        p = sub.add_parser(name, parents=[parent], help=help_text)
-        p.add_argument("key_id", metavar="KEY_ID")
-        add_principal_args(p)
-        p.set_defaults(func=run_command(func))
     _register_lifecycle(sub, parent, specs)
 
 
@@ -124,20 +116,6 @@ def _disable(args: argparse.Namespace) -> None:
 def _rotate(args: argparse.Namespace) -> None:
     with make_client(args) as client:
         _show(args, client.rotate_key(args.key_id))
-
-
-def _grant(args: argparse.Namespace) -> None:
-    principal = principal_arg(args)
-    with make_client(args) as client:
-        client.grant_key(args.key_id, principal)
-    emit(args, {"key_id": args.key_id, "principal_id": principal.hex(), "granted": True})
-
-
-def _revoke(args: argparse.Namespace) -> None:
-    principal = principal_arg(args)
-    with make_client(args) as client:
-        client.ungrant_key(args.key_id, principal)
-    emit(args, {"key_id": args.key_id, "principal_id": principal.hex(), "granted": False})
 
 
 def _schedule(args: argparse.Namespace) -> None:
