@@ -155,7 +155,7 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
 
     def verify_evidence(self) -> VerifiedEvidence:
         """Fetch and verify the server's evidence now, without opening a session or sending anything."""
-        evidence = fetch_evidence(self._stub, self._timeout)
+        evidence = fetch_evidence(self._stub, self._timeout, self.target)
         return verify_evidence(evidence, self._policy, trust_anchor=self._anchor, collateral=self._collateral,
                                at=self._at)
 
