@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def describe(server: KmsServer) -> list[str]:
-    """The start-up summary for people (stderr); the same facts are logged as structured fields."""
+    """The start-up summary for people (stdout); the same facts are logged as structured fields (stderr)."""
     ident, addr = server.identity, server.addresses
     assert ident is not None and addr is not None
     lines = [
@@ -62,11 +62,12 @@ def _started(server: KmsServer) -> None:
         mrenclave=ident.mrenclave.hex(), mrsigner=ident.mrsigner.hex(), isv_prod_id=ident.isv_prod_id,
         isv_svn=ident.isv_svn, enclave_version=ident.version,
         warning="simulated SGX platform: nothing is protected" if ident.simulated else None)
-    print("\n".join(describe(server)), file=sys.stderr, flush=True)
+    print("\n".join(describe(server)), flush=True)  # for people, on stdout: the JSON log stays on stderr
 
 
 def run(settings: Settings) -> int:
-    """Serve until SIGTERM/SIGINT: 0 after a clean shutdown, 2 when the server cannot start."""
+    """Serve until SIGTERM/SIGINT: 0 after a clean shutdown, 2 when the server cannot start, 128 + N when a second
+    signal N (130: Ctrl-C) stopped it without draining."""
     from kms.enclave.runtime import ensure_static_tls
 
     ensure_static_tls()  # before any thread: may re-execute this process (docs/simulation.md)
@@ -78,8 +79,11 @@ def run(settings: Settings) -> int:
     log.configure(settings.log_level)
     log.get_logger("kms.serve").info("starting", settings=settings.public())
     try:
-        return asyncio.run(serve(settings, on_started=_started))
+        code = asyncio.run(serve(settings, on_started=_started))
     except (StartupError, KmsError, OSError) as exc:
         log.get_logger("kms.serve").error("start-up failed", error=str(exc), error_type=type(exc).__name__)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if code:
+        print("kms serve: stopped at once on the second signal: requests still in flight were cancelled", flush=True)
+    return code
