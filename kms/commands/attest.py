@@ -23,6 +23,7 @@ from kms.commands.attestation_flags import (
     trust_anchor_from_flags,
     verification_time,
 )
+from kms.commands.flags import add_output
 
 EXIT_OK, EXIT_LOCAL, EXIT_REJECTED = 0, 1, 2
 
@@ -38,7 +39,7 @@ def _common(parser: argparse.ArgumentParser, report_data: bool) -> None:
     parser.add_argument("--root-ca-crl-url", metavar="URL",
                         help="root CA CRL location (default: the PCCS 'rootcacrl', or Intel's CDP for Intel PCS)")
     parser.add_argument("--collateral-cache", type=Path, metavar="DIR", help="keep fetched collateral here")
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    add_output(parser)
     add_policy_flags(parser, "policy", report_data=report_data)
 
 
@@ -60,7 +61,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     show = subparsers.add_parser("show", help="quote and verify the built enclave on the simulated platform")
     show.add_argument("--data-dir", default="data", type=Path, help="data directory of the simulated platform")
     show.add_argument("--out-dir", type=Path, help="write quote.bin, cert.der, collateral.json and root-ca.pem here")
-    show.add_argument("--output", choices=("table", "json"), default="table")
+    add_output(show)
     show.set_defaults(func=run_show)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kms.audit import AuditorKey, AuditReport, audit_key_from_certificate, generate_auditor_key, verify_chain
+from kms.commands.flags import add_output
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.enclave.v1 import errors_pb2
 
@@ -42,25 +43,26 @@ def register(parser: argparse.ArgumentParser) -> None:
     keygen = sub.add_parser("keygen", help="make an auditor's X25519 key pair (for `kms admin init --auditor-key`)")
     keygen.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="writes DIR/auditor.key (private, 0600: keep it off the server) and DIR/auditor.pub")
-    keygen.add_argument("--output", choices=("table", "json"), default="table")
+    add_output(keygen)
     keygen.set_defaults(func=_run_keygen)
     export = sub.add_parser("export", help="write the audit chain as JSON lines (with --auditor-key: verified and "
                                            "decrypted, one readable record per line)")
     source = export.add_mutually_exclusive_group()
     source.add_argument("--data-dir", type=Path, help="read the server's store (default: data)")
     source.add_argument("--file", type=Path, help="read an earlier export instead of a store")
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, metavar="FILE", help="the JSON lines file to write")
     export.add_argument("--auditor-key", type=Path, metavar="FILE",
                         help="an auditor's private key (from `kms audit keygen`): verify the chain, then write what "
                              "each record says (needs --cert or --audit-key)")
     _add_key_sources(export, required=False)
     export.set_defaults(func=_run_export)
     verify = sub.add_parser("verify", help="verify an exported chain against the attested audit key (no secret)")
-    verify.add_argument("--file", type=Path, required=True)
+    verify.add_argument("--file", type=Path, required=True, metavar="FILE",
+                        help="an export from `kms audit export`")
     _add_key_sources(verify, required=True)
     verify.add_argument("--auditor-key", type=Path, metavar="FILE",
                         help="also open the bodies sealed to this auditor (listed with --output json)")
-    verify.add_argument("--output", choices=("table", "json"), default="table")
+    add_output(verify)
     verify.set_defaults(func=_run_verify)
 
 

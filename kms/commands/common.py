@@ -15,7 +15,7 @@ from typing import Any
 from kms.attestation.errors import AttestationError
 from kms.client.client import KmsClient
 from kms.client.credentials import Credentials, principal_id_of
-from kms.client.errors import ClientError, ClientStateError, VerificationFailed
+from kms.client.errors import ClientError, ClientStateError, ServerError, TransportError, VerificationFailed
 from kms.client.state import ClientState
 from kms.commands.attestation_flags import (
     add_policy_flags,
@@ -24,6 +24,7 @@ from kms.commands.attestation_flags import (
     trust_anchor_from_flags,
     verification_time,
 )
+from kms.commands.flags import add_output, checked, env_default, positive_number, server_address
 from kms.errors import InvalidSignature, KmsError
 
 EXIT_OK, EXIT_LOCAL, EXIT_REMOTE = 0, 1, 2
@@ -35,26 +36,33 @@ class LocalError(Exception):
     """A local or usage problem (exit 1)."""
 
 
+class RemoteError(Exception):
+    """The server cannot be reached or is not the KMS (exit 2)."""
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def connection_parent() -> argparse.ArgumentParser:
-    """Flags every command that talks to a server takes (a parent parser; env defaults read now)."""
+    """Flags every command that talks to a server takes (a parent parser; env defaults read now, checked when
+    the command line is parsed)."""
     p = argparse.ArgumentParser(add_help=False)
     conn = p.add_argument_group("server and identity")
-    conn.add_argument("--server", default=os.environ.get("KMS_SERVER", DEFAULT_SERVER), metavar="HOST:PORT",
-                      help="gRPC address of the KMS (env KMS_SERVER; default %(default)s)")
-    conn.add_argument("--credentials", type=Path, default=os.environ.get("KMS_CREDENTIALS"), metavar="DIR",
+    conn.add_argument("--server", type=checked(server_address), default=env_default("KMS_SERVER", DEFAULT_SERVER),
+                      metavar="HOST:PORT",
+                      help="the KMS's gRPC API address, as `kms serve` prints it first (env KMS_SERVER; default "
+                           f"{DEFAULT_SERVER})")
+    conn.add_argument("--credentials", type=Path, default=env_default("KMS_CREDENTIALS"), metavar="DIR",
                       help="client key and certificate from `kms credentials new` (env KMS_CREDENTIALS)")
-    conn.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
-    conn.add_argument("--output", choices=("table", "json"), default=os.environ.get("KMS_OUTPUT", "table"),
-                      help="output format (env KMS_OUTPUT; default table)")
+    conn.add_argument("--timeout", type=checked(positive_number), default=30.0, metavar="SECONDS",
+                      help="seconds per call (default 30)")
+    add_output(conn)
     add_policy_flags(p, "attestation policy (checked before anything is sent)", env=os.environ)
     col = p.add_argument_group("collateral (default: the PCCS the server names; its answers are signed)")
     src = col.add_mutually_exclusive_group()
     src.add_argument("--collateral", type=Path, metavar="FILE", help="collateral JSON file")
-    src.add_argument("--pccs", default=os.environ.get("KMS_PCCS"), metavar="URL",
+    src.add_argument("--pccs", default=env_default("KMS_PCCS"), metavar="URL",
                      help="PCCS or Intel PCS base URL (env KMS_PCCS)")
     col.add_argument("--pccs-ca", type=Path, metavar="FILE", help="CA bundle for the PCCS TLS certificate")
     col.add_argument("--collateral-cache", type=Path, metavar="DIR", help="keep fetched collateral here")
@@ -66,9 +74,14 @@ def load_credentials(args: argparse.Namespace) -> Credentials:
         raise LocalError("no client credentials: pass --credentials DIR or set KMS_CREDENTIALS "
                          "(create them with `kms credentials new --out DIR`)")
     try:
-        return Credentials.load(args.credentials)
+        creds = Credentials.load(args.credentials)
+        creds.principal_id  # noqa: B018 - a certificate that does not parse is refused here, not mid-handshake
     except OSError as exc:
-        raise LocalError(f"cannot read credentials from {args.credentials}: {exc.strerror or exc}") from exc
+        raise LocalError(f"--credentials {args.credentials}: cannot read {Path(exc.filename or '').name or 'it'}: "
+                         f"{exc.strerror or exc} (create credentials with `kms credentials new --out DIR`)") from exc
+    except ValueError as exc:
+        raise LocalError(f"--credentials {args.credentials}: cert.pem is not a certificate: {exc}") from exc
+    return creds
 
 
 def domain_arg(text: str, flag: str = "--domain-id") -> bytes:
@@ -108,8 +121,11 @@ def make_client(args: argparse.Namespace, *, new_domain: bool = False) -> KmsCli
         raise LocalError(f"the credentials {args.credentials} are not pinned to a domain, so no server can be "
                          "trusted with them: `kms credentials pin --credentials DIR --domain HEX` (the domain id "
                          "`kms admin init` printed) or `--from ADMIN_CREDENTIALS_DIR`")
-    return KmsClient(args.server, credentials=creds, policy=policy, trust_anchor=anchor, collateral=collateral,
-                     at=at, timeout=args.timeout, state=state, new_domain=new_domain)
+    try:
+        return KmsClient(args.server, credentials=creds, policy=policy, trust_anchor=anchor, collateral=collateral,
+                         at=at, timeout=args.timeout, state=state, new_domain=new_domain)
+    except (TransportError, ServerError) as exc:  # reaching the server, before anything was sent
+        raise RemoteError(f"--server: {exc}") from exc
 
 
 def head_line(client: KmsClient) -> dict[str, str | None]:
@@ -155,6 +171,11 @@ def principal_arg(args: argparse.Namespace) -> bytes:
     if len(value) != 32:
         raise LocalError("--principal-id is 64 hex digits (as `kms credentials new` prints)")
     return value
+
+
+def add_key_id(p: argparse.ArgumentParser, what: str = "the key") -> None:
+    """--key-id: how every command names a key (an id, or an alias)."""
+    p.add_argument("--key-id", required=True, metavar="KEY_ID", help=f"{what}: its key id or alias/NAME")
 
 
 def add_principal_args(p: argparse.ArgumentParser) -> None:
@@ -225,6 +246,9 @@ def run_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[arg
         except LocalError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_LOCAL
+        except RemoteError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_REMOTE
         except VerificationFailed as exc:
             print(f"error: server NOT trusted, nothing was sent: {exc}", file=sys.stderr)
             return EXIT_REMOTE

@@ -10,6 +10,7 @@ from kms.client.credentials import Credentials
 from kms.client.errors import ClientStateError
 from kms.client.state import STATE_FILE, ClientState
 from kms.commands.common import LocalError, domain_arg, emit, load_credentials, run_command
+from kms.commands.flags import add_output
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +57,7 @@ def _credentials(p: argparse.ArgumentParser) -> None:
 
 
 def _output(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", choices=("table", "json"), default=os.environ.get("KMS_OUTPUT", "table"))
+    add_output(p)
 
 
 def _pin_source(p: argparse.ArgumentParser, *, required: bool) -> None:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from kms.commands.common import (
+    add_key_id,
     b64,
     emit,
     make_client,
@@ -23,7 +24,7 @@ _OUT_HELP = "write the raw result to FILE (or - for raw bytes on stdout) instead
 def register(groups: Any, parent: argparse.ArgumentParser) -> None:
     """Add the data commands as top-level `kms` commands."""
     enc = groups.add_parser("encrypt", parents=[parent], help="encrypt a plaintext (file or stdin)")
-    enc.add_argument("--key-id", required=True)
+    add_key_id(enc, "the SYMMETRIC_DEFAULT key")
     enc.add_argument("--in", dest="input", default="-", metavar="FILE", help=_IN_HELP)
     enc.add_argument("--context", action="append", metavar="KEY=VALUE", help="encryption context (repeatable)")
     enc.add_argument("--out", metavar="FILE", help=_OUT_HELP)
@@ -39,7 +40,7 @@ def register(groups: Any, parent: argparse.ArgumentParser) -> None:
     algorithms = ", ".join(n for n in pb.SigningAlgorithm.keys() if not n.endswith("UNSPECIFIED"))
     for name, func in (("sign", _sign), ("verify", _verify)):
         p = groups.add_parser(name, parents=[parent], help=f"{name} a message or a digest (file or stdin)")
-        p.add_argument("--key-id", required=True)
+        add_key_id(p, "the signing key")
         p.add_argument("--in", dest="input", default="-", metavar="FILE", help=_IN_HELP)
         p.add_argument("--digest", action="store_true", help="the input is a precomputed digest (not Ed25519)")
         p.add_argument("--algorithm", help=f"{algorithms} (default by key spec)")
@@ -53,7 +54,7 @@ def register(groups: Any, parent: argparse.ArgumentParser) -> None:
         p.set_defaults(func=run_command(func))
 
     pub = groups.add_parser("public-key", parents=[parent], help="an asymmetric key's public key")
-    pub.add_argument("--key-id", required=True)
+    add_key_id(pub, "the asymmetric key")
     pub.add_argument("--pem", action="store_true", help="PEM instead of DER SubjectPublicKeyInfo")
     pub.add_argument("--out", metavar="FILE", help="write the key to FILE (or - for stdout)")
     pub.set_defaults(func=run_command(_public_key))
@@ -104,7 +105,7 @@ def _verify(args: argparse.Namespace) -> None:
     message = _message(args)
     signature = read_input(args.signature, base64_text=args.signature_base64, what="signature")
     with make_client(args) as client:
-        valid = client.verify(args.key_id, signature, algorithm=args.algorithm, p1363=args.p1363,
+        valid = client.verify(args.key_id, signature=signature, algorithm=args.algorithm, p1363=args.p1363,
                               key_version=args.key_version, **message)
     emit(args, {"key_id": args.key_id, "valid": valid})
 

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from kms.commands.flags import add_output
 from kms.enclave import sigstruct as ss
 
 EXIT_OK, EXIT_LOCAL, EXIT_VERIFY = 0, 1, 2
@@ -43,7 +44,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("measure", help="print the identity of a built enclave and check its signature")
     p.add_argument("--image", help=f"enclave image (default {DEFAULT_IMAGE}, skipped if absent)")
     p.add_argument("--sigstruct", default=DEFAULT_SIGSTRUCT, help=f"SIGSTRUCT (default {DEFAULT_SIGSTRUCT})")
-    p.add_argument("--output", choices=("table", "json"), default="table", help="output format")
+    add_output(p)
     p.set_defaults(func=cmd_measure)
 
 

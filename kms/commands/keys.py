@@ -1,4 +1,5 @@
-"""`kms key create|list|describe|enable|disable|rotate|schedule-deletion|cancel-deletion|update|import`."""
+"""`kms key create|list|describe|enable|disable|rotate|schedule-deletion|cancel-deletion|update|import` (who may use
+a key: `kms grant`, `kms policy`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from kms.client.byok import key_material
 from kms.client.types import KeyInfo
 from kms.commands.common import (
     LocalError,
+    add_key_id,
     emit,
     make_client,
     read_input,
@@ -29,11 +31,12 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
     create.add_argument("--spec", default="SYMMETRIC_DEFAULT", help=f"key spec: {specs} (default SYMMETRIC_DEFAULT)")
     create.add_argument("--usage", help="ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC or KEY_AGREEMENT "
                                         "(default by spec)")
-    create.add_argument("--description", default="")
+    create.add_argument("--description", default="", help="free text shown by describe and list")
     create.set_defaults(func=run_command(_create))
 
     listing = sub.add_parser("list", parents=[parent], help="list the keys you may see")
-    listing.add_argument("--page-size", type=int, default=32, choices=range(1, 33), metavar="1..32")
+    listing.add_argument("--page-size", type=int, default=32, choices=range(1, 33), metavar="1..32",
+                         help="keys fetched per request (default 32)")
     listing.set_defaults(func=run_command(_list))
 
     for name, help_text, func in (("describe", "show a key's metadata", _describe),
@@ -41,31 +44,30 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
                                   ("disable", "disable a key: no use until enabled again (admins)", _disable),
                                   ("rotate", "new key version; old versions still decrypt/verify (admins)", _rotate)):
         p = sub.add_parser(name, parents=[parent], help=help_text)
-        p.add_argument("key_id", metavar="KEY_ID")
+        add_key_id(p)
         p.set_defaults(func=run_command(func))
-
     _register_lifecycle(sub, parent, specs)
 
 
 def _register_lifecycle(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser, specs: str) -> None:
     sched = sub.add_parser("schedule-deletion", parents=[parent],
                            help="PENDING_DELETION: every use refused; destroyed after the window (admins)")
-    sched.add_argument("key_id", metavar="KEY_ID")
+    add_key_id(sched)
     sched.add_argument("--pending-window-days", type=int, default=30, choices=range(7, 31), metavar="7..30",
                        help="days before the server may destroy it (default 30)")
     sched.set_defaults(func=run_command(_schedule))
     cancel = sub.add_parser("cancel-deletion", parents=[parent],
                             help="take a key out of PENDING_DELETION; it comes back DISABLED (admins)")
-    cancel.add_argument("key_id", metavar="KEY_ID")
+    add_key_id(cancel)
     cancel.set_defaults(func=run_command(_cancel))
 
     update = sub.add_parser("update", parents=[parent], help="change a key's settings (admins)")
-    update.add_argument("key_id", metavar="KEY_ID")
+    add_key_id(update)
     update.add_argument("--min-decrypt-version", type=int, metavar="N",
                         help="retire versions below N: their ciphertexts no longer decrypt")
     update.add_argument("--rotation-period-days", type=int, metavar="D",
                         help="rotate every D days (1..3650; 0 turns scheduled rotation off; AES keys)")
-    update.add_argument("--description")
+    update.add_argument("--description", help="new free text")
     update.set_defaults(func=run_command(_update))
 
     imp = sub.add_parser("import", parents=[parent], help="import your own key material (BYOK; admins)",
@@ -79,7 +81,7 @@ def _register_lifecycle(sub: argparse._SubParsersAction, parent: argparse.Argume
                           "traditional); - for stdin")
     imp.add_argument("--wrapping", choices=("auto", "RSAES_OAEP_SHA_256_WRAP", "RSA_AES_KEY_WRAP_SHA_256"),
                      default="auto", help="wrapping algorithm (default: RSA-OAEP when the material fits)")
-    imp.add_argument("--description", default="")
+    imp.add_argument("--description", default="", help="free text shown by describe and list")
     imp.set_defaults(func=run_command(_import))
 
 

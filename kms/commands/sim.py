@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from kms.commands.flags import add_output
 from kms.sim.collateral import build_collateral
 from kms.sim.errors import SimError
 from kms.sim.levels import TCB_LEVELS
@@ -33,7 +34,7 @@ def register(group: argparse.ArgumentParser) -> None:
 
     init = command("init", "provision the simulated PKI (idempotent) and show the platform", run_init)
     init.add_argument("--pck-ca", choices=CA_TYPES, help="CA that issues the PCK leaf (default: processor)")
-    init.add_argument("--output", choices=("text", "json"), default="text")
+    add_output(init)
     tcb = command("set-tcb", "move the simulated platform to a TCB level (restart enclaves afterwards)",
                   run_set_tcb)
     tcb.add_argument("level", choices=[level.status for level in TCB_LEVELS], metavar="LEVEL",
@@ -48,7 +49,7 @@ def register(group: argparse.ArgumentParser) -> None:
     revoke.add_argument("--crl", choices=CRL_NAMES, help="the CRL for --serial")
     coll = command("collateral", "write collateral JSON (the dcap-qvl sgx_quote_collateral.json format)",
                    run_collateral)
-    coll.add_argument("--out", type=Path, required=True, metavar="FILE")
+    coll.add_argument("--out", type=Path, required=True, metavar="FILE", help="the collateral JSON file to write")
     coll.add_argument("--ca", choices=CA_TYPES, help="PCK CRL of this CA (default: the platform's PCK CA)")
     pccs = command("pccs", "serve collateral at the PCS v3/v4 paths on loopback until SIGINT/SIGTERM", run_pccs)
     pccs.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")

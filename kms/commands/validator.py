@@ -10,7 +10,15 @@ from pathlib import Path
 
 from kms import errors
 from kms.client.client import KmsClient
-from kms.commands.common import LocalError, connection_parent, emit, make_client, read_input, run_command
+from kms.commands.common import (
+    LocalError,
+    add_key_id,
+    connection_parent,
+    emit,
+    make_client,
+    read_input,
+    run_command,
+)
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.validator.canonical import STEP_NAMES
 from kms.validator.config import ValidatorConfigError
@@ -27,17 +35,17 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
                          description="Reads a TOML file: [kms] (server, credentials and the attestation policy, "
                                      "named like this CLI's flags), [signer] and one [[validator]] per chain "
                                      "(chain_id, key_id, addr). Stops on SIGTERM. See docs/validators.md.")
-    run.add_argument("--config", type=Path, required=True, metavar="FILE")
+    run.add_argument("--config", type=Path, required=True, metavar="FILE", help="the signer's TOML configuration")
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", parents=[parent], help="the guard's last signed height/round/step of a key")
-    status.add_argument("--key-id", required=True)
+    add_key_id(status, "the validator key")
     status.set_defaults(func=run_command(_status))
 
     create = sub.add_parser("create", parents=[parent], help="a new validator key, generated in the enclave (admins)")
-    create.add_argument("--chain-id", required=True)
-    create.add_argument("--spec", choices=sorted(SPECS), default="ed25519")
-    create.add_argument("--description", default="")
+    create.add_argument("--chain-id", required=True, help="the chain the key signs for (e.g. cosmoshub-4)")
+    create.add_argument("--spec", choices=sorted(SPECS), default="ed25519", help="key type (default ed25519)")
+    create.add_argument("--description", default="", help="free text shown by describe and list")
     create.set_defaults(func=run_command(_create))
 
     imp = sub.add_parser("import", parents=[parent], help="import priv_validator_key.json and its state (admins)",
@@ -45,8 +53,8 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
                                      "verified against the policy, inside the attested session.")
     imp.add_argument("--key", required=True, metavar="FILE", help="priv_validator_key.json (or a tmkms seed file)")
     imp.add_argument("--state", required=True, metavar="FILE", help="priv_validator_state.json of the old signer")
-    imp.add_argument("--chain-id", required=True)
-    imp.add_argument("--description", default="")
+    imp.add_argument("--chain-id", required=True, help="the chain the key signs for (e.g. cosmoshub-4)")
+    imp.add_argument("--description", default="", help="free text shown by describe and list")
     imp.set_defaults(func=run_command(_import))
 
     restore = sub.add_parser("import-state", parents=[parent],
