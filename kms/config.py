@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kms import paths
+
 # Enclave limits the front end must stay within (enclave/include/kms/limits.h, enclave/src/session.h;
 # tests/service/test_config.py checks them against the built bridge).
 SESSION_FRAME_MAX = 128 * 1024      # KMS_SESSION_IN_MAX: client TLS bytes per SessionFrame
@@ -38,8 +40,8 @@ def _meta(help_text: str, *, lo: float | None = None, hi: float | None = None) -
 class Settings:
     """Every setting of `kms serve`; names are the TOML keys, KMS_<NAME> the environment, --name the flags."""
 
-    data_dir: Path = field(default=Path("data"), metadata=_meta("data directory: store, sealed domain key, "
-                                                                  "simulated platform"))
+    data_dir: Path = field(default_factory=paths.server_data_dir, metadata=_meta(
+        "data directory: store, sealed domain key, simulated platform (default: <KMS home>/server)"))
     listen: str = field(default="127.0.0.1:7443", metadata=_meta("gRPC API address host:port (0: any free port)"))
     health_listen: str = field(default="127.0.0.1:7444", metadata=_meta("plaintext gRPC health address"))
     metrics_listen: str = field(default="127.0.0.1:9464", metadata=_meta("Prometheus HTTP address ('' disables)"))

@@ -9,6 +9,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
+from kms import paths
 from kms.config import Settings
 
 if TYPE_CHECKING:
@@ -40,13 +41,13 @@ def describe(server: KmsServer) -> list[str]:
         verify += f" --simulated-root {sim_dir(server.settings.data_dir) / 'root-ca.pem'} --allow-simulation-insecure"
     if ident.domain_loaded:
         lines += [f"Domain {ident.domain_id.hex()} is initialized and unsealed. For example:",
-                  f"  kms key list {verify} --credentials DIR"]
+                  f"  kms key list {verify} [--credentials NAME|DIR]"]
     else:
-        lines += ["The domain is NOT initialized. Next, as the first admin (verifies this enclave first):",
-                  "  kms credentials new --out admin",
-                  "  kms audit keygen --out auditor   (the auditor's key pair: auditor.key stays with the auditor)",
-                  f"  kms admin init {verify} --credentials admin --recovery-keys 3 --recovery-dir recovery"
-                  " --auditor-key auditor/auditor.pub"]
+        lines += ["The domain is NOT initialized. Next, as the first admin (verifies this enclave first; files go to",
+                  f"the KMS home {paths.home()}):",
+                  "  kms credentials new",
+                  "  kms audit keygen   (the auditor's key pair: auditor.key stays with the auditor)",
+                  f"  kms admin init {verify} --recovery-keys 3 --auditor-key {paths.auditor_dir() / 'auditor.pub'}"]
     return lines
 
 

@@ -27,6 +27,24 @@ def vectors_dir(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kms_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A KMS home of the test run's own (KMS_HOME, and XDG_CONFIG_HOME for subprocesses started with the
+    KMS_ variables stripped), so that nothing a test runs writes to the user's ~/.config/kms; subprocesses
+    inherit both. Tests that care make their own."""
+    home = tmp_path_factory.mktemp("kms-home")
+    names = ("KMS_HOME", "XDG_CONFIG_HOME")
+    old = {name: os.environ.get(name) for name in names}
+    os.environ["KMS_HOME"] = str(home)
+    os.environ["XDG_CONFIG_HOME"] = str(home / "xdg")
+    yield home
+    for name, value in old.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def build() -> Path:
     """Build the enclave, its SIGSTRUCT, the simulated CPU and the bridge (no-op when fresh)."""

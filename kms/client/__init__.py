@@ -9,6 +9,7 @@ from kms.client.errors import (
     ClientError,
     ClientStateError,
     DomainMismatch,
+    InvalidMessage,
     OutcomeUnknown,
     RollbackDetected,
     ServerError,
@@ -23,6 +24,7 @@ from kms.client.types import (
     DataKeyPair,
     DecryptResult,
     EncryptResult,
+    EnvelopeResult,
     Identity,
     InitResult,
     KeyInfo,
@@ -35,8 +37,9 @@ from kms.client.types import (
 
 __all__ = [
     "BatchItem", "ClientClosed", "ClientError", "ClientState", "ClientStateError", "Credentials", "DataKey",
-    "DataKeyPair", "DecryptResult", "DomainMismatch", "EncryptResult", "Grant", "Identity", "ImportParameters",
-    "InitResult", "KeyInfo", "KeyPolicy", "KmsClient", "MacResult", "OutcomeUnknown", "PolicyError", "Principal",
-    "PublicKey", "RecoveryShare", "RollbackDetected", "ServerError", "SignResult", "StateHead", "Statement",
-    "TransportError", "VerificationFailed", "VerifiedEvidence", "principal_id_of",
+    "DataKeyPair", "DecryptResult", "DomainMismatch", "EncryptResult", "EnvelopeResult", "Grant", "Identity",
+    "ImportParameters", "InitResult", "InvalidMessage", "KeyInfo", "KeyPolicy", "KmsClient", "MacResult",
+    "OutcomeUnknown", "PolicyError", "Principal", "PublicKey", "RecoveryShare", "RollbackDetected", "ServerError",
+    "SignResult", "StateHead", "Statement", "TransportError", "VerificationFailed", "VerifiedEvidence",
+    "principal_id_of",
 ]

@@ -1,19 +1,30 @@
-"""Envelope and batch operations of KmsClient: data key pairs, and batch Encrypt/Decrypt/Sign with per-item status."""
+"""Envelope and batch operations of KmsClient: streams of any size (kms.client.stream), data key pairs, and batch
+Encrypt/Decrypt/Sign with per-item status."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from kms.client.errors import ServerError
 from kms.client.operations import Operations, _context
-from kms.client.types import DataKeyPair, enum_value
+from kms.client.types import DataKeyPair, EnvelopeResult, enum_value
 from kms.errors import EnclaveFailure, error_for_code
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 BATCH_MAX_ITEMS = 256
 BATCH_MAX_PLAINTEXT = 64      # plaintexts and messages
 BATCH_MAX_CIPHERTEXT = 134    # a 64-byte plaintext's ciphertext
+ENVELOPE_PREFIX = 2  # bytes is_envelope needs
+
+
+def is_envelope(prefix: bytes) -> bool:
+    """Whether a ciphertext's first bytes are an AWS Encryption SDK message (v2: 0x02; v1: 0x01 0x80) rather than
+    the direct Encrypt format (0x01, then the key id length 36): what `decrypt_stream` rather than `decrypt` reads."""
+    return prefix[:1] == b"\x02" or prefix[:2] == b"\x01\x80"
+
+
 PAIR_SPECS = ("ECC_NIST_P256", "ECC_NIST_P384", "ECC_SECG_P256K1", "ED25519", "X25519", "RSA_2048")
 
 
@@ -45,7 +56,25 @@ def _items(items: Sequence[bytes], limit: int, what: str) -> list[bytes]:
 
 
 class EnvelopeOperations(Operations):
-    """Mixin: generate_data_key_pair and the batch operations."""
+    """Mixin: encrypt_stream/decrypt_stream, generate_data_key_pair and the batch operations."""
+
+    def encrypt_stream(self, key_id: str, source: BinaryIO, destination: BinaryIO,
+                       context: Mapping[str, str] | None = None, *, frame_length: int | None = None) -> EnvelopeResult:
+        """Envelope-encrypt `source` (read to its end, a frame at a time) into `destination`: an AWS Encryption
+        SDK message with a data key from GenerateDataKey under key_id and `context` (docs/formats.md)."""
+        from kms.client import stream
+
+        return stream.encrypt_stream(self, key_id, source, destination, context,
+                                     frame_length=frame_length or stream.FRAME_LENGTH)
+
+    def decrypt_stream(self, source: BinaryIO, destination: BinaryIO, context: Mapping[str, str] | None = None, *,
+                       key_ids: Sequence[str] = ()) -> EnvelopeResult:
+        """Decrypt an envelope message from `source` into `destination`. `context` must equal the one it was
+        encrypted with; `key_ids` (optional) are the only keys accepted. Plaintext is written a verified frame at
+        a time: it is whole and authentic only when this returns (on InvalidMessage or any error, discard it)."""
+        from kms.client import stream
+
+        return stream.decrypt_stream(self, source, destination, context, key_ids=tuple(key_ids))
 
     def generate_data_key_pair(self, key_id: str, pair_spec: str | int = "ECC_NIST_P256",
                                context: Mapping[str, str] | None = None, *,

@@ -89,3 +89,9 @@ class OutcomeUnknown(TransportError):
 
 class ClientClosed(ClientError):
     """The client was closed."""
+
+
+class InvalidMessage(ClientError):
+    """An envelope message (kms.client.stream) was refused: malformed, truncated, tampered with, an algorithm
+    suite or key not accepted, or another encryption context than the caller's. What was written of its
+    plaintext must be discarded."""

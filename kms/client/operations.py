@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from kms.client.types import (
     DEFAULT_SIGNING,
     DEFAULT_USAGE,
+    MAX_PLAINTEXT,
     SPEC_ALIASES,
     DataKey,
     DecryptResult,
@@ -121,7 +122,11 @@ class Operations:
     # --- data -----------------------------------------------------------------------------------
 
     def encrypt(self, key_id: str, plaintext: bytes, context: Mapping[str, str] | None = None) -> EncryptResult:
-        """AES-256-GCM under the key's current version; the context is bound as AAD."""
+        """AES-256-GCM under the key's current version; the context is bound as AAD. At most MAX_PLAINTEXT bytes:
+        larger data goes through `encrypt_stream` (envelope encryption)."""
+        if len(plaintext) > MAX_PLAINTEXT:
+            raise ValueError(f"plaintext is {len(plaintext)} bytes, above the enclave's limit of {MAX_PLAINTEXT} "
+                             "for Encrypt: encrypt larger data with encrypt_stream (envelope encryption)")
         r = self._call(pb.Request(encrypt=pb.EncryptRequest(key_id=key_id, plaintext=plaintext,
                                                             context=_context(context)))).encrypt
         return EncryptResult(r.key_id, r.key_version, bytes(r.ciphertext))

@@ -22,6 +22,8 @@ DEFAULT_SIGNING = {
     pb.ED25519: pb.ED25519_PURE, pb.RSA_2048: pb.RSASSA_PSS_SHA_256, pb.RSA_3072: pb.RSASSA_PSS_SHA_256,
     pb.RSA_4096: pb.RSASSA_PSS_SHA_256,
 }
+# Largest plaintext or message Encrypt, Sign and GenerateMac take: KMS_MAX_DATA_SIZE (enclave/include/kms/limits.h).
+MAX_PLAINTEXT = 32 * 1024
 SPEC_ALIASES = {"AES_256_GCM": "SYMMETRIC_DEFAULT", "AES": "SYMMETRIC_DEFAULT", "P256": "ECC_NIST_P256",
                 "P384": "ECC_NIST_P384", "SECP256K1": "ECC_SECG_P256K1", "ECDSA_P256": "ECC_NIST_P256"}
 
@@ -119,6 +121,17 @@ class DataKey:
     key_version: int
     plaintext: bytes
     ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class EnvelopeResult:
+    """An envelope message encrypted or decrypted: the key and version of its data key, plaintext and message
+    sizes in bytes."""
+
+    key_id: str
+    key_version: int
+    plaintext_length: int
+    message_length: int
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kms import paths
 from kms.client.recovery import generate_recovery_keys, load_public_key, write_shares
 from kms.commands import auditors
 from kms.commands.common import (
@@ -35,14 +36,15 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
                                       "auditors.")
     keys = init.add_mutually_exclusive_group(required=True)
     keys.add_argument("--recovery-keys", type=int, metavar="N",
-                      help=f"generate N (1..{MAX_RECOVERY_KEYS}) X25519 recovery key pairs in --recovery-dir")
+                      help=f"generate N (1..{MAX_RECOVERY_KEYS}) X25519 recovery key pairs in --recovery-dir/keys")
     keys.add_argument("--recovery-public-key", action="append", metavar="FILE",
                       help="an existing recovery public key (PEM/DER SubjectPublicKeyInfo, raw or hex; repeatable)")
-    init.add_argument("--recovery-dir", type=Path, metavar="DIR",
-                      help="where generated recovery keys (private: 0600) are written")
+    init.add_argument("--recovery-dir", type=Path, default=paths.recovery_dir(), metavar="DIR",
+                      help="generated recovery private keys (0600) go to DIR/keys, the encrypted shares to DIR/shares: "
+                           "separate folders, for separate people (default: %(default)s)")
     init.add_argument("--threshold", type=int, help="shares needed to recover (default: a majority)")
     init.add_argument("--shares-dir", type=Path, metavar="DIR",
-                      help="where the encrypted shares are written (default: --recovery-dir)")
+                      help="where the encrypted shares are written instead (default: --recovery-dir/shares)")
     init.add_argument("--admin-name", default="admin", help="the first admin's name (default admin)")
     init.add_argument("--new-domain", action="store_true",
                       help="the credentials are pinned to a domain already: initialize another one and pin it instead")
@@ -76,14 +78,10 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
 def _recovery_plan(args: argparse.Namespace) -> tuple[list[bytes], Path]:
     """Checks before anything is generated or sent: the given recovery public keys (none yet when
     they are to be generated), the threshold (set on args) and where the shares go."""
-    shares_dir = args.shares_dir or args.recovery_dir
-    if shares_dir is None:
-        raise LocalError("say where the encrypted shares go: --shares-dir DIR (or --recovery-dir DIR)")
+    shares_dir = args.shares_dir or args.recovery_dir / "shares"
     if args.recovery_keys is not None:
         if not 1 <= args.recovery_keys <= MAX_RECOVERY_KEYS:
             raise LocalError(f"--recovery-keys is 1..{MAX_RECOVERY_KEYS}")
-        if args.recovery_dir is None:
-            raise LocalError("--recovery-keys needs --recovery-dir DIR for the private keys")
         count = args.recovery_keys
     else:
         count = len(args.recovery_public_key)
@@ -127,7 +125,7 @@ def _init(args: argparse.Namespace) -> None:
     with make_client(args, new_domain=True) as client:  # verified before any key is generated or sent
         if args.recovery_keys is not None:
             try:
-                made = generate_recovery_keys(args.recovery_dir, args.recovery_keys)
+                made = generate_recovery_keys(args.recovery_dir / "keys", args.recovery_keys)
             except OSError as exc:
                 raise LocalError(f"cannot write recovery keys: {exc}") from exc
             public_keys, generated = [pub for _, pub in made], [str(path) for path, _ in made]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from kms import paths
 from kms.attestation.errors import AttestationError, Step
 from kms.attestation.policy import AttestationPolicy
 from kms.attestation.ratls import verify_ratls_certificate
@@ -59,7 +60,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     _common(cert, report_data=False)
     cert.set_defaults(func=run_verify_cert)
     show = subparsers.add_parser("show", help="quote and verify the built enclave on the simulated platform")
-    show.add_argument("--data-dir", default="data", type=Path, help="data directory of the simulated platform")
+    show.add_argument("--data-dir", default=paths.server_data_dir(), type=Path,
+                      help="data directory of the simulated platform (default: %(default)s)")
     show.add_argument("--out-dir", type=Path, help="write quote.bin, cert.der, collateral.json and root-ca.pem here")
     add_output(show)
     show.set_defaults(func=run_show)

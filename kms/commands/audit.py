@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from kms import paths
 from kms.audit import AuditorKey, AuditReport, audit_key_from_certificate, generate_auditor_key, verify_chain
 from kms.commands.flags import add_output
 from kms.proto.enclave.v1 import boundary_pb2 as pb
@@ -41,14 +42,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     """`kms audit keygen|export|verify`."""
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     keygen = sub.add_parser("keygen", help="make an auditor's X25519 key pair (for `kms admin init --auditor-key`)")
-    keygen.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="writes DIR/auditor.key (private, 0600: keep it off the server) and DIR/auditor.pub")
+    keygen.add_argument("--out", type=Path, default=paths.auditor_dir(), metavar="DIR",
+                        help="writes DIR/auditor.key (private, 0600: keep it off the server) and DIR/auditor.pub "
+                             "(default: %(default)s)")
     add_output(keygen)
     keygen.set_defaults(func=_run_keygen)
     export = sub.add_parser("export", help="write the audit chain as JSON lines (with --auditor-key: verified and "
                                            "decrypted, one readable record per line)")
     source = export.add_mutually_exclusive_group()
-    source.add_argument("--data-dir", type=Path, help="read the server's store (default: data)")
+    source.add_argument("--data-dir", type=Path, help="read the server's store (default: <KMS home>/server)")
     source.add_argument("--file", type=Path, help="read an earlier export instead of a store")
     export.add_argument("--out", type=Path, required=True, metavar="FILE", help="the JSON lines file to write")
     export.add_argument("--auditor-key", type=Path, metavar="FILE",
@@ -106,7 +108,8 @@ def _run_export(args: argparse.Namespace) -> int:
     try:
         if args.auditor_key and not (args.audit_key or args.cert):
             raise ValueError("--auditor-key verifies before it decrypts: give --cert or --audit-key")
-        entries = _file_entries(args.file) if args.file else list(_store_entries(args.data_dir or Path("data")))
+        store = args.data_dir or paths.server_data_dir()
+        entries = _file_entries(args.file) if args.file else list(_store_entries(store))
         report = _verify_inputs(args, entries) if args.auditor_key else None
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kms import paths
 from kms.attestation.errors import AttestationError
 from kms.client.client import KmsClient
 from kms.client.credentials import Credentials, principal_id_of
@@ -53,8 +54,7 @@ def connection_parent() -> argparse.ArgumentParser:
                       metavar="HOST:PORT",
                       help="the KMS's gRPC API address, as `kms serve` prints it first (env KMS_SERVER; default "
                            f"{DEFAULT_SERVER})")
-    conn.add_argument("--credentials", type=Path, default=env_default("KMS_CREDENTIALS"), metavar="DIR",
-                      help="client key and certificate from `kms credentials new` (env KMS_CREDENTIALS)")
+    add_credentials_arg(conn, "client key and certificate from `kms credentials new`")
     conn.add_argument("--timeout", type=checked(positive_number), default=30.0, metavar="SECONDS",
                       help="seconds per call (default 30)")
     add_output(conn)
@@ -69,10 +69,27 @@ def connection_parent() -> argparse.ArgumentParser:
     return p
 
 
+def _credentials_path(text: str) -> Path:
+    return paths.credentials_dir(text)
+
+
+# `--credentials NAME|DIR` (and the like): a bare name is <KMS home>/credentials/NAME, anything with a '/' a
+# directory (kms.paths.credentials_dir); a bad KMS_CREDENTIALS is refused naming the variable.
+credentials_arg = checked(_credentials_path)
+credentials_arg.__name__ = "credentials"
+
+
+def add_credentials_arg(p: argparse.ArgumentParser | Any, what: str, flag: str = "--credentials") -> None:
+    """The credentials flag: NAME or DIR, default env KMS_CREDENTIALS, else the name "default"."""
+    p.add_argument(flag, type=credentials_arg, default=env_default("KMS_CREDENTIALS", paths.DEFAULT_CREDENTIALS),
+                   metavar="NAME|DIR", help=f"{what}: a name in <KMS home>/credentials/ or a directory path with a "
+                                            "'/' (env KMS_CREDENTIALS; default: the name \"default\")")
+
+
 def load_credentials(args: argparse.Namespace) -> Credentials:
-    if args.credentials is None:
-        raise LocalError("no client credentials: pass --credentials DIR or set KMS_CREDENTIALS "
-                         "(create them with `kms credentials new --out DIR`)")
+    if not (args.credentials / "cert.pem").exists():
+        raise LocalError(f"--credentials {args.credentials}: no client credentials there: create them with "
+                         "`kms credentials new` (or pass --credentials NAME|DIR, or set KMS_CREDENTIALS)")
     try:
         creds = Credentials.load(args.credentials)
         creds.principal_id  # noqa: B018 - a certificate that does not parse is refused here, not mid-handshake

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from kms.client.credentials import Credentials
 from kms.client.errors import ClientStateError
 from kms.client.state import STATE_FILE, ClientState
-from kms.commands.common import LocalError, domain_arg, emit, load_credentials, run_command
+from kms.commands.common import (
+    LocalError,
+    add_credentials_arg,
+    credentials_arg,
+    domain_arg,
+    emit,
+    load_credentials,
+    run_command,
+)
 from kms.commands.flags import add_output
 
 
@@ -17,7 +24,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Add `kms credentials new|show|pin|forget-head`."""
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     new = sub.add_parser("new", help="create a client key pair and certificate; prints the principal id")
-    new.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for key.pem (0600), cert.pem")
+    add_credentials_arg(new, "where to write key.pem (0600) and cert.pem", flag="--out")
     new.add_argument("--name", default="kms-client", help="the certificate's common name")
     _pin_source(new, required=False)
     _output(new)
@@ -52,8 +59,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _credentials(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--credentials", type=Path, default=os.environ.get("KMS_CREDENTIALS"), metavar="DIR",
-                   help="the credentials directory (env KMS_CREDENTIALS)")
+    add_credentials_arg(p, "the credentials")
 
 
 def _output(p: argparse.ArgumentParser) -> None:
@@ -63,13 +69,11 @@ def _output(p: argparse.ArgumentParser) -> None:
 def _pin_source(p: argparse.ArgumentParser, *, required: bool) -> None:
     src = p.add_mutually_exclusive_group(required=required)
     src.add_argument("--domain", metavar="HEX", help="the domain id (32 hex digits, as `kms admin init` printed)")
-    src.add_argument("--from", dest="pin_from", type=Path, metavar="DIR",
-                     help="another credentials directory: its pinned domain and highest state head")
+    src.add_argument("--from", dest="pin_from", type=credentials_arg, metavar="NAME|DIR",
+                     help="other credentials (a name or a directory): their pinned domain and highest state head")
 
 
 def _state(directory: Path | None) -> ClientState:
-    if directory is None:
-        raise LocalError("no client credentials: pass --credentials DIR or set KMS_CREDENTIALS")
     if not (directory / "cert.pem").exists():
         raise LocalError(f"{directory} holds no credentials (cert.pem)")
     try:

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, BinaryIO
 
+from kms.client.envelope import ENVELOPE_PREFIX, is_envelope
+from kms.client.errors import InvalidMessage
+from kms.client.types import MAX_PLAINTEXT
 from kms.commands.common import (
+    SECRET_MAX,
+    LocalError,
     add_key_id,
     b64,
     emit,
@@ -23,14 +35,24 @@ _OUT_HELP = "write the raw result to FILE (or - for raw bytes on stdout) instead
 
 def register(groups: Any, parent: argparse.ArgumentParser) -> None:
     """Add the data commands as top-level `kms` commands."""
-    enc = groups.add_parser("encrypt", parents=[parent], help="encrypt a plaintext (file or stdin)")
+    enc = groups.add_parser("encrypt", parents=[parent], help="encrypt a plaintext of any size (file or stdin)",
+                            description=f"Up to {MAX_PLAINTEXT} bytes (the enclave's limit) are encrypted by the "
+                                        "enclave itself; larger input is envelope-encrypted (an AWS Encryption SDK "
+                                        "message: a data key from the KMS, the data encrypted locally in frames) "
+                                        "and needs --out. `kms decrypt` tells the two apart.")
     add_key_id(enc, "the SYMMETRIC_DEFAULT key")
     enc.add_argument("--in", dest="input", default="-", metavar="FILE", help=_IN_HELP)
     enc.add_argument("--context", action="append", metavar="KEY=VALUE", help="encryption context (repeatable)")
     enc.add_argument("--out", metavar="FILE", help=_OUT_HELP)
+    enc.add_argument("--envelope", choices=("auto", "always", "never"), default="auto",
+                     help=f"envelope encryption: auto (above {MAX_PLAINTEXT} bytes; default), always, or never "
+                          "(refuse larger input)")
     enc.set_defaults(func=run_command(_encrypt))
 
-    dec = groups.add_parser("decrypt", parents=[parent], help="decrypt a ciphertext (file or stdin)")
+    dec = groups.add_parser("decrypt", parents=[parent], help="decrypt a ciphertext or an envelope message",
+                            description="An envelope message's plaintext goes to --out: a file appears only once "
+                                        "the whole message verified; with --out - each frame is written once its "
+                                        "tag verified, and a non-zero exit means: discard what was written.")
     dec.add_argument("--in", dest="input", default="-", metavar="FILE", help=_IN_HELP)
     dec.add_argument("--in-base64", action="store_true", help="the input is base64 text (as --output json prints)")
     dec.add_argument("--context", action="append", metavar="KEY=VALUE", help="encryption context (repeatable)")
@@ -72,20 +94,135 @@ def _result(args: argparse.Namespace, info: dict[str, Any], field: str, data: by
     emit(args, info)
 
 
+class _Prefixed:
+    """A source whose first bytes were read already."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head, self.rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(n)
+        if n < 0:
+            out, self.head = self.head, b""
+            return out + self.rest.read()
+        out, self.head = self.head[:n], self.head[n:]
+        return out  # a short read, as a pipe may give
+
+
+@contextmanager
+def _source(path: str, what: str) -> Iterator[BinaryIO]:
+    """A file or stdin ('-'), opened for streaming."""
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise LocalError(f"cannot read {what} from {path}: {exc.strerror or exc}") from exc
+    with f:
+        yield f
+
+
+def _read_up_to(src: BinaryIO, n: int, path: str, what: str) -> bytes:
+    parts, left = [], n
+    try:
+        while left and (part := src.read(left)):
+            parts.append(part)
+            left -= len(part)
+    except OSError as exc:
+        raise LocalError(f"cannot read {what} from {path}: {exc.strerror or exc}") from exc
+    return b"".join(parts)
+
+
+@contextmanager
+def _output(path: str, *, private: bool) -> Iterator[BinaryIO]:
+    """Stdout ('-'), or a new file next to `path` that replaces it only when the block succeeds (on any error it
+    is removed: no partial output is left behind)."""
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")  # 0600
+    except OSError as exc:
+        raise LocalError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        if not private:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o644 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _encrypt(args: argparse.Namespace) -> None:
     context = parse_context(args.context)
-    plaintext = read_input(args.input, what="plaintext")
+    with _source(args.input, "plaintext") as src:
+        head = _read_up_to(src, MAX_PLAINTEXT + 1, args.input, "plaintext")
+        if len(head) > MAX_PLAINTEXT and args.envelope == "never":
+            raise LocalError(f"the plaintext is larger than {MAX_PLAINTEXT} bytes, the enclave's limit for a direct "
+                             "Encrypt: drop --envelope never (larger input is envelope-encrypted: a data key from "
+                             "the KMS, the data encrypted locally)")
+        if len(head) > MAX_PLAINTEXT or args.envelope == "always":
+            _encrypt_envelope(args, context, _Prefixed(head, src))
+            return
     with make_client(args) as client:
-        r = client.encrypt(args.key_id, plaintext, context)
+        r = client.encrypt(args.key_id, head, context)
     _result(args, {"key_id": r.key_id, "key_version": r.key_version}, "ciphertext", r.ciphertext, private=False)
+
+
+def _encrypt_envelope(args: argparse.Namespace, context: dict[str, str], src: _Prefixed) -> None:
+    if not args.out:
+        raise LocalError(f"input above {MAX_PLAINTEXT} bytes (the enclave's limit for a direct Encrypt) is "
+                         "envelope-encrypted and written raw: give --out FILE (or --out - for stdout)")
+    with make_client(args) as client, _output(args.out, private=False) as dst:
+        r = client.encrypt_stream(args.key_id, src, dst, context)
+    if args.out != "-":
+        emit(args, {"key_id": r.key_id, "key_version": r.key_version, "format": "envelope",
+                    "plaintext_bytes": r.plaintext_length, "ciphertext_file": args.out})
 
 
 def _decrypt(args: argparse.Namespace) -> None:
     context = parse_context(args.context)
-    ciphertext = read_input(args.input, base64_text=args.in_base64, what="ciphertext")
+    if args.in_base64:
+        ciphertext = read_input(args.input, base64_text=True, what="ciphertext")
+        if is_envelope(ciphertext):
+            _decrypt_envelope(args, context, io.BytesIO(ciphertext))
+            return
+    else:
+        with _source(args.input, "ciphertext") as src:
+            head = _read_up_to(src, ENVELOPE_PREFIX, args.input, "ciphertext")
+            if is_envelope(head):
+                _decrypt_envelope(args, context, _Prefixed(head, src))
+                return
+            ciphertext = head + _read_up_to(src, SECRET_MAX + 1 - len(head), args.input, "ciphertext")
+        if len(ciphertext) > SECRET_MAX:
+            raise LocalError(f"ciphertext larger than {SECRET_MAX} bytes and not an envelope message")
     with make_client(args) as client:
         r = client.decrypt(ciphertext, context)
     _result(args, {"key_id": r.key_id, "key_version": r.key_version}, "plaintext", r.plaintext, private=True)
+
+
+def _decrypt_envelope(args: argparse.Namespace, context: dict[str, str], src: BinaryIO | _Prefixed) -> None:
+    if not args.out:
+        raise LocalError("an envelope message's plaintext is written raw: give --out FILE (or --out - for stdout)")
+    with make_client(args) as client, _output(args.out, private=True) as dst:
+        try:
+            r = client.decrypt_stream(src, dst, context)
+        except InvalidMessage as exc:
+            if args.out != "-":
+                raise
+            raise InvalidMessage(f"{exc} (what was written to stdout is not authentic: discard it)") from exc
+    if args.out != "-":
+        emit(args, {"key_id": r.key_id, "key_version": r.key_version, "format": "envelope",
+                    "plaintext_bytes": r.plaintext_length, "plaintext_file": args.out})
 
 
 def _message(args: argparse.Namespace) -> dict[str, bytes]:

@@ -10,15 +10,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from kms import paths
 from kms.commands.flags import add_output
 from kms.enclave import sigstruct as ss
 
 EXIT_OK, EXIT_LOCAL, EXIT_VERIFY = 0, 1, 2
-# Where `make` puts the build; KMS_BUILD_DIR overrides it (as kms.enclave.bridge does; the
-# container image sets it), without importing the native bridge here.
-_BUILD_DIR = os.environ.get("KMS_BUILD_DIR", "build")
-DEFAULT_IMAGE = os.path.join(_BUILD_DIR, "kms_enclave.so")
-DEFAULT_SIGSTRUCT = os.path.join(_BUILD_DIR, "kms_enclave.sigstruct")
+# Where `make` puts the build, whatever the working directory; KMS_BUILD_DIR overrides it (the
+# container image sets it). Resolved without importing the native bridge.
+DEFAULT_IMAGE = str(paths.build_dir() / "kms_enclave.so")
+DEFAULT_SIGSTRUCT = str(paths.build_dir() / "kms_enclave.sigstruct")
 
 
 _LABELS = {"sigstruct": "SIGSTRUCT", "image": "IMAGE", "mrenclave": "MRENCLAVE", "mrsigner": "MRSIGNER",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Mapping
 
@@ -15,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help=f"TOML settings file (env {CONFIG_ENV})")
     for name, f in FIELDS.items():
         flag = "--" + name.replace("_", "-")
-        text = f"{f.metadata['help']} (env {ENV_PREFIX}{name.upper()}; default {f.default!s})"
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        text = f"{f.metadata['help']} (env {ENV_PREFIX}{name.upper()}; default {default!s})"
         if setting_type(name) is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:

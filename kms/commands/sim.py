@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from kms import paths
 from kms.commands.flags import add_output
 from kms.sim.collateral import build_collateral
 from kms.sim.errors import SimError
@@ -27,8 +28,8 @@ def register(group: argparse.ArgumentParser) -> None:
 
     def command(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(name, help=help_text, description=help_text)
-        parser.add_argument("--data-dir", type=Path, default=Path("data"),
-                            help="data directory; the platform lives in DIR/sgx-sim (default: data)")
+        parser.add_argument("--data-dir", type=Path, default=paths.server_data_dir(),
+                            help="data directory; the platform lives in DIR/sgx-sim (default: %(default)s)")
         parser.set_defaults(func=func)
         return parser
 

@@ -8,12 +8,12 @@ itself failed, an EnclaveFailure subclass when the enclave refused.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
 
+from kms import paths
 from kms.enclave.records import RESERVED_RECORDS, MemoryStore, RecordStore, StoreConflict
 from kms.errors import EnclaveBoundaryViolation, EnclaveLoadError, EnclaveUnavailable, InvalidRequest, error_for_code
 from kms.proto.enclave.v1 import boundary_pb2 as pb
@@ -32,7 +32,7 @@ if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != 
 
 from kms.enclave import ocalls  # noqa: E402,F401 - registers the OCALL callbacks on the bridge
 
-__all__ = ["RESERVED_RECORDS", "Enclave", "MemoryStore", "RecordStore", "StoreConflict", "default_build_dir"]
+__all__ = ["RESERVED_RECORDS", "Enclave", "MemoryStore", "RecordStore", "StoreConflict"]
 
 SGX_SUCCESS = 0
 SGX_ERROR_INVALID_PARAMETER = 0x0002
@@ -53,12 +53,6 @@ def _ecall_error(what: str, status: int) -> EnclaveUnavailable:
     return EnclaveUnavailable(f"{what} ECALL failed", status)
 
 
-def default_build_dir() -> Path:
-    """Where `make` puts the enclave image, its SIGSTRUCT and the simulated CPU (KMS_BUILD_DIR overrides)."""
-    env = os.environ.get("KMS_BUILD_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "build"
-
-
 class Enclave:
     """A loaded, initialized enclave on the simulated SGX platform."""
 
@@ -76,7 +70,7 @@ class Enclave:
     ) -> None:
         """Load and initialize. heap_size / stack_size (bytes, 0: the simulated CPU's defaults)
         are the enclave's heap (its EPC budget) and each thread slot's stack."""
-        build = default_build_dir()
+        build = paths.build_dir()
         self.image = Path(image) if image else build / "kms_enclave.so"
         self.sigstruct = Path(sigstruct) if sigstruct else self.image.with_suffix(".sigstruct")
         self.simcpu = Path(simcpu) if simcpu else build / "libkms_simcpu.so"

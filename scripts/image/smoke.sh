@@ -113,10 +113,10 @@ say "client round trip: credentials, admin init, key create, encrypt, decrypt"
 export KMS_SERVER="$API" KMS_MRSIGNER="$MRSIGNER" KMS_SIMULATED_ROOT="$DATA/sgx-sim/root-ca.pem"
 export KMS_ALLOW_SIMULATION_INSECURE=1 KMS_CREDENTIALS="$work/admin"
 cd "$work"
-kms credentials new --out admin --output json > creds.json
+kms credentials new --out "$work/admin" --output json > creds.json
 kms audit keygen --out auditor --output json > auditor.json
 kms admin init --recovery-keys 3 --recovery-dir recovery --auditor-key auditor/auditor.pub --output json > init.json
-[ -s recovery/share-0.json ] || fail "admin init wrote no recovery shares"
+[ -s recovery/shares/share-0.json ] || fail "admin init wrote no recovery shares"
 KEY=$(kms key create --description smoke --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
 printf 'the image smoke test plaintext\n' > plain.txt
 kms encrypt --key-id "$KEY" --in plain.txt --context stage=smoke --out cipher.bin
@@ -167,8 +167,9 @@ PY
 KMS_SERVER=$(field listen)
 export KMS_SERVER KMS_SIMULATED_ROOT="$NODE2/sgx-sim/root-ca.pem"
 DOMAIN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["domain_id"])' init.json)
-kms admin recover --domain-id "$DOMAIN" --share recovery/share-0.json --recovery-key recovery/recovery-0.key \
-    --share recovery/share-2.json --recovery-key recovery/recovery-2.key > /dev/null
+kms admin recover --domain-id "$DOMAIN" --share recovery/shares/share-0.json \
+    --recovery-key recovery/keys/recovery-0.key --share recovery/shares/share-2.json \
+    --recovery-key recovery/keys/recovery-2.key > /dev/null
 kms decrypt --in cipher.bin --context stage=smoke --out decrypted2.txt
 cmp plain.txt decrypted2.txt || fail "the recovered node did not decrypt the old ciphertext"
 kill -TERM "$server_pid"

@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kms.enclave.bridge import MemoryStore, default_build_dir
+from kms import paths
+from kms.enclave.bridge import MemoryStore
 from kms.enclave.node import open_node
 from kms.enclave.runtime import ensure_static_tls
 from kms.proto.enclave.v1 import boundary_pb2 as pb
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=1000, help="calls per round")
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds per variant")
     args = parser.parse_args(argv)
-    base = default_build_dir() / "baseline"
+    base = paths.build_dir() / "baseline"
     if not (base / "kms_enclave.sigstruct").exists():
         print(f"the baseline variant is missing: run `make baseline` (expected {base})")
         return 1

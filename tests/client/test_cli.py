@@ -76,9 +76,9 @@ def test_walkthrough(cli: Cli) -> None:
     assert init["admin_principal_id"] == admin_id and init["shares"] == 3 and init["threshold"] == 2
     assert init["auditors"] == 1
     for i in range(3):
-        assert stat.S_IMODE((rec / f"recovery-{i}.key").stat().st_mode) == 0o600
-        doc = json.loads((rec / f"share-{i}.json").read_text())
-        key = load_pem_private_key((rec / f"recovery-{i}.key").read_bytes(), None)
+        assert stat.S_IMODE((rec / "keys" / f"recovery-{i}.key").stat().st_mode) == 0o600
+        doc = json.loads((rec / "shares" / f"share-{i}.json").read_text())
+        key = load_pem_private_key((rec / "keys" / f"recovery-{i}.key").read_bytes(), None)
         assert isinstance(key, x25519.X25519PrivateKey)
         x, share = open_share(doc, key)
         assert x == i + 1 and len(share) == 32
@@ -176,8 +176,8 @@ def test_local_errors_exit_1(cli: Cli) -> None:
     code, _, err = cli.run("credentials", "new", "--out", str(creds))
     assert code == 1 and "refusing to overwrite" in err
     auditor, _ = new_auditor(cli)
-    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2", "--auditor-key", str(auditor / "auditor.pub"))
-    assert code == 1 and "--shares-dir" in err
+    code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "99", "--auditor-key", str(auditor / "auditor.pub"))
+    assert code == 1 and "--recovery-keys is 1.." in err
     code, _, err = cli.run("admin", "init", *f, "--recovery-keys", "2", "--recovery-dir", str(cli.tmp / "r"))
     assert code == 1 and "--auditor-key" in err  # no auditor: refused before anything is generated or sent
     assert not (cli.tmp / "r").exists()

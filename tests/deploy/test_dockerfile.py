@@ -143,7 +143,7 @@ def test_runtime_has_runtime_libraries_only(stages) -> None:
     assert copies == ["--from=build /opt/kms /opt/kms"]
 
 
-def test_runtime_environment(stages) -> None:
+def test_runtime_environment(stages, monkeypatch) -> None:
     env = " ".join(stage(stages, "runtime").all("ENV"))
     for item in ("KMS_BUILD_DIR=/opt/kms/build", "KMS_DATA_DIR=/var/lib/kms", f"KMS_LISTEN=0.0.0.0:{API_PORT}",
                  f"KMS_HEALTH_LISTEN=0.0.0.0:{HEALTH_PORT}", f"KMS_METRICS_LISTEN=0.0.0.0:{METRICS_PORT}",
@@ -155,9 +155,10 @@ def test_runtime_environment(stages) -> None:
     for name in ("kms_enclave.so", "kms_enclave.sigstruct", "libkms_simcpu.so"):
         assert f"build/{name}" in build_run
     assert "/opt/kms/build/" in build_run
-    from kms.enclave import bridge
+    from kms import paths
 
-    assert "KMS_BUILD_DIR" in Path(bridge.__file__).read_text()
+    monkeypatch.setenv("KMS_BUILD_DIR", "/opt/kms/build")
+    assert paths.build_dir() == Path("/opt/kms/build")
 
 
 def test_smoke_stage_runs_the_smoke_script(stages) -> None:

@@ -77,11 +77,11 @@ def test_domain_swap_is_refused_by_the_sdk_and_the_cli_before_anything_is_sent(b
     host = Host(tmp_path / "data")
     try:
         kms = cli(tmp_path, host)
-        kms("credentials", "new", "--out", "admin")
+        kms("credentials", "new", "--out", "./admin")
         kms.json("audit", "keygen", "--out", "auditor")
         domain = kms.json("admin", "init", "--recovery-keys", "1", "--recovery-dir", "recovery",
                           "--auditor-key", "auditor/auditor.pub")["domain_id"]
-        bob = kms.json("credentials", "new", "--out", "bob", "--domain", domain)  # the admin told bob the id
+        bob = kms.json("credentials", "new", "--out", "./bob", "--domain", domain)  # the admin told bob the id
         kms("admin", "principal", "add", "--principal-id", bob["principal_id"], "--name", "bob")
         key = kms.json("key", "create")["key_id"]
         kms("grant", "create", "--key-id", key, "--principal-id", bob["principal_id"], "--operations", "*")
@@ -122,7 +122,7 @@ def test_restart_on_an_older_consistent_prefix_is_refused_before_the_request(bui
     backup = tmp_path / "backup"
     try:
         kms = cli(tmp_path, host)
-        kms("credentials", "new", "--out", "admin")
+        kms("credentials", "new", "--out", "./admin")
         kms.json("audit", "keygen", "--out", "auditor")
         kms.json("admin", "init", "--recovery-keys", "1", "--recovery-dir", "recovery", "--auditor-key",
                  "auditor/auditor.pub")

@@ -53,7 +53,7 @@ def test_recovery_drill_backup_restore_and_audit(build: Path, tmp_path: Path) ->
     server = ServerProcess(old_data)
     try:
         kms.point_at(server)
-        kms("credentials", "new", "--out", "admin")
+        kms("credentials", "new", "--out", "./admin")
         kms.json("audit", "keygen", "--out", "auditor")
         init = kms.json("admin", "init", "--recovery-keys", "3", "--recovery-dir", "recovery", "--threshold", "2",
                         "--auditor-key", "auditor/auditor.pub")
@@ -74,7 +74,7 @@ def test_recovery_drill_backup_restore_and_audit(build: Path, tmp_path: Path) ->
         imported = kms.json("key", "import", "--spec", "SYMMETRIC_DEFAULT", "--material", "dk.bin")
         assert imported["origin"] == "IMPORTED"
         kms("encrypt", "--key-id", imported["key_id"], "--in", "secret.txt", "--out", "byok.enc")
-        user = kms.json("credentials", "new", "--out", "user", "--domain", domain)["principal_id"]
+        user = kms.json("credentials", "new", "--out", "./user", "--domain", domain)["principal_id"]
         kms("admin", "principal", "add", "--principal-id", user, "--name", "svc")
         (work / "policy.json").write_text(json.dumps({"statements": [
             {"principal": user, "operations": ["decrypt"], "conditions": {"app": "drill"}}]}))
@@ -114,18 +114,20 @@ def test_recovery_drill_backup_restore_and_audit(build: Path, tmp_path: Path) ->
         kms.point_at(server)
         refused = kms("decrypt", "--in", "secret.enc", "--context", "app=drill", check=2).stderr
         assert b"serves no domain" in refused and b"nothing was sent" in refused  # pinned: refused before sending
-        share = lambda i: ("--share", f"recovery/share-{i}.json", "--recovery-key", f"recovery/recovery-{i}.key")  # noqa: E731
+        share = lambda i: ("--share", f"recovery/shares/share-{i}.json",  # noqa: E731
+                           "--recovery-key", f"recovery/keys/recovery-{i}.key")
         few = kms("admin", "recover", "--domain-id", domain, *share(1), check=1)
         assert b"needs 2" in few.stderr
         with client_for(server, Credentials.load(work / "admin"), new_domain=True) as sdk:  # the enclave refuses too
             from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-            doc = json.loads((work / "recovery" / "share-1.json").read_text())
-            one = open_share(doc, load_pem_private_key((work / "recovery" / "recovery-1.key").read_bytes(), None))
+            doc = json.loads((work / "recovery" / "shares" / "share-1.json").read_text())
+            one = open_share(doc, load_pem_private_key((work / "recovery" / "keys" / "recovery-1.key").read_bytes(),
+                                                       None))
             with pytest.raises(errors.InvalidRequest):
                 sdk.recover(bytes.fromhex(domain), [one])
-        kms("admin", "recover", "--domain-id", domain, *share(2), "--share", "recovery/share-0.json",
-            "--recovery-key", "recovery/recovery-1.key", check=1)  # a share with another holder's key
+        kms("admin", "recover", "--domain-id", domain, *share(2), "--share", "recovery/shares/share-0.json",
+            "--recovery-key", "recovery/keys/recovery-1.key", check=1)  # a share with another holder's key
         done = kms.json("admin", "recover", "--domain-id", domain, *share(2), *share(0))
         assert done["recovered"] and done["domain_id"] == domain and done["audit_public_key"] == audit_key
         secret = b"the drill secret"

@@ -45,7 +45,7 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
         env.update(WORK=str(work), PYTHONPATH=str(REPO), KMS_SERVER=server.api, KMS_MRSIGNER=server.mrsigner.hex(),
                    KMS_SIMULATED_ROOT=str(server.root_pem), KMS_ALLOW_SIMULATION_INSECURE="1",
                    KMS_CREDENTIALS=str(work / "admin"))
-        principal = kms_json(env, "credentials", "new", "--out", "admin")["principal_id"]
+        principal = kms_json(env, "credentials", "new", "--out", "./admin")["principal_id"]
         auditor = kms_json(env, "audit", "keygen", "--out", "auditor")["auditor_public_key"]
         assert stat.S_IMODE((work / "auditor" / "auditor.key").stat().st_mode) == 0o600
         init = kms_json(env, "admin", "init", "--recovery-keys", "3", "--recovery-dir", "recovery",
@@ -53,8 +53,8 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
         assert init["admin_principal_id"] == principal and init["threshold"] == 2 and init["auditors"] == 1
         shown = kms_json(env, "credentials", "show")  # init pinned the domain with the admin's credentials
         assert shown["domain_id"] == init["domain_id"] and shown["state_head"] == init["state_head"]
-        assert stat.S_IMODE((work / "recovery" / "recovery-0.key").stat().st_mode) == 0o600
-        assert sorted(p.name for p in (work / "recovery").glob("share-*.json")) == [
+        assert stat.S_IMODE((work / "recovery" / "keys" / "recovery-0.key").stat().st_mode) == 0o600
+        assert sorted(p.name for p in (work / "recovery" / "shares").glob("share-*.json")) == [
             "share-0.json", "share-1.json", "share-2.json"]
 
         aes = kms_json(env, "key", "create", "--description", "walk-through")["key_id"]
@@ -86,7 +86,7 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
         assert aes in listed and ed in listed and p256 in listed
 
         # a user principal, granted one key
-        user = kms_json(env, "credentials", "new", "--out", "user", "--domain", shown["domain_id"])["principal_id"]
+        user = kms_json(env, "credentials", "new", "--out", "./user", "--domain", shown["domain_id"])["principal_id"]
         kms(env, "admin", "principal", "add", "--principal-id", user, "--name", "svc")
         uenv = {**env, "KMS_CREDENTIALS": str(work / "user")}
         assert b"PERMISSION_DENIED" in kms(uenv, "decrypt", "--in", "secret.enc", "--context", "app=demo",

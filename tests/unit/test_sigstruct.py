@@ -211,8 +211,8 @@ def test_date_from_source_date_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- the CLI, end to end through `python -m kms enclave ...` -------------------------------------
 
 
-def kms(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": EPOCH_2024_01_15}
+def kms(*args: str, cwd: Path = REPO, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": EPOCH_2024_01_15, **extra}
     return subprocess.run([sys.executable, "-m", "kms", "enclave", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -250,10 +250,10 @@ def test_cli_keygen_sign_measure(tmp_path: Path) -> None:
     r = kms("measure", "--image", str(image), "--sigstruct", str(out))  # table
     assert r.returncode == 0 and mrsigner in r.stdout and "MRENCLAVE" in r.stdout
 
-    (tmp_path / "build").mkdir()  # defaults: build/kms_enclave.so and build/kms_enclave.sigstruct
+    (tmp_path / "build").mkdir()  # defaults: $KMS_BUILD_DIR/kms_enclave.so and .sigstruct, whatever the cwd
     shutil.copy(out, tmp_path / "build" / "kms_enclave.sigstruct")
     (tmp_path / "build" / "kms_enclave.so").write_bytes(IMAGE + b"patched")
-    r = kms("measure", "--output", "json", cwd=tmp_path)
+    r = kms("measure", "--output", "json", cwd=tmp_path / "build", KMS_BUILD_DIR=str(tmp_path / "build"))
     assert r.returncode == 2 and "does not match" in r.stderr
     m = json.loads(r.stdout)
     assert m["signature_valid"] is True and m["image_matches"] is False
@@ -290,3 +290,13 @@ def test_cli_local_errors(tmp_path: Path) -> None:
     one_line_error(r)
     r = kms("sign", "--key", str(weak))
     assert r.returncode == 1 and "required" in r.stderr
+
+
+def test_measure_finds_the_build_from_any_directory(build: Path, tmp_path: Path) -> None:
+    """`kms enclave measure` without flags, run outside the checkout: the checkout's build, not ./build."""
+    env = {k: v for k, v in os.environ.items() if k != "KMS_BUILD_DIR"}
+    r = subprocess.run([sys.executable, "-m", "kms", "enclave", "measure", "--output", "json"], cwd=tmp_path,
+                       env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m["image_matches"] is True and m["sigstruct"] == str(build / "kms_enclave.sigstruct")
