@@ -59,6 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`kms key list | head`): no second error when stdout is flushed
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:  # a file the command was given: one line that names it, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"kms: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the last resort of every command (KMS_DEBUG=1 shows the traceback)
+        if os.environ.get("KMS_DEBUG"):
+            raise
+        print(f"kms: error: unexpected {type(exc).__name__}: {exc} (set KMS_DEBUG=1 for details)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

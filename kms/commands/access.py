@@ -97,12 +97,12 @@ def _expiry(args: argparse.Namespace) -> int:
 
 
 def _grant_create(args: argparse.Namespace) -> None:
-    grantee, expires, conditions = principal_arg(args), _expiry(args), parse_context(args.condition)
+    grantee, expires, conditions = principal_arg(args), _expiry(args), parse_context(args.condition, "--condition")
     try:  # checked here, before anything is sent
         operations = operations_mask(o for o in args.operations.split(",") if o.strip())
         grant_conditions(conditions)
     except PolicyError as exc:
-        raise LocalError(str(exc)) from exc
+        raise LocalError(f"--operations/--condition: {exc}") from exc
     with make_client(args) as client:
         grant = client.create_grant(args.key_id, grantee, operations, expires_at=expires, conditions=conditions)
     emit(args, {"key_id": args.key_id, **grant.to_dict()})

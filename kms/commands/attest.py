@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 
@@ -24,7 +26,9 @@ from kms.commands.attestation_flags import (
     trust_anchor_from_flags,
     verification_time,
 )
-from kms.commands.flags import add_output
+from kms.commands.flags import add_output, checked, hex_text
+
+_T = TypeVar("_T")
 
 EXIT_OK, EXIT_LOCAL, EXIT_REJECTED = 0, 1, 2
 
@@ -55,7 +59,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     quote.set_defaults(func=run_verify_quote)
     cert = subparsers.add_parser("verify-cert", help="verify an RA-TLS certificate (DICE or Gramine legacy)")
     cert.add_argument("--cert", type=Path, required=True, metavar="FILE", help="certificate, PEM or DER")
-    cert.add_argument("--nonce", metavar="HEX", help="required 'nonce' claim")
+    cert.add_argument("--nonce", metavar="HEX", type=checked(hex_text), help="required 'nonce' claim")
     cert.add_argument("--no-legacy-gramine", action="store_true", help="refuse Gramine's legacy extension")
     _common(cert, report_data=False)
     cert.set_defaults(func=run_verify_cert)
@@ -103,6 +107,14 @@ def _exit(result: VerificationResult, output: str) -> int:
     return EXIT_LOCAL if result.failed_step is Step.COLLATERAL_FETCH else EXIT_REJECTED
 
 
+def _named(flag: str, path: Path, load: Callable[[Path], _T]) -> _T:
+    """load(path), or a ValueError that names the flag and the file."""
+    try:
+        return load(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{flag} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def _local_error(exc: BaseException) -> int:
     print(f"error: {exc}", file=sys.stderr)
     return EXIT_LOCAL
@@ -111,8 +123,9 @@ def _local_error(exc: BaseException) -> int:
 def run_verify_quote(args: argparse.Namespace) -> int:
     try:
         at, anchor, policy = verification_time(args.at), trust_anchor_from_flags(args), policy_from_flags(args)
-        quote = _read_quote(args.quote)
-        chain = x509.load_pem_x509_certificates(args.pck_chain.read_bytes()) if args.pck_chain else None
+        quote = _named("--quote", args.quote, _read_quote)
+        chain = _named("--pck-chain", args.pck_chain, lambda p: x509.load_pem_x509_certificates(p.read_bytes())) \
+            if args.pck_chain else None
         source = collateral_from_flags(args)
     except (OSError, ValueError, AttestationError) as exc:
         return _local_error(exc)
@@ -123,7 +136,7 @@ def run_verify_quote(args: argparse.Namespace) -> int:
 def run_verify_cert(args: argparse.Namespace) -> int:
     try:
         at, anchor, policy = verification_time(args.at), trust_anchor_from_flags(args), policy_from_flags(args)
-        cert = args.cert.read_bytes()
+        cert = _named("--cert", args.cert, Path.read_bytes)
         nonce = bytes.fromhex(args.nonce) if args.nonce else None
         source = collateral_from_flags(args)
     except (OSError, ValueError, AttestationError) as exc:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from kms.attestation.anchor import INTEL_SGX_ROOT, TrustAnchor
 from kms.attestation.collateral import CollateralSource, load_collateral_json
+from kms.attestation.errors import AttestationError
 from kms.attestation.pccs import CollateralCache, PccsClient
 from kms.attestation.policy import RELAXATIONS, AttestationPolicy
 from kms.attestation.tcb import TcbStatus
-from kms.commands.flags import FromEnv, checked, env_default, env_truth, hex_bytes, uint16
+from kms.commands.flags import FromEnv, checked, env_default, env_truth, hex_bytes, hex_text, uint16
 
 _RELAXED = {  # what each relaxation accepts (tests/unit/test_cli_surface.py: one per RELAXATIONS entry)
     "allow_debug_insecure": "accept a DEBUG enclave (its memory is readable by the host)",
@@ -59,7 +60,8 @@ def add_policy_flags(parser: argparse.ArgumentParser, title: str, *, env: Mappin
     pol.add_argument("--allow-tcb-status", action="append", default=[], metavar="STATUS",
                      choices=[s.value for s in TcbStatus], help="accepted TCB status (repeatable; default UpToDate)")
     if report_data:
-        pol.add_argument("--report-data", metavar="HEX", help="expected REPORTDATA (zero-padded to 64 bytes)")
+        pol.add_argument("--report-data", metavar="HEX", type=checked(hex_text),
+                         help="expected REPORTDATA (zero-padded to 64 bytes)")
     anchor = pol.add_mutually_exclusive_group()
     anchor.add_argument("--root", type=Path, default=env.get("KMS_ROOT"), metavar="FILE",
                         help="trust anchor: root certificate or public key, PEM or DER (default: Intel's SGX root "
@@ -73,10 +75,19 @@ def add_policy_flags(parser: argparse.ArgumentParser, title: str, *, env: Mappin
                          help=f"relax the policy: {_RELAXED[setting]}" + note(f"{env_name(setting)}=1"))
 
 
+def _env_hex(value: str) -> bytes:
+    """An MRENCLAVE from KMS_MRENCLAVE (argparse checks only flags, not list defaults)."""
+    try:
+        return hex_bytes(32)(value)
+    except ValueError as exc:
+        where = f"{value.env}={str(value)!r}" if isinstance(value, FromEnv) else f"--mrenclave {value!r}"
+        raise ValueError(f"{where}: {exc}") from None
+
+
 def policy_from_flags(args: argparse.Namespace) -> AttestationPolicy:
     """The AttestationPolicy the flags describe (ValueError names what is wrong)."""
     relaxed = {setting: env_truth(getattr(args, setting), flag(setting)) for setting in RELAXATIONS}
-    mrenclave = [checked(hex_bytes(32))(v) if isinstance(v, str) else v for v in args.mrenclave]  # env: still text
+    mrenclave = [_env_hex(v) if isinstance(v, str) else v for v in args.mrenclave]  # env: still text
     return AttestationPolicy.build(
         mrenclave=mrenclave or None, mrsigner=args.mrsigner, isvprodid=args.isvprodid,
         min_isvsvn=args.min_isvsvn, allowed_tcb_statuses=args.allow_tcb_status or ("UpToDate",),
@@ -110,7 +121,10 @@ def collateral_from_flags(args: argparse.Namespace) -> CollateralSource | None:
     """--collateral FILE, or a PCCS client for --pccs URL (with --pccs-ca, --collateral-cache and, where the
     command has them, --pccs-api-version and --root-ca-crl-url); None when neither is given."""
     if args.collateral is not None:
-        return load_collateral_json(args.collateral)
+        try:
+            return load_collateral_json(args.collateral)
+        except (OSError, ValueError, AttestationError) as exc:
+            raise ValueError(f"--collateral {args.collateral}: {getattr(exc, 'strerror', None) or exc}") from None
     if not args.pccs:
         return None
     context = ssl.create_default_context(cafile=str(args.pccs_ca)) if args.pccs_ca else None

@@ -170,7 +170,7 @@ def read_input(path: str, *, base64_text: bool = False, what: str = "input") -> 
         try:
             return base64.b64decode(b"".join(data.split()), validate=True)
         except ValueError as exc:
-            raise LocalError(f"{what} is not base64") from exc
+            raise LocalError(f"{what} in {path} is not base64") from exc
     return data
 
 
@@ -201,14 +201,14 @@ def add_principal_args(p: argparse.ArgumentParser) -> None:
     who.add_argument("--certificate", metavar="FILE", help="the principal's cert.pem")
 
 
-def parse_context(pairs: list[str] | None) -> dict[str, str]:
+def parse_context(pairs: list[str] | None, flag: str = "--context") -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise LocalError(f"--context takes KEY=VALUE, not {pair!r}")
+            raise LocalError(f"{flag} takes KEY=VALUE, not {pair!r}")
         if key in out:
-            raise LocalError(f"--context key {key!r} given twice")
+            raise LocalError(f"{flag} key {key!r} given twice")
         out[key] = value
     return out
 
@@ -276,7 +276,7 @@ def run_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[arg
             print("error: the signature is NOT valid", file=sys.stderr)
             return EXIT_REMOTE
         except (ClientError, KmsError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {exc}{_subject(args)}", file=sys.stderr)
             return EXIT_REMOTE
         except (ValueError, OSError) as exc:  # SDK argument checks (unknown spec, bad threshold), local files
             print(f"error: {exc}", file=sys.stderr)
@@ -288,3 +288,13 @@ def run_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[arg
             return EXIT_REMOTE
 
     return wrapper
+
+
+_SUBJECTS = (("key_id", "--key-id"), ("destination_key_id", "--destination-key-id"), ("alias", "ALIAS"),
+             ("principal_id", "--principal-id"), ("grant_id", "--grant-id"))
+
+
+def _subject(args: argparse.Namespace) -> str:
+    """What a server's refusal was about, from the command line (the enclave's codes name no value)."""
+    named = [f"{flag} {value!r}" for attr, flag in _SUBJECTS if isinstance(value := getattr(args, attr, None), str)]
+    return f" ({', '.join(named)})" if named else ""

@@ -27,6 +27,7 @@ from kms.commands.common import (
     run_command,
     write_file,
 )
+from kms.commands.flags import checked, one_of
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 _IN_HELP = "file to read, or - for stdin (default -)"
@@ -59,13 +60,15 @@ def register(groups: Any, parent: argparse.ArgumentParser) -> None:
     dec.add_argument("--out", metavar="FILE", help=_OUT_HELP + " (a file is created 0600)")
     dec.set_defaults(func=run_command(_decrypt))
 
-    algorithms = ", ".join(n for n in pb.SigningAlgorithm.keys() if not n.endswith("UNSPECIFIED"))
+    algorithm_names = [n for n in pb.SigningAlgorithm.keys() if not n.endswith("UNSPECIFIED")]
+    algorithms = ", ".join(algorithm_names)
     for name, func in (("sign", _sign), ("verify", _verify)):
         p = groups.add_parser(name, parents=[parent], help=f"{name} a message or a digest (file or stdin)")
         add_key_id(p, "the signing key")
         p.add_argument("--in", dest="input", default="-", metavar="FILE", help=_IN_HELP)
         p.add_argument("--digest", action="store_true", help="the input is a precomputed digest (not Ed25519)")
-        p.add_argument("--algorithm", help=f"{algorithms} (default by key spec)")
+        p.add_argument("--algorithm", type=checked(one_of(algorithm_names, "algorithm")),
+                       help=f"{algorithms} (default by key spec)")
         p.add_argument("--p1363", action="store_true", help="ECDSA signature as r||s instead of DER")
         if name == "sign":
             p.add_argument("--out", metavar="FILE", help=_OUT_HELP)

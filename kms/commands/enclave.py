@@ -86,7 +86,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     try:
         key = ss.generate_signer_key(args.out)
     except FileExistsError as e:
-        return _fail(str(e))
+        if Path(args.out).exists():
+            return _fail(str(e))
+        return _fail(f"cannot create signer key {args.out}: {e.strerror or e}")
     except OSError as e:
         return _fail(f"cannot create signer key {args.out}: {e.strerror or e}")
     print(f"kms enclave: wrote development signer key {args.out} (0600); never commit it", file=sys.stderr)

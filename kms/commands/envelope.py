@@ -85,9 +85,12 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _re_encrypt(args: argparse.Namespace) -> None:
-    source = parse_context(args.source_context)
-    destination = ({} if args.no_destination_context else
-                   parse_context(args.destination_context) if args.destination_context else None)  # None: kept
+    source = parse_context(args.source_context, "--source-context")
+    destination = None  # the source context is kept
+    if args.no_destination_context:
+        destination = {}
+    elif args.destination_context:
+        destination = parse_context(args.destination_context, "--destination-context")
     ciphertext = read_input(args.input, base64_text=args.in_base64, what="ciphertext")
     with make_client(args) as client:
         r = client.re_encrypt(ciphertext, args.destination_key_id, source, destination)

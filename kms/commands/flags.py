@@ -137,3 +137,41 @@ def add_output(parser: argparse.ArgumentParser, choices: tuple[str, ...] = OUTPU
     else:
         parser.add_argument("--output", choices=choices, default=default,
                             help=f"output format: {' or '.join(choices)} (default {default})")
+
+
+def one_of(values: tuple[str, ...] | list[str], what: str,
+           aliases: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """A name from `values` (or an alias of one), in any case (an enum of the API: key specs, usages, ...)."""
+
+    def parse(value: str) -> str:
+        if value.upper() not in values and value.upper() not in (aliases or {}):
+            raise ValueError(f"unknown {what} {value!r} (one of: {', '.join(values)})")
+        return value.upper()
+
+    parse.__name__ = what
+    return parse
+
+
+def int_range(low: int, high: int) -> Callable[[str], int]:
+    """An integer in low..high."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise ValueError(f"expected {low}..{high}, got {value!r}")
+        return number
+
+    parse.__name__ = "int"
+    return parse
+
+
+def hex_text(value: str) -> str:
+    """Hex digits (an even number), kept as text."""
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        raise ValueError(f"expected hex digits, got {value!r}") from None
+    return value

@@ -8,7 +8,7 @@ import argparse
 from cryptography.hazmat.primitives import serialization
 
 from kms.client.byok import key_material
-from kms.client.types import KeyInfo
+from kms.client.types import SPEC_ALIASES, KeyInfo
 from kms.commands.common import (
     LocalError,
     add_key_id,
@@ -17,20 +17,25 @@ from kms.commands.common import (
     read_input,
     run_command,
 )
+from kms.commands.flags import checked, int_range, one_of
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
+_SPECS = [n for n in pb.KeySpec.keys() if not n.endswith("UNSPECIFIED")]
+_SPEC = checked(one_of(_SPECS, "key spec", SPEC_ALIASES))
+_USAGE = checked(one_of([n for n in pb.KeyUsage.keys() if not n.endswith("UNSPECIFIED")], "key usage"))
 _COLUMNS = ("key_id", "spec", "usage", "state", "current_version", "created_at", "description")
 
 
 def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -> None:
     """Add the key commands under `kms key`."""
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    specs = ", ".join(n for n in pb.KeySpec.keys() if not n.endswith("UNSPECIFIED"))
+    specs = ", ".join(_SPECS)
 
     create = sub.add_parser("create", parents=[parent], help="create a key (admins)")
-    create.add_argument("--spec", default="SYMMETRIC_DEFAULT", help=f"key spec: {specs} (default SYMMETRIC_DEFAULT)")
-    create.add_argument("--usage", help="ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC or KEY_AGREEMENT "
-                                        "(default by spec)")
+    create.add_argument("--spec", type=_SPEC, default="SYMMETRIC_DEFAULT",
+                        help=f"key spec: {specs} (default SYMMETRIC_DEFAULT)")
+    create.add_argument("--usage", type=_USAGE,
+                        help="ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC or KEY_AGREEMENT (default by spec)")
     create.add_argument("--description", default="", help="free text shown by describe and list")
     create.set_defaults(func=run_command(_create))
 
@@ -63,9 +68,9 @@ def _register_lifecycle(sub: argparse._SubParsersAction, parent: argparse.Argume
 
     update = sub.add_parser("update", parents=[parent], help="change a key's settings (admins)")
     add_key_id(update)
-    update.add_argument("--min-decrypt-version", type=int, metavar="N",
+    update.add_argument("--min-decrypt-version", type=checked(int_range(1, 2**32 - 1)), metavar="N",
                         help="retire versions below N: their ciphertexts no longer decrypt")
-    update.add_argument("--rotation-period-days", type=int, metavar="D",
+    update.add_argument("--rotation-period-days", type=checked(int_range(0, 3650)), metavar="D",
                         help="rotate every D days (1..3650; 0 turns scheduled rotation off; AES keys)")
     update.add_argument("--description", help="new free text")
     update.set_defaults(func=run_command(_update))
@@ -74,8 +79,8 @@ def _register_lifecycle(sub: argparse._SubParsersAction, parent: argparse.Argume
                          description="Verify the server, fetch a wrapping key generated in its enclave, wrap the "
                                      "material locally and import it. The material never leaves this machine "
                                      "unwrapped.")
-    imp.add_argument("--spec", required=True, help=f"key spec: {specs}")
-    imp.add_argument("--usage", help="default by spec")
+    imp.add_argument("--spec", type=_SPEC, required=True, help=f"key spec: {specs}")
+    imp.add_argument("--usage", type=_USAGE, help="default by spec")
     imp.add_argument("--material", required=True, metavar="FILE",
                      help="raw key bytes (AES 32, HMAC 32/48/64) or a private key (PEM or DER, PKCS#8 or "
                           "traditional); - for stdin")

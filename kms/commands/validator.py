@@ -7,6 +7,7 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from kms import errors
 from kms.client.client import KmsClient
@@ -69,10 +70,18 @@ def _run(args: argparse.Namespace) -> int:
     return run(args.config, connect)
 
 
+class _TableParser(argparse.ArgumentParser):
+    """The [kms] table read as flags: a bad value is the configuration's error, not a usage screen."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ValidatorConfigError(f"[kms] {message}")
+
+
 def connect(kms_argv: Sequence[str]) -> KmsClient:
     """The verified session `kms validator run` signs through: its [kms] table, as this CLI's flags."""
+    parser = _TableParser(parents=[connection_parent()], add_help=False)
     try:
-        return make_client(connection_parent().parse_args(list(kms_argv)))
+        return make_client(parser.parse_args(list(kms_argv)))
     except LocalError as exc:  # credentials or policy settings: the configuration's fault
         raise ValidatorConfigError(str(exc)) from exc
 
@@ -117,9 +126,12 @@ def _create(args: argparse.Namespace) -> None:
 def _import(args: argparse.Namespace) -> None:
     try:
         key = parse_validator_key(read_input(args.key, what="the key file").decode())
+    except (KeyFileError, UnicodeDecodeError) as exc:
+        raise LocalError(f"--key {args.key}: {exc}") from exc
+    try:
         state = parse_state(read_input(args.state, what="the state file").decode())
     except (KeyFileError, UnicodeDecodeError) as exc:
-        raise LocalError(str(exc)) from exc
+        raise LocalError(f"--state {args.state}: {exc}") from exc
     with make_client(args) as client:  # verifies the enclave before any session, hence before the key is sent
         link = ValidatorLink(client)
         info = link.import_validator(import_request(key, state, args.chain_id, args.description))
@@ -133,10 +145,12 @@ def _import(args: argparse.Namespace) -> None:
 
 def _import_state(args: argparse.Namespace) -> None:
     export = pb.ValidatorStateExport()
+    data = read_input(args.export, base64_text=True, what="--export")
     try:
-        export.ParseFromString(read_input(args.export, base64_text=True, what="the state export"))
+        export.ParseFromString(data)
     except Exception as exc:
-        raise LocalError("not a state export (base64 from `kms validator status --output json`)") from exc
+        raise LocalError(f"--export {args.export}: not a state export (base64 from `kms validator status --output "
+                         "json`)") from exc
     with make_client(args) as client:
         try:
             emit(args, _state_view(ValidatorLink(client).import_state(export)))

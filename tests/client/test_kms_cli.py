@@ -34,10 +34,11 @@ def test_new_commands_output_and_exit_codes(cli: Cli) -> None:
     code, out, err = cli.run("alias", "create", *f, "alias/app", "--key-id", kid)
     assert code == 0 and out.split()[:2] == ["ALIAS", "KEY_ID"] and f"alias/app  {kid}" in out, err
     assert cli.run("alias", "create", *f, "alias/app", "--key-id", kid)[0] == 2  # CONFLICT
-    code, out, _ = cli.run("key", "update", *f, "--key-id", kid, "--description", "renamed", "--rotation-period-days", "7")
+    code, out, _ = cli.run("key", "update", *f, "--key-id", kid, "--description", "renamed",
+                           "--rotation-period-days", "7")
     assert code == 0 and "rotation_period_days  7" in out and "renamed" in out
     assert cli.run("key", "update", *f, "--key-id", kid)[0] == 1  # nothing to change
-    assert cli.run("key", "schedule-deletion", *f, "--key-id", kid, "--pending-window-days", "3")[0] == 1  # argparse range
+    assert cli.run("key", "schedule-deletion", *f, "--key-id", kid, "--pending-window-days", "3")[0] == 1  # range
 
     dk = cli.json("data-key", "generate", *f, "--key-id", "alias/app", "--bytes", "16", "--no-plaintext")
     assert "plaintext" not in dk and dk["ciphertext"]
