@@ -45,6 +45,16 @@ def test_new_commands_output_and_exit_codes(cli: Cli) -> None:
     pair = cli.json("data-key", "generate", *f, "--key-id", kid, "--pair", "ed25519")
     assert pair["pair_spec"] == "ED25519" and pair["private_key"] and pair["public_key"]
 
+    ct, moved, cleared = (cli.tmp / n for n in ("ct.bin", "moved.bin", "cleared.bin"))
+    cli.run("encrypt", *f, "--key-id", kid, "--context", "app=x", "--out", str(ct), stdin=b"kept")
+    assert cli.run("re-encrypt", *f, "--in", str(ct), "--source-context", "app=x", "--destination-key-id", kid,
+                   "--out", str(moved))[0] == 0  # no destination context given: the source's is kept
+    assert cli.run("decrypt", *f, "--in", str(moved), "--context", "app=x", "--out", "-")[1] == "kept"
+    assert cli.run("decrypt", *f, "--in", str(moved), "--out", "-")[0] == 2
+    assert cli.run("re-encrypt", *f, "--in", str(moved), "--source-context", "app=x", "--destination-key-id", kid,
+                   "--no-destination-context", "--out", str(cleared))[0] == 0
+    assert cli.run("decrypt", *f, "--in", str(cleared), "--out", "-")[1] == "kept"
+
     policy = cli.tmp / "policy.json"
     policy.write_text(json.dumps({"statements": [{"principal": user_id, "operations": ["encrypt"]}]}))
     assert len(cli.json("policy", "put", *f, "--key-id", kid, "--file", str(policy))["policy_hash"]) == 64
