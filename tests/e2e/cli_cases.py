@@ -33,10 +33,13 @@ def case(*argv: str, code: int = 1, names: str | tuple[str, ...], env: dict[str,
 class Command:
     valid: tuple[str, ...]
     cases: tuple[Case, ...]
+    without: frozenset[str] = frozenset()       # generic case sets ("server", "identity", "output") left out
 
 
-def cmd(*valid: str, cases: list[Case]) -> Command:
-    return Command(valid, tuple(cases))
+def cmd(*valid: str, cases: list[Case], without: tuple[str, ...] = ()) -> Command:
+    """A command's entry: `valid` arguments, its own cases, and the generic sets that do not apply to it (say a
+    command whose --server is meant to be the health port leaves out "server" and lists its own cases)."""
+    return Command(valid, tuple(cases), frozenset(without))
 
 
 # Added to every command that takes --server (a server that is down, the wrong ports, a bad address).
