@@ -69,7 +69,7 @@ SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES)
 # Binaries compiled straight from sources depend on every project header (objects use -MMD).
 HEADERS     := $(wildcard enclave/src/*.h enclave/include/kms/*.h enclave/platform/*.h enclave/platform/sim/*.h enclave/tests/*.h)
 
-.PHONY: all enclave python sign check-nanopb check-image baseline ctest fuzz fuzz-smoke bench-state clean distclean
+.PHONY: all enclave python sign check-nanopb check-image baseline ctest fuzz fuzz-smoke bench-state pkcs11 pkcs11-test clean distclean
 all: enclave python sign
 
 check-nanopb:
@@ -327,6 +327,42 @@ fuzz-smoke: fuzz
 	@mkdir -p $(FUZZ)/corpus $(FUZZ)/artifacts
 	$(FUZZ)/fuzz_ecall -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) $(FUZZ)/corpus $(FUZZ)/seeds
 
+# ---- PKCS#11 module (untrusted C, client side; docs/pkcs11.md) ----------------------------
+# build/libkms_pkcs11.so talks to `kms agent` in the framed protocol of
+# proto/kms/proto/agent/v1/local.proto (nanopb, bounds in local.options + boundary.options).
+# Debian's p11-kit ships the Cryptoki header; OpenSSL parses public keys and hashes.
+# `make pkcs11-test`: the module's C unit tests (pkcs11/tests/, a fake agent in-process) under
+# ASan + UBSan, with the module's sources compiled into the test program.
+P11_PROTOS  := proto/kms/proto/enclave/v1/errors.proto proto/kms/proto/enclave/v1/boundary.proto \
+               proto/kms/proto/agent/v1/local.proto
+P11_PB_C    := $(patsubst proto/%.proto,$(GEN)/%.pb.c,$(P11_PROTOS))
+P11_PB_H    := $(P11_PB_C:.c=.h)
+P11_SRCS    := $(sort $(wildcard pkcs11/src/*.c))
+P11_HEADERS := $(wildcard pkcs11/src/*.h)
+P11_INCLUDES := -Ipkcs11/src -I$(GEN) $(shell pkg-config --cflags p11-kit-1 2>/dev/null || echo -I/usr/include/p11-kit-1)
+P11_CFLAGS  := $(CSTD) -O2 -g $(WARN) $(HARDEN) -fPIC -fvisibility=hidden $(P11_INCLUDES)
+P11_OBJS    := $(patsubst %.c,$(BUILD)/p11/obj/%.o,$(P11_SRCS) $(P11_PB_C))
+P11_TESTS   := $(patsubst pkcs11/tests/%.c,$(BUILD)/p11/test/%,$(sort $(wildcard pkcs11/tests/test_*.c)))
+
+$(BUILD)/p11/obj/%.o: %.c $(P11_PB_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(P11_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libkms_pkcs11.so: $(P11_OBJS) pkcs11/kms_pkcs11.lds
+	$(CC) -shared -o $@ $(P11_OBJS) $(NANOPB_LIB) $(LDHARDEN) -Wl,-soname,libkms_pkcs11.so \
+	  -Wl,--version-script=pkcs11/kms_pkcs11.lds -lcrypto -lpthread
+
+pkcs11: $(BUILD)/libkms_pkcs11.so
+
+$(P11_TESTS): $(BUILD)/p11/test/%: pkcs11/tests/%.c pkcs11/tests/fake_agent.c pkcs11/tests/fake_agent.h \
+              $(P11_SRCS) $(P11_HEADERS) $(P11_PB_C) $(P11_PB_H) enclave/tests/test_util.h
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) $(P11_INCLUDES) -Ienclave/tests -Ipkcs11/tests -o $@ $< pkcs11/tests/fake_agent.c \
+	  $(P11_SRCS) $(P11_PB_C) $(NANOPB_LIB) -lcrypto -lpthread
+
+pkcs11-test: $(P11_TESTS)
+	@for t in $(P11_TESTS); do echo "== $$t"; $$t || { echo "FAILED: $$t"; exit 1; }; done
+
 clean:
 	rm -rf $(BUILD) kms/enclave/_native*.so kms/enclave/_native.c kms/enclave/_native.o
 	find kms/proto -name '*_pb2.py*' -delete 2>/dev/null || true
@@ -334,4 +370,4 @@ distclean: clean
 	rm -rf .venv .local
 
 # Header dependencies recorded by -MMD.
--include $(shell find $(BUILD)/obj $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/unit $(BUILD)/baseline $(BUILD)/bench -name '*.d' -type f 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/p11 $(BUILD)/asan $(BUILD)/fuzz $(BUILD)/unit $(BUILD)/baseline $(BUILD)/bench -name '*.d' -type f 2>/dev/null)

@@ -79,6 +79,18 @@ class Settings:
         "seconds between housekeeping rounds (destroy keys past their deletion window, scheduled rotation); 0: off",
         lo=0, hi=7 * 86400))
     log_level: str = field(default="info", metadata=_meta("debug, info, warning or error"))
+    store_url: str = field(default="", metadata=_meta(
+        "record store: '' for the embedded SQLite file in data_dir, or postgresql://USER@HOST:PORT/DB (no password "
+        "in it: store_password_file or KMS_STORE_PASSWORD)"))
+    store_password_file: str = field(default="", metadata=_meta(
+        "file holding the PostgreSQL password (one line; not readable by other users)"))
+    store_pool_size: int = field(default=8, metadata=_meta("PostgreSQL connections in the pool", lo=1, hi=256))
+    store_timeout_s: float = field(default=10.0, metadata=_meta(
+        "PostgreSQL connect, statement and lock timeout; also the bound on settling a lost commit", lo=0.1, hi=600))
+    store_group_commit: bool = field(default=True, metadata=_meta(
+        "concurrent writes share one transaction and one flush (off: one transaction each)"))
+    store_plaintext_insecure: bool = field(default=False, metadata=_meta(
+        "allow a PostgreSQL host that is not loopback or a unix socket without sslmode=verify-full"))
     allow_world_writable_data_dir_insecure: bool = field(default=False, metadata=_meta(
         "start even if other users can write the data directory"))
 
@@ -179,6 +191,38 @@ def _validate(s: Settings) -> None:
                           "quoting = dcap set sim_pccs = false (and collateral_url to the platform's PCCS)")
     if not str(s.data_dir):
         raise ConfigError("data_dir: must not be empty")
+    if s.store_url:
+        _check_store_url(s.store_url, s.store_plaintext_insecure)
+    elif s.store_password_file:
+        raise ConfigError("store_password_file: set only with a postgresql:// store_url")
+
+
+def _check_store_url(url: str, plaintext: bool) -> None:
+    """A postgresql:// URL with no password in it, and TLS that checks the server unless it is local.
+    The messages never repeat the URL: it may hold a password."""
+    from psycopg.conninfo import conninfo_to_dict  # only when PostgreSQL is configured
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store_url: expected a postgresql:// URL (or '' for the embedded SQLite store)")
+    try:
+        info = conninfo_to_dict(url)
+    except Exception:
+        raise ConfigError("store_url: not a valid PostgreSQL URL") from None
+    if "password" in info:
+        raise ConfigError("store_url: holds a password; remove it and put the password in store_password_file or "
+                          "the KMS_STORE_PASSWORD environment variable (a URL is logged and shown in process lists)")
+    hosts = [h for h in str(info.get("host") or "").split(",") if h] or ["/"]
+    local = all(h.startswith("/") or h == "localhost" or _is_loopback(h) for h in hosts)
+    if not local and info.get("sslmode") != "verify-full" and not plaintext:
+        raise ConfigError("store_url: a database that is not on this host needs sslmode=verify-full (and sslrootcert); "
+                          "store_plaintext_insecure allows it without")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _read_file(path: Path, origin: str = "") -> dict[str, object]:

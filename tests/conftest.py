@@ -46,6 +46,22 @@ def kms_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL cluster for the session (tests/pg.py); skips without Debian's postgresql,
+    fails when CI=true."""
+    from tests.pg import PgCluster, pg_bin
+
+    bin_dir = pg_bin()
+    if bin_dir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is missing under CI: install Debian's postgresql (./dev setup does as root)")
+        pytest.skip("PostgreSQL is not installed (Debian's postgresql; ./dev setup installs it as root)")
+    cluster = PgCluster(bin_dir)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def build() -> Path:
     """Build the enclave, its SIGSTRUCT, the simulated CPU and the bridge (no-op when fresh)."""
     subprocess.run(["make", "-s", "all"], cwd=REPO, check=True)

@@ -10,18 +10,27 @@ static kms_sig_format sig_format(SignatureFormat f)
     return f == SignatureFormat_SIGNATURE_FORMAT_P1363 ? KMS_SIGFMT_P1363 : KMS_SIGFMT_DER;
 }
 
+/* A message type or signature format outside its enum is a bad argument, never read as the default. */
+static kms_err_t sig_enums_check(MessageType type, SignatureFormat format)
+{
+    int ok = type >= _MessageType_MIN && type <= _MessageType_MAX && format >= _SignatureFormat_MIN &&
+             format <= _SignatureFormat_MAX;
+    return ok ? KMS_OK : KMS_ERR_INVALID_ARGUMENT;
+}
+
 kms_err_t kms_handle_sign(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const SignRequest *q = &req->op.sign;
     kms_key *key = NULL;
+    KMS_RETURN_IF_ERR(sig_enums_check(q->message_type, q->format));
     KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_SIGN_VERIFY, &key));
-    kms_sig_alg alg = kms_spec_sig_alg(kms_key_record(key)->spec, q->algorithm);
+    kms_sig_alg alg = 0;
     const KeyVersionMaterial *mat = NULL;
     EVP_PKEY *pkey = NULL;
     SignResponse *r = &resp->result.sign;
     size_t len = 0;
-    kms_err_t err = KMS_ERR_INVALID_KEY_USAGE;
-    if (alg == 0) goto done;
+    kms_err_t err;
+    KMS_GOTO_IF_ERR(err, kms_spec_sig_alg(kms_key_record(key)->spec, q->algorithm, &alg), done);
     KMS_GOTO_IF_ERR(err, kms_key_version(key, 0, &mat, &pkey), done);
     KMS_GOTO_IF_ERR(err, kms_sign(pkey, alg, q->message_type == MessageType_DIGEST, q->message.bytes,
                                   q->message.size, sig_format(q->format), r->signature.bytes,
@@ -39,12 +48,13 @@ kms_err_t kms_handle_verify(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const VerifyRequest *q = &req->op.verify;
     kms_key *key = NULL;
+    KMS_RETURN_IF_ERR(sig_enums_check(q->message_type, q->format));
     KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_SIGN_VERIFY, &key));
-    kms_sig_alg alg = kms_spec_sig_alg(kms_key_record(key)->spec, q->algorithm);
+    kms_sig_alg alg = 0;
     const KeyVersionMaterial *mat = NULL;
     EVP_PKEY *pkey = NULL;
-    kms_err_t err = KMS_ERR_INVALID_KEY_USAGE;
-    if (alg == 0) goto done;
+    kms_err_t err;
+    KMS_GOTO_IF_ERR(err, kms_spec_sig_alg(kms_key_record(key)->spec, q->algorithm, &alg), done);
     KMS_GOTO_IF_ERR(err, kms_key_version(key, q->key_version, &mat, &pkey), done);
     KMS_GOTO_IF_ERR(err, kms_verify(pkey, alg, q->message_type == MessageType_DIGEST, q->message.bytes,
                                     q->message.size, sig_format(q->format), q->signature.bytes,

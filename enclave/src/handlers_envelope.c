@@ -40,6 +40,7 @@ kms_err_t kms_handle_generate_data_key_pair(kms_ctx *ctx, const Request *req, Re
     uint8_t der[sizeof r->private_key_plaintext.bytes];
     size_t der_len = 0, len = 0;
     EVP_PKEY *pair = NULL;
+    if (q->pair_spec <= KeySpec_KEY_SPEC_UNSPECIFIED || q->pair_spec > _KeySpec_MAX) return KMS_ERR_INVALID_ARGUMENT;
     if (kind == 0 || kind == KMS_PKEY_RSA_3072 || kind == KMS_PKEY_RSA_4096) return KMS_ERR_UNSUPPORTED;
     kms_err_t err;
     KMS_GOTO_IF_ERR(err, kms_pkey_generate(kind, &pair), done);
@@ -101,10 +102,12 @@ static void batch_item(kms_ctx *ctx, const BatchRequest *q, kms_key *signer, con
     else {
         const KeyVersionMaterial *mat = NULL;
         EVP_PKEY *pkey = NULL;
-        kms_sig_alg alg = kms_spec_sig_alg(kms_key_record(signer)->spec, q->algorithm);
-        err = alg == 0 || kms_spec_pkey_kind(kms_key_record(signer)->spec) >= KMS_PKEY_RSA_2048
-                  ? KMS_ERR_INVALID_KEY_USAGE
-                  : kms_key_version(signer, 0, &mat, &pkey);
+        kms_sig_alg alg = 0;
+        err = kms_spec_sig_alg(kms_key_record(signer)->spec, q->algorithm, &alg);
+        if (err == KMS_OK)
+            err = kms_spec_pkey_kind(kms_key_record(signer)->spec) >= KMS_PKEY_RSA_2048
+                      ? KMS_ERR_INVALID_KEY_USAGE
+                      : kms_key_version(signer, 0, &mat, &pkey);
         if (err == KMS_OK)
             err = kms_sign(pkey, alg, q->message_type == MessageType_DIGEST, in->bytes, in->size, KMS_SIGFMT_DER,
                            out->data.bytes, sizeof out->data.bytes, &len);
@@ -120,8 +123,15 @@ kms_err_t kms_handle_batch(kms_ctx *ctx, const Request *req, Response *resp)
     kms_key *signer = NULL;
     if (q->operation < BatchOperation_BATCH_ENCRYPT || q->operation > BatchOperation_BATCH_SIGN || q->items_count == 0)
         return KMS_ERR_INVALID_ARGUMENT;
-    if (q->operation == BatchOperation_BATCH_SIGN)
+    if (q->operation == BatchOperation_BATCH_SIGN) {
         KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_SIGN_VERIFY, &signer));
+        kms_sig_alg alg = 0;
+        if (kms_spec_sig_alg(kms_key_record(signer)->spec, q->algorithm, &alg) == KMS_ERR_INVALID_ARGUMENT ||
+            q->message_type < _MessageType_MIN || q->message_type > _MessageType_MAX) {
+            kms_keystore_release(signer); /* the request's own arguments, not an item's */
+            return KMS_ERR_INVALID_ARGUMENT;
+        }
+    }
     for (pb_size_t i = 0; i < q->items_count; i++)
         batch_item(ctx, q, signer, (const pb_bytes_array_t *)(const void *)&q->items[i], &r->results[i]);
     r->results_count = q->items_count;

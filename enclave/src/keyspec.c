@@ -52,7 +52,7 @@ static int is_rsa(KeySpec spec)
     return spec == KeySpec_RSA_2048 || spec == KeySpec_RSA_3072 || spec == KeySpec_RSA_4096;
 }
 
-kms_sig_alg kms_spec_sig_alg(KeySpec spec, SigningAlgorithm alg)
+static kms_sig_alg sig_alg_for(KeySpec spec, SigningAlgorithm alg)
 {
     switch (alg) {
     case SigningAlgorithm_ECDSA_SHA_256:
@@ -67,6 +67,14 @@ kms_sig_alg kms_spec_sig_alg(KeySpec spec, SigningAlgorithm alg)
     case SigningAlgorithm_RSASSA_PKCS1_V1_5_SHA_512: return is_rsa(spec) ? KMS_SIG_RSA_PKCS1_SHA512 : 0;
     default: return (kms_sig_alg)0;
     }
+}
+
+kms_err_t kms_spec_sig_alg(KeySpec spec, SigningAlgorithm alg, kms_sig_alg *out)
+{
+    if (alg <= SigningAlgorithm_SIGNING_ALGORITHM_UNSPECIFIED || alg > _SigningAlgorithm_MAX)
+        return KMS_ERR_INVALID_ARGUMENT;
+    *out = sig_alg_for(spec, alg);
+    return *out != 0 ? KMS_OK : KMS_ERR_INVALID_KEY_USAGE;
 }
 
 kms_err_t kms_spec_generate(KeySpec spec, uint8_t *buf, size_t cap, size_t *len)

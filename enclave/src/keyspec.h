@@ -17,8 +17,10 @@ kms_pkey_kind kms_spec_pkey_kind(KeySpec spec);
 int kms_spec_allows_usage(KeySpec spec, KeyUsage usage);
 /* HMAC digest of an HMAC spec (0 otherwise). */
 kms_md kms_spec_hmac_md(KeySpec spec);
-/* Map a signing algorithm to the crypto layer's, if spec allows it; else 0. */
-kms_sig_alg kms_spec_sig_alg(KeySpec spec, SigningAlgorithm alg);
+/* Map a signing algorithm to the crypto layer's: KMS_ERR_INVALID_ARGUMENT for UNSPECIFIED or a value
+ * not in the enum (a missing argument, whatever the key), KMS_ERR_INVALID_KEY_USAGE when spec does not
+ * allow it (docs/api.md §3a). */
+kms_err_t kms_spec_sig_alg(KeySpec spec, SigningAlgorithm alg, kms_sig_alg *out);
 /*
  * New key material for spec: a random secret (AES-256: 32 bytes; HMAC: the digest length)
  * or a PKCS#8 DER private key. buf has room for cap bytes. The caller wipes buf.

@@ -225,7 +225,9 @@ static kms_err_t drain_frames(struct session *s, int64_t host_time)
     return KMS_OK;
 }
 
-/* Handshake, then read application data into frames and answer them. *closed on close_notify. */
+/* Handshake, then read application data into frames and answer them. On the client's close_notify,
+ * answer with our own (RFC 8446 §6.1: the standard close; the host sends it and ends the stream) and set
+ * *closed. */
 static kms_err_t pump(struct session *s, int64_t host_time, int *closed)
 {
     if (!SSL_is_init_finished(s->ssl)) {
@@ -242,8 +244,9 @@ static kms_err_t pump(struct session *s, int64_t host_time, int *closed)
         int r = SSL_read(s->ssl, s->frame + s->frame_len, (int)(room > 16384 ? 16384 : room));
         if (r <= 0) {
             int e = SSL_get_error(s->ssl, r);
-            if (e == SSL_ERROR_ZERO_RETURN) *closed = 1;
-            return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_ZERO_RETURN ? KMS_OK : KMS_ERR_SESSION_TLS;
+            if (e != SSL_ERROR_ZERO_RETURN) return e == SSL_ERROR_WANT_READ ? KMS_OK : KMS_ERR_SESSION_TLS;
+            *closed = 1;
+            return SSL_shutdown(s->ssl) >= 0 ? KMS_OK : KMS_ERR_SESSION_TLS; /* 1: ours written, theirs seen */
         }
         s->frame_len += (size_t)r;
         KMS_RETURN_IF_ERR(drain_frames(s, host_time));

@@ -22,6 +22,7 @@ from kms.service.relay import FrameTooLarge, Overloaded, SessionIdle, SessionLim
 _log = get_logger("kms.api")
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_HEALTH = "/grpc.health.v1.Health/"
 Around = Callable[[grpc.aio.ServicerContext], AbstractAsyncContextManager[None]]
 Hook = Callable[[], None]
 
@@ -148,6 +149,8 @@ class RequestContextInterceptor(_Interceptor):
             finally:
                 code = _code_name(context, failure)
                 level = "info" if code in ("OK", "CANCELLED") else "warning"
+                if code == "OK" and method.startswith(_HEALTH):  # probes ask every few seconds
+                    level = "debug"
                 getattr(_log, level)("rpc finished", grpc_code=code,
                                      duration_ms=round((time.perf_counter() - start) * 1000, 3))
 

@@ -26,7 +26,7 @@ from kms.proto.v1 import kms_pb2, kms_pb2_grpc
 from kms.service.evidence import open_quoting_enclave
 from kms.service.housekeeping import Housekeeping
 from kms.service.relay import Relay, open_enclave
-from kms.service.store import SqliteStore
+from kms.service.store import open_store
 
 _log = get_logger("kms.server")
 SERVICE_NAME = kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name
@@ -129,7 +129,8 @@ class KmsServer:
         for name, value in s.insecure_settings().items():
             _log.warning("insecure setting enabled", setting=name, value=value)
         _check_data_dir(s)
-        store = SqliteStore(s.data_dir, observer=metrics.observe_store_write)
+        store = await asyncio.to_thread(open_store, s, observer=metrics.observe_store_write)
+        _log.info("record store", backend=type(store).__name__, group_commit=s.store_group_commit)
         stack.callback(store.close)
         qe = open_quoting_enclave(s.quoting, s.data_dir)  # before the enclave: a missing library fails fast
         _log.info("quoting enclave", quoting=s.quoting, simulated=qe.simulated)

@@ -25,15 +25,22 @@ from kms.attestation.errors import (
     SignatureError,
     Step,
     TcbError,
+    TcbNotEvaluatedError,
 )
 from kms.attestation.pccs import CollateralCache, PccsClient
 from kms.attestation.pck import PckCa, SgxExtension
 from kms.attestation.policy import AttestationPolicy
 from kms.attestation.quote import Quote, ReportBody, parse_quote
 from kms.attestation.ratls import verify_ratls_certificate
-from kms.attestation.result import EnclaveIdentity, RaTlsEvidence, VerificationResult, VerifiedQuote
+from kms.attestation.result import (
+    EnclaveIdentity,
+    RaTlsEvidence,
+    SignedQuote,
+    VerificationResult,
+    VerifiedQuote,
+)
 from kms.attestation.tcb import TcbStatus
-from kms.attestation.verify import check_quote, verify_quote
+from kms.attestation.verify import check_quote, check_quote_signatures, verify_quote
 
 __all__ = [
     "INTEL_SGX_ROOT", "INTEL_SGX_ROOT_PUBLIC_KEY_HEX", "AttestationError", "AttestationPolicy",
@@ -41,8 +48,9 @@ __all__ = [
     "CollateralExpiredError", "CollateralFetchError", "CollateralSource", "EnclaveIdentity",
     "NotYetValidError", "PccsClient", "PckCa", "PolicyError", "Quote", "QuoteFormatError",
     "RaTlsError", "RaTlsEvidence", "ReportBody", "RevocationError", "SgxExtension",
-    "SignatureError", "SignedDocument", "Step", "TcbError", "TcbStatus", "TrustAnchor",
-    "VerificationResult", "VerifiedQuote", "check_quote", "collateral_from_parts",
+    "SignatureError", "SignedDocument", "SignedQuote", "Step", "TcbError", "TcbNotEvaluatedError", "TcbStatus",
+    "TrustAnchor", "VerificationResult", "VerifiedQuote", "check_quote", "check_quote_signatures",
+    "collateral_from_parts",
     "dump_collateral_json", "load_collateral_json", "parse_collateral_json", "parse_quote",
     "split_signed_response", "verify_quote", "verify_ratls_certificate",
 ]

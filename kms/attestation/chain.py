@@ -17,7 +17,6 @@ from kms.attestation.errors import (
     AttestationError,
     CertificateChainError,
     CollateralError,
-    NotYetValidError,
     RevocationError,
     Step,
 )
@@ -53,19 +52,23 @@ def iso(value: datetime) -> str:
 
 
 class Validity:
-    """Collects the earliest expiry over everything checked; an item not yet valid is an error."""
+    """The validity window of everything checked: the earliest expiry and the latest start, with what set each.
+
+    Neither is raised here: QVL still reports the TCB status of a quote whose collateral is not yet valid
+    or expired, so the verifier records both and the policy refuses them after every other check."""
 
     def __init__(self, at: datetime) -> None:
         self.at = at
         self.earliest: datetime | None = None
         self.source = ""
+        self.latest_start: datetime | None = None
+        self.start_source = ""
 
     def window(self, step: Step, what: str, not_before: datetime | None, not_after: datetime | None) -> None:
         if not_after is None:
             raise CollateralError(step, f"{what} has no expiry (nextUpdate/notAfter)")
-        if not_before is not None and not_before > self.at:
-            raise NotYetValidError(step, f"{what} is not valid before {iso(not_before)} "
-                                          f"(verification time {iso(self.at)})")
+        if not_before is not None and (self.latest_start is None or not_before > self.latest_start):
+            self.latest_start, self.start_source = not_before, what
         if self.earliest is None or not_after < self.earliest:
             self.earliest, self.source = not_after, what
 
@@ -76,6 +79,11 @@ class Validity:
     def expired(self) -> bool:
         """QvE semantics: expired once the earliest expiry is at or before the verification time."""
         return self.earliest is not None and self.earliest <= self.at
+
+    @property
+    def not_yet_valid(self) -> bool:
+        """Something starts after the verification time (certificate notBefore, CRL thisUpdate, issueDate)."""
+        return self.latest_start is not None and self.latest_start > self.at
 
 
 ECDSA_SHA256_ALGORITHM = bytes.fromhex("300a06082a8648ce3d040302")

@@ -10,18 +10,17 @@ class Step(StrEnum):
 
     QUOTE_FORMAT = "quote_format"
     PCK_CHAIN = "pck_chain"
+    QE_REPORT_SIGNATURE = "qe_report_signature"
+    QE_REPORT_DATA = "qe_report_data"
+    ISV_SIGNATURE = "isv_signature"
     COLLATERAL_FETCH = "collateral_fetch"
     COLLATERAL_FORMAT = "collateral_format"
     REVOCATION = "revocation"
     TCB_INFO = "tcb_info"
     QE_IDENTITY = "qe_identity"
     COLLATERAL_MATCH = "collateral_match"
-    QE_REPORT_SIGNATURE = "qe_report_signature"
-    QE_REPORT_DATA = "qe_report_data"
     QE_IDENTITY_MATCH = "qe_identity_match"
-    ISV_SIGNATURE = "isv_signature"
     PLATFORM_TCB = "platform_tcb"
-    COLLATERAL_EXPIRY = "collateral_expiry"
     POLICY_SIMULATION = "policy_simulation"
     POLICY_ATTRIBUTES = "policy_attributes"
     POLICY_MRENCLAVE = "policy_mrenclave"
@@ -30,6 +29,9 @@ class Step(StrEnum):
     POLICY_ISVSVN = "policy_isvsvn"
     POLICY_TCB_STATUS = "policy_tcb_status"
     POLICY_REPORT_DATA = "policy_report_data"
+    COLLATERAL_NOT_YET_VALID = "collateral_not_yet_valid"
+    COLLATERAL_EXPIRY = "collateral_expiry"
+    TCB_NOT_EVALUATED = "tcb_not_evaluated"
     RATLS_CERTIFICATE = "ratls_certificate"
     RATLS_BINDING = "ratls_binding"
 
@@ -81,7 +83,11 @@ class TcbError(AttestationError):
 
 
 class NotYetValidError(AttestationError):
-    """A certificate, CRL or collateral document starts after the verification time."""
+    """All checks passed, but a certificate, CRL or collateral document starts after the verification time.
+    Never relaxed: it is a wrong clock or collateral from the future."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Step.COLLATERAL_NOT_YET_VALID, message)
 
 
 class CollateralExpiredError(AttestationError):
@@ -89,6 +95,14 @@ class CollateralExpiredError(AttestationError):
 
     def __init__(self, message: str) -> None:
         super().__init__(Step.COLLATERAL_EXPIRY, message)
+
+
+class TcbNotEvaluatedError(AttestationError):
+    """Verified without collateral: the quote parses and its signatures verify up to the PCK chain, but its TCB
+    status, revocation and collateral were not evaluated. Never an acceptance."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Step.TCB_NOT_EVALUATED, message)
 
 
 class PolicyError(AttestationError):

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
 from kms.attestation.chain import iso
-from kms.attestation.errors import CollateralExpiredError, PolicyError, Step
+from kms.attestation.errors import CollateralExpiredError, NotYetValidError, PolicyError, Step
 from kms.attestation.quote import ATTR_DEBUG, ATTR_EINITTOKEN_KEY, ATTR_PROVISIONKEY
-from kms.attestation.result import VerifiedQuote
+from kms.attestation.result import EnclaveIdentity, SignedQuote, VerifiedQuote
 from kms.attestation.tcb import TcbStatus
 
 OUT_OF_DATE_STATUSES = frozenset({TcbStatus.OUT_OF_DATE, TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED})
@@ -29,7 +29,7 @@ class AttestationPolicy:
       also need allow_outdated_tcb_insecure; Revoked can never be allowed.
     - report_data: expected REPORTDATA, zero-padded to 64 bytes (exact match).
     - DEBUG enclaves, expired collateral and simulated platforms are refused unless the
-      matching `allow_*_insecure` flag is set.
+      matching `allow_*_insecure` flag is set. Collateral that is not yet valid is always refused.
     """
 
     mrenclaves: frozenset[bytes] = field(default_factory=frozenset)
@@ -96,17 +96,31 @@ class AttestationPolicy:
         )
 
     def evaluate(self, checked: VerifiedQuote) -> None:
-        """Raise the first expiry or policy failure for evidence whose signatures verified."""
-        if checked.collateral_expired and not self.allow_expired_collateral_insecure:
-            raise CollateralExpiredError(
-                f"collateral expired at {iso(checked.collateral_expiry)} "
-                f"({checked.collateral_expiry_source}); all other checks passed")
-        if checked.simulated and not self.allow_simulation_insecure:
+        """Raise the first policy failure of evidence whose signatures and TCB were evaluated. The validity
+        window of the collateral comes last, so that its message says "all other checks passed" only when
+        they did: the enclave, the TCB status and REPORTDATA, in that order, then not-yet-valid (never
+        relaxed) and expired (unless allow_expired_collateral_insecure) collateral."""
+        self._enclave(checked.identity, checked.simulated)
+        if checked.tcb_status not in self.allowed_tcb_statuses:
+            allowed = ", ".join(sorted(s.value for s in self.allowed_tcb_statuses))
+            raise PolicyError(Step.POLICY_TCB_STATUS,
+                              f"TCB status {checked.tcb_status.value} is not accepted (accepted: {allowed}; "
+                              f"advisories: {', '.join(checked.advisory_ids) or 'none'})")
+        self._report_data(checked.identity)
+        self._validity_window(checked)
+
+    def evaluate_without_tcb(self, signed: SignedQuote) -> None:
+        """The checks that need no collateral (the enclave and REPORTDATA) of a quote verified without it.
+        Passing them is NOT an acceptance: the caller still refuses (TcbNotEvaluatedError)."""
+        self._enclave(signed.identity, signed.simulated)
+        self._report_data(signed.identity)
+
+    def _enclave(self, ident: EnclaveIdentity, simulated: bool) -> None:
+        if simulated and not self.allow_simulation_insecure:
             raise PolicyError(Step.POLICY_SIMULATION,
                               "evidence from a simulated SGX platform gives no protection; "
                               "refused unless allow_simulation_insecure")
-        self._attributes(checked)
-        ident = checked.identity
+        self._attributes(ident)
         if self.mrenclaves and ident.mrenclave not in self.mrenclaves:
             raise PolicyError(Step.POLICY_MRENCLAVE,
                               f"MRENCLAVE {_hex(ident.mrenclave)} is not an accepted value")
@@ -117,22 +131,31 @@ class AttestationPolicy:
             raise PolicyError(Step.POLICY_ISVPRODID, f"ISVPRODID {ident.isvprodid} is not {self.isvprodid}")
         if ident.isvsvn < self.min_isvsvn:
             raise PolicyError(Step.POLICY_ISVSVN, f"ISVSVN {ident.isvsvn} is below the minimum {self.min_isvsvn}")
-        if checked.tcb_status not in self.allowed_tcb_statuses:
-            allowed = ", ".join(sorted(s.value for s in self.allowed_tcb_statuses))
-            raise PolicyError(Step.POLICY_TCB_STATUS,
-                              f"TCB status {checked.tcb_status.value} is not accepted (accepted: {allowed}; "
-                              f"advisories: {', '.join(checked.advisory_ids) or 'none'})")
+
+    def _report_data(self, ident: EnclaveIdentity) -> None:
         if self.report_data is not None:
             expected = self.report_data.ljust(64, b"\x00")
             if ident.report_data != expected:
                 raise PolicyError(Step.POLICY_REPORT_DATA,
                                   f"REPORTDATA {_hex(ident.report_data)} is not the expected {_hex(expected)}")
 
-    def _attributes(self, checked: VerifiedQuote) -> None:
+    def _validity_window(self, checked: VerifiedQuote) -> None:
+        expired = (f"collateral expired at {iso(checked.collateral_expiry)} ({checked.collateral_expiry_source})"
+                   if checked.collateral_expired else "")
+        if checked.collateral_not_yet_valid:
+            assert checked.collateral_valid_from is not None
+            also = f", and {expired}" if expired else ""
+            raise NotYetValidError(
+                f"collateral is not valid before {iso(checked.collateral_valid_from)} "
+                f"({checked.collateral_valid_from_source}){also}; all other checks passed")
+        if expired and not self.allow_expired_collateral_insecure:
+            raise CollateralExpiredError(f"{expired}; all other checks passed")
+
+    def _attributes(self, ident: EnclaveIdentity) -> None:
         # INIT is not checked: EREPORT runs only in an initialized enclave, so a genuine QE never
         # signs a report without it. PROVISIONKEY/EINITTOKEN_KEY belong to Intel's architectural
         # enclaves, never to an application.
-        flags = checked.identity.flags
+        flags = ident.flags
         if flags & ATTR_DEBUG and not self.allow_debug_insecure:
             raise PolicyError(Step.POLICY_ATTRIBUTES,
                               "enclave runs in DEBUG mode (its memory is readable by the host); "

@@ -13,6 +13,14 @@ from kms.attestation.errors import QuoteFormatError
 HEADER_SIZE = 48
 REPORT_BODY_SIZE = 384
 V3_MIN_SIZE = 1020
+
+# (offset, size) of each field of an SGX report body (`sgx_report_body_t`); integers are little-endian.
+# docs/attestation.md §2a holds the same table, tested against this one and against real quotes.
+REPORT_BODY_FIELDS: dict[str, tuple[int, int]] = {
+    "cpusvn": (0, 16), "miscselect": (16, 4), "isvextprodid": (32, 16), "attributes": (48, 16),
+    "mrenclave": (64, 32), "mrsigner": (128, 32), "configid": (192, 64), "isvprodid": (256, 2),
+    "isvsvn": (258, 2), "configsvn": (260, 2), "isvfamilyid": (304, 16), "report_data": (320, 64),
+}
 ATT_KEY_TYPE_ECDSA_P256 = 2
 TEE_TYPE_SGX = 0x00000000
 TEE_TYPE_TDX = 0x00000081
@@ -108,22 +116,10 @@ def parse_report_body(raw: bytes) -> ReportBody:
     """Split a 384-byte SGX report body into its fields (reference §1.2)."""
     if len(raw) != REPORT_BODY_SIZE:
         raise QuoteFormatError(f"report body is {len(raw)} bytes, expected {REPORT_BODY_SIZE}")
-    isvprodid, isvsvn, configsvn = struct.unpack_from("<HHH", raw, 256)
-    return ReportBody(
-        raw=bytes(raw),
-        cpusvn=raw[0:16],
-        miscselect=raw[16:20],
-        isvextprodid=raw[32:48],
-        attributes=raw[48:64],
-        mrenclave=raw[64:96],
-        mrsigner=raw[128:160],
-        configid=raw[192:256],
-        isvprodid=isvprodid,
-        isvsvn=isvsvn,
-        configsvn=configsvn,
-        isvfamilyid=raw[304:320],
-        report_data=raw[320:384],
-    )
+    fields = {name: raw[at : at + size] for name, (at, size) in REPORT_BODY_FIELDS.items()}
+    for name in ("isvprodid", "isvsvn", "configsvn"):
+        fields[name] = int.from_bytes(fields[name], "little")
+    return ReportBody(raw=bytes(raw), **fields)
 
 
 def parse_pem_chain(data: bytes) -> tuple[x509.Certificate, ...]:

@@ -1,4 +1,5 @@
-"""RA-TLS certificates: the interoperable DICE evidence (2.23.133.5.4.9) and Gramine's legacy format."""
+"""RA-TLS certificates: the interoperable DICE evidence (2.23.133.5.4.9) and the legacy formats of Gramine
+and rats-tls 2021 (a raw quote in 1.2.840.113741.1337.6)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,8 @@ from kms.attestation.verify import verification_time, verify_quote
 # OID content bytes, compared raw: Gramine writes its legacy OID with the 06 09 tag and length
 # inside the content by mistake, so parsers see 0.6.9.42.840.113741.1337.6 (reference §3.1).
 DICE_EVIDENCE_OID = bytes.fromhex("678105050409")  # 2.23.133.5.4.9
-GRAMINE_LEGACY_OIDS = (
-    bytes.fromhex("06092a864886f84d8a3906"),  # as Gramine emits it
-    bytes.fromhex("2a864886f84d8a3906"),  # 1.2.840.113741.1337.6, correctly encoded
-)
+LEGACY_OID = bytes.fromhex("2a864886f84d8a3906")  # 1.2.840.113741.1337.6, correctly encoded (rats-tls 2021)
+GRAMINE_LEGACY_OIDS = (bytes.fromhex("06092a864886f84d8a3906"), LEGACY_OID)  # first: as Gramine emits it
 CBOR_TAG_INTEL_TEE_QUOTE = 60000
 PUBKEY_HASH_ALGORITHMS: dict[int, type[hashes.HashAlgorithm]] = {1: hashes.SHA256, 7: hashes.SHA384, 8: hashes.SHA512}
 _SIGNATURE_HASHES = {
@@ -42,6 +41,9 @@ _SIGNATURE_HASHES = {
     "1.2.840.113549.1.1.12": hashes.SHA384, "1.2.840.113549.1.1.13": hashes.SHA512,
 }
 _ED25519 = "1.3.101.112"
+_SHA1_WITH_RSA = "1.2.840.113549.1.1.5"  # rats-tls 2021 self-signatures only
+_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+_LEGACY_RSA_MIN_BITS = 2048
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----")
 
 
@@ -64,7 +66,7 @@ def _cert_error(message: str) -> RaTlsError:
     return RaTlsError(Step.RATLS_CERTIFICATE, message)
 
 
-def _check_self_signature(spki: bytes, alg: der.Tlv, bit_string: der.Tlv, tbs: bytes) -> None:
+def _check_self_signature(spki: bytes, alg: der.Tlv, bit_string: der.Tlv, tbs: bytes, allow_sha1_rsa: bool) -> None:
     oid = der.decode_oid(der.expect(der.children(der.expect(alg, der.TAG_SEQUENCE))[0], der.TAG_OID).content)
     sig = der.expect(bit_string, der.TAG_BIT_STRING).content
     if not sig or sig[0] != 0:
@@ -78,14 +80,20 @@ def _check_self_signature(spki: bytes, alg: der.Tlv, bit_string: der.Tlv, tbs: b
             key.verify(signature, tbs, ec.ECDSA(_SIGNATURE_HASHES[oid]()))
         elif oid in _SIGNATURE_HASHES and isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, tbs, padding.PKCS1v15(), _SIGNATURE_HASHES[oid]())
+        elif oid == _SHA1_WITH_RSA and allow_sha1_rsa and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, tbs, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303 - see parse_ratls_certificate
         else:
             raise _cert_error(f"unsupported signature algorithm {oid} for the certificate's key")
     except (InvalidSignature, ValueError, UnsupportedAlgorithm) as exc:
         raise _cert_error("the certificate's self-signature does not verify") from exc
 
 
-def parse_ratls_certificate(data: bytes | x509.Certificate) -> RaTlsCertificate:
-    """Parse a DER or PEM certificate; check its structure and self-signature."""
+def parse_ratls_certificate(data: bytes | x509.Certificate, *, accept_legacy_rats_tls: bool = True) -> RaTlsCertificate:
+    """Parse a DER or PEM certificate; check its structure and self-signature.
+
+    sha1WithRSAEncryption is accepted only for what rats-tls 2021 wrote: an RSA key, the correctly encoded
+    legacy extension and no DICE evidence. The self-signature proves nothing there (the quote binds the key,
+    and the TLS handshake proves possession of it); it is checked so a damaged certificate is refused."""
     if isinstance(data, x509.Certificate):
         data = data.public_bytes(serialization.Encoding.DER)
     if data.lstrip().startswith(b"-----BEGIN"):
@@ -125,7 +133,9 @@ def parse_ratls_certificate(data: bytes | x509.Certificate) -> RaTlsCertificate:
                 if any(oid == seen for seen, _ in extensions):
                     raise der.DerError("an extension appears twice")
                 extensions.append((oid, der.expect(parts[-1], der.TAG_OCTET_STRING).content))
-        _check_self_signature(spki, outer[1], outer[2], outer[0].raw)
+        oids = {oid for oid, _ in extensions}
+        rats_tls = accept_legacy_rats_tls and LEGACY_OID in oids and DICE_EVIDENCE_OID not in oids
+        _check_self_signature(spki, outer[1], outer[2], outer[0].raw, rats_tls)
         return RaTlsCertificate(spki, der.decode_time(validity[0]), der.decode_time(validity[1]),
                                 tuple(extensions))
     except der.DerError as exc:
@@ -177,20 +187,60 @@ def _dice(value: bytes, spki: bytes, expected_nonce: bytes | None) -> tuple[byte
     return quote, report_data, info
 
 
+def _rsa_pkcs1(spki: bytes) -> bytes | None:
+    """The PKCS#1 RSAPublicKey inside an RSA SubjectPublicKeyInfo (as written, not re-encoded); None for other keys."""
+    alg, key = der.children(der.parse(spki, der.TAG_SEQUENCE))
+    oid = der.decode_oid(der.expect(der.children(der.expect(alg, der.TAG_SEQUENCE))[0], der.TAG_OID).content)
+    if oid != _RSA_ENCRYPTION:
+        return None
+    bits = der.expect(key, der.TAG_BIT_STRING).content
+    public = serialization.load_der_public_key(spki)
+    if bits[:1] != b"\x00" or not isinstance(public, rsa.RSAPublicKey) or public.key_size < _LEGACY_RSA_MIN_BITS:
+        raise _cert_error(f"rats-tls legacy certificate needs an RSA key of at least {_LEGACY_RSA_MIN_BITS} bits")
+    return bits[1:]
+
+
+def _legacy(cert: RaTlsCertificate, gramine: bool, rats_tls: bool) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The raw quote of a legacy extension and the bindings it may carry, each (format, REPORTDATA):
+    Gramine's SHA-256(SPKI) under either OID; rats-tls 2021's SHA-256(PKCS#1 RSAPublicKey) under the
+    correctly encoded OID, for an RSA key."""
+    malformed, proper = cert.extension(GRAMINE_LEGACY_OIDS[:1]), cert.extension((LEGACY_OID,))
+    if malformed is not None and proper is not None:
+        raise _cert_error("certificate carries both legacy RA-TLS extensions")
+    quote = malformed if malformed is not None else proper
+    bindings: list[tuple[str, bytes]] = []
+    if quote is not None and gramine:
+        bindings.append(("gramine-legacy", digest(hashes.SHA256(), cert.spki) + bytes(32)))
+    if proper is not None and rats_tls:
+        try:
+            pkcs1 = _rsa_pkcs1(cert.spki)
+        except (der.DerError, ValueError, UnsupportedAlgorithm) as exc:
+            raise _cert_error(f"certificate key does not parse: {exc}") from exc
+        if pkcs1 is not None:
+            bindings.append(("rats-tls-legacy", digest(hashes.SHA256(), pkcs1) + bytes(32)))
+    if quote is None or not bindings:
+        raise _cert_error("certificate carries no accepted RA-TLS evidence extension")
+    return quote, bindings
+
+
 def verify_ratls_certificate(
     certificate: bytes | x509.Certificate,
-    collateral: Collateral | CollateralSource,
+    collateral: Collateral | CollateralSource | None,
     policy: AttestationPolicy,
     *,
     at: datetime,
     trust_anchor: TrustAnchor = INTEL_SGX_ROOT,
     accept_legacy_gramine: bool = True,
     expected_nonce: bytes | None = None,
+    accept_legacy_rats_tls: bool = True,
 ) -> VerificationResult:
     """Check the certificate, the key-to-quote binding, then the quote and the policy.
 
     DICE evidence is preferred; when the certificate has it, any failure rejects (no fallback).
-    Otherwise Gramine's legacy extension is read (REPORTDATA = SHA-256(SPKI) || 0^32).
+    Otherwise a legacy extension is read: Gramine's (REPORTDATA = SHA-256(SPKI) || 0^32) unless
+    `accept_legacy_gramine` is False, rats-tls 2021's (an RSA key, REPORTDATA = SHA-256(PKCS#1
+    RSAPublicKey) || 0^32) unless `accept_legacy_rats_tls` is False. `collateral=None`: see verify_quote
+    (never an acceptance).
     """
     at = verification_time(at)
     if policy.report_data is not None:
@@ -198,25 +248,26 @@ def verify_ratls_certificate(
     quote: Quote | None = None
     info: RaTlsEvidence | None = None
     try:
-        cert = parse_ratls_certificate(certificate)
+        cert = parse_ratls_certificate(certificate, accept_legacy_rats_tls=accept_legacy_rats_tls)
         if not cert.not_before <= at <= cert.not_after:
             raise _cert_error(f"certificate is valid {iso(cert.not_before)} to {iso(cert.not_after)}, "
                               f"not at {iso(at)}")
         dice = cert.extension((DICE_EVIDENCE_OID,))
-        legacy = cert.extension(GRAMINE_LEGACY_OIDS)
         if dice is not None:
             quote_bytes, expected, info = _dice(dice, cert.spki, expected_nonce)
-        elif legacy is not None and accept_legacy_gramine:
-            if expected_nonce is not None:
-                raise _binding_error("Gramine's legacy format carries no nonce")
-            quote_bytes, info = legacy, RaTlsEvidence("gramine-legacy", cert.spki)
-            expected = digest(hashes.SHA256(), cert.spki) + bytes(32)
+            bindings = [(info.format, expected)]
         else:
-            raise _cert_error("certificate carries no RA-TLS evidence extension")
+            quote_bytes, bindings = _legacy(cert, accept_legacy_gramine, accept_legacy_rats_tls)
+            if expected_nonce is not None:
+                raise _binding_error("the legacy RA-TLS formats carry no nonce")
         quote = parse_quote(quote_bytes)
-        if not constant_time.bytes_eq(quote.body.report_data, expected):
+        found = [name for name, value in bindings if constant_time.bytes_eq(quote.body.report_data, value)]
+        if not found:
+            wanted = "; ".join(f"{name}: expected {value.hex()}" for name, value in bindings)
             raise _binding_error(f"quote REPORTDATA {quote.body.report_data.hex()} does not bind this "
-                                 f"certificate ({info.format}: expected {expected.hex()})")
+                                 f"certificate ({wanted})")
+        if info is None:
+            info = RaTlsEvidence(found[0], cert.spki)
     except AttestationError as exc:
         return VerificationResult.rejected(at, exc, quote, None, info)
     result = verify_quote(quote, collateral, policy, at=at, trust_anchor=trust_anchor)

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
+
 from kms.attestation.anchor import TrustAnchor
 from kms.attestation.chain import iso
 from kms.attestation.errors import AttestationError, Step
-from kms.attestation.pck import PckCa
+from kms.attestation.pck import PckCa, SgxExtension
 from kms.attestation.quote import Quote, ReportBody
 from kms.attestation.tcb import TcbStatus
 
@@ -55,8 +57,46 @@ class EnclaveIdentity:
 
 
 @dataclass(frozen=True)
+class SignedQuote:
+    """What the checks without collateral established: the quote parses, its PCK chain verifies to the anchor,
+    the PCK key signs the QE report, the QE report binds the attestation key, which signs the enclave's report.
+    Revocation, TCB status and the collateral are NOT evaluated: never an acceptance on its own."""
+
+    quote: Quote
+    identity: EnclaveIdentity
+    pck_chain: tuple[x509.Certificate, ...]
+    pck_ca: PckCa
+    sgx_extension: SgxExtension
+    trust_anchor: TrustAnchor
+    simulated: bool
+    pck_chain_valid_from: datetime
+    pck_chain_expiry: datetime
+    verification_time: datetime
+
+    @property
+    def pck_chain_status(self) -> str:
+        """"valid", "not_yet_valid" or "expired" at the verification time."""
+        if self.pck_chain_valid_from > self.verification_time:
+            return "not_yet_valid"
+        return "expired" if self.pck_chain_expiry <= self.verification_time else "valid"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fmspc": self.sgx_extension.fmspc.hex(), "pce_id": self.sgx_extension.pce_id.hex(),
+            "pck_ca": self.pck_ca.value, "trust_anchor": self.trust_anchor.name, "simulated": self.simulated,
+            "quote_version": self.quote.version,
+            "pck_chain_valid_from": iso(self.pck_chain_valid_from), "pck_chain_expiry": iso(self.pck_chain_expiry),
+            "pck_chain_status": self.pck_chain_status,
+        }
+
+
+@dataclass(frozen=True)
 class VerifiedQuote:
-    """What the signature and TCB checks established (before expiry and policy decisions)."""
+    """What the signature and TCB checks established (before the validity window and policy decisions).
+
+    The validity window of everything checked (certificates, CRLs, TCB Info, QE Identity) is reported,
+    not raised: `collateral_expiry`/`collateral_expired` (the earliest end) and `collateral_valid_from`/
+    `collateral_not_yet_valid` (the latest start), each with the item that set it."""
 
     quote: Quote
     identity: EnclaveIdentity
@@ -74,9 +114,20 @@ class VerifiedQuote:
     collateral_expired: bool
     trust_anchor: TrustAnchor
     simulated: bool
+    collateral_valid_from: datetime | None = None
+    collateral_valid_from_source: str = ""
+    collateral_not_yet_valid: bool = False
+
+    @property
+    def collateral_status(self) -> str:
+        """"valid", "not_yet_valid" or "expired": the collateral's own result, apart from the TCB status."""
+        if self.collateral_not_yet_valid:
+            return "not_yet_valid"
+        return "expired" if self.collateral_expired else "valid"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "tcb_evaluated": True,
             "tcb_status": self.tcb_status.value,
             "platform_tcb_status": self.platform_tcb_status.value,
             "qe_tcb_status": self.qe_tcb_status.value,
@@ -84,6 +135,10 @@ class VerifiedQuote:
             "tcb_date": iso(self.tcb_date),
             "fmspc": self.fmspc.hex(), "pce_id": self.pce_id.hex(), "pck_ca": self.pck_ca.value,
             "tcb_evaluation_data_number": self.tcb_evaluation_data_number,
+            "collateral_status": self.collateral_status,
+            "collateral_valid_from": None if self.collateral_valid_from is None else iso(self.collateral_valid_from),
+            "collateral_valid_from_source": self.collateral_valid_from_source,
+            "collateral_not_yet_valid": self.collateral_not_yet_valid,
             "collateral_expiry": iso(self.collateral_expiry),
             "collateral_expiry_source": self.collateral_expiry_source,
             "collateral_expired": self.collateral_expired,
@@ -112,7 +167,8 @@ class VerificationResult:
 
     `ok` is True only when every check and the policy passed. On a rejected result, the
     accessors (`verified`, `identity`, `tcb_status`, ...) raise the AttestationError that
-    rejected it; `diagnostics` may hold what the signature checks established, for display only.
+    rejected it; `diagnostics` may hold what the TCB evaluation established and `signatures` what the
+    signature checks established, for display only.
     """
 
     at: datetime
@@ -120,6 +176,7 @@ class VerificationResult:
     quote: Quote | None = None
     checked: VerifiedQuote | None = None
     ratls_evidence: RaTlsEvidence | None = None
+    signatures: SignedQuote | None = None
 
     def __post_init__(self) -> None:
         if self.error is None and self.checked is None:
@@ -131,8 +188,9 @@ class VerificationResult:
 
     @classmethod
     def rejected(cls, at: datetime, error: AttestationError, quote: Quote | None = None,
-                 checked: VerifiedQuote | None = None, ratls: RaTlsEvidence | None = None) -> VerificationResult:
-        return cls(at, error, quote, checked, ratls)
+                 checked: VerifiedQuote | None = None, ratls: RaTlsEvidence | None = None,
+                 signatures: SignedQuote | None = None) -> VerificationResult:
+        return cls(at, error, quote, checked, ratls, signatures)
 
     @property
     def ok(self) -> bool:
@@ -197,9 +255,11 @@ class VerificationResult:
         }
         if self.checked is not None:
             out.update(self.checked.to_dict())
+        elif self.signatures is not None:
+            out.update(self.signatures.to_dict(), tcb_evaluated=False, tcb_status=None, advisory_ids=None)
         if self.quote is not None:
             out["identity"] = EnclaveIdentity.from_report(self.quote.body).to_dict()
-            out["identity_signature_verified"] = self.checked is not None
+            out["identity_signature_verified"] = self.checked is not None or self.signatures is not None
         if self.ratls_evidence is not None:
             out["ratls_format"] = self.ratls_evidence.format
         return out

@@ -18,6 +18,7 @@ from kms.attestation.chain import (
     Validity,
     check_not_revoked,
     digest,
+    iso,
     malformed,
     verify_chain,
     verify_crl,
@@ -31,11 +32,12 @@ from kms.attestation.errors import (
     SignatureError,
     Step,
     TcbError,
+    TcbNotEvaluatedError,
 )
 from kms.attestation.pck import PckCa, common_name, pck_ca_of, sgx_extension
 from kms.attestation.policy import AttestationPolicy
 from kms.attestation.quote import CERT_DATA_PCK_CHAIN, CERT_DATA_PCK_LEAF, Quote, parse_quote
-from kms.attestation.result import EnclaveIdentity, VerificationResult, VerifiedQuote
+from kms.attestation.result import EnclaveIdentity, SignedQuote, VerificationResult, VerifiedQuote
 from kms.attestation.tcb import (
     TcbStatus,
     converge,
@@ -60,7 +62,7 @@ def verification_time(at: datetime) -> datetime:
 
 def verify_quote(
     quote: bytes | Quote,
-    collateral: Collateral | CollateralSource,
+    collateral: Collateral | CollateralSource | None,
     policy: AttestationPolicy,
     *,
     at: datetime,
@@ -69,17 +71,34 @@ def verify_quote(
 ) -> VerificationResult:
     """Verify a quote against collateral and a policy at time `at`. Never raises for a bad quote:
     the result says which step failed. `pck_chain` (leaf, CA, root) is for quotes that do not
-    carry their PCK chain (certification data types 1-4)."""
+    carry their PCK chain (certification data types 1-4).
+
+    `collateral=None` checks what needs no collateral (parsing, every signature up to the PCK chain,
+    the enclave part of the policy) and is then rejected at `tcb_not_evaluated`: never an acceptance."""
     at = verification_time(at)
     parsed: Quote | None = None
+    signed: SignedQuote | None = None
     checked: VerifiedQuote | None = None
     try:
         parsed = quote if isinstance(quote, Quote) else parse_quote(quote)
-        checked = check_quote(parsed, collateral, at=at, trust_anchor=trust_anchor, pck_chain=pck_chain)
+        validity, memo = Validity(at), SignatureMemo()
+        signed = _signature_stage(parsed, trust_anchor, pck_chain, validity, memo)
+        if collateral is None:
+            policy.evaluate_without_tcb(signed)
+            raise TcbNotEvaluatedError(_not_evaluated(signed))
+        checked = _collateral_stage(signed, collateral, validity, memo)
         policy.evaluate(checked)
     except AttestationError as exc:
-        return VerificationResult.rejected(at, exc, parsed, checked)
+        return VerificationResult.rejected(at, exc, parsed, checked, signatures=signed)
     return VerificationResult.accepted(at, checked)
+
+
+def _not_evaluated(signed: SignedQuote) -> str:
+    window = {"valid": "", "expired": f" (the PCK chain expired at {iso(signed.pck_chain_expiry)})",
+              "not_yet_valid": f" (the PCK chain is not valid before {iso(signed.pck_chain_valid_from)})"}
+    return ("verified without collateral: the quote parses and every signature verifies up to the PCK chain "
+            f"({signed.trust_anchor.name}){window[signed.pck_chain_status]}; its TCB status, advisories and "
+            "revocation were NOT evaluated, so it is not accepted")
 
 
 def _raw_signature(signature: bytes) -> bytes:
@@ -175,34 +194,40 @@ def _check_isv_signature(quote: Quote) -> None:
         raise SignatureError(Step.ISV_SIGNATURE, "ISV report signature does not verify with the attestation key")
 
 
-def _status(text: str) -> TcbStatus:
-    return TcbStatus(text)
-
-
-def check_quote(
-    quote: Quote,
-    collateral: Collateral | CollateralSource,
-    *,
-    at: datetime,
-    trust_anchor: TrustAnchor = INTEL_SGX_ROOT,
-    pck_chain: Sequence[x509.Certificate] | None = None,
-) -> VerifiedQuote:
-    """All of §2.3 except the policy. Raises AttestationError; expiry is recorded, not raised."""
-    at = verification_time(at)
-    validity, memo = Validity(at), SignatureMemo()
+def _signature_stage(quote: Quote, anchor: TrustAnchor, supplied: Sequence[x509.Certificate] | None,
+                     validity: Validity, memo: SignatureMemo) -> SignedQuote:
+    """Parsing and every signature up to the PCK chain: chain to the anchor, QE report, its binding of
+    the attestation key, the ISV report. Needs no collateral."""
     with malformed(Step.PCK_CHAIN, "PCK chain"):
-        chain = _pck_chain(quote, pck_chain)
+        chain = _pck_chain(quote, supplied)
         ca = pck_ca_of(chain[0])
-        verify_chain(chain, trust_anchor, step=Step.PCK_CHAIN, what="PCK chain",
+        verify_chain(chain, anchor, step=Step.PCK_CHAIN, what="PCK chain",
                      names=("SGX PCK Certificate", _CA_CN[ca], _ROOT_CN), validity=validity, memo=memo)
         ext = sgx_extension(chain[0], ca)
-    coll = collateral.collateral_for(ext.fmspc, ca, at=at)
+    _check_quote_signatures(quote, chain[0])
+    _check_isv_signature(quote)
+    assert validity.earliest is not None and validity.latest_start is not None
+    return SignedQuote(
+        quote=quote, identity=EnclaveIdentity.from_report(quote.body), pck_chain=tuple(chain), pck_ca=ca,
+        sgx_extension=ext, trust_anchor=anchor,
+        simulated=anchor.simulated or "simulat" in common_name(chain[-1].subject).lower(),
+        pck_chain_valid_from=validity.latest_start, pck_chain_expiry=validity.earliest,
+        verification_time=validity.at)
+
+
+def _collateral_stage(signed: SignedQuote, collateral: Collateral | CollateralSource, validity: Validity,
+                      memo: SignatureMemo) -> VerifiedQuote:
+    """Revocation, TCB Info, QE Identity, their match to the PCK, the QE identity and the platform TCB level.
+    The validity window is recorded, never raised: the policy decides after every other check."""
+    quote, chain, ca, ext, anchor = signed.quote, signed.pck_chain, signed.pck_ca, signed.sgx_extension, \
+        signed.trust_anchor
+    coll = collateral.collateral_for(ext.fmspc, ca, at=validity.at)
     with malformed(Step.REVOCATION, "CRL or its issuer chain"):
-        _check_revocation(coll, chain, ca, trust_anchor, validity, memo)
-    tcb_info = _signed_document(coll.tcb_info, coll.tcb_info_issuer_chain, coll, trust_anchor, validity,
+        _check_revocation(coll, chain, ca, anchor, validity, memo)
+    tcb_info = _signed_document(coll.tcb_info, coll.tcb_info_issuer_chain, coll, anchor, validity,
                                 memo, step=Step.TCB_INFO, what="TCB Info", parse=parse_tcb_info)
     validity.window(Step.TCB_INFO, "TCB Info", tcb_info.issue_date, tcb_info.next_update)
-    qe_identity = _signed_document(coll.qe_identity, coll.qe_identity_issuer_chain, coll, trust_anchor,
+    qe_identity = _signed_document(coll.qe_identity, coll.qe_identity_issuer_chain, coll, anchor,
                                    validity, memo, step=Step.QE_IDENTITY, what="QE Identity",
                                    parse=parse_qe_identity)
     validity.window(Step.QE_IDENTITY, "QE Identity", qe_identity.issue_date, qe_identity.next_update)
@@ -214,11 +239,9 @@ def check_quote(
                               f"the PCK certificate has {ext.fmspc.hex()} / {ext.pce_id.hex()}")
     if qe_identity.id != "QE":
         raise CollateralError(Step.COLLATERAL_MATCH, f"QE Identity id is {qe_identity.id!r}, not 'QE'")
-    _check_quote_signatures(quote, chain[0])
     qe_status, qe_level = match_qe_identity(qe_identity, quote.qe_report)
-    _check_isv_signature(quote)
     level = match_platform_level(tcb_info, ext.tcb_components, ext.pcesvn)
-    platform_status = _status(level.status)
+    platform_status = TcbStatus(level.status)
     status = converge(platform_status, qe_status)
     if status is TcbStatus.REVOKED:
         raise TcbError(Step.PLATFORM_TCB, f"TCB is Revoked (platform {platform_status.value}, "
@@ -226,7 +249,7 @@ def check_quote(
     assert validity.earliest is not None
     return VerifiedQuote(
         quote=quote,
-        identity=EnclaveIdentity.from_report(quote.body),
+        identity=signed.identity,
         tcb_status=status,
         platform_tcb_status=platform_status,
         qe_tcb_status=qe_status,
@@ -239,6 +262,37 @@ def check_quote(
         collateral_expiry=validity.earliest,
         collateral_expiry_source=validity.source,
         collateral_expired=validity.expired,
-        trust_anchor=trust_anchor,
-        simulated=trust_anchor.simulated or "simulat" in common_name(chain[-1].subject).lower(),
+        trust_anchor=anchor,
+        simulated=signed.simulated,
+        collateral_valid_from=validity.latest_start,
+        collateral_valid_from_source=validity.start_source,
+        collateral_not_yet_valid=validity.not_yet_valid,
     )
+
+
+def check_quote_signatures(
+    quote: Quote,
+    *,
+    at: datetime,
+    trust_anchor: TrustAnchor = INTEL_SGX_ROOT,
+    pck_chain: Sequence[x509.Certificate] | None = None,
+) -> SignedQuote:
+    """What needs no collateral (§2.3 steps 1-3, 7, 8, 10 without the CRLs): raises AttestationError.
+    The result is NOT an acceptance: revocation and the TCB status were not evaluated."""
+    at = verification_time(at)
+    return _signature_stage(quote, trust_anchor, pck_chain, Validity(at), SignatureMemo())
+
+
+def check_quote(
+    quote: Quote,
+    collateral: Collateral | CollateralSource,
+    *,
+    at: datetime,
+    trust_anchor: TrustAnchor = INTEL_SGX_ROOT,
+    pck_chain: Sequence[x509.Certificate] | None = None,
+) -> VerifiedQuote:
+    """All of §2.3 except the policy. Raises AttestationError; the validity window is recorded, not raised."""
+    at = verification_time(at)
+    validity, memo = Validity(at), SignatureMemo()
+    signed = _signature_stage(quote, trust_anchor, pck_chain, validity, memo)
+    return _collateral_stage(signed, collateral, validity, memo)

@@ -217,7 +217,7 @@ class SessionChannel:
         self._waiters.clear()
 
     def close(self) -> None:
-        """Send close_notify (best effort); waiters still queued fail."""
+        """Send close_notify and read the enclave's (best effort); waiters still queued fail."""
         with self._io, self._lock:
             if self._failure is None:
                 try:
@@ -227,7 +227,8 @@ class SessionChannel:
                 try:
                     data = self._out.read()
                     if data:
-                        self._exchange(data)
+                        self._in.write(self._exchange(data))
+                        self._tls.unwrap()  # completes on the enclave's close_notify (session-protocol §6)
                 except Exception:  # noqa: S110 - closing: the transport may already be gone
                     pass
             self._fail(SessionError("the session was closed"))

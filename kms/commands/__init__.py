@@ -1,10 +1,10 @@
-"""The client-side CLI groups: key, alias, data, data-key, re-encrypt, policy, grant, admin, credentials."""
+"""The client-side CLI groups: key, alias, data, data-key, re-encrypt, policy, grant, admin, agent, credentials."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kms.commands import access, admin, aliases, credentials, data, envelope, keys
+from kms.commands import access, admin, agent, aliases, credentials, data, envelope, health, keys, status
 from kms.commands.common import connection_parent
 
 
@@ -19,5 +19,8 @@ def register(groups: Any) -> None:
     access.register(groups, parent)
     admin.register_admin(groups.add_parser(
         "admin", help="initialize, recover, back up and restore the server; manage principals"), parent)
+    agent.register(groups, parent)
+    health.register(groups)
+    status.register(groups)
     credentials.register(groups.add_parser(
         "credentials", help="client key pairs and certificates, and the domain and state head kept with them"))

@@ -39,6 +39,10 @@ def _common(parser: argparse.ArgumentParser, report_data: bool) -> None:
                         help="collateral JSON file (the dcap-qvl sgx_quote_collateral.json format)")
     source.add_argument("--pccs", metavar="URL", help="PCCS or Intel PCS base URL, e.g. "
                         "https://pccs:8081/sgx/certification/v4 or https://api.trustedservices.intel.com/sgx/certification/v4")
+    source.add_argument("--no-collateral", action="store_true",
+                        help="check parsing and every signature up to the PCK chain only: the TCB status, advisories "
+                             "and revocation are NOT evaluated, so the result is never ACCEPTED (exit 2, failed step "
+                             "tcb_not_evaluated when every signature verified)")
     parser.add_argument("--pccs-api-version", type=int, choices=(3, 4), help="when the URL does not name it")
     parser.add_argument("--pccs-ca", type=Path, metavar="FILE", help="CA bundle for the PCCS TLS certificate")
     parser.add_argument("--root-ca-crl-url", metavar="URL",
@@ -61,6 +65,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     cert.add_argument("--cert", type=Path, required=True, metavar="FILE", help="certificate, PEM or DER")
     cert.add_argument("--nonce", metavar="HEX", type=checked(hex_text), help="required 'nonce' claim")
     cert.add_argument("--no-legacy-gramine", action="store_true", help="refuse Gramine's legacy extension")
+    cert.add_argument("--no-legacy-rats-tls", action="store_true",
+                      help="refuse rats-tls 2021 certificates (RSA key, SHA-256 of its PKCS#1 form in REPORTDATA)")
     _common(cert, report_data=False)
     cert.set_defaults(func=run_verify_cert)
     show = subparsers.add_parser("show", help="quote and verify the built enclave on the simulated platform")
@@ -88,16 +94,30 @@ def _print(result: VerificationResult, output: str) -> None:
     lines = [f"result: {'ACCEPTED' if result.ok else 'REJECTED'}"]
     if not result.ok:
         lines += [f"failed step: {info['failed_step']}", f"reason: {info['message']}"]
-    if "tcb_status" in info:
+    if info.get("tcb_evaluated"):
         lines += [f"tcb status: {info['tcb_status']} (platform {info['platform_tcb_status']}, "
                   f"QE {info['qe_tcb_status']})",
                   f"advisories: {', '.join(info['advisory_ids']) or 'none'}",
-                  f"collateral expiry: {info['collateral_expiry']} ({info['collateral_expiry_source']})"
-                  + (" EXPIRED" if info["collateral_expired"] else "")]
+                  f"collateral: {collateral_line(info)}"]
+    elif "pck_chain_status" in info:
+        lines += ["tcb status: NOT EVALUATED (advisories and revocation neither: "
+                  + ("no collateral was used)" if result.failed_step is Step.TCB_NOT_EVALUATED
+                     else "verification stopped first)"),
+                  f"pck chain: {info['pck_chain_status']} ({info['pck_chain_valid_from']} to "
+                  f"{info['pck_chain_expiry']})"]
     if "identity" in info:
         note = "" if info["identity_signature_verified"] else " (signature NOT verified)"
         lines += [f"{k}: {v}{note}" for k, v in info["identity"].items()]
     print("\n".join(lines))
+
+
+def collateral_line(info: dict[str, object]) -> str:
+    """The collateral's own result, apart from the TCB status."""
+    status = info["collateral_status"]
+    if status == "not_yet_valid":
+        return f"NOT YET VALID before {info['collateral_valid_from']} ({info['collateral_valid_from_source']})"
+    expiry = f"{info['collateral_expiry']} ({info['collateral_expiry_source']})"
+    return f"EXPIRED at {expiry}" if status == "expired" else f"valid until {expiry}"
 
 
 def _exit(result: VerificationResult, output: str) -> int:
@@ -126,10 +146,9 @@ def run_verify_quote(args: argparse.Namespace) -> int:
         quote = _named("--quote", args.quote, _read_quote)
         chain = _named("--pck-chain", args.pck_chain, lambda p: x509.load_pem_x509_certificates(p.read_bytes())) \
             if args.pck_chain else None
-        source = collateral_from_flags(args)
+        source = collateral_from_flags(args)  # None with --no-collateral (the parser requires one of the three)
     except (OSError, ValueError, AttestationError) as exc:
         return _local_error(exc)
-    assert source is not None  # the parser requires --collateral or --pccs
     return _exit(verify_quote(quote, source, policy, at=at, trust_anchor=anchor, pck_chain=chain), args.output)
 
 
@@ -138,12 +157,12 @@ def run_verify_cert(args: argparse.Namespace) -> int:
         at, anchor, policy = verification_time(args.at), trust_anchor_from_flags(args), policy_from_flags(args)
         cert = _named("--cert", args.cert, Path.read_bytes)
         nonce = bytes.fromhex(args.nonce) if args.nonce else None
-        source = collateral_from_flags(args)
+        source = collateral_from_flags(args)  # None with --no-collateral (the parser requires one of the three)
     except (OSError, ValueError, AttestationError) as exc:
         return _local_error(exc)
-    assert source is not None  # the parser requires --collateral or --pccs
     result = verify_ratls_certificate(cert, source, policy, at=at, trust_anchor=anchor,
-                                      accept_legacy_gramine=not args.no_legacy_gramine, expected_nonce=nonce)
+                                      accept_legacy_gramine=not args.no_legacy_gramine, expected_nonce=nonce,
+                                      accept_legacy_rats_tls=not args.no_legacy_rats_tls)
     return _exit(result, args.output)
 
 

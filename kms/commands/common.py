@@ -120,12 +120,15 @@ def load_state(args: argparse.Namespace) -> ClientState:
         raise LocalError(str(exc)) from exc
 
 
-def make_client(args: argparse.Namespace, *, new_domain: bool = False) -> KmsClient:
+def make_client(args: argparse.Namespace, *, new_domain: bool = False, server: str | None = None,
+                state: ClientState | None = None, retries: int = 4, connect: bool = True) -> KmsClient:
     """Verify the server (policy from the flags), check its domain against the credentials' pin and its state
     against the highest head they saw, then open the session; raises before anything is sent.
 
     Credentials that are not pinned to a domain are refused (exit 1) unless the command creates or recovers
-    one (`new_domain`: init, recover; the server must then have no domain)."""
+    one (`new_domain`: init, recover; the server must then have no domain). `server` and `state` override
+    --server and the credentials' state, `connect=False` defers the verification to the first call (`kms agent`:
+    one client per address, one shared state)."""
     creds = load_credentials(args)
     try:
         policy, anchor = policy_from_flags(args), trust_anchor_from_flags(args)
@@ -133,14 +136,15 @@ def make_client(args: argparse.Namespace, *, new_domain: bool = False) -> KmsCli
         collateral = collateral_from_flags(args)
     except (OSError, ValueError, AttestationError) as exc:
         raise LocalError(str(exc)) from exc
-    state = load_state(args)
+    state = state if state is not None else load_state(args)
     if state.domain_id is None and not new_domain:
         raise LocalError(f"the credentials {args.credentials} are not pinned to a domain, so no server can be "
                          "trusted with them: `kms credentials pin --credentials DIR --domain HEX` (the domain id "
                          "`kms admin init` printed) or `--from ADMIN_CREDENTIALS_DIR`")
     try:
-        return KmsClient(args.server, credentials=creds, policy=policy, trust_anchor=anchor, collateral=collateral,
-                         at=at, timeout=args.timeout, state=state, new_domain=new_domain)
+        return KmsClient(server or args.server, credentials=creds, policy=policy, trust_anchor=anchor,
+                         collateral=collateral, at=at, timeout=args.timeout, state=state, new_domain=new_domain,
+                         retries=retries, connect=connect)
     except (TransportError, ServerError) as exc:  # reaching the server, before anything was sent
         raise RemoteError(f"--server: {exc}") from exc
 

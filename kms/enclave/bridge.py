@@ -164,7 +164,7 @@ class Enclave:
                                                  SESSION_OUT_MAX, out_len, pending, closed, retval)
             self._check(status, retval, "session feed")
             chunks.append(bytes(ffi.buffer(out, out_len[0])))
-            if pending[0] == 0 or closed[0]:
+            if pending[0] == 0:  # after a close too: the answer ends with the enclave's close_notify
                 return b"".join(chunks), bool(closed[0])
             payload = b""
 

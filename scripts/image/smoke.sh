@@ -5,8 +5,8 @@
 #   2. the signed enclave's identity checks out (SIGSTRUCT signature, image hash);
 #   3. the enclave loads on the simulated platform and its quote verifies end to end with the
 #      simulated root allowed, and is refused without that allowance;
-#   4. `kms serve` starts on the image's data volume, answers gRPC health on its plaintext port,
-#      and a real client round trip works: credentials, admin init, key create, encrypt, decrypt;
+#   4. `kms serve` starts on the image's data volume, answers gRPC health on both ports (`kms health`),
+#      and a real client round trip works: credentials, admin init, `kms status`, key create, encrypt, decrypt;
 #   5. `kms admin backup` while serving; SIGTERM stops the server cleanly;
 #   6. node loss drill: the backup restored into a new data directory (a new simulated platform,
 #      so the sealed key cannot come along), `kms serve` there starts uninitialized, `kms admin
@@ -97,17 +97,8 @@ API=$(field listen)
 HEALTH=$(field health_listen)
 [ "$(field simulated)" = True ] || fail "the server does not report the simulated platform"
 [ "$(field mrsigner)" = "$MRSIGNER" ] || fail "the server's MRSIGNER differs from the image's"
-say "gRPC health on the plaintext port $HEALTH"
-python3 - "$HEALTH" <<'PY'
-import sys
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-with grpc.insecure_channel(sys.argv[1]) as ch:
-    stub = health_pb2_grpc.HealthStub(ch)
-    for service in ("", "kms.v1.KeyManagementService"):
-        status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
-        assert status == health_pb2.HealthCheckResponse.SERVING, (service, status)
-PY
+say "gRPC health on the plaintext port $HEALTH and the API port $API (kms health)"
+kms health --server "$API" --health-server "$HEALTH" || fail "kms health: the server is not serving on both ports"
 
 say "client round trip: credentials, admin init, key create, encrypt, decrypt"
 export KMS_SERVER="$API" KMS_MRSIGNER="$MRSIGNER" KMS_SIMULATED_ROOT="$DATA/sgx-sim/root-ca.pem"
@@ -117,6 +108,14 @@ kms credentials new --out "$work/admin" --output json > creds.json
 kms audit keygen --out auditor --output json > auditor.json
 kms admin init --recovery-keys 3 --recovery-dir recovery --auditor-key auditor/auditor.pub --output json > init.json
 [ -s recovery/shares/share-0.json ] || fail "admin init wrote no recovery shares"
+kms status --output json > status.json || fail "kms status: the evidence or the state head was refused"
+python3 - init.json status.json <<'PY'
+import json, sys
+init, status = (json.load(open(p)) for p in sys.argv[1:3])
+assert status["verified"] is True and status["simulated"] is True, status
+assert status["domain_id"] == init["domain_id"] and status["state_head"], (init, status)
+print(f"    kms status: evidence verified, domain {status['domain_id']}, state head {status['state_head']}")
+PY
 KEY=$(kms key create --description smoke --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
 printf 'the image smoke test plaintext\n' > plain.txt
 kms encrypt --key-id "$KEY" --in plain.txt --context stage=smoke --out cipher.bin

@@ -181,7 +181,8 @@ def test_dcap_qvl_crl_signature(qvl: tuple[bytes, Collateral], policy: Attestati
 def test_dcap_qvl_before_the_collateral_was_issued(qvl: tuple[bytes, Collateral], policy: AttestationPolicy) -> None:
     quote, collateral = qvl
     result = verify_quote(quote, collateral, policy, at=datetime(2025, 6, 19, 10, 30, tzinfo=UTC))
-    assert result.failed_step is Step.TCB_INFO and "not valid before" in result.message
+    assert result.failed_step is Step.COLLATERAL_NOT_YET_VALID and "not valid before" in result.message
+    assert result.diagnostics is not None and result.diagnostics.tcb_status is CSWH  # reported, not accepted
 
 
 def test_verification_time_must_be_aware(qvl: tuple[bytes, Collateral], policy: AttestationPolicy) -> None:

@@ -169,6 +169,6 @@ def test_smoke_stage_runs_the_smoke_script(stages) -> None:
     assert not smoke.all("USER")  # runs as the runtime image's user
     script = (REPO / "scripts" / "image" / "smoke.sh").read_text()
     for step in ("kms --help", "kms enclave measure", "kms attest show", "--allow-simulation-insecure",
-                 "kms serve", "kms admin init", "kms key create", "kms encrypt", "kms decrypt", "SIGTERM",
-                 "kms admin backup", "kms admin restore", "kms admin recover"):
+                 "kms serve", "kms health", "kms admin init", "kms status", "kms key create", "kms encrypt",
+                 "kms decrypt", "SIGTERM", "kms admin backup", "kms admin restore", "kms admin recover"):
         assert step in script, step

@@ -29,8 +29,8 @@ def test_image_builds_and_its_smoke_stage_passes() -> None:
     assert proc.returncode == 0, out[-6000:]
     assert "==> smoke: passed" in out
     for step in ("the CLI starts", "enclave identity", "its evidence verifies", "gRPC health",
-                 "encrypt/decrypt round trip ok", "backup while serving", "graceful shutdown",
-                 "old ciphertext decrypts", "nothing written outside"):
+                 "kms status: evidence verified", "encrypt/decrypt round trip ok", "backup while serving",
+                 "graceful shutdown", "old ciphertext decrypts", "nothing written outside"):
         assert step in out, step
     size = re.search(r"^size\s+(\d+) bytes", out, re.MULTILINE)
     assert size, out[-2000:]

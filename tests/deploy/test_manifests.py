@@ -163,9 +163,12 @@ def test_grpc_probes_on_the_plaintext_health_port(rendered, overlay: str) -> Non
 
 
 def test_probe_service_is_the_servers_service_name() -> None:
+    """The readiness probe asks what `kms health` asks, on the port it asks by default (docs/operations.md)."""
+    from kms.commands import health
     from kms.proto.v1 import kms_pb2
 
     assert kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name == "kms.v1.KeyManagementService"
+    assert health.SERVICE == "kms.v1.KeyManagementService" and health.DEFAULT_HEALTH_PORT == HEALTH_PORT
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

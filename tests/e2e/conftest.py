@@ -35,9 +35,28 @@ def client_for(server: ServerProcess, creds: Credentials, target: str | None = N
 
 
 @pytest.fixture(scope="module")
-def server(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real server per module, on a fresh data directory."""
-    srv = ServerProcess(tmp_path_factory.mktemp("e2e") / "data")
+def store_backend() -> str:
+    """The record store the module's server uses; a module overrides this (params sqlite, postgres) to run
+    its tests on both."""
+    return "sqlite"
+
+
+def store_flags(request: pytest.FixtureRequest, backend: str, directory: Path) -> list[str]:
+    """`kms serve` flags for a fresh store of the backend: nothing for SQLite; a new database on the session's
+    PostgreSQL cluster (tests/pg.py), its password in a 0600 file."""
+    if backend == "sqlite":
+        return []
+    cluster = request.getfixturevalue("pg_cluster")
+    directory.mkdir(parents=True, exist_ok=True)
+    return [f"--store-url={cluster.create_database()}", f"--store-password-file={cluster.password_file(directory)}"]
+
+
+@pytest.fixture(scope="module")
+def server(build: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
+           store_backend: str) -> Iterator[ServerProcess]:
+    """One real server per module, on a fresh data directory (and store)."""
+    root = tmp_path_factory.mktemp("e2e")
+    srv = ServerProcess(root / "data", *store_flags(request, store_backend, root / "secrets"))
     yield srv
     srv.stop()
 

@@ -1,9 +1,11 @@
-"""Every KMS-completeness operation through the SDK against the real server, and each refusal: wrong
-state (disabled, pending deletion), wrong principal, context mismatch (policy condition), expired and
-revoked grants, altered import token, wrong wrapping, retired version; batches with per-item errors."""
+"""Every KMS-completeness operation through the SDK against the real server (on SQLite and PostgreSQL),
+and each refusal: wrong state (disabled, pending deletion), wrong principal, context mismatch (policy
+condition), expired and revoked grants, altered import token, wrong wrapping, retired version; batches
+with per-item errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -17,6 +19,12 @@ from kms.client import Credentials, KeyPolicy, Statement
 from kms.client.byok import wrap_key_material
 from kms.proto.enclave.v1 import errors_pb2 as codes
 from tests.e2e.conftest import client_for
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def store_backend(request) -> str:
+    """Every operation on both record stores."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +259,8 @@ def test_identity_carries_the_audit_key(admin) -> None:
     ident = admin.identity()
     assert ident.domain_loaded and len(ident.domain_id) == 16 and len(ident.audit_public_key) == 32
     assert ident.mrsigner == admin.evidence.identity.mrsigner
+
+
+def test_the_server_runs_on_the_store_asked_for(server, store_backend) -> None:
+    (line,) = [json.loads(line) for line in server.lines if '"record store"' in line]
+    assert line["backend"] == {"sqlite": "SqliteStore", "postgres": "PostgresStore"}[store_backend]

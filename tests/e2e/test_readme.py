@@ -64,6 +64,7 @@ def test_the_readme_walkthrough_runs_from_outside_the_checkout(build: Path, tmp_
     server = ServerProcess(kms_home / "server")  # `./dev serve`'s defaults, but on free loopback ports
     try:
         env["KMS_SERVER"] = server.api
+        env["KMS_HEALTH_SERVER"] = server.info["health_listen"]  # `./dev serve`'s is 127.0.0.1:7444, the default
         proc = subprocess.run(["bash", "-c", script(walkthrough_block())], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=540)
     finally:

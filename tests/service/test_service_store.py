@@ -1,5 +1,6 @@
-"""SqliteStore: conditional, durable, thread-safe puts; sorted listing; the node-local sealed key file;
-and a damaged row that only the enclave notices, for that key alone."""
+"""Both record stores (SQLite, PostgreSQL: the `opener` fixture): conditional, durable, thread-safe puts;
+sorted listing; the node-local sealed key file; SQLite's WAL and full sync; and a damaged row that only the
+enclave notices, for that key alone."""
 
 from __future__ import annotations
 
@@ -14,18 +15,24 @@ from pathlib import Path
 import pytest
 
 from kms.enclave.bridge import StoreConflict
-from kms.service.store import DB_NAME, SqliteStore, StoreError
+from kms.service.store import DB_NAME, BaseStore, SqliteStore, StoreError
 
 SEALED = "sealed-domain-key"
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(opener, tmp_path: Path):
+    with opener(tmp_path / "data") as s:
+        yield s
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path):
     with SqliteStore(tmp_path / "data") as s:
         yield s
 
 
-def test_conditional_writes(store: SqliteStore) -> None:
+def test_conditional_writes(store: BaseStore) -> None:
     assert store.get("k") is None and store.revision("k") == 0
     store.put("k", 0, 1, b"one")
     with pytest.raises(StoreConflict):
@@ -36,16 +43,16 @@ def test_conditional_writes(store: SqliteStore) -> None:
     assert store.get("k") == b"two" and store.revision("k") == 2
 
 
-def test_bad_puts_are_refused(store: SqliteStore) -> None:
+def test_bad_puts_are_refused(store: BaseStore) -> None:
     for args in (("k", 1, 1, b"x"), ("k", 2, 1, b"x"), ("", 0, 1, b"x"), ("a\nb", 0, 1, b"x"), ("k" * 200, 0, 1, b"")):
         with pytest.raises(StoreError):
             store.put(*args)
     assert store.list("", 10) == []
 
 
-def test_observer_counts_results(tmp_path: Path) -> None:
+def test_observer_counts_results(opener, tmp_path: Path) -> None:
     seen: list[str] = []
-    with SqliteStore(tmp_path, observer=seen.append) as s:
+    with opener(tmp_path, observer=seen.append) as s:
         s.put("k", 0, 1, b"x")
         with pytest.raises(StoreConflict):
             s.put("k", 0, 1, b"x")
@@ -54,32 +61,34 @@ def test_observer_counts_results(tmp_path: Path) -> None:
     assert seen == ["ok", "conflict", "error"]
 
 
-def test_wal_and_full_sync(store: SqliteStore) -> None:
+def test_wal_and_full_sync(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
 
 
-def test_a_returned_put_survives_a_crash(tmp_path: Path) -> None:
+def test_a_returned_put_survives_a_crash(opener, tmp_path: Path) -> None:
     """The writer dies right after put returns (no close, no checkpoint): the record is on disk."""
-    code = ("import os, sys; from kms.service.store import SqliteStore; s = SqliteStore(sys.argv[1]); "
+    code = ("import os, sys; from tests.service.conftest import open_in_child; s = open_in_child(sys.argv[1]); "
             "s.put('k', 0, 1, b'durable'); s.put('domain-state', 0, 1, b'ds'); os._exit(0)")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=Path(__file__).parents[2])
-    with SqliteStore(tmp_path) as s:
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=Path(__file__).parents[2],
+                   env={**os.environ, **opener.child_env})
+    with opener(tmp_path) as s:
         assert s.get("k") == b"durable" and s.revision("k") == 1 and s.get("domain-state") == b"ds"
 
 
-def test_reopen_keeps_everything(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path) as s:
+def test_reopen_keeps_everything(opener, tmp_path: Path) -> None:
+    with opener(tmp_path) as s:
         s.put("a", 0, 1, b"1")
         s.put("a", 1, 2, b"2")
-    with SqliteStore(tmp_path) as s:
+    with opener(tmp_path) as s:
         assert s.get("a") == b"2" and s.revision("a") == 2
         with pytest.raises(StoreConflict):
             s.put("a", 1, 2, b"x")
 
 
-def test_list_sorted_paged_reserved_excluded(store: SqliteStore) -> None:
+def test_list_sorted_paged_reserved_excluded(store: BaseStore) -> None:
     """Every record is listed (the enclave checks the whole store against its state log), but the
     node-local sealed domain key."""
     names = ["b", "a", "B", "c-1", "c", "domain-state"]
@@ -91,7 +100,7 @@ def test_list_sorted_paged_reserved_excluded(store: SqliteStore) -> None:
     assert store.list("domain-state", 10) == [] and store.list("", 0) == []
 
 
-def test_concurrent_writers(store: SqliteStore) -> None:
+def test_concurrent_writers(store: BaseStore) -> None:
     """Threads bump one counter record with conditional puts (retrying conflicts) and write their own."""
     threads, rounds = 8, 25
     store.put("counter", 0, 1, b"0")
@@ -116,7 +125,7 @@ def test_concurrent_writers(store: SqliteStore) -> None:
     assert len(store.list("own", 10_000)) == threads * rounds
 
 
-def test_sealed_key_is_an_atomic_file_not_a_row(store: SqliteStore) -> None:
+def test_sealed_key_is_an_atomic_file_not_a_row(store: BaseStore) -> None:
     store.put(SEALED, 0, 1, b"sealed-blob")
     path = store.data_dir / "domain-key.sealed"
     assert path.read_bytes() == b"sealed-blob" and stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -126,11 +135,11 @@ def test_sealed_key_is_an_atomic_file_not_a_row(store: SqliteStore) -> None:
         store.put(SEALED, 0, 1, b"other")
     with pytest.raises(StoreError):
         store.put(SEALED, 1, 2, b"other")  # one revision only
-    rows = sqlite3.connect(store.data_dir / DB_NAME).execute("SELECT count(*) FROM records").fetchone()[0]
-    assert rows == 0 and path.read_bytes() == b"sealed-blob"
+    assert store.list("", 10) == [] and store._read(lambda r: r.record(SEALED)) is None  # no row, shared or not
+    assert path.read_bytes() == b"sealed-blob"
 
 
-def test_sealed_key_write_interrupted_before_rename_leaves_nothing(store: SqliteStore, monkeypatch) -> None:
+def test_sealed_key_write_interrupted_before_rename_leaves_nothing(store: BaseStore, monkeypatch) -> None:
     def crash(*_args: object) -> None:
         raise OSError("power cut")
 
