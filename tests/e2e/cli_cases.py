@@ -262,6 +262,16 @@ COMMANDS: dict[str, Command] = {
     "credentials forget-head": cmd(cases=[
         case("--domain", "abc", names="--domain"),
         case("--credentials", "{missing}", names="{missing}")]),
+    "health": cmd("--server", "{api}", "--health-server", "{health}", without=("server",), cases=[
+        case("--server", "{down}", code=2, names="{down}"),
+        case("--server", "127.0.0.1:99999", names=("--server", "99999")),
+        case("--health-server", "no-port", names="--health-server"),
+        case("--timeout", "0", names="--timeout")]),
+    "status": cmd(cases=[case("--server", "{down}", code=2, names="{down}")]),
+    "agent": cmd("--socket", "{tmp}/agent.sock", without=("server", "identity"), cases=[
+        case("--socket-mode", "644", names="--socket-mode"),
+        case("--workers", "many", names="--workers"),
+        case("--log-level", "loud", names="--log-level")]),
     "validator run": cmd("--config", "{missing}", cases=[
         case("--config", "{missing}", names="{missing}"),
         case("--config", "{garbage}", names="{garbage}"),
