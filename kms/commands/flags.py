@@ -76,7 +76,13 @@ def output_format(value: str) -> str:
 
 
 def server_address(value: str) -> str:
-    """A gRPC target: HOST:PORT ([v6]:PORT), port 1..65535; `unix:` and `dns:` targets pass as they are."""
+    """A gRPC target: HOST:PORT ([v6]:PORT), port 1..65535; `unix:` and `dns:` targets pass as they are. A
+    comma-separated list (`kms agent`'s servers of one domain) has each of its addresses checked."""
+    if "," in value:
+        for part in value.split(","):
+            if part.strip():
+                server_address(part.strip())
+        return value
     if value.startswith(("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")):
         return value
     host, sep, port = value.rpartition(":")
