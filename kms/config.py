@@ -243,13 +243,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _read_file(path: Path) -> dict[str, object]:
+def _read_file(path: Path, origin: str = "") -> dict[str, object]:
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot read config file {path}{origin}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     if unknown := sorted(set(data) - set(FIELDS)):
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
@@ -263,7 +263,8 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     values: dict[str, object] = {}
     path = config_file or env.get(CONFIG_ENV)
     if path:
-        for name, value in _read_file(Path(path)).items():
+        origin = "" if config_file else f" (from {CONFIG_ENV})"
+        for name, value in _read_file(Path(path), origin).items():
             values[name] = _coerce(name, value, f"config file {path}", typed=True)
     for name in FIELDS:
         if (text := env.get(ENV_PREFIX + name.upper())) is not None:

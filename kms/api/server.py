@@ -81,14 +81,25 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 def _bind(server: grpc.aio.Server, address: str, name: str) -> str:
-    host, _ = parse_address(address, name)
+    host, port = parse_address(address, name)
     try:
-        port = server.add_insecure_port(address)
-    except RuntimeError as exc:
-        raise StartupError(f"{name}: cannot listen on {address}: {exc}") from exc
-    if not port:
-        raise StartupError(f"{name}: cannot listen on {address}")
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:  # gRPC says only "failed to bind" (its C core's log line has the reason, but is silenced)
+        raise StartupError(f"{name}: cannot listen on {address}: {_bind_problem(host, port)}")
+    return f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+
+
+def _bind_problem(host: str, port: int) -> str:
+    """Why an address cannot be bound, as the operating system says it (e.g. "Address already in use")."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return "gRPC could not bind it"
 
 
 class KmsServer:
@@ -102,6 +113,8 @@ class KmsServer:
         self.health = health_aio.HealthServicer()
         self._stack = contextlib.AsyncExitStack()
         self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()  # a second stop request: cut the drain short
+        self.exit_code = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api: grpc.aio.Server | None = None
         self.relay: Relay | None = None
@@ -145,9 +158,11 @@ class KmsServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        stack.push_async_callback(health_server.stop, None)  # also when a later bind fails: stopped inside the loop
         health_pb2_grpc.add_HealthServicer_to_server(self.health, health_server)
         health_address = _bind(health_server, s.health_listen, "health_listen")
         self._api = grpc.aio.server(interceptors=server_interceptors(), options=_options(s, self.reuse_port))
+        stack.push_async_callback(self._api.stop, None)
         kms_pb2_grpc.add_KeyManagementServiceServicer_to_server(
             KmsServicer(relay, collateral_url=collateral_url, idle_timeout_s=s.session_idle_timeout_s), self._api)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._api)
@@ -156,9 +171,7 @@ class KmsServer:
                                                 self._api)
         api_address = _bind(self._api, s.listen, "listen")
         await health_server.start()
-        stack.push_async_callback(health_server.stop, None)
         await self._api.start()
-        stack.push_async_callback(self._api.stop, None)
         self.addresses = Addresses(api_address, health_address, metrics_address, collateral_url, pccs_url)
 
     def _start_cluster(self, store: BaseStore, qe: QuotingEnclave) -> None:
@@ -204,7 +217,25 @@ class KmsServer:
     def _stop_requested(self, reason: str) -> None:
         if not self._stop.is_set():
             _log.info("shutdown requested", reason=reason)
-        self._stop.set()
+            self._stop.set()
+        elif not self._hurry.is_set():  # a second Ctrl-C: stop now, in-flight RPCs are cancelled
+            _log.warning("second shutdown request: stopping without draining", reason=reason)
+            self.exit_code = 128 + signal.Signals[reason].value if reason in signal.Signals.__members__ else 1
+            self._hurry.set()
+
+    @property
+    def hurried(self) -> bool:
+        """A second stop request cut the drain short."""
+        return self._hurry.is_set()
+
+    async def _unless_hurried(self, aw: asyncio.Future[None] | asyncio.Task[None]) -> bool:
+        """Wait for `aw` or a second stop request, whichever comes first; True if `aw` finished."""
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            done, _ = await asyncio.wait({aw, hurry}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hurry.cancel()
+        return aw in done
 
     async def wait(self) -> None:
         """Until a shutdown is requested."""
@@ -215,17 +246,23 @@ class KmsServer:
         s = self.settings
         await self.health.enter_graceful_shutdown()
         _log.info("health NOT_SERVING; draining", delay_s=s.shutdown_delay_s, grace_s=s.shutdown_grace_s)
-        await asyncio.sleep(s.shutdown_delay_s)
+        delay = asyncio.ensure_future(asyncio.sleep(s.shutdown_delay_s))
+        if not await self._unless_hurried(delay):
+            delay.cancel()
         if self._api is not None:
-            await self._api.stop(s.shutdown_grace_s)
+            stopping = asyncio.ensure_future(self._api.stop(s.shutdown_grace_s))
+            if not await self._unless_hurried(stopping):
+                await self._api.stop(None)  # the shorter grace wins: in-flight RPCs are cancelled now
+            await stopping
         await self._stack.aclose()
-        _log.info("stopped")
+        _log.info("stopped", drained=not self.hurried)
 
 
 async def run(settings: Settings, on_started: Callable[[KmsServer], None] | None = None, *,
               reuse_port: bool = False) -> int:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully; returns the exit code. reuse_port: the API port
-    is shared with the other workers of `kms serve --processes` (SO_REUSEPORT)."""
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; a second signal during the drain stops at once.
+    Returns the exit code: 0 after a drain, 128 + the signal's number when a second signal cut it short.
+    reuse_port: the API port is shared with the other workers of `kms serve --processes` (SO_REUSEPORT)."""
     server = KmsServer(settings, reuse_port=reuse_port)
     await server.start()
     loop = asyncio.get_running_loop()
@@ -236,7 +273,9 @@ async def run(settings: Settings, on_started: Callable[[KmsServer], None] | None
     try:
         await server.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await server.shutdown()
-    return 0
+        try:
+            await server.shutdown()  # the handlers stay: a second signal hurries it instead of raising mid-drain
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    return server.exit_code

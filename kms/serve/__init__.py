@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def describe(server: KmsServer) -> list[str]:
-    """The start-up summary for people (stderr); the same facts are logged as structured fields."""
+    """The start-up summary for people (stdout); the same facts are logged as structured fields (stderr)."""
     ident, addr = server.identity, server.addresses
     assert ident is not None and addr is not None
     lines = [
@@ -72,7 +72,7 @@ def _started(server: KmsServer) -> None:
     from kms.log import get_logger
 
     get_logger("kms.serve").info("serving", **serving_fields(server))
-    print("\n".join(describe(server)), file=sys.stderr, flush=True)
+    print("\n".join(describe(server)), flush=True)  # for people, on stdout: the JSON log stays on stderr
 
 
 def _worker_started(server: KmsServer) -> None:
@@ -94,7 +94,8 @@ def _worker_started(server: KmsServer) -> None:
 
 
 def run(settings: Settings) -> int:
-    """Serve until SIGTERM/SIGINT: 0 after a clean shutdown, 2 when the server cannot start."""
+    """Serve until SIGTERM/SIGINT: 0 after a clean shutdown, 2 when the server cannot start, 128 + N when a second
+    signal N (130: Ctrl-C) stopped it without draining."""
     from kms.serve.supervisor import supervise, worker_index
 
     worker = worker_index()
@@ -112,9 +113,13 @@ def run(settings: Settings) -> int:
     log.get_logger("kms.serve").info("starting", settings=settings.public())
     try:
         if worker is not None:
-            return asyncio.run(serve(settings, on_started=_worker_started, reuse_port=True))
-        return asyncio.run(serve(settings, on_started=_started))
+            code = asyncio.run(serve(settings, on_started=_worker_started, reuse_port=True))
+        else:
+            code = asyncio.run(serve(settings, on_started=_started))
     except (StartupError, KmsError, OSError) as exc:
         log.get_logger("kms.serve").error("start-up failed", error=str(exc), error_type=type(exc).__name__)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if code:
+        print("kms serve: stopped at once on the second signal: requests still in flight were cancelled", flush=True)
+    return code
