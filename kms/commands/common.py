@@ -298,10 +298,12 @@ def run_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[arg
 
 
 _SUBJECTS = (("key_id", "--key-id"), ("destination_key_id", "--destination-key-id"), ("alias", "ALIAS"),
-             ("principal_id", "--principal-id"), ("grant_id", "--grant-id"))
+             ("principal_id", "--principal-id"), ("grant_id", "--grant-id"), ("replica_id", "--replica-id"))
 
 
 def _subject(args: argparse.Namespace) -> str:
     """What a server's refusal was about, from the command line (the enclave's codes name no value)."""
-    named = [f"{flag} {value!r}" for attr, flag in _SUBJECTS if isinstance(value := getattr(args, attr, None), str)]
+    values = {attr: value.hex() if isinstance(value := getattr(args, attr, None), bytes) else value
+              for attr, _ in _SUBJECTS}
+    named = [f"{flag} {values[attr]!r}" for attr, flag in _SUBJECTS if isinstance(values[attr], str)]
     return f" ({', '.join(named)})" if named else ""

@@ -232,6 +232,17 @@ COMMANDS: dict[str, Command] = {
     "admin auditors set": cmd("--auditor-key", "{auditor_pub}", cases=[
         case("--auditor-key", "{missing}", names="{missing}"),
         case("--auditor-key", "{auditor_pub}", "--auditor-key", "{auditor_pub}", names="twice")]),
+    "cluster list": cmd(cases=[case("--replica-id", ZERO32, names="--replica-id")]),
+    "cluster approve": cmd("--replica-id", ZERO32, cases=[
+        case("--replica-id", "abcd", names="--replica-id"),
+        case("--replica-id", ZERO32, code=2, names=ZERO32)]),
+    "cluster remove": cmd("--replica-id", ZERO32, cases=[
+        case("--replica-id", "zz", names="--replica-id"),
+        case(code=1, names="--replica-id", alone=True)]),
+    "cluster policy": cmd(cases=[
+        case("--min-isv-svn", "70000", names="--min-isv-svn"),
+        case("--tcb-status", "Revoked", names="--tcb-status"),
+        case("--trust-root-insecure", "{garbage}", names="--trust-root-insecure")]),
     "admin identity": cmd(cases=[case("--key-id", "{aes}", names="--key-id")]),
     "admin recover": cmd("--domain-id", "{domain}", "--share", "{share}", "--recovery-key", "{recovery_key}", cases=[
         case("--domain-id", "zz", names="--domain-id"),
