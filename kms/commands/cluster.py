@@ -31,7 +31,8 @@ def register(groups: argparse._SubParsersAction, parent: argparse.ArgumentParser
                                         "domain's MRSIGNER and ISVPRODID and must not be a DEBUG build; the policy "
                                         "adds the minimum ISVSVN, the TCB statuses its platform may have, and "
                                         "whether a replica that meets it joins without an admin's approval.")
-    policy.add_argument("--min-isv-svn", type=checked(uint16), metavar="N", help="lowest ISVSVN a replica may have (0..65535)")
+    policy.add_argument("--min-isv-svn", type=checked(uint16), metavar="N",
+                        help="lowest ISVSVN a replica may have (0..65535)")
     policy.add_argument("--tcb-status", action="append", choices=sorted(TCB_STATUSES), metavar="STATUS",
                         help=f"an allowed TCB status (repeat; one of {', '.join(TCB_STATUSES)}; default UpToDate)")
     policy.add_argument("--auto-join", action=argparse.BooleanOptionalAction, default=None,

@@ -59,7 +59,8 @@ def test_refusals(cli: Cli) -> None:
     assert cli.run("cluster", "policy", *f, "--tcb-status", "Revoked")[0] == 1  # a usage error: no call
     assert cli.run("cluster", "policy", *f, "--min-isv-svn", "70000")[0] == 1   # checked before connecting
     assert cli.server.session_rpcs == sessions
-    code, _, err = cli.run("cluster", "remove", *f, "--replica-id", me)  # not the replica you talk to (nor the last approved)
+    # not the replica you talk to (nor the last approved)
+    code, _, err = cli.run("cluster", "remove", *f, "--replica-id", me)
     assert code == 2 and "Traceback" not in err, err
     code, _, err = cli.run("cluster", "approve", *f, "--replica-id", "00" * 32)  # no such replica
     assert code == 2, err
