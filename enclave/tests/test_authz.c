@@ -22,11 +22,15 @@ static int in(pb_size_t tag, const pb_size_t *list, size_t n)
 }
 
 static const pb_size_t k_host_only[] = {Request_generate_domain_key_tag, Request_load_domain_key_tag,
-                                        Request_install_quote_tag, Request_get_evidence_tag};
+                                        Request_install_quote_tag, Request_get_evidence_tag,
+                                        Request_replica_join_tag, Request_replica_admit_tag,
+                                        Request_replica_join_complete_tag};
 static const pb_size_t k_session_only[] = {Request_init_tag, Request_add_principal_tag, Request_list_principals_tag,
                                            Request_import_validator_tag, Request_recover_tag,
                                            Request_validator_state_import_tag, Request_remove_principal_tag,
-                                           Request_set_auditors_tag};
+                                           Request_set_auditors_tag, Request_list_replicas_tag,
+                                           Request_approve_replica_tag, Request_remove_replica_tag,
+                                           Request_set_replica_policy_tag};
 static const pb_size_t k_user[] = {
     Request_get_identity_tag, Request_describe_key_tag, Request_get_public_key_tag, Request_list_keys_tag,
     Request_encrypt_tag, Request_decrypt_tag, Request_sign_tag, Request_verify_tag, Request_generate_mac_tag,
