@@ -283,6 +283,7 @@ static kms_err_t verify(char *detail, size_t cap, size_t *damaged)
     if (err == KMS_OK && sc.damaged > 0)
         snprintf(detail, cap, "%zu record(s) do not authenticate and will be refused, the first: %s", sc.damaged,
                  sc.first_damaged);
+    else if (err == KMS_OK && cap > 0) detail[0] = '\0'; /* nothing of a record matched after following the log */
     kms_index_clear(&sc.seen);
     if (sc.pt != NULL) OPENSSL_cleanse(sc.pt, KMS_MAX_RECORD_BLOB);
     free(sc.pt), free(sc.blob), free(head);

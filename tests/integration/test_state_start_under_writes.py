@@ -96,7 +96,7 @@ def test_a_restart_follows_the_log_past_records_written_during_its_check(world: 
     moving = WrittenMeanwhile(first, second, third)
     loaded = start(w, moving)
     assert moving.listed and moving.at == 2   # it listed the first copy and followed the log into the third
-    assert loaded.state_head.seq == head
+    assert loaded.state_head.seq == head and loaded.error_detail == ""   # no word left of the records it followed
     w.admin = w.channel(w.alice)
     assert all(describe(w, kid) == "third" for kid in old + new_second)
     assert all(describe(w, kid) == "" for kid in new_third)
