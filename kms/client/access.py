@@ -48,10 +48,8 @@ class AccessOperations(Operations):
 
     def revoke_grant(self, key_id: str, grant_id: bytes) -> list[Grant]:
         """Remove one grant by its id (admins); returns the key's remaining grants.
-
-        (Taking a full-use grant_key away from a principal is ungrant_key.)
         """
         if len(grant_id) != GRANT_ID_BYTES:
-            raise ValueError(f"a grant id is {GRANT_ID_BYTES} bytes (a 32-byte principal id belongs to ungrant_key)")
+            raise ValueError(f"a grant id is {GRANT_ID_BYTES} bytes, as list_grants and create_grant return it")
         req = pb.RevokeGrantRequest(key_id=key_id, grant_id=grant_id)
         return _grants(self._call(pb.Request(revoke_grant=req)))

@@ -154,15 +154,15 @@ class KmsClient(Failover, LifecycleOperations, EnvelopeOperations, AccessOperati
 
     def verify_evidence(self) -> VerifiedEvidence:
         """Fetch and verify the evidence of the next replica now, without opening a session or sending anything."""
-        return self._run(lambda link: self._verify(link.stub), operation=None, idempotent=True)
+        return self._run(lambda link: self._verify(link.stub, link.address), operation=None, idempotent=True)
 
-    def _verify(self, stub: kms_pb2_grpc.KeyManagementServiceStub) -> VerifiedEvidence:
-        evidence = fetch_evidence(stub, self._timeout)
+    def _verify(self, stub: kms_pb2_grpc.KeyManagementServiceStub, address: str) -> VerifiedEvidence:
+        evidence = fetch_evidence(stub, self._timeout, address)
         return verify_evidence(evidence, self._policy, trust_anchor=self._anchor, collateral=self._collateral,
                                at=self._at)
 
-    def _open(self, stub: kms_pb2_grpc.KeyManagementServiceStub) -> Connection:
-        verified = self._verify(stub)  # raises VerificationFailed before any Session is opened
+    def _open(self, stub: kms_pb2_grpc.KeyManagementServiceStub, address: str) -> Connection:
+        verified = self._verify(stub, address)  # raises VerificationFailed before any Session is opened
         domain = self._guard.check_certificate(verified)  # DomainMismatch: still no Session
         stream = SessionStream(stub, exchange_timeout=self._timeout)
         try:

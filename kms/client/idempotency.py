@@ -20,7 +20,7 @@ NOT_IDEMPOTENT = frozenset({
 })
 
 IDEMPOTENT = frozenset({
-    "get_identity", "describe_key", "get_public_key", "set_key_state", "list_keys", "grant_key", "update_key",
+    "get_identity", "describe_key", "get_public_key", "set_key_state", "list_keys", "update_key",
     "update_alias", "list_aliases", "generate_data_key", "generate_data_key_pair", "re_encrypt", "batch",
     "get_parameters_for_import", "put_key_policy", "list_grants", "export_key", "encrypt", "decrypt", "sign",
     "verify", "generate_mac", "verify_mac", "asymmetric_decrypt", "derive_shared_secret", "generate_random",

@@ -34,7 +34,7 @@ class Connection:
             self.stream.close(grace=0 if broken else grace)
 
 
-Opener = Callable[[kms_pb2_grpc.KeyManagementServiceStub], Connection]
+Opener = Callable[[kms_pb2_grpc.KeyManagementServiceStub, str], Connection]  # (stub, the address dialled)
 
 
 class Link:
@@ -62,7 +62,7 @@ class Link:
             if conn is not None:
                 self._conn = None
                 close_quietly(conn, grace=0)
-            self._conn = self._opener(self.stub)
+            self._conn = self._opener(self.stub, self.address)
             self.connects += 1
             return self._conn
 

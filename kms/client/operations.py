@@ -117,14 +117,6 @@ class Operations:
         r = self._call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=key_id)))
         return self._remember(KeyInfo.from_pb(r.key_metadata))
 
-    def grant_key(self, key_id: str, principal_id: bytes) -> None:
-        """Let a principal use a key (admins)."""
-        self._call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=key_id, principal_id=principal_id)))
-
-    def ungrant_key(self, key_id: str, principal_id: bytes) -> None:
-        """Take a key's full use away from a principal (admins; the reverse of grant_key)."""
-        self._call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=key_id, principal_id=principal_id, revoke=True)))
-
     def get_public_key(self, key_id: str, *, pem: bool = False) -> PublicKey:
         fmt = pb.PUBLIC_KEY_PEM if pem else pb.PUBLIC_KEY_DER
         r = self._call(pb.Request(get_public_key=pb.GetPublicKeyRequest(key_id=key_id, format=fmt))).get_public_key
@@ -157,10 +149,12 @@ class Operations:
 
     def re_encrypt(self, ciphertext: bytes, destination_key_id: str, source_context: Mapping[str, str] | None = None,
                    destination_context: Mapping[str, str] | None = None) -> EncryptResult:
-        """Decrypt and encrypt again under another key (or context) without the plaintext leaving the enclave."""
+        """Decrypt and encrypt again under another key (or context) without the plaintext leaving the enclave.
+
+        The new ciphertext keeps the source context unless `destination_context` is given ({} for none)."""
+        destination = source_context if destination_context is None else destination_context
         req = pb.ReEncryptRequest(ciphertext=ciphertext, source_context=_context(source_context),
-                                  destination_key_id=destination_key_id,
-                                  destination_context=_context(destination_context))
+                                  destination_key_id=destination_key_id, destination_context=_context(destination))
         r = self._call(pb.Request(re_encrypt=req)).re_encrypt
         return EncryptResult(r.key_id, r.key_version, bytes(r.ciphertext))
 
@@ -182,9 +176,14 @@ class Operations:
                                                       algorithm=alg, format=fmt))).sign
         return SignResult(r.key_id, r.key_version, bytes(r.signature), pb.SigningAlgorithm.Name(alg))
 
-    def verify(self, key_id: str, signature: bytes, message: bytes | None = None, *, digest: bytes | None = None,
+    def verify(self, key_id: str, *, signature: bytes, message: bytes | None = None, digest: bytes | None = None,
                algorithm: str | int | None = None, p1363: bool = False, key_version: int = 0) -> bool:
-        """True if the signature verifies; raises kms.errors.InvalidSignature if it does not."""
+        """True if `signature` is valid over `message` (or `digest`); raises kms.errors.InvalidSignature if not.
+
+        Everything but the key is a keyword (`verify(key_id, signature=sig, message=m)`): two byte strings in
+        the wrong order would be a wrong signature, so a positional call is a TypeError instead."""
+        if not isinstance(signature, bytes | bytearray | memoryview):
+            raise TypeError(f"signature is bytes, not {type(signature).__name__}")
         alg, data, kind = self._sign_request(key_id, message, digest, algorithm)
         fmt = pb.SIGNATURE_FORMAT_P1363 if p1363 else pb.SIGNATURE_FORMAT_DER
         r = self._call(pb.Request(verify=pb.VerifyRequest(key_id=key_id, message=data, message_type=kind,

@@ -46,7 +46,7 @@ def register(groups: argparse._SubParsersAction, parent: argparse.ArgumentParser
                    help="seconds between verifications of servers that are down or were refused (default 5)")
     g.add_argument("--workers", type=int, default=16, help="threads serving gRPC calls (default 16)")
     g.add_argument("--no-reflection", dest="reflection", action="store_false", help="turn gRPC reflection off")
-    g.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    g.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level (default info)")
     p.set_defaults(func=_run)
 
 
