@@ -17,6 +17,10 @@
 
 _Static_assert(sizeof(((AuditEntry *)0)->record.bytes) >= AuditRecord_size, "an audit record fits its entry");
 
+/* Appends of one record that may lose the race to other replicas before it is answered as
+ * KMS_ERR_AUDIT_UNAVAILABLE (each loss means another replica's record went in: the chain moves). */
+#define AUDIT_ATTEMPTS 16
+
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static EVP_PKEY *g_key;          /* the domain's audit key, or NULL */
 static int g_head_known;         /* the chain head was read from the host */
@@ -143,6 +147,19 @@ static kms_err_t chain_one(const AuditBody *body, int64_t time, AuditRecord *rec
     return sign_and_append(rec, entry, buf);
 }
 
+/*
+ * Replicas share the chain: an append that lost the race for the next sequence number (another
+ * replica appended there first) reads the head again, verifying its signature, and the record is
+ * built again after it (a new epoch). Only a head that moved to at least the seq we tried counts:
+ * a host that claims a race the head does not show gets no second record (lock held).
+ */
+static kms_err_t follow_head(uint64_t tried)
+{
+    kms_audit_epoch_close(&g_epoch); /* an epoch never spans a re-read of the head */
+    KMS_RETURN_IF_ERR(load_head());
+    return g_seq >= tried ? KMS_OK : KMS_ERR_AUDIT_UNAVAILABLE;
+}
+
 kms_err_t kms_audit_record(const AuditBody *body, int64_t time)
 {
     AuditRecord *rec = calloc(1, sizeof *rec);
@@ -151,13 +168,14 @@ kms_err_t kms_audit_record(const AuditBody *body, int64_t time)
     kms_err_t err = rec != NULL && entry != NULL && buf != NULL ? KMS_OK : KMS_ERR_OUT_OF_MEMORY;
     pthread_mutex_lock(&g_lock);
     if (err != KMS_OK || g_key == NULL) goto done; /* no domain audit key (host-only embedding): nothing to chain */
-    /* Replicas share the chain: when another one appended since our head, the append fails; read the
-     * head again (a new epoch) and try once more. */
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 1;; attempt++) {
         err = chain_one(body, time, rec, entry, buf);
         if (err == KMS_OK) break;
         g_head_known = 0;
+        if (err == KMS_ERR_CONFLICT ? attempt >= AUDIT_ATTEMPTS : attempt > 1) break; /* a failing store: 2 tries */
+        if (err == KMS_ERR_CONFLICT && (err = follow_head(rec->seq)) != KMS_OK) break;
     }
+    if (err == KMS_ERR_CONFLICT) err = KMS_ERR_AUDIT_UNAVAILABLE; /* lost the race every time */
 done:
     if (err != KMS_OK) g_head_known = 0; /* re-read the head (and open a new epoch) before the next record */
     pthread_mutex_unlock(&g_lock);

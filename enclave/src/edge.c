@@ -268,9 +268,9 @@ kms_err_t kms_edge_audit_append(uint64_t seq, const uint8_t *entry, size_t len)
     ms_kms_ocall_audit_append_t ms = {.ms_retval = -1, .ms_seq = seq, .ms_entry = oc_copy(entry, len), .ms_len = len};
     void *pms = ms.ms_entry != NULL ? oc_copy(&ms, sizeof ms) : NULL;
     kms_err_t err = pms != NULL ? platform_ocall(KMS_OCALL_AUDIT_APPEND, pms) : KMS_ERR_OCALL;
-    if (err == KMS_OK && oc_retval(pms, offsetof(ms_kms_ocall_audit_append_t, ms_retval)) != 0) err = KMS_ERR_AUDIT_UNAVAILABLE;
+    int rv = err == KMS_OK ? oc_retval(pms, offsetof(ms_kms_ocall_audit_append_t, ms_retval)) : -1;
     platform_ocfree();
-    return err == KMS_OK ? KMS_OK : KMS_ERR_AUDIT_UNAVAILABLE;
+    return rv == 0 ? KMS_OK : rv == 1 ? KMS_ERR_CONFLICT : KMS_ERR_AUDIT_UNAVAILABLE;
 }
 
 kms_err_t kms_edge_audit_head(uint8_t *entry, size_t cap, size_t *len)

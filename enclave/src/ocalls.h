@@ -38,7 +38,8 @@ kms_err_t kms_edge_state_log_get(uint64_t seq, uint8_t *entry, size_t cap, size_
  * bytes), *len bytes used. KMS_ERR_STORE_UNAVAILABLE. */
 kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size_t cap, size_t *len);
 
-/* Append audit entry seq durably: KMS_OK or KMS_ERR_AUDIT_UNAVAILABLE. */
+/* Append audit entry seq durably: KMS_OK, KMS_ERR_CONFLICT (the host has an entry seq already: another
+ * replica appended first) or KMS_ERR_AUDIT_UNAVAILABLE. */
 kms_err_t kms_edge_audit_append(uint64_t seq, const uint8_t *entry, size_t len);
 
 /* The last appended audit entry into entry (cap bytes), *len = 0 when there is none.

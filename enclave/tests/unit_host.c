@@ -40,7 +40,7 @@ static size_t g_nlog;
 kms_err_t uh_commit_lie;
 
 kms_err_t uh_fail_get, uh_fail_put, uh_fail_append;
-unsigned long uh_puts, uh_gets, uh_appends, uh_log_gets;
+unsigned long uh_puts, uh_gets, uh_appends, uh_log_gets, uh_audit_race;
 
 /* ---- platform.h: a fixed identity and deterministic keys ------------------------------ */
 
@@ -238,13 +238,14 @@ kms_err_t kms_edge_audit_append(uint64_t seq, const uint8_t *entry, size_t len)
 {
     if (uh_fail_append != KMS_OK) return uh_fail_append;
     pthread_mutex_lock(&g_lock);
-    kms_err_t err = seq != g_naudit + 1 || g_naudit >= MAX_AUDIT ? KMS_ERR_AUDIT_UNAVAILABLE : KMS_OK;
+    kms_err_t err = g_naudit >= MAX_AUDIT ? KMS_ERR_AUDIT_UNAVAILABLE : seq != g_naudit + 1 ? KMS_ERR_CONFLICT : KMS_OK;
     if (err == KMS_OK) {
         g_audit[g_naudit].entry = malloc(len);
         if (g_audit[g_naudit].entry == NULL) abort();
         memcpy(g_audit[g_naudit].entry, entry, len);
         g_audit[g_naudit++].len = len;
-        uh_appends++;
+        if (uh_audit_race > 0) uh_audit_race--, err = KMS_ERR_CONFLICT; /* another replica appended it first */
+        else uh_appends++;
     }
     pthread_mutex_unlock(&g_lock);
     return err;
@@ -350,7 +351,7 @@ void uh_reset(void)
     uh_log_drop(MAX_AUDIT);
     uh_commit_lie = KMS_OK;
     uh_fail_get = uh_fail_put = uh_fail_append = KMS_OK;
-    uh_puts = uh_gets = uh_appends = uh_log_gets = 0;
+    uh_puts = uh_gets = uh_appends = uh_log_gets = uh_audit_race = 0;
 }
 
 /* ---- requests ------------------------------------------------------------------------- */

@@ -56,6 +56,9 @@ void uh_audit_drop(size_t n);
 extern kms_err_t uh_fail_get, uh_fail_put, uh_fail_append; /* returned as the OCALL's error */
 extern unsigned long uh_puts, uh_gets, uh_appends;          /* counters since uh_reset */
 extern unsigned long uh_log_gets;                            /* state log entries read */
+/* The next n audit appends lose a race: each entry is appended, as if by another replica of the domain
+ * (same audit key), and the append answers KMS_ERR_CONFLICT. */
+extern unsigned long uh_audit_race;
 
 /* Initialize the enclave modules once (identity, RNG self test, RA-TLS key) and generate a
  * domain key on a fresh store: the state every test starts from. Aborts on failure. */
