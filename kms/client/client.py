@@ -104,9 +104,9 @@ class KmsClient(Failover, LifecycleOperations, EnvelopeOperations, AccessOperati
         self._collateral = CollateralSources(collateral)
         self._at = at
         self._retries, self._backoff, self._max_backoff, self._timeout = retries, backoff, max_backoff, timeout
-        self._links = [Link(address, self._open, grpc_credentials, [*grpc_options, *(
-            [("grpc.ssl_target_name_override", name)] if name and grpc_credentials is not None else [])])
-            for address, name in replicas]
+        self._grpc = grpc_credentials, tuple(grpc_options)
+        self._resolver = resolver
+        self._links = [self._link(address, name) for address, name in replicas]
         self._chooser = Chooser([ReplicaState(link.address) for link in self._links], recheck_s)
         self._closed = False
         super().__init__()
@@ -116,6 +116,26 @@ class KmsClient(Failover, LifecycleOperations, EnvelopeOperations, AccessOperati
             except BaseException:
                 self._shut()
                 raise
+
+    def _link(self, address: str, name: str | None) -> Link:
+        grpc_credentials, options = self._grpc
+        return Link(address, self._open, grpc_credentials, [*options, *(
+            [("grpc.ssl_target_name_override", name)] if name and grpc_credentials is not None else [])])
+
+    def _rediscover(self) -> None:
+        """Look the DNS names of the target up again (at most once per recheck_s, called when every replica was
+        tried): a record not seen before becomes a replica, verified like the others before its first use. A
+        record that went away stays (it is simply not reachable); nothing is ever dropped or re-pinned."""
+        known = {link.address for link in self._links}
+        try:
+            found = expand(self.target, self._resolver)
+        except (OSError, ValueError) as exc:
+            _log.info("kms client: cannot look %s up again: %s", self.target, exc)
+            return
+        for address, name in found:
+            if address not in known:
+                self._links.append(self._link(address, name))
+                self._chooser.add(ReplicaState(address))
 
     # --- connection ---------------------------------------------------------------------------
 

@@ -37,7 +37,20 @@ class Failover:
 
     def __init__(self) -> None:
         self._affinity = threading.local()
+        self._lookup_lock = threading.Lock()
+        self._looked_up = float("-inf")   # the first round that fails everywhere looks up again
         super().__init__()
+
+    def _rediscover(self) -> None:
+        """Add replicas the target names now and did not before (KmsClient: DNS names looked up again)."""
+
+    def _maybe_rediscover(self) -> None:
+        """Every replica was tried: look the target up again, at most once per recheck_s (over all threads)."""
+        with self._lookup_lock:
+            if time.monotonic() - self._looked_up < self._chooser.recheck_s:
+                return
+            self._looked_up = float("-inf")   # the first round that fails everywhere looks up again
+            self._rediscover()
 
     def watch(self, observer: Observer) -> None:
         """Call observer(event, address, detail) as replicas come up, go down, are refused or take over a
@@ -137,6 +150,8 @@ class Failover:
             attempt += 1
             if wait:
                 tried.clear()
+                if pinned is None:
+                    self._maybe_rediscover()
                 delay = min(self._max_backoff, self._backoff * (2 ** (attempt - 1)))
                 time.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not a secret
 

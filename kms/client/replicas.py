@@ -1,7 +1,9 @@
 """The replicas one KmsClient talks to: where they are, and which one takes the next request.
 
 Addresses: `host:port` (a `[v6]:port`), several comma-separated or as a sequence. A host that is a DNS name is
-resolved once, when the client is made, to all of its A and AAAA records: each address is a replica. Other gRPC
+resolved when the client is made to all of its A and AAAA records: each address is a replica. When every
+replica was tried and failed, the names are looked up again (at most once per `recheck_s`) and a new record
+becomes a replica too (verified and pinned like the others before its first use); none is ever dropped. Other gRPC
 targets (`unix:...`, `dns:///...`) are used as they are, one replica each.
 
 Each replica has its own gRPC channel and its own verified session (KmsClient verifies and pins every one:
@@ -134,6 +136,11 @@ class Chooser:
 
     def _resting(self, state: ReplicaState, now: float) -> bool:
         return bool(state.refused or state.down) and now - state.since < self.recheck_s
+
+    def add(self, state: ReplicaState) -> None:
+        """A replica found later (the target's DNS name looked up again); indices of the others stay."""
+        with self._lock:
+            self.states.append(state)
 
     def resting_refused(self, index: int) -> bool:
         state = self.states[index]

@@ -1,8 +1,10 @@
 """`kms health`: the gRPC health (grpc.health.v1) of the server's API port and health port, for people and scripts.
 
-Exit 0 when both report SERVING for kms.v1.KeyManagementService, 2 when either does not (one line on stderr names
-the port, what answered and what to do), 1 on usage errors: the exit codes of every kms command. Nothing is
-verified and no session is opened: a liveness answer, not a trust decision (`kms status` verifies the evidence).
+Several replicas: comma-separated --server addresses (and, optionally, as many --health-server addresses in the
+same order); every port of every replica is asked. Exit 0 when all report SERVING for kms.v1.KeyManagementService,
+2 when any does not (one line on stderr names the port, what answered and what to do), 1 on usage errors: the
+exit codes of every kms command. Nothing is verified and no session is opened: a liveness answer, not a trust
+decision (`kms status` verifies the evidence).
 The API port echoes an `x-request-id` initial metadata entry on every RPC and the health port (no interceptors)
 never does: that tells a swapped pair of addresses apart. Kubernetes asks the health port the same question with
 its native gRPC probes (deploy/base/statefulset.yaml; docs/operations.md, "Health").
@@ -129,25 +131,37 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                     "answer SERVING, 2 when either does not (one line on stderr names the port and why), 1 on "
                     "usage errors. Verifies nothing: `kms status` verifies the enclave's evidence.")
     p.add_argument("--server", type=checked(server_address), default=env_default("KMS_SERVER", DEFAULT_SERVER),
-                   metavar="HOST:PORT", help=f"the API address (env KMS_SERVER; default {DEFAULT_SERVER})")
+                   metavar="HOST:PORT", help=f"the API address, or several comma-separated (env KMS_SERVER; default {DEFAULT_SERVER})")
     p.add_argument("--health-server", default=os.environ.get("KMS_HEALTH_SERVER"), metavar="HOST:PORT",
-                   help=f"the plaintext health address (env KMS_HEALTH_SERVER; default: the --server host, port "
-                        f"{DEFAULT_HEALTH_PORT})")
+                   help=f"the plaintext health address, one per --server address (env KMS_HEALTH_SERVER; default: "
+                        f"each --server host, port {DEFAULT_HEALTH_PORT})")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per port (default 5)")
     add_output(p)
     p.set_defaults(func=run)
 
 
+def _pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(API, health) address of each replica: --server and --health-server lists pair up in order."""
+    apis = [_address(a.strip(), "--server") for a in args.server.split(",") if a.strip()]
+    healths = [h.strip() for h in (args.health_server or "").split(",") if h.strip()]
+    if healths and len(healths) != len(apis):
+        raise ValueError(f"--health-server names {len(healths)} addresses and --server {len(apis)}: give one "
+                         "health address per API address, in the same order, or none (each API host, port "
+                         f"{DEFAULT_HEALTH_PORT})")
+    return [(api, _address(health, "--health-server"))
+            for api, health in zip(apis, healths or [health_address(a) for a in apis], strict=True)]
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        api = _address(args.server, "--server")
-        health = _address(args.health_server or health_address(api), "--health-server")
+        pairs = _pairs(args)
         if not 0 < args.timeout <= 300:
             raise ValueError(f"--timeout is 0..300 seconds, not {args.timeout:g}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCAL
-    ports = [check_port("api", api, args.timeout), check_port("health", health, args.timeout)]
+    ports = [check_port(port, address, args.timeout) for api, health in pairs
+             for port, address in (("api", api), ("health", health))]
     ok = all(p.ok for p in ports)
     if args.output == "json":
         emit(args, {"ok": ok, "service": SERVICE, "ports": [p.to_dict() for p in ports]})

@@ -1,6 +1,9 @@
 """`kms status`: fetch and verify the server's evidence with the policy every command uses, and summarize it:
 identity, TCB status and advisories, simulated or not, the domain id and, with pinned credentials, the state head.
 
+Several replicas (comma-separated --server): each is verified on its own, one summary after the other (a
+`== ADDRESS` line on stderr before each); the exit code is the worst.
+
 Exit 0 when the evidence verified (and, with credentials, the domain pin and the state head check passed), 2 when
 the server is unreachable or its evidence or state is refused (a refused evidence's summary is still printed,
 marked NOT verified: it says which check failed), 1 on usage and local errors (no policy pinned, unreadable or
@@ -40,6 +43,7 @@ from kms.commands.attestation_flags import (
 from kms.commands.common import (
     EXIT_REMOTE,
     LocalError,
+    RemoteError,
     connection_parent,
     emit,
     head_line,
@@ -155,7 +159,39 @@ def _with_hint(exc: TransportError | ServerError, server: str) -> TransportError
 
 
 def _status(args: argparse.Namespace) -> int:
+    """Each replica of a comma-separated --server in turn, verified on its own; exit 2 when any is refused."""
     args.credentials = _credentials(args)
+    servers = [s.strip() for s in args.server.split(",") if s.strip()]
+    if len(servers) == 1:
+        out, error = _one(args)
+        _print(args, out)
+    else:
+        outs, errors = [], []
+        for server in servers:
+            try:
+                out, error = _one(argparse.Namespace(**{**vars(args), "server": server}))
+            except (TransportError, ServerError, VerificationFailed, RemoteError) as exc:   # no summary to show
+                out, error = {"server": server, "verified": False, "error": str(exc)}, str(exc)
+            outs.append(out)
+            errors += [f"{server}: {error}"] if error else []
+        if args.output == "json":
+            emit(args, outs)
+        else:
+            for out in outs:
+                print(f"== {out['server']}")
+                if "error" in out:
+                    print(f"not verified: {out['error']}")
+                else:
+                    _print(args, out)
+        error = "; ".join(errors) or None
+    if error:
+        print(f"error: server NOT trusted: {error}", file=sys.stderr)
+        return EXIT_REMOTE
+    return 0
+
+
+def _one(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
+    """One server's summary, and why it was refused (None when it verified)."""
     try:
         if args.credentials is not None:
             with make_client(args) as client:  # verify, check the domain pin, then the head in a session
@@ -172,8 +208,5 @@ def _status(args: argparse.Namespace) -> int:
         claims = dict(exc.result.ratls_evidence.claims) if exc.result.ratls_evidence is not None else {}
         domain = claims.get(DOMAIN_CLAIM)
         out["domain_id"] = domain.hex() if domain else None  # as claimed: nothing refused is trusted
-        _print(args, out)
-        print(f"error: server NOT trusted: {exc}", file=sys.stderr)
-        return EXIT_REMOTE
-    _print(args, out)
-    return 0
+        return out, str(exc)
+    return out, None

@@ -54,6 +54,28 @@ def test_a_dns_name_with_a_record_per_replica_spreads_the_load(trio: Trio) -> No
     assert all(s.session_rpcs() == n + 1 for s, n in zip(trio.servers, sessions, strict=True))   # one session each
 
 
+def test_a_dns_name_is_looked_up_again_when_no_replica_answers(trio: Trio) -> None:
+    """The name's only record is a dead address (nothing listens on 127.0.0.9); when every replica has failed,
+    the client looks the name up again, finds a record for a live replica, verifies it and is served there.
+    Lookups are rate-limited by recheck_s: a second failing round inside it does not look up again."""
+    records = [["127.0.0.9"], ["127.0.0.9", HOSTS[1]]]
+    calls: list[str] = []
+
+    def resolver(host: str, port: int, type: int = 0) -> list[tuple]:
+        calls.append(host)
+        answer = records[min(len(calls) - 1, 1)]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (h, port)) for h in answer]
+
+    with trio.client(target=f"kms.test:{trio.port}", resolver=resolver, recheck_s=30.0) as client:
+        assert len(calls) == 2   # made with one record; the failed connect looked up again once
+        assert [r["server"] for r in client.replicas()] == [f"127.0.0.9:{trio.port}", trio.addresses[1]]
+        key = client.create_key().key_id
+        assert client.decrypt(client.encrypt(key, b"found").ciphertext).plaintext == b"found"
+        status = {r["server"]: r for r in client.replicas()}
+        assert status[trio.addresses[1]]["served"] >= 3 and status[f"127.0.0.9:{trio.port}"]["served"] == 0
+    assert len(calls) == 2
+
+
 def test_a_replica_of_another_domain_is_refused_and_not_used(trio: Trio, tmp_path: Path) -> None:
     """Same platform and signer (its evidence verifies), another domain: refused before any Session."""
     shutil.copytree(trio.root / "n0" / "sgx-sim", tmp_path / "x" / "sgx-sim")

@@ -256,3 +256,35 @@ def test_status_with_credentials_reads_the_state_head(srv: ServerProcess, work: 
     proc = kms(env, work, "status", "--server", srv.api, "--credentials", "elsewhere")
     assert proc.returncode == 2 and proc.stderr.startswith("error: server NOT trusted") and proc.stdout == ""
     assert "abab" in proc.stderr and domain in proc.stderr
+
+
+def test_health_of_several_replicas(srv: ServerProcess, work: Path) -> None:
+    """Comma-separated replicas: every port of each is asked, in order; one replica down makes the answer 2 and
+    names it; health addresses pair up with API addresses or not at all."""
+    down_api, down_health = free_port(), free_port()
+    proc = health(srv, work, "--output", "json", api=f"{srv.api},{down_api}",
+                  port=f"{srv.info['health_listen']},{down_health}")
+    assert proc.returncode == 2, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [(p["port"], p["address"], p["status"]) for p in report["ports"]] == [
+        ("api", srv.api, "SERVING"), ("health", srv.info["health_listen"], "SERVING"),
+        ("api", down_api, "UNREACHABLE"), ("health", down_health, "UNREACHABLE")]
+    assert report["ok"] is False and down_api in proc.stderr and srv.api not in proc.stderr
+    both = health(srv, work, api=f"{srv.api},{srv.api}", port=f"{srv.info['health_listen']},{srv.info['health_listen']}")
+    assert both.returncode == 0 and both.stdout.count("SERVING") == 4
+    mismatch = health(srv, work, api=f"{srv.api},{down_api}", port=srv.info["health_listen"])
+    assert mismatch.returncode == 1 and "one health address per API address" in mismatch.stderr
+
+
+def test_status_of_several_replicas(srv: ServerProcess, work: Path) -> None:
+    """Each replica is verified on its own; one that is down does not hide the other's summary; exit 2."""
+    env = trusting(srv, work)
+    down = free_port()
+    proc = kms(env, work, "status", "--server", f"{srv.api},{down}", "--timeout", "3", "--output", "json")
+    assert proc.returncode == 2 and proc.stdout.startswith("["), proc.stderr
+    first, second = json.loads(proc.stdout)
+    assert first["server"] == srv.api and first["verified"] is True and first["tcb_status"] == "UpToDate"
+    assert second["server"] == down and second["verified"] is False and "connection refused" in second["error"]
+    assert proc.stderr.startswith("error: server NOT trusted") and down in proc.stderr
+    table = kms(env, work, "status", "--server", f"{srv.api},{srv.api}")
+    assert table.returncode == 0 and table.stdout.count(f"== {srv.api}") == 2 and "SIMULATED" in table.stdout
