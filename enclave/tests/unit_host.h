@@ -51,6 +51,11 @@ size_t uh_audit_count(void);
 uint8_t *uh_audit_entry(size_t i, size_t *len);
 /* Forget the last n entries, as a host truncating its log. */
 void uh_audit_drop(size_t n);
+/* Audit entries are queued (kms_edge_audit_enqueue) and applied in queue order by the first
+ * kms_edge_audit_wait that reaches them, as the host's group commit does: an entry must be the
+ * last + 1, and one that follows must come after exactly the entry queued before it. Non-zero:
+ * applying the entry with this seq fails once (an injected store failure). */
+extern uint64_t uh_fail_audit_seq;
 
 /* Hooks: a non-zero value makes the next OCALLs of that kind fail that way. */
 extern kms_err_t uh_fail_get, uh_fail_put, uh_fail_append; /* returned as the OCALL's error */
