@@ -22,6 +22,7 @@ SESSION_FRAME_MAX = 128 * 1024      # KMS_SESSION_IN_MAX: client TLS bytes per S
 ENCLAVE_MAX_SESSIONS = 128          # KMS_MAX_SESSIONS
 ENCLAVE_SESSION_IDLE_S = 600        # KMS_SESSION_IDLE_SECONDS: the enclave reaps idle sessions after this
 MAX_TCS = 64                        # the simulated CPU's bound on thread slots
+MAX_PROCESSES = 64                  # kms serve --processes
 ENV_PREFIX = "KMS_"
 CONFIG_ENV = "KMS_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -86,6 +87,10 @@ class Settings:
     cluster_poll_s: float = field(default=1.0, metadata=_meta(
         "seconds between this replica's looks at the shared store for joins (asking, admitting, granting)",
         lo=0.05, hi=3600))
+    processes: int = field(default=1, metadata=_meta(
+        "kms serve processes on this node, each with its own enclave, sharing the data directory, the store and "
+        "the API port (SO_REUSEPORT); above 1 a supervisor serves health and metrics and restarts a worker that "
+        "dies (docs/cluster.md)", lo=1, hi=MAX_PROCESSES))
     log_level: str = field(default="info", metadata=_meta("debug, info, warning or error"))
     store_url: str = field(default="", metadata=_meta(
         "record store: '' for the embedded SQLite file in data_dir, or postgresql://USER@HOST:PORT/DB (no password "
@@ -197,6 +202,9 @@ def _validate(s: Settings) -> None:
     if s.quoting == "dcap" and s.sim_pccs:
         raise ConfigError("sim_pccs: the simulated PCCS serves collateral for the simulated platform only; with "
                           "quoting = dcap set sim_pccs = false (and collateral_url to the platform's PCCS)")
+    if s.processes > 1 and s.sim_pccs and not s.sim_pccs_listen.endswith(":0"):
+        raise ConfigError("sim_pccs_listen: with processes > 1 every worker starts its own simulated PCCS: leave its "
+                          "port 0")
     if not str(s.data_dir):
         raise ConfigError("data_dir: must not be empty")
     if s.store_url and s.store_dir:
@@ -235,13 +243,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _read_file(path: Path) -> dict[str, object]:
+def _read_file(path: Path, origin: str = "") -> dict[str, object]:
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot read config file {path}{origin}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     if unknown := sorted(set(data) - set(FIELDS)):
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
@@ -255,7 +263,8 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     values: dict[str, object] = {}
     path = config_file or env.get(CONFIG_ENV)
     if path:
-        for name, value in _read_file(Path(path)).items():
+        origin = "" if config_file else f" (from {CONFIG_ENV})"
+        for name, value in _read_file(Path(path), origin).items():
             values[name] = _coerce(name, value, f"config file {path}", typed=True)
     for name in FIELDS:
         if (text := env.get(ENV_PREFIX + name.upper())) is not None:

@@ -51,12 +51,20 @@ def _shared_processors() -> list[Any]:
     ]
 
 
-def configure(level: str = "info", stream: TextIO | None = None) -> None:
-    """JSON lines to stderr for structlog and the stdlib (grpc, the enclave bridge's OCALL log)."""
+def configure(level: str = "info", stream: TextIO | None = None, fields: Mapping[str, object] | None = None) -> None:
+    """JSON lines to stderr for structlog and the stdlib (grpc, the enclave bridge's OCALL log); `fields` are
+    added to every line (a `kms serve --processes` worker's index and pid)."""
     out = stream or sys.stderr
     numeric = _LEVELS.get(level, logging.INFO)
+    static = dict(fields or {})
+
+    def add_fields(_logger: object, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for name, value in static.items():
+            event_dict.setdefault(name, value)
+        return event_dict
+
     structlog.configure(
-        processors=[*_shared_processors(), structlog.processors.format_exc_info,
+        processors=[*_shared_processors(), add_fields, structlog.processors.format_exc_info,
                     structlog.processors.JSONRenderer(sort_keys=True)],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(out),
@@ -64,7 +72,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.add_logger_name, _component],
+        foreign_pre_chain=[*_shared_processors(), add_fields, structlog.stdlib.add_logger_name, _component],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, structlog.processors.JSONRenderer(sort_keys=True)],
     ))

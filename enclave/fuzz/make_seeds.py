@@ -112,7 +112,6 @@ def requests() -> dict[str, pb.Request]:
         "get_evidence": pb.Request(get_evidence=pb.GetEvidenceRequest()),
         "list_keys": pb.Request(list_keys=pb.ListKeysRequest(limit=4)),
         "list_keys_page": pb.Request(list_keys=pb.ListKeysRequest(page_token=kid(AES))),
-        "grant_key": pb.Request(grant_key=pb.GrantKeyRequest(key_id=kid(ED25519), principal_id=bytes(range(32)))),
         "init": pb.Request(
             init=pb.InitRequest(admin_name="admin", threshold=2,
                                 recovery_public_keys=[spki(x25519.X25519PrivateKey.generate().public_key())[-32:]

@@ -1,7 +1,8 @@
 /* audit.c - the audit chain: one signed, hash-chained record per operation, durable before answering;
  * each body sealed to the domain's auditors (audit_epoch.c). A record is queued under the lock (which
  * fixes its place in the chain) and waited for outside it, so concurrent requests share the host's
- * flushes (group commit); a failed wait makes the head unknown, so the next record re-reads it. */
+ * flushes (group commit); a failed wait makes the head unknown, so the next record re-reads it. A record
+ * that lost the race to another replica follows the verified head and is queued again (follow_head). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +20,17 @@
 
 _Static_assert(sizeof(((AuditEntry *)0)->record.bytes) >= AuditRecord_size, "an audit record fits its entry");
 
+/* Attempts of one record that may lose the race to other replicas before it is answered as
+ * KMS_ERR_AUDIT_UNAVAILABLE (each loss means the chain moved: another replica's record went in). */
+#define AUDIT_ATTEMPTS 16
+
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static EVP_PKEY *g_key;          /* the domain's audit key, or NULL */
 static int g_head_known;         /* the chain head was read from the host */
 static uint64_t g_seq;           /* last queued sequence number */
 static uint8_t g_prev[32];       /* SHA-256 of the last queued record */
 static uint64_t g_gen;           /* bumped at every head read: one generation's entries chain on each other */
+static uint64_t g_base;          /* the seq of the head read last (0: an empty chain) */
 static int g_follows;            /* the next entry follows one this generation queued (not the head read) */
 static kms_auditors g_auditors;  /* who reads the bodies (public keys) */
 static kms_audit_epoch g_epoch;  /* the epoch sealing bodies now (its key is secret) */
@@ -93,6 +99,7 @@ static kms_err_t load_head(void)
         if (err == KMS_OK) g_seq = rec->seq;
     }
     g_head_known = err == KMS_OK;
+    g_base = g_seq;
     g_gen++;
     g_follows = 0;
     free(buf);
@@ -174,6 +181,7 @@ kms_err_t kms_audit_queue(const AuditBody *body, int64_t time, kms_audit_ticket 
         err = chain_one(body, time, rec, entry, buf, &t->ticket);
         t->queued = err == KMS_OK;
         t->gen = g_gen;
+        t->base = g_base;
         if (err != KMS_OK) g_head_known = 0; /* re-read the head (and open a new epoch) before the next record */
     }
     pthread_mutex_unlock(&g_lock);
@@ -194,16 +202,36 @@ kms_err_t kms_audit_wait(const kms_audit_ticket *t)
     return err;
 }
 
+/*
+ * Replicas share the chain: a record the host refused (KMS_ERR_CONFLICT: another replica took its
+ * seq, or the entry it follows) reads the head again, verifying its signature, unless it was re-read
+ * since t was queued, and is built again after it (a new epoch). Only a head that moved past the one
+ * t's chain started from counts: a host that claims a race the head does not show gets no second
+ * record, and each retry needs the chain to have moved again.
+ */
+static kms_err_t follow_head(const kms_audit_ticket *t)
+{
+    kms_err_t err = KMS_OK;
+    pthread_mutex_lock(&g_lock);
+    if (t->gen == g_gen || !g_head_known) {
+        kms_audit_epoch_close(&g_epoch); /* an epoch never spans a re-read of the head */
+        err = load_head();
+    }
+    if (err == KMS_OK && g_base <= t->base) err = KMS_ERR_AUDIT_UNAVAILABLE;
+    pthread_mutex_unlock(&g_lock);
+    return err;
+}
+
 kms_err_t kms_audit_record(const AuditBody *body, int64_t time)
 {
     kms_audit_ticket t;
     kms_err_t err = KMS_OK;
-    /* Replicas share the chain: when another one appended since our head, ours is refused; read the
-     * head again (a new epoch) and try once more. */
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 1;; attempt++) {
         err = kms_audit_queue(body, time, &t);
         if (err == KMS_OK) err = kms_audit_wait(&t);
         if (err == KMS_OK) break;
+        if (err == KMS_ERR_CONFLICT ? attempt >= AUDIT_ATTEMPTS : attempt > 1) break; /* a failing store: 2 tries */
+        if (err == KMS_ERR_CONFLICT && (err = follow_head(&t)) != KMS_OK) break;
     }
-    return err;
+    return err == KMS_ERR_CONFLICT ? KMS_ERR_AUDIT_UNAVAILABLE : err; /* lost the race every time */
 }

@@ -11,7 +11,12 @@
  * queued entry after the first of a head read "follows" the one queued before it: the host must
  * refuse it unless that one is stored (kms.edl). A failed wait makes the head unknown: the next
  * record re-reads the host's head (the last durable entry) and chains on it, so the stored chain
- * has no gap or fork; records queued after the failed one fail too. Thread-safe.
+ * has no gap or fork; records queued after the failed one fail too. Replicas share the chain: a
+ * record the host refuses as out of sequence (another replica's entry took its place, at enqueue
+ * or at wait) re-reads the verified head and is chained and queued again after it, up to 16 times
+ * and only while that head moved past the one the record chained from; a refusal the head does not
+ * show is KMS_ERR_AUDIT_UNAVAILABLE with no further record. A failing store gets one more try.
+ * Thread-safe.
  */
 #ifndef KMS_ENCLAVE_AUDIT_H
 #define KMS_ENCLAVE_AUDIT_H
@@ -49,13 +54,15 @@ kms_err_t kms_audit_record(const AuditBody *body, int64_t time);
 typedef struct {
     uint64_t ticket;
     uint64_t gen;
+    uint64_t base; /* the seq of the head that generation read */
     int queued; /* 0: nothing was queued (no audit key): waiting is a no-op */
 } kms_audit_ticket;
 
-/* kms_audit_record in two steps, without its retry: queue the record (chained, sealed, signed and
+/* kms_audit_record in two steps, without its retries: queue the record (chained, sealed, signed and
  * handed to the host under the lock; errors as kms_audit_record; *t is set either way), then wait
  * outside the lock until the host says it is durable (KMS_ERR_AUDIT_UNAVAILABLE otherwise, and the
- * head becomes unknown unless it was re-read since t was queued). Wait exactly once per queue. */
+ * head becomes unknown unless it was re-read since t was queued). Wait exactly once per queue.
+ * Either step answers KMS_ERR_CONFLICT when the host refused the entry as out of sequence. */
 kms_err_t kms_audit_queue(const AuditBody *body, int64_t time, kms_audit_ticket *t);
 kms_err_t kms_audit_wait(const kms_audit_ticket *t);
 

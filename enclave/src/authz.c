@@ -48,14 +48,6 @@ kms_err_t kms_authz_hide_absence(const kms_ctx *ctx, kms_err_t err)
     return kms_ctx_is_host(ctx) || kms_ctx_is_admin(ctx) ? err : KMS_ERR_PERMISSION_DENIED;
 }
 
-/* A full-use grant (grant_key) of rec for principal. */
-static int granted(const KeyRecord *rec, const uint8_t principal[32])
-{
-    for (pb_size_t i = 0; i < rec->grantees_count; i++)
-        if (rec->grantees[i].size == 32 && CRYPTO_memcmp(rec->grantees[i].bytes, principal, 32) == 0) return 1;
-    return 0;
-}
-
 kms_err_t kms_authz_key(kms_ctx *ctx, const KeyRecord *rec)
 {
     kms_policy_hash(rec, ctx->policy_hash);
@@ -68,6 +60,5 @@ kms_err_t kms_authz_key(kms_ctx *ctx, const KeyRecord *rec)
     if (rec->host_owned) return KMS_ERR_PERMISSION_DENIED;
     if (kms_ctx_is_admin(ctx)) return KMS_OK;
     if (ctx->role != Role_USER) return KMS_ERR_PERMISSION_DENIED;
-    if (granted(rec, ctx->caller.principal)) return KMS_OK;
     return kms_policy_allows(ctx, rec, ctx->caller.principal) ? KMS_OK : KMS_ERR_PERMISSION_DENIED;
 }

@@ -156,31 +156,6 @@ done:
     return err;
 }
 
-kms_err_t kms_handle_grant_key(kms_ctx *ctx, const Request *req, Response *resp)
-{
-    const GrantKeyRequest *q = &req->op.grant_key;
-    if (q->principal_id.size != 32) return KMS_ERR_INVALID_ARGUMENT;
-    KeyRecord *rec = NULL;
-    KMS_RETURN_IF_ERR(kms_record_for_change(ctx, q->key_id, &rec));
-    pb_size_t i = 0, n = rec->grantees_count;
-    while (i < n && memcmp(rec->grantees[i].bytes, q->principal_id.bytes, 32) != 0) i++;
-    kms_err_t err = KMS_OK;
-    if (q->revoke && i < n) {
-        rec->grantees[i] = rec->grantees[n - 1];
-        rec->grantees_count--;
-    } else if (!q->revoke && i == n) {
-        if (n >= sizeof rec->grantees / sizeof rec->grantees[0]) err = KMS_ERR_INVALID_ARGUMENT;
-        else {
-            memcpy(rec->grantees[n].bytes, q->principal_id.bytes, 32);
-            rec->grantees[n].size = 32;
-            rec->grantees_count++;
-        }
-    }
-    if (err == KMS_OK) err = kms_record_commit(rec, resp);
-    kms_record_free(rec);
-    return err;
-}
-
 /* Append key_id's metadata to the page if the caller may see it; unreadable records are skipped. */
 static void list_one(kms_ctx *ctx, const char *key_id, ListKeysResponse *r)
 {

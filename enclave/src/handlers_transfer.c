@@ -129,7 +129,7 @@ static kms_err_t encode_transfer(const KeyRecord *src, uint8_t *out, size_t cap,
     KeyRecord *t = kms_record_new();
     if (t == NULL) return KMS_ERR_OUT_OF_MEMORY;
     memcpy(t, src, sizeof *t);
-    t->policy_count = 0, t->grants_count = 0, t->grantees_count = 0, t->host_owned = false;
+    t->policy_count = 0, t->grants_count = 0, t->host_owned = false;
     pb_ostream_t os = pb_ostream_from_buffer(out, cap);
     kms_err_t err = pb_encode(&os, KeyRecord_fields, t) ? KMS_OK : KMS_ERR_BUFFER_TOO_SMALL;
     *len = os.bytes_written;

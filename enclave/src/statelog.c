@@ -16,6 +16,10 @@
 #include "ocalls.h"
 #include "statelog_internal.h"
 
+/* Commits that lose the race for the next sequence number to other replicas before CONFLICT: three
+ * replicas writing at once lost four in a row often enough to be seen (tests/e2e/test_cluster_audit_race.py). */
+#define COMMIT_RETRIES 16
+
 struct kms_state g_state = {.lock = PTHREAD_MUTEX_INITIALIZER};
 static _Atomic int64_t g_time;
 
@@ -234,8 +238,9 @@ kms_err_t kms_state_commit(const char *name, uint64_t expected, uint64_t revisio
     pthread_mutex_lock(&g_state.lock);
     kms_err_t err = commit_once(name, expected, revision, blob, len, e);
     /* Another replica may have appended to the shared log since our head: follow it and try again
-     * (the record itself must still be at `expected`, else next_entry answers CONFLICT). */
-    for (int attempt = 0; err != KMS_OK && err != KMS_ERR_DOMAIN_NOT_LOADED && attempt < 3; attempt++) {
+     * (the record itself must still be at `expected`, else next_entry answers CONFLICT), as long as
+     * each lost try shows another replica's entries (progress), within a bound. */
+    for (int attempt = 0; err != KMS_OK && err != KMS_ERR_DOMAIN_NOT_LOADED && attempt < COMMIT_RETRIES; attempt++) {
         uint64_t applied = 0;
         if (kms_state_refresh_locked(&applied) != KMS_OK || applied == 0) break;
         err = commit_once(name, expected, revision, blob, len, e);

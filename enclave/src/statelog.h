@@ -38,11 +38,13 @@
 /*
  * Start the state of the domain whose key is loaded. fresh: a new domain (generate or init):
  * the host's log must be empty. Otherwise (a restart or a recovery): replay the log from its
- * first entry into the index (each entry authenticated, numbered, chained, and committing to the
- * index it makes), then read every record the store lists and hold it against the index. A
- * record older than the log, another copy of its revision, a record the log lacks, or one the
- * store lacks refuses the start (KMS_ERR_STALE_RECORD), and detail (cap bytes) names it with
- * the revisions (never contents). A record that does not authenticate (damage) does not: it is
+ * latest checkpoint (or first entry) into the index (each entry authenticated, numbered, chained, and committing to
+ * the index it makes), then read every record the store lists and hold it against the index. Other
+ * replicas may write meanwhile: a record ahead of the index makes it follow the log to its current
+ * head (kms_state_refresh) and the record is held against that. A record older than the log,
+ * another copy of its revision, a record the log lacks at its head, or one the store lacks refuses
+ * the start (KMS_ERR_STALE_RECORD), and detail (cap bytes) names it with the revisions (never
+ * contents). A record that does not authenticate (damage) does not: it is
  * refused when used, *damaged counts such records (may be NULL) and detail names the first.
  * Errors: KMS_ERR_STALE_RECORD, KMS_ERR_RECORD_CORRUPT (a log entry does not authenticate or
  * chain), KMS_ERR_DOMAIN_NOT_LOADED, store errors, KMS_ERR_OUT_OF_MEMORY. On any error the

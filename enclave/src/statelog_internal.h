@@ -69,5 +69,8 @@ void kms_state_checkpoint_after_commit(void);
 
 /* kms_state_refresh with the lock held; *applied: the entries of other replicas it applied. */
 kms_err_t kms_state_refresh_locked(uint64_t *applied);
+/* The same whether or not the state is open yet: the start-up check follows the log with it while
+ * other replicas write (statelog_open.c). Needs the keys, the index, seq, head and commitment. */
+kms_err_t kms_state_follow_locked(uint64_t *applied);
 
 #endif /* KMS_ENCLAVE_STATELOG_INTERNAL_H */

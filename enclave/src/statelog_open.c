@@ -2,7 +2,8 @@
  * statelog_open.c - starting the state of a loaded domain (statelog.h): keys from the domain
  * key; the index rebuilt by replaying the state log from its first entry, each entry
  * authenticated, numbered and chained, the commitments checked along the way; then every record
- * of the store read and compared with the index. Also the check of a head a client saw.
+ * of the store read and compared with the index, following the log further (as a running replica
+ * does) when other replicas wrote after it was read. Also the check of a head a client saw.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #define LIST_BATCH 64u
 #define NAME_MAX_LEN 64u
+#define FOLLOW_ROUNDS 16u /* reads of one record that another replica keeps changing */
 
 static const char k_salt[] = "enclave-kms state log v1";
 
@@ -124,41 +126,114 @@ typedef struct {
     uint8_t *blob, *pt;
 } scan_state;
 
-/* One listed record against the index (lock held). */
-static kms_err_t check_one(const char *name, scan_state *sc, char *detail, size_t cap)
+/* One read of a record: found, and when it authenticates (not damaged) its revision and blob hash. */
+typedef struct {
+    int found, damaged;
+    uint64_t revision;
+    uint8_t hash[KMS_INDEX_HASH_LEN];
+} record_read;
+
+enum { MATCH, AHEAD, BEHIND, OTHER }; /* a read against the index: AHEAD also when the index lacks it */
+
+static kms_err_t read_record(const char *name, scan_state *sc, record_read *r)
 {
     size_t len = 0, pt_len = 0;
-    uint64_t revision = 0;
-    uint8_t id[KMS_INDEX_ID_LEN], hash[KMS_INDEX_HASH_LEN] = {0};
+    memset(r, 0, sizeof *r);
+    KMS_RETURN_IF_ERR(kms_edge_store_get(name, sc->blob, KMS_MAX_RECORD_BLOB, &len));
+    if (len == 0) return KMS_OK;
+    r->found = 1;
+    if (kms_domain_open_record(name, sc->blob, len, sc->pt, KMS_MAX_RECORD_BLOB, &pt_len, &r->revision) != KMS_OK) {
+        r->damaged = 1; /* damage is not a rollback: that record alone is refused when used */
+        return KMS_OK;
+    }
+    return kms_state_blob_hash(sc->blob, len, r->hash);
+}
+
+/* Where a read stands against the index (lock held); detail says why when it does not match. */
+static int compare(const char *name, const uint8_t id[KMS_INDEX_ID_LEN], const record_read *r, char *detail,
+                   size_t cap)
+{
     kms_index_slot slot;
-    KMS_RETURN_IF_ERR(kms_state_name_id(name, id));
-    KMS_RETURN_IF_ERR(kms_index_put(&sc->seen, id, 1, hash));
     if (!kms_index_get(&g_state.index, id, &slot)) {
         snprintf(detail, cap, "record %s is not in the state log (it is ahead of the log, or foreign)", name);
-        return KMS_ERR_STALE_RECORD;
+        return AHEAD;
     }
-    KMS_RETURN_IF_ERR(kms_edge_store_get(name, sc->blob, KMS_MAX_RECORD_BLOB, &len));
-    if (len == 0) {
+    if (!r->found) {
         snprintf(detail, cap, "record %s is missing (listed, but the store has nothing under it)", name);
-        return KMS_ERR_STALE_RECORD;
+        return OTHER;
     }
-    if (kms_domain_open_record(name, sc->blob, len, sc->pt, KMS_MAX_RECORD_BLOB, &pt_len, &revision) != KMS_OK) {
-        if (sc->damaged++ == 0) snprintf(sc->first_damaged, sizeof sc->first_damaged, "%s", name);
-        return KMS_OK; /* damage is not a rollback: that record alone is refused when used */
+    if (r->damaged || (slot.revision == r->revision && CRYPTO_memcmp(slot.blob_hash, r->hash, sizeof r->hash) == 0))
+        return MATCH;
+    snprintf(detail, cap, "record %s is at revision %llu, the state log says revision %llu%s", name,
+             (unsigned long long)r->revision, (unsigned long long)slot.revision,
+             slot.revision == r->revision ? " (another copy of it)" : "");
+    return r->revision > slot.revision ? AHEAD : r->revision < slot.revision ? BEHIND : OTHER;
+}
+
+/* Follow the log to its head (other replicas write while we check): *applied entries (lock held). */
+static kms_err_t follow_log(uint64_t *applied, char *detail, size_t cap)
+{
+    uint64_t from = g_state.seq;
+    kms_err_t err = kms_state_follow_locked(applied);
+    if (err == KMS_ERR_STALE_RECORD)
+        snprintf(detail, cap, "the state log moved during the start-up check and does not follow entry %llu",
+                 (unsigned long long)from);
+    return err;
+}
+
+/*
+ * One record against the index (lock held). A record is written in one transaction with its log
+ * entry and every read here comes after the index last moved, so a record behind the index, another
+ * copy of its revision or a missing one is refused at once. One ahead of the index (or not in it)
+ * was written by another replica after the log was read: the index follows the log to its head
+ * (authenticated, chained, committing) and must then hold exactly that read; if the index has since
+ * moved past it, the record changed again and is read again. A record the log does not reach at its
+ * head is refused.
+ */
+static kms_err_t check_one(const char *name, scan_state *sc, char *detail, size_t cap)
+{
+    uint8_t id[KMS_INDEX_ID_LEN], zero[KMS_INDEX_HASH_LEN] = {0};
+    record_read r;
+    KMS_RETURN_IF_ERR(kms_state_name_id(name, id));
+    KMS_RETURN_IF_ERR(kms_index_put(&sc->seen, id, 1, zero));
+    for (unsigned round = 0; round < FOLLOW_ROUNDS; round++) {
+        uint64_t applied = 0;
+        KMS_RETURN_IF_ERR(read_record(name, sc, &r));
+        int v = compare(name, id, &r, detail, cap);
+        if (v == AHEAD) {
+            KMS_RETURN_IF_ERR(follow_log(&applied, detail, cap));
+            if (applied > 0) v = compare(name, id, &r, detail, cap);
+        }
+        if (v == MATCH) {
+            if (r.damaged && sc->damaged++ == 0) snprintf(sc->first_damaged, sizeof sc->first_damaged, "%s", name);
+            return KMS_OK;
+        }
+        if (v != BEHIND || applied == 0) return KMS_ERR_STALE_RECORD;
     }
-    KMS_RETURN_IF_ERR(kms_state_blob_hash(sc->blob, len, hash));
-    if (slot.revision != revision || CRYPTO_memcmp(slot.blob_hash, hash, sizeof hash) != 0) {
-        snprintf(detail, cap, "record %s is at revision %llu, the state log says revision %llu%s", name,
-                 (unsigned long long)revision, (unsigned long long)slot.revision,
-                 slot.revision == revision ? " (another copy of it)" : "");
-        return KMS_ERR_STALE_RECORD;
+    snprintf(detail, cap, "record %s kept changing while the start-up check read it (%u times)", name, FOLLOW_ROUNDS);
+    return KMS_ERR_STALE_RECORD;
+}
+
+/* The records of the entries followed during the check (after entry `from`) that the listing did
+ * not show: created after the listing had passed their names (lock held). May follow further. */
+static kms_err_t check_followed(uint64_t from, scan_state *sc, char *detail, size_t cap)
+{
+    StateLogEntry *e = malloc(sizeof *e);
+    uint8_t hash[32], id[KMS_INDEX_ID_LEN];
+    kms_err_t err = e != NULL ? KMS_OK : KMS_ERR_OUT_OF_MEMORY;
+    for (uint64_t seq = from + 1; err == KMS_OK && seq <= g_state.seq; seq++) {
+        err = read_entry(seq, e, hash, detail, cap);
+        if (err == KMS_OK) err = kms_state_name_id(e->name, id);
+        if (err == KMS_OK && !kms_index_get(&sc->seen, id, NULL)) err = check_one(e->name, sc, detail, cap);
     }
-    return KMS_OK;
+    free(e);
+    return err;
 }
 
 /* Every record the store lists (but the node-local sealed key), in byte order (lock held). */
 static kms_err_t check_store(scan_state *sc, char *detail, size_t cap)
 {
+    uint64_t from = g_state.seq; /* the head replayed; check_one may follow the log past it */
     char *names = malloc(LIST_BATCH * (NAME_MAX_LEN + 1)), after[NAME_MAX_LEN + 1] = "";
     kms_err_t err = names != NULL ? KMS_OK : KMS_ERR_OUT_OF_MEMORY;
     size_t got = LIST_BATCH;
@@ -181,6 +256,8 @@ static kms_err_t check_store(scan_state *sc, char *detail, size_t cap)
         }
     }
     free(names);
+    /* every record checked is in the index: equal counts are equal sets */
+    if (err == KMS_OK && sc->seen.count < g_state.index.count) err = check_followed(from, sc, detail, cap);
     if (err == KMS_OK && sc->seen.count < g_state.index.count) {
         name_missing(&sc->seen, detail, cap);
         err = KMS_ERR_STALE_RECORD;
@@ -202,14 +279,11 @@ static kms_err_t verify(char *detail, size_t cap, size_t *damaged)
     if (err == KMS_OK && len > 0) err = replay(head, head_hash, detail, cap);
     if (err == KMS_OK && len > 0) g_state.seq = head->seq, memcpy(g_state.head, head_hash, 32);
     if (err == KMS_OK) err = check_store(&sc, detail, cap);
-    if (err == KMS_OK && len == 0 && sc.seen.count > 0) {
-        snprintf(detail, cap, "the store holds %zu records but no state log", sc.seen.count);
-        err = KMS_ERR_STALE_RECORD;
-    }
     *damaged = sc.damaged;
     if (err == KMS_OK && sc.damaged > 0)
         snprintf(detail, cap, "%zu record(s) do not authenticate and will be refused, the first: %s", sc.damaged,
                  sc.first_damaged);
+    else if (err == KMS_OK && cap > 0) detail[0] = '\0'; /* nothing of a record matched after following the log */
     kms_index_clear(&sc.seen);
     if (sc.pt != NULL) OPENSSL_cleanse(sc.pt, KMS_MAX_RECORD_BLOB);
     free(sc.pt), free(sc.blob), free(head);

@@ -54,12 +54,11 @@ static kms_err_t follow(const StateLogEntry *e, const uint8_t hash[32])
     return KMS_OK;
 }
 
-kms_err_t kms_state_refresh_locked(uint64_t *applied)
+kms_err_t kms_state_follow_locked(uint64_t *applied)
 {
     uint8_t hash[32];
     StateLogEntry e;
     *applied = 0;
-    if (!g_state.open) return KMS_OK;
     kms_err_t err = read_entry(0, &e, hash);
     if (err == KMS_ERR_STALE_RECORD && g_state.seq == 0) return KMS_OK; /* an empty log, and we know none */
     KMS_RETURN_IF_ERR(err);
@@ -75,6 +74,12 @@ kms_err_t kms_state_refresh_locked(uint64_t *applied)
         (*applied)++;
     }
     return KMS_OK;
+}
+
+kms_err_t kms_state_refresh_locked(uint64_t *applied)
+{
+    *applied = 0;
+    return g_state.open ? kms_state_follow_locked(applied) : KMS_OK;
 }
 
 kms_err_t kms_state_refresh(void)

@@ -8,7 +8,8 @@
  *    KMS_AUDIT_EPOCH_RECORDS records; a domain without auditors seals to no one; only init's
  *    insecure choice writes clear bodies; auditor sets are checked (count, duplicates, points);
  *  - a failed append fails the request (KMS_ERR_AUDIT_UNAVAILABLE) and the next record
- *    re-reads the host's head; a head that does not verify is KMS_ERR_AUDIT_CORRUPT and
+ *    re-reads the host's head; one that lost the race to another replica follows the head and
+ *    appends after it (bounded), unless the head does not show the race; a head that does not verify is KMS_ERR_AUDIT_CORRUPT and
  *    nothing is appended after it;
  *  - key ids come from the operation table: the import operations (whose records once read
  *    another message's field), a failed decrypt (the id its ciphertext claims), re_encrypt
@@ -181,6 +182,37 @@ static void test_epochs(Request *req, Response *resp)
     kms_audit_set_auditors(&one);
 }
 
+/* Replicas share the chain: an append that loses the race (the host appends that very entry first, as
+ * another replica of the domain would, and answers CONFLICT) follows the head and appends after it, as
+ * often as it loses, within a bound; a host that claims a race its head does not show gets no record. */
+static void test_race(Request *req, Response *resp)
+{
+    kms_ctx ctx = ctx_for(Request_generate_random_tag, uh_principal(5));
+    uint8_t prev[32], hash[32];
+    size_t first = uh_audit_count();
+    uh_audit_race = 5; /* more than the two tries that were once all */
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK);
+    CHECK_EQ(uh_audit_race, 0);
+    CHECK_EQ(uh_audit_count(), first + 6);
+    free(entry_at(first - 1, prev));
+    for (size_t i = first; i < uh_audit_count(); i++) { /* one chain, no gap: each after the one it lost to */
+        AuditRecord *rec = entry_at(i, hash);
+        CHECK(rec->seq == i + 1 && memcmp(rec->prev_hash.bytes, prev, 32) == 0);
+        CHECK(rec->epoch == rec->seq); /* a re-read head opens a new epoch */
+        memcpy(prev, hash, 32);
+        free(rec);
+    }
+    uh_fail_append = KMS_ERR_CONFLICT; /* a race the head does not show */
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_ERR_AUDIT_UNAVAILABLE);
+    uh_fail_append = KMS_OK;
+    CHECK_EQ(uh_audit_count(), first + 6);
+    uh_audit_race = 100; /* lost every time: bounded, and then unavailable */
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_ERR_AUDIT_UNAVAILABLE);
+    CHECK(uh_audit_race > 0 && uh_audit_race < 100);
+    uh_audit_race = 0;
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK);
+}
+
 static void test_check_auditors(void)
 {
     kms_auditors a = new_auditors(2);
@@ -320,8 +352,8 @@ static void test_queued(Request *req, Response *resp)
     uh_fail_audit_seq = 3;
     CHECK_EQ(kms_audit_wait(&t[0]), KMS_ERR_AUDIT_UNAVAILABLE);
     CHECK_EQ(kms_audit_queue(&body, ctx.now, &t[3]), KMS_OK); /* re-reads the head: seq 3 again */
-    CHECK_EQ(kms_audit_wait(&t[1]), KMS_ERR_AUDIT_UNAVAILABLE); /* chained on the failed one */
-    CHECK_EQ(kms_audit_wait(&t[2]), KMS_ERR_AUDIT_UNAVAILABLE);
+    CHECK_EQ(kms_audit_wait(&t[1]), KMS_ERR_CONFLICT); /* chained on the failed one: refused */
+    CHECK_EQ(kms_audit_wait(&t[2]), KMS_ERR_CONFLICT);
     CHECK_EQ(kms_audit_wait(&t[3]), KMS_OK);
     CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK);
     CHECK_EQ(uh_audit_count(), 4);
@@ -331,8 +363,8 @@ static void test_queued(Request *req, Response *resp)
     CHECK_EQ(kms_edge_audit_enqueue(5, 0, (const uint8_t *)"other", 5, &other), KMS_OK);
     for (int i = 0; i < 2; i++) CHECK_EQ(kms_audit_queue(&body, ctx.now, &t[i]), KMS_OK);
     CHECK_EQ(kms_edge_audit_wait(other), KMS_OK);
-    CHECK_EQ(kms_audit_wait(&t[0]), KMS_ERR_AUDIT_UNAVAILABLE);
-    CHECK_EQ(kms_audit_wait(&t[1]), KMS_ERR_AUDIT_UNAVAILABLE);
+    CHECK_EQ(kms_audit_wait(&t[0]), KMS_ERR_CONFLICT);
+    CHECK_EQ(kms_audit_wait(&t[1]), KMS_ERR_CONFLICT);
     CHECK_EQ(uh_audit_count(), 5);
     uh_audit_drop(1); /* (its entry is no record of ours: drop it so the head verifies) */
     CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK);
@@ -355,6 +387,7 @@ int main(void)
     REQUIRE(req != NULL && resp != NULL);
     test_chain(req, resp);
     test_epochs(req, resp);
+    test_race(req, resp);
     test_check_auditors();
     test_forged_head(req, resp);
     test_key_ids(req, resp);

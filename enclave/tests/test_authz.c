@@ -4,7 +4,7 @@
  *    phase, against the rules as they were written before the operation table existed (the
  *    lists below), so the table cannot widen anyone's rights unnoticed;
  *  - nobody (KMS_CALLER_NONE) is refused everything, through the whole request path;
- *  - kms_authz_key: host-owned keys, admins, full-use grantees, policy statements, grants;
+ *  - kms_authz_key: host-owned keys, admins, policy statements, grants;
  *  - kms_authz_hide_absence: only the host and admins learn that a key does not exist.
  */
 #include <string.h>
@@ -22,11 +22,15 @@ static int in(pb_size_t tag, const pb_size_t *list, size_t n)
 }
 
 static const pb_size_t k_host_only[] = {Request_generate_domain_key_tag, Request_load_domain_key_tag,
-                                        Request_install_quote_tag, Request_get_evidence_tag};
+                                        Request_install_quote_tag, Request_get_evidence_tag,
+                                        Request_replica_join_tag, Request_replica_admit_tag,
+                                        Request_replica_join_complete_tag};
 static const pb_size_t k_session_only[] = {Request_init_tag, Request_add_principal_tag, Request_list_principals_tag,
-                                           Request_grant_key_tag, Request_import_validator_tag, Request_recover_tag,
+                                           Request_import_validator_tag, Request_recover_tag,
                                            Request_validator_state_import_tag, Request_remove_principal_tag,
-                                           Request_set_auditors_tag};
+                                           Request_set_auditors_tag, Request_list_replicas_tag,
+                                           Request_approve_replica_tag, Request_remove_replica_tag,
+                                           Request_set_replica_policy_tag};
 static const pb_size_t k_user[] = {
     Request_get_identity_tag, Request_describe_key_tag, Request_get_public_key_tag, Request_list_keys_tag,
     Request_encrypt_tag, Request_decrypt_tag, Request_sign_tag, Request_verify_tag, Request_generate_mac_tag,
@@ -119,13 +123,14 @@ static void test_key_rules(void)
     CHECK_EQ(kms_authz_key(&admin, mine), KMS_ERR_PERMISSION_DENIED); /* nor a session the host's */
     kms_ctx user = ctx_for(KMS_CALLER_PRINCIPAL, 2, Role_USER, OperationClass_OP_ENCRYPT);
     CHECK_EQ(kms_authz_key(&user, theirs), KMS_ERR_PERMISSION_DENIED);
-    memset(theirs->grantees[0].bytes, 2, 32), theirs->grantees[0].size = 32, theirs->grantees_count = 1;
-    CHECK_EQ(kms_authz_key(&user, theirs), KMS_OK); /* grant_key: full use */
+    Grant *g = &theirs->grants[0]; /* a grant of every operation: what full use is */
+    memset(g->grantee.bytes, 2, 32), g->grantee.size = 32, g->operations = 0x7f, theirs->grants_count = 1;
+    CHECK_EQ(kms_authz_key(&user, theirs), KMS_OK);
     kms_ctx norole = ctx_for(KMS_CALLER_PRINCIPAL, 2, Role_ROLE_UNSPECIFIED, OperationClass_OP_ENCRYPT);
     CHECK_EQ(kms_authz_key(&norole, theirs), KMS_ERR_PERMISSION_DENIED); /* a removed principal: nothing */
     kms_ctx nobody = ctx_for(KMS_CALLER_NONE, 2, Role_USER, OperationClass_OP_ENCRYPT);
     CHECK_EQ(kms_authz_key(&nobody, theirs), KMS_ERR_PERMISSION_DENIED);
-    theirs->grantees_count = 0;
+    theirs->grants_count = 0;
     theirs->policy_count = 1; /* any principal may encrypt */
     theirs->policy[0].operations = OperationClass_OP_ENCRYPT;
     CHECK_EQ(kms_authz_key(&user, theirs), KMS_OK);

@@ -40,7 +40,7 @@ static size_t g_nlog;
 kms_err_t uh_commit_lie;
 
 kms_err_t uh_fail_get, uh_fail_put, uh_fail_append;
-unsigned long uh_puts, uh_gets, uh_appends, uh_log_gets;
+unsigned long uh_puts, uh_gets, uh_appends, uh_log_gets, uh_audit_race;
 
 /* ---- platform.h: a fixed identity and deterministic keys ------------------------------ */
 
@@ -263,7 +263,8 @@ kms_err_t kms_edge_audit_enqueue(uint64_t seq, int follows, const uint8_t *entry
     return err;
 }
 
-/* Apply one queued entry as a store would (lock held): last + 1, after the entry it follows. */
+/* Apply one queued entry as a store would (lock held): last + 1, after the entry it follows, else
+ * KMS_ERR_CONFLICT (the host's out of sequence answer). */
 static kms_err_t apply_queued(size_t i)
 {
     int follows_ok = !g_queue[i].follows || (i > 0 && g_naudit > 0 && g_audit[g_naudit - 1].len == g_queue[i - 1].len &&
@@ -272,10 +273,12 @@ static kms_err_t apply_queued(size_t i)
         uh_fail_audit_seq = 0;
         return KMS_ERR_AUDIT_UNAVAILABLE; /* an injected store failure */
     }
-    if (g_queue[i].seq != g_naudit + 1 || g_naudit >= MAX_AUDIT || !follows_ok) return KMS_ERR_AUDIT_UNAVAILABLE;
+    if (g_naudit >= MAX_AUDIT) return KMS_ERR_AUDIT_UNAVAILABLE;
+    if (g_queue[i].seq != g_naudit + 1 || !follows_ok) return KMS_ERR_CONFLICT; /* refused: out of sequence */
     if ((g_audit[g_naudit].entry = malloc(g_queue[i].len)) == NULL) abort();
     memcpy(g_audit[g_naudit].entry, g_queue[i].entry, g_queue[i].len);
     g_audit[g_naudit++].len = g_queue[i].len;
+    if (uh_audit_race > 0) return uh_audit_race--, KMS_ERR_CONFLICT; /* another replica appended it first */
     uh_appends++;
     return KMS_OK;
 }
@@ -402,7 +405,7 @@ void uh_reset(void)
     uh_fail_audit_seq = 0;
     uh_commit_lie = KMS_OK;
     uh_fail_get = uh_fail_put = uh_fail_append = KMS_OK;
-    uh_puts = uh_gets = uh_appends = uh_log_gets = 0;
+    uh_puts = uh_gets = uh_appends = uh_log_gets = uh_audit_race = 0;
 }
 
 /* ---- requests ------------------------------------------------------------------------- */

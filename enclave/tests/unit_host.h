@@ -53,7 +53,8 @@ uint8_t *uh_audit_entry(size_t i, size_t *len);
 void uh_audit_drop(size_t n);
 /* Audit entries are queued (kms_edge_audit_enqueue) and applied in queue order by the first
  * kms_edge_audit_wait that reaches them, as the host's group commit does: an entry must be the
- * last + 1, and one that follows must come after exactly the entry queued before it. Non-zero:
+ * last + 1, and one that follows must come after exactly the entry queued before it, else the wait
+ * answers KMS_ERR_CONFLICT (out of sequence, as the host does). Non-zero:
  * applying the entry with this seq fails once (an injected store failure). */
 extern uint64_t uh_fail_audit_seq;
 
@@ -61,6 +62,9 @@ extern uint64_t uh_fail_audit_seq;
 extern kms_err_t uh_fail_get, uh_fail_put, uh_fail_append; /* returned as the OCALL's error */
 extern unsigned long uh_puts, uh_gets, uh_appends;          /* counters since uh_reset */
 extern unsigned long uh_log_gets;                            /* state log entries read */
+/* The next n queued audit entries lose a race: each is stored when applied, as if by another replica
+ * of the domain (same audit key), and its wait answers KMS_ERR_CONFLICT. */
+extern unsigned long uh_audit_race;
 
 /* Initialize the enclave modules once (identity, RNG self test, RA-TLS key) and generate a
  * domain key on a fresh store: the state every test starts from. Aborts on failure. */

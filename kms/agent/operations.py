@@ -1,12 +1,13 @@
 """The operations the agent forwards: the Request oneof members a session principal may send, with idempotency.
 
-A request that is not idempotent (it creates or changes something each time it runs) is never sent again once it
-may have left: not on a reconnect, not to another server (failover); its caller gets ABORTED (OutcomeUnknown)
-instead. The same split as the SDK's methods (docs/api.md §5).
+Which of them may be sent again is the SDK's one table (kms.client.idempotency): a request that is not idempotent
+is never sent again once it may have left, not on a reconnect, not to another server (failover); its caller gets
+ABORTED (OutcomeUnknown) instead (docs/api.md §5).
 """
 
 from __future__ import annotations
 
+from kms.client.idempotency import operation_of
 from kms.errors import E, InvalidRequest
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
@@ -28,19 +29,8 @@ NOT_FORWARDED = {
     "replica_join_complete": "host only (the attested join)",
 }
 
-NOT_IDEMPOTENT = frozenset({
-    "create_key", "rotate_key", "schedule_key_deletion", "cancel_key_deletion", "destroy_key", "rotate_if_due",
-    "create_alias", "delete_alias", "create_grant", "revoke_grant", "import_key_material", "prepare_key_import",
-    "import_transferred_key", "set_auditors", "add_principal", "remove_principal", "import_validator",
-})
-
 _OP_FIELDS = pb.Request.DESCRIPTOR.oneofs_by_name["op"].fields
 FORWARDED: tuple[str, ...] = tuple(f.name for f in _OP_FIELDS if f.name not in NOT_FORWARDED)
-
-
-def operation_of(request: pb.Request) -> str | None:
-    """The request's operation, or None when its oneof is empty."""
-    return request.WhichOneof("op")
 
 
 def is_forwarded(operation: str | None) -> bool:

@@ -18,7 +18,8 @@ HANDLING = Histogram("grpc_server_handling_seconds", "Response latency (seconds)
 MSG_RECEIVED = Counter("grpc_server_msg_received_total", "RPC stream messages received on the server.", _GRPC)
 MSG_SENT = Counter("grpc_server_msg_sent_total", "gRPC stream messages sent on the server.", _GRPC)
 
-SESSIONS_ACTIVE = Gauge("kms_sessions_active", "Attested sessions open in the enclave.")
+# livesum: under `kms serve --processes` (prometheus_client's multiprocess mode) the live workers' sessions added up
+SESSIONS_ACTIVE = Gauge("kms_sessions_active", "Attested sessions open in the enclave.", multiprocess_mode="livesum")
 ECALL_SECONDS = Histogram("kms_ecall_seconds", "Time spent in an enclave call, by ECALL (and host operation).",
                           ("ecall",), buckets=_LATENCY)
 STORE_WRITES = Counter("kms_store_writes_total", "Record writes to the store, by result (ok, conflict, error).",

@@ -19,6 +19,7 @@ from kms.api import metrics
 from kms.api.interceptors import server_interceptors
 from kms.api.servicer import KmsServicer
 from kms.config import Settings, parse_address
+from kms.enclave.node import SEALED_DOMAIN_KEY
 from kms.log import get_logger
 from kms.metrics_endpoint import MetricsServer
 from kms.proto.enclave.v1 import boundary_pb2 as pb
@@ -59,9 +60,10 @@ def _check_data_dir(settings: Settings) -> None:
                            "run `chmod o-w` on it, or set allow_world_writable_data_dir_insecure")
 
 
-def _options(s: Settings) -> list[tuple[str, int]]:
+def _options(s: Settings, reuse_port: bool) -> list[tuple[str, int]]:
     return [
-        ("grpc.so_reuseport", 0),  # a port already in use is an error, not a shared listener
+        # a port already in use is an error, not a shared listener; only `kms serve --processes` workers share it
+        ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.max_receive_message_length", s.max_message_bytes),
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
         ("grpc.keepalive_time_ms", int(s.keepalive_time_s * 1000)),
@@ -79,26 +81,40 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 def _bind(server: grpc.aio.Server, address: str, name: str) -> str:
-    host, _ = parse_address(address, name)
+    host, port = parse_address(address, name)
     try:
-        port = server.add_insecure_port(address)
-    except RuntimeError as exc:
-        raise StartupError(f"{name}: cannot listen on {address}: {exc}") from exc
-    if not port:
-        raise StartupError(f"{name}: cannot listen on {address}")
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:  # gRPC says only "failed to bind" (its C core's log line has the reason, but is silenced)
+        raise StartupError(f"{name}: cannot listen on {address}: {_bind_problem(host, port)}")
+    return f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+
+
+def _bind_problem(host: str, port: int) -> str:
+    """Why an address cannot be bound, as the operating system says it (e.g. "Address already in use")."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return "gRPC could not bind it"
 
 
 class KmsServer:
     """One node: store, enclave, relay, the API and health servers, metrics and the simulated PCCS."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port
         self.identity: pb.GetIdentityResponse | None = None
         self.addresses: Addresses | None = None
         self.health = health_aio.HealthServicer()
         self._stack = contextlib.AsyncExitStack()
         self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()  # a second stop request: cut the drain short
+        self.exit_code = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api: grpc.aio.Server | None = None
         self.relay: Relay | None = None
@@ -142,9 +158,11 @@ class KmsServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        stack.push_async_callback(health_server.stop, None)  # also when a later bind fails: stopped inside the loop
         health_pb2_grpc.add_HealthServicer_to_server(self.health, health_server)
         health_address = _bind(health_server, s.health_listen, "health_listen")
-        self._api = grpc.aio.server(interceptors=server_interceptors(), options=_options(s))
+        self._api = grpc.aio.server(interceptors=server_interceptors(), options=_options(s, self.reuse_port))
+        stack.push_async_callback(self._api.stop, None)
         kms_pb2_grpc.add_KeyManagementServiceServicer_to_server(
             KmsServicer(relay, collateral_url=collateral_url, idle_timeout_s=s.session_idle_timeout_s), self._api)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._api)
@@ -153,9 +171,7 @@ class KmsServer:
                                                 self._api)
         api_address = _bind(self._api, s.listen, "listen")
         await health_server.start()
-        stack.push_async_callback(health_server.stop, None)
         await self._api.start()
-        stack.push_async_callback(self._api.stop, None)
         self.addresses = Addresses(api_address, health_address, metrics_address, collateral_url, pccs_url)
 
     def _start_cluster(self, store: BaseStore, qe: QuotingEnclave) -> None:
@@ -164,7 +180,8 @@ class KmsServer:
         board = JoinBoard(store)
         name = self.settings.replica_name or socket.gethostname()
         self.replication = Replication(self.relay, board, qe, name=name[:64], poll_s=self.settings.cluster_poll_s,
-                                       store_has_domain=lambda: store.revision("domain-state") > 0)
+                                       store_has_domain=lambda: store.revision("domain-state") > 0,
+                                       sealed_path=self.settings.data_dir / SEALED_DOMAIN_KEY)
         task = asyncio.create_task(self.replication.run(), name="cluster")
         self._stack.push_async_callback(_cancel, task)
 
@@ -200,7 +217,25 @@ class KmsServer:
     def _stop_requested(self, reason: str) -> None:
         if not self._stop.is_set():
             _log.info("shutdown requested", reason=reason)
-        self._stop.set()
+            self._stop.set()
+        elif not self._hurry.is_set():  # a second Ctrl-C: stop now, in-flight RPCs are cancelled
+            _log.warning("second shutdown request: stopping without draining", reason=reason)
+            self.exit_code = 128 + signal.Signals[reason].value if reason in signal.Signals.__members__ else 1
+            self._hurry.set()
+
+    @property
+    def hurried(self) -> bool:
+        """A second stop request cut the drain short."""
+        return self._hurry.is_set()
+
+    async def _unless_hurried(self, aw: asyncio.Future[None] | asyncio.Task[None]) -> bool:
+        """Wait for `aw` or a second stop request, whichever comes first; True if `aw` finished."""
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            done, _ = await asyncio.wait({aw, hurry}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hurry.cancel()
+        return aw in done
 
     async def wait(self) -> None:
         """Until a shutdown is requested."""
@@ -211,16 +246,24 @@ class KmsServer:
         s = self.settings
         await self.health.enter_graceful_shutdown()
         _log.info("health NOT_SERVING; draining", delay_s=s.shutdown_delay_s, grace_s=s.shutdown_grace_s)
-        await asyncio.sleep(s.shutdown_delay_s)
+        delay = asyncio.ensure_future(asyncio.sleep(s.shutdown_delay_s))
+        if not await self._unless_hurried(delay):
+            delay.cancel()
         if self._api is not None:
-            await self._api.stop(s.shutdown_grace_s)
+            stopping = asyncio.ensure_future(self._api.stop(s.shutdown_grace_s))
+            if not await self._unless_hurried(stopping):
+                await self._api.stop(None)  # the shorter grace wins: in-flight RPCs are cancelled now
+            await stopping
         await self._stack.aclose()
-        _log.info("stopped")
+        _log.info("stopped", drained=not self.hurried)
 
 
-async def run(settings: Settings, on_started: Callable[[KmsServer], None] | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully; returns the exit code."""
-    server = KmsServer(settings)
+async def run(settings: Settings, on_started: Callable[[KmsServer], None] | None = None, *,
+              reuse_port: bool = False) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; a second signal during the drain stops at once.
+    Returns the exit code: 0 after a drain, 128 + the signal's number when a second signal cut it short.
+    reuse_port: the API port is shared with the other workers of `kms serve --processes` (SO_REUSEPORT)."""
+    server = KmsServer(settings, reuse_port=reuse_port)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -230,7 +273,9 @@ async def run(settings: Settings, on_started: Callable[[KmsServer], None] | None
     try:
         await server.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await server.shutdown()
-    return 0
+        try:
+            await server.shutdown()  # the handlers stay: a second signal hurries it instead of raising mid-drain
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    return server.exit_code

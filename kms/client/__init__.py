@@ -1,5 +1,7 @@
 """Client SDK: verify the enclave's evidence, then talk to it over an attested TLS session."""
 
+import logging
+
 from kms.client.byok import ImportParameters
 from kms.client.client import KmsClient
 from kms.client.credentials import Credentials, principal_id_of
@@ -43,3 +45,7 @@ __all__ = [
     "SignResult", "StateHead", "Statement", "TransportError", "VerificationFailed", "VerifiedEvidence",
     "principal_id_of",
 ]
+
+# A library logs, the application decides where it goes: without this, Python's last-resort handler would print the
+# SDK's replica warnings to stderr beside the CLI's one-line error (docs/api.md, errors).
+logging.getLogger("kms.client").addHandler(logging.NullHandler())

@@ -37,7 +37,7 @@ class AccessOperations(Operations):
         expiry = int(expires_at.timestamp()) if isinstance(expires_at, datetime) else int(expires_at or 0)
         req = pb.CreateGrantRequest(key_id=key_id, grantee=grantee, operations=mask, expires_at=expiry,
                                     conditions=grant_conditions(conditions))
-        grants = _grants(self._call(pb.Request(create_grant=req), idempotent=False))
+        grants = _grants(self._call(pb.Request(create_grant=req)))
         if not grants or grants[-1].grantee != grantee or grants[-1].operations != mask:
             raise ServerError("the create_grant answer does not end with the new grant")
         return grants[-1]  # the enclave appends the new grant to the key's list
@@ -48,10 +48,8 @@ class AccessOperations(Operations):
 
     def revoke_grant(self, key_id: str, grant_id: bytes) -> list[Grant]:
         """Remove one grant by its id (admins); returns the key's remaining grants.
-
-        (Taking a full-use grant_key away from a principal is ungrant_key.)
         """
         if len(grant_id) != GRANT_ID_BYTES:
-            raise ValueError(f"a grant id is {GRANT_ID_BYTES} bytes (a 32-byte principal id belongs to ungrant_key)")
+            raise ValueError(f"a grant id is {GRANT_ID_BYTES} bytes, as list_grants and create_grant return it")
         req = pb.RevokeGrantRequest(key_id=key_id, grant_id=grant_id)
-        return _grants(self._call(pb.Request(revoke_grant=req), idempotent=False))
+        return _grants(self._call(pb.Request(revoke_grant=req)))

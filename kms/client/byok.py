@@ -61,8 +61,7 @@ def wrap_key_material(wrapping_public_key: bytes, material: bytes, algorithm: st
 class ImportOperations(Operations):
     """Mixin: get_parameters_for_import, import_key_material and the one-call import_key (admins)."""
 
-    def _call_with_evidence(self, request: pb.Request, *, idempotent: bool = True
-                            ) -> tuple[pb.Response, VerifiedEvidence]:  # pragma: no cover - KmsClient's
+    def _call_with_evidence(self, request: pb.Request) -> tuple[pb.Response, VerifiedEvidence]:  # pragma: no cover
         raise NotImplementedError
 
     def get_parameters_for_import(self, spec: str | int, usage: str | int | None = None,
@@ -83,7 +82,7 @@ class ImportOperations(Operations):
         """Import wrapped material with its token; the new key's origin is IMPORTED. Not idempotent."""
         req = pb.ImportKeyMaterialRequest(import_token=import_token, encrypted_key_material=encrypted_key_material,
                                           description=description)
-        r = self._call(pb.Request(import_key_material=req), idempotent=False)
+        r = self._call(pb.Request(import_key_material=req))
         return self._remember(KeyInfo.from_pb(r.key_metadata))
 
     def import_key(self, spec: str | int, material: bytes | PrivateKeyTypes, usage: str | int | None = None, *,
@@ -97,10 +96,11 @@ class ImportOperations(Operations):
         raw = key_material(material)
         if algorithm is None:
             algorithm = "RSAES_OAEP_SHA_256_WRAP" if len(raw) <= OAEP_MAX else "RSA_AES_KEY_WRAP_SHA_256"
-        params = self.get_parameters_for_import(spec, usage, algorithm)
-        # The wrapping key is trusted only because it came over a session pinned to verified evidence.
-        if not params.evidence.result.ok:
-            raise VerificationFailed("the import parameters did not come from a verified enclave: nothing wrapped",
-                                     result=params.evidence.result)
-        wrapped = wrap_key_material(params.wrapping_public_key, raw, params.algorithm)
-        return self.import_key_material(params.import_token, wrapped, description)
+        with self.one_replica():   # the import token is the enclave's own (per boot): one replica for both steps
+            params = self.get_parameters_for_import(spec, usage, algorithm)
+            # The wrapping key is trusted only because it came over a session pinned to verified evidence.
+            if not params.evidence.result.ok:
+                raise VerificationFailed("the import parameters did not come from a verified enclave: nothing "
+                                         "wrapped", result=params.evidence.result)
+            wrapped = wrap_key_material(params.wrapping_public_key, raw, params.algorithm)
+            return self.import_key_material(params.import_token, wrapped, description)

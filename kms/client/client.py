@@ -1,12 +1,10 @@
-"""KmsClient: verify the server's enclave first, then run typed operations over one shared attested session."""
+"""KmsClient: verify each replica's enclave first, then run typed operations over attested sessions to them."""
 
 from __future__ import annotations
 
 import logging
-import random
-import threading
-import time
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
@@ -22,14 +20,18 @@ from kms.client.channel import SessionChannel
 from kms.client.cluster import ClusterOperations
 from kms.client.credentials import Credentials
 from kms.client.envelope import EnvelopeOperations
-from kms.client.errors import ClientClosed, OutcomeUnknown, TransportError, VerificationFailed
+from kms.client.errors import TransportError
 from kms.client.evidence import CollateralSources, VerifiedEvidence, verify_evidence
+from kms.client.failover import Failover
+from kms.client.idempotency import is_idempotent, operation_of
 from kms.client.lifecycle import LifecycleOperations
+from kms.client.link import Connection, Link
 from kms.client.pinning import DomainGuard
+from kms.client.replicas import Chooser, ReplicaState, Resolver, expand
 from kms.client.state import ClientState, StateHead
 from kms.client.transfer import TransferOperations
-from kms.client.transport import SessionStream, fetch_evidence, open_channel
-from kms.errors import Conflict, SessionError
+from kms.client.transport import SessionStream, fetch_evidence
+from kms.errors import SessionError
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.v1 import kms_pb2_grpc
 
@@ -37,52 +39,36 @@ _log = logging.getLogger("kms.client")
 _T = TypeVar("_T")
 
 
-class _Connection:
-    """A verified evidence, the Session stream and the TLS session pinned to that evidence."""
+class KmsClient(Failover, LifecycleOperations, EnvelopeOperations, AccessOperations, ImportOperations,
+                TransferOperations, ClusterOperations):
+    """A client of an Enclave KMS domain, served by one server or several replicas.
 
-    def __init__(self, evidence: VerifiedEvidence, stream: SessionStream, channel: SessionChannel) -> None:
-        self.evidence = evidence
-        self.stream = stream
-        self.channel = channel
+    `target`: one address, several (comma-separated, or a sequence), or a DNS name resolved to all its A/AAAA
+    records: each is a replica (kms.client.replicas). Before a replica is used (and on every reconnect) its
+    evidence is fetched and the RA-TLS certificate and its quote verified against `policy`, `trust_anchor` and
+    the collateral (default: the server's recommended PCCS, whose answers are themselves signed by the anchor);
+    then a TLS 1.3 session pinned to exactly that certificate is opened, authenticated by `credentials`. A
+    verification failure raises VerificationFailed with one address; with several, that replica is refused (not
+    asked again for `recheck_s` seconds) and the request goes to another, and VerificationFailed is raised when
+    every one is refused. Nothing is sent to a refused replica. Requests go to the replica with the fewest in
+    flight (round-robin among equals). Transient transport errors retry on another replica, or reconnect
+    (re-verifying) with bounded exponential backoff once every one was tried; a request that is not idempotent
+    (kms.client.idempotency; docs/api.md §5) is retried only if it certainly was not sent, else OutcomeUnknown.
 
-    def close(self, grace: float = 1.0) -> None:
-        broken = self.channel.broken
-        try:
-            if not broken:
-                self.channel.close()
-        finally:
-            self.stream.close(grace=0 if broken else grace)
+    Domain pin and freshness (kms.client.pinning), one for all replicas: the domain is `domain_id`, else the one
+    pinned in `state` (default: `<credentials dir>/state.json` for loaded credentials, else in memory), else the
+    one the first verified connection serves (for this object only). A certificate of another domain, or of
+    none, raises DomainMismatch before any Session is opened; a server whose state is behind or forked from the
+    highest head `state` holds for the domain raises RollbackDetected after a get_identity probe, before any
+    request of the caller. Both are VerificationFailed. `new_domain=True` says this client is to init or recover
+    a domain: it accepts only a server without one, and init/recover then pin the result (saved in `state`).
 
-
-class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, ImportOperations, TransferOperations,
-                ClusterOperations):
-    """A client of one Enclave KMS server.
-
-    On construction (and on every reconnect) it fetches the server's evidence and verifies the
-    RA-TLS certificate and its quote against `policy`, `trust_anchor` and the collateral
-    (default: the server's recommended PCCS, whose answers are themselves signed by the anchor),
-    then opens a TLS 1.3 session pinned to exactly that certificate, authenticated by
-    `credentials`. A verification failure raises VerificationFailed and is never retried; no
-    Session is opened and nothing is sent. Transient transport errors reconnect (re-verifying)
-    with bounded exponential backoff; requests that change state in a non-idempotent way
-    (create, rotate, import, deletion, grants, aliases, init, recover, add principal; see
-    docs/api.md §5) are retried only if they certainly were not sent, else raise OutcomeUnknown.
-
-    Domain pin and freshness (kms.client.pinning): the domain is `domain_id`, else the one pinned in
-    `state` (default: `<credentials dir>/state.json` for loaded credentials, else in memory), else the
-    one the first verified connection serves (for this object only). A certificate of another domain,
-    or of none, raises DomainMismatch before any Session is opened; a server whose state is behind or
-    forked from the highest head `state` holds for the domain raises RollbackDetected after a
-    get_identity probe, before any request of the caller. Both are VerificationFailed: never retried.
-    `new_domain=True` says this client is to init or recover a domain: it accepts only a server without
-    one, and init/recover then pin the result (saved in `state`).
-
-    Thread-safe: concurrent callers share one session and are pipelined on it.
+    Thread-safe: concurrent callers share one session per replica and are pipelined on it.
     """
 
     def __init__(
         self,
-        target: str,
+        target: str | Sequence[str],
         *,
         credentials: Credentials,
         policy: AttestationPolicy,
@@ -99,28 +85,34 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
         domain_id: bytes | None = None,
         new_domain: bool = False,
         state: ClientState | None = None,
+        recheck_s: float = 5.0,
+        resolver: Resolver = socket.getaddrinfo,
     ) -> None:
-        if retries < 0 or backoff < 0 or max_backoff < backoff or timeout <= 0:
-            raise ValueError("retries and backoffs must be non-negative, max_backoff >= backoff, timeout > 0")
+        if retries < 0 or backoff < 0 or max_backoff < backoff or timeout <= 0 or recheck_s < 0:
+            raise ValueError("retries, backoffs and recheck_s must be non-negative, max_backoff >= backoff, "
+                             "timeout > 0")
+        try:
+            replicas = expand(target, resolver)
+        except OSError as exc:
+            raise TransportError(f"cannot resolve {target}: {exc}", sent=False) from exc
         self._guard = DomainGuard(state if state is not None else ClientState.for_credentials(credentials.directory),
                                   domain_id=domain_id, new_domain=new_domain)
-        self.target = target
+        self.target = target if isinstance(target, str) else ",".join(target)
         self._credentials = credentials
         self._policy = policy
         self._anchor = trust_anchor
         self._collateral = CollateralSources(collateral)
         self._at = at
         self._retries, self._backoff, self._max_backoff, self._timeout = retries, backoff, max_backoff, timeout
-        self._grpc = open_channel(target, grpc_credentials, grpc_options)
-        self._stub = kms_pb2_grpc.KeyManagementServiceStub(self._grpc)
-        self._lock = threading.Lock()
-        self._conn: _Connection | None = None
+        self._links = [Link(address, self._open, grpc_credentials, [*grpc_options, *(
+            [("grpc.ssl_target_name_override", name)] if name and grpc_credentials is not None else [])])
+            for address, name in replicas]
+        self._chooser = Chooser([ReplicaState(link.address) for link in self._links], recheck_s)
         self._closed = False
-        self.connects = 0
         super().__init__()
         if connect:
             try:
-                self._with_retries(self._connection, sent_is_final=False)
+                self._run(lambda link: link.connection(), operation=None, idempotent=True)
             except BaseException:
                 self._shut()
                 raise
@@ -129,8 +121,13 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
 
     @property
     def evidence(self) -> VerifiedEvidence:
-        """The evidence the current session is pinned to (connects if needed)."""
-        return self._with_retries(self._connection, sent_is_final=False).evidence
+        """The evidence the session of the next replica is pinned to (connects if needed)."""
+        return self._run(lambda link: link.connection().evidence, operation=None, idempotent=True)
+
+    @property
+    def connects(self) -> int:
+        """Sessions opened so far, over all replicas."""
+        return sum(link.connects for link in self._links)
 
     @property
     def principal_id(self) -> bytes:
@@ -156,109 +153,70 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
         self._guard.state.save()
 
     def verify_evidence(self) -> VerifiedEvidence:
-        """Fetch and verify the server's evidence now, without opening a session or sending anything."""
-        evidence = fetch_evidence(self._stub, self._timeout)
+        """Fetch and verify the evidence of the next replica now, without opening a session or sending anything."""
+        return self._run(lambda link: self._verify(link.stub, link.address), operation=None, idempotent=True)
+
+    def _verify(self, stub: kms_pb2_grpc.KeyManagementServiceStub, address: str) -> VerifiedEvidence:
+        evidence = fetch_evidence(stub, self._timeout, address)
         return verify_evidence(evidence, self._policy, trust_anchor=self._anchor, collateral=self._collateral,
                                at=self._at)
 
-    def _connection(self) -> _Connection:
-        with self._lock:
-            if self._closed:
-                raise ClientClosed("the client is closed")
-            conn = self._conn
-            if conn is not None and not conn.channel.broken:
-                return conn
-            if conn is not None:
-                self._conn = None
-                _close_quietly(conn, grace=0)
-            verified = self.verify_evidence()  # raises VerificationFailed before any Session is opened
-            domain = self._guard.check_certificate(verified)  # DomainMismatch: still no Session
-            stream = SessionStream(self._stub, exchange_timeout=self._timeout)
-            try:
-                channel = SessionChannel(stream.exchange, self._credentials, verified.certificate)
-                self._guard.check_session(domain, channel.call)  # RollbackDetected before any caller request
-                self._guard.state.save()  # the head the check established survives a crash of this process
-            except TransportError as exc:
-                stream.close(grace=0)
-                raise TransportError(f"opening the session failed: {exc}", sent=False,
-                                     grpc_code=exc.grpc_code) from exc
-            except SessionError as exc:  # handshake failure: the enclave refused us, nothing was sent
-                stream.close(grace=0)
-                raise TransportError(f"session handshake failed: {exc}", sent=False) from exc
-            except BaseException:
-                stream.close(grace=0)
-                raise
-            self._conn = _Connection(verified, stream, channel)
-            self.connects += 1
-            return self._conn
-
-    def _drop(self, conn: _Connection) -> None:
-        with self._lock:
-            if self._conn is conn:
-                self._conn = None
-        _close_quietly(conn, grace=0)
+    def _open(self, stub: kms_pb2_grpc.KeyManagementServiceStub, address: str) -> Connection:
+        verified = self._verify(stub, address)  # raises VerificationFailed before any Session is opened
+        domain = self._guard.check_certificate(verified)  # DomainMismatch: still no Session
+        stream = SessionStream(stub, exchange_timeout=self._timeout)
+        try:
+            channel = SessionChannel(stream.exchange, self._credentials, verified.certificate)
+            self._guard.check_session(domain, channel.call)  # RollbackDetected before any caller request
+            self._guard.state.save()  # the head the check established survives a crash of this process
+        except TransportError as exc:
+            stream.close(grace=0)
+            raise TransportError(f"opening the session failed: {exc}", sent=False, grpc_code=exc.grpc_code) from exc
+        except SessionError as exc:  # handshake failure: the enclave refused us, nothing was sent
+            stream.close(grace=0)
+            raise TransportError(f"session handshake failed: {exc}", sent=False) from exc
+        except BaseException:
+            stream.close(grace=0)
+            raise
+        return Connection(verified, stream, channel)
 
     # --- calls --------------------------------------------------------------------------------
 
-    def _call(self, request: pb.Request, *, idempotent: bool = True) -> pb.Response:
-        """Run one request in the session; reconnect and retry as the request's idempotency allows."""
-        return self._call_with_evidence(request, idempotent=idempotent)[0]
+    def _call(self, request: pb.Request) -> pb.Response:
+        """Run one request in a session; retry, here or on another replica, as its idempotency allows."""
+        return self._call_with_evidence(request)[0]
 
-    def _call_with_evidence(self, request: pb.Request, *, idempotent: bool = True
-                            ) -> tuple[pb.Response, VerifiedEvidence]:
+    def _call_with_evidence(self, request: pb.Request) -> tuple[pb.Response, VerifiedEvidence]:
         """As _call, with the verified evidence of the session that carried the answer."""
 
-        def attempt() -> tuple[pb.Response, VerifiedEvidence]:
-            conn = self._connection()
+        def attempt(link: Link) -> tuple[pb.Response, VerifiedEvidence]:
+            conn = link.connection()
             try:
                 response = conn.channel.call(request)
                 self._guard.observe(response)
                 return response, conn.evidence
             except TransportError:
-                self._drop(conn)
+                link.drop(conn)
                 raise
             except SessionError as exc:  # the session died under this request (TLS, framing, closed)
-                self._drop(conn)
+                link.drop(conn)
                 raise TransportError(str(exc), sent=True) from exc
 
-        return self._with_retries(attempt, sent_is_final=not idempotent)
-
-    def _with_retries(self, fn: Callable[[], _T], *, sent_is_final: bool) -> _T:
-        attempt = 0
-        while True:
-            try:
-                return fn()
-            except VerificationFailed:
-                raise
-            except TransportError as exc:
-                if exc.sent and sent_is_final:
-                    raise OutcomeUnknown(f"{exc} (the request may or may not have been carried out)",
-                                         grpc_code=exc.grpc_code) from exc
-                if attempt >= self._retries or self._closed:
-                    raise
-                _log.info("kms client: transient failure, reconnecting: %s", exc)
-            except Conflict:
-                if attempt >= self._retries:
-                    raise
-            attempt += 1
-            delay = min(self._max_backoff, self._backoff * (2 ** (attempt - 1)))
-            time.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not a secret
+        operation = operation_of(request)
+        return self._run(attempt, operation=operation, idempotent=is_idempotent(operation))
 
     # --- lifetime -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """End the session (close_notify) and the gRPC channel, then save the known heads; idempotent.
+        """End the sessions (close_notify) and the gRPC channels, then save the known heads; idempotent.
         ClientStateError if the state file cannot be written."""
         self._shut()
         self._guard.state.save()
 
     def _shut(self) -> None:
-        with self._lock:
-            self._closed = True
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            _close_quietly(conn)
-        self._grpc.close()
+        self._closed = True
+        for link in self._links:
+            link.close()
 
     # --- the domain ---------------------------------------------------------------------------
 
@@ -276,10 +234,3 @@ class KmsClient(LifecycleOperations, EnvelopeOperations, AccessOperations, Impor
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-
-def _close_quietly(conn: _Connection, grace: float = 1.0) -> None:
-    try:
-        conn.close(grace)
-    except Exception as exc:
-        _log.debug("kms client: closing a session failed: %s", exc)

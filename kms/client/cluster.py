@@ -106,12 +106,12 @@ class ClusterOperations(Operations):
     def approve_replica(self, replica_id: bytes) -> Cluster:
         """Let a pending replica receive the domain key and serve (a removed one never comes back)."""
         req = pb.ReplicaIdRequest(replica_id=_replica_id(replica_id))
-        return Cluster.from_pb(self._call(pb.Request(approve_replica=req), idempotent=False).replicas)
+        return Cluster.from_pb(self._call(pb.Request(approve_replica=req)).replicas)
 
     def remove_replica(self, replica_id: bytes) -> Cluster:
         """Remove a replica for good (not the one answering, nor the last approved one): refused from then on."""
         req = pb.ReplicaIdRequest(replica_id=_replica_id(replica_id))
-        return Cluster.from_pb(self._call(pb.Request(remove_replica=req), idempotent=False).replicas)
+        return Cluster.from_pb(self._call(pb.Request(remove_replica=req)).replicas)
 
     def set_replica_policy(self, min_isv_svn: int, tcb_statuses: Iterable[str] = ("UpToDate",), *,
                            auto_join: bool = False, extra_roots_insecure: Iterable[bytes] = ()) -> Cluster:

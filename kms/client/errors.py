@@ -84,7 +84,15 @@ class ServerError(ClientError):
 
 
 class OutcomeUnknown(TransportError):
-    """A non-idempotent request (create, rotate, init, add principal) may or may not have run."""
+    """A non-idempotent request (create, rotate, init, add principal; kms.client.idempotency) may or may not have
+    run: its session broke after it was sent. It is not sent again, to this replica or another. `operation` names
+    it (create_key, ...), `server` the replica it was sent to."""
+
+    def __init__(self, message: str, *, grpc_code: str | None = None, operation: str | None = None,
+                 server: str | None = None) -> None:
+        super().__init__(message, sent=True, grpc_code=grpc_code)
+        self.operation = operation
+        self.server = server
 
 
 class ClientClosed(ClientError):

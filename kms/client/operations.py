@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 
 from kms.client.types import (
     DEFAULT_SIGNING,
@@ -37,13 +38,16 @@ def _context(context: Mapping[str, str] | None) -> list[pb.ContextEntry]:
 
 
 class Operations:
-    """Mixin: typed methods over `_call(request, idempotent=...)` (provided by KmsClient)."""
+    """Mixin: typed methods over `_call(request)` (provided by KmsClient; retries by kms.client.idempotency)."""
 
     def __init__(self) -> None:
         self._specs: dict[str, int] = {}
         self._specs_lock = threading.Lock()
 
-    def _call(self, request: pb.Request, *, idempotent: bool = True) -> pb.Response:  # pragma: no cover
+    def _call(self, request: pb.Request) -> pb.Response:  # pragma: no cover
+        raise NotImplementedError
+
+    def one_replica(self) -> AbstractContextManager[None]:  # pragma: no cover - KmsClient's (kms.client.failover)
         raise NotImplementedError
 
     def _check_creating(self, operation: str) -> None:  # pragma: no cover - KmsClient checks new_domain
@@ -77,8 +81,7 @@ class Operations:
         """Create a key (admins). Usage defaults by spec: AES encrypt, HMAC mac, EC/Ed/RSA sign, X25519 agree."""
         spec_n = enum_value(pb.KeySpec, spec, SPEC_ALIASES)
         usage_n = DEFAULT_USAGE[spec_n] if usage is None else enum_value(pb.KeyUsage, usage)
-        r = self._call(pb.Request(create_key=pb.CreateKeyRequest(spec=spec_n, usage=usage_n, description=description)),
-                       idempotent=False)
+        r = self._call(pb.Request(create_key=pb.CreateKeyRequest(spec=spec_n, usage=usage_n, description=description)))
         return self._remember(KeyInfo.from_pb(r.key_metadata))
 
     def describe_key(self, key_id: str) -> KeyInfo:
@@ -111,16 +114,8 @@ class Operations:
 
     def rotate_key(self, key_id: str) -> KeyInfo:
         """A new current version; older versions keep decrypting and verifying."""
-        r = self._call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=key_id)), idempotent=False)
+        r = self._call(pb.Request(rotate_key=pb.RotateKeyRequest(key_id=key_id)))
         return self._remember(KeyInfo.from_pb(r.key_metadata))
-
-    def grant_key(self, key_id: str, principal_id: bytes) -> None:
-        """Let a principal use a key (admins)."""
-        self._call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=key_id, principal_id=principal_id)))
-
-    def ungrant_key(self, key_id: str, principal_id: bytes) -> None:
-        """Take a key's full use away from a principal (admins; the reverse of grant_key)."""
-        self._call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=key_id, principal_id=principal_id, revoke=True)))
 
     def get_public_key(self, key_id: str, *, pem: bool = False) -> PublicKey:
         fmt = pb.PUBLIC_KEY_PEM if pem else pb.PUBLIC_KEY_DER
@@ -154,10 +149,12 @@ class Operations:
 
     def re_encrypt(self, ciphertext: bytes, destination_key_id: str, source_context: Mapping[str, str] | None = None,
                    destination_context: Mapping[str, str] | None = None) -> EncryptResult:
-        """Decrypt and encrypt again under another key (or context) without the plaintext leaving the enclave."""
+        """Decrypt and encrypt again under another key (or context) without the plaintext leaving the enclave.
+
+        The new ciphertext keeps the source context unless `destination_context` is given ({} for none)."""
+        destination = source_context if destination_context is None else destination_context
         req = pb.ReEncryptRequest(ciphertext=ciphertext, source_context=_context(source_context),
-                                  destination_key_id=destination_key_id,
-                                  destination_context=_context(destination_context))
+                                  destination_key_id=destination_key_id, destination_context=_context(destination))
         r = self._call(pb.Request(re_encrypt=req)).re_encrypt
         return EncryptResult(r.key_id, r.key_version, bytes(r.ciphertext))
 
@@ -179,9 +176,14 @@ class Operations:
                                                       algorithm=alg, format=fmt))).sign
         return SignResult(r.key_id, r.key_version, bytes(r.signature), pb.SigningAlgorithm.Name(alg))
 
-    def verify(self, key_id: str, signature: bytes, message: bytes | None = None, *, digest: bytes | None = None,
+    def verify(self, key_id: str, *, signature: bytes, message: bytes | None = None, digest: bytes | None = None,
                algorithm: str | int | None = None, p1363: bool = False, key_version: int = 0) -> bool:
-        """True if the signature verifies; raises kms.errors.InvalidSignature if it does not."""
+        """True if `signature` is valid over `message` (or `digest`); raises kms.errors.InvalidSignature if not.
+
+        Everything but the key is a keyword (`verify(key_id, signature=sig, message=m)`): two byte strings in
+        the wrong order would be a wrong signature, so a positional call is a TypeError instead."""
+        if not isinstance(signature, bytes | bytearray | memoryview):
+            raise TypeError(f"signature is bytes, not {type(signature).__name__}")
         alg, data, kind = self._sign_request(key_id, message, digest, algorithm)
         fmt = pb.SIGNATURE_FORMAT_P1363 if p1363 else pb.SIGNATURE_FORMAT_DER
         r = self._call(pb.Request(verify=pb.VerifyRequest(key_id=key_id, message=data, message_type=kind,
@@ -235,7 +237,7 @@ class Operations:
         req = pb.InitRequest(admin_name=admin_name, recovery_public_keys=keys, threshold=threshold,
                              auditor_public_keys=auditors,
                              audit_bodies_in_clear_insecure=audit_bodies_in_clear_insecure)
-        r = self._call(pb.Request(init=req), idempotent=False).init
+        r = self._call(pb.Request(init=req)).init
         self._domain_established(bytes(r.domain_id))
         shares = tuple(RecoveryShare(s.index, s.share_x, bytes(s.ephemeral_public_key), bytes(s.ciphertext))
                        for s in r.shares)
@@ -245,13 +247,13 @@ class Operations:
         """Replace the domain's auditors (admins; raw X25519 keys, 1..8): audit records from the next one on are
         readable by these keys only. The change is audited; returns the auditors the domain now has."""
         req = pb.SetAuditorsRequest(auditor_public_keys=_auditor_keys(auditor_public_keys, allow_none=False))
-        r = self._call(pb.Request(set_auditors=req), idempotent=False).auditors
+        r = self._call(pb.Request(set_auditors=req)).auditors
         return [bytes(k) for k in r.auditor_public_keys]
 
     def add_principal(self, principal_id: bytes, name: str, role: str | int = "USER") -> list[Principal]:
         """Register a principal (admins); returns the principal list."""
         req = pb.AddPrincipalRequest(principal_id=principal_id, name=name, role=enum_value(pb.Role, role))
-        r = self._call(pb.Request(add_principal=req), idempotent=False).principals
+        r = self._call(pb.Request(add_principal=req)).principals
         return [Principal.from_pb(p) for p in r.principals]
 
     def remove_principal(self, principal_id: bytes) -> list[Principal]:
@@ -259,7 +261,7 @@ class Operations:
         its certificate is refused from then on (never re-added; issue new credentials instead). Not the
         last admin. Returns the remaining principals."""
         req = pb.RemovePrincipalRequest(principal_id=principal_id)
-        r = self._call(pb.Request(remove_principal=req), idempotent=False).principals
+        r = self._call(pb.Request(remove_principal=req)).principals
         return [Principal.from_pb(p) for p in r.principals]
 
     def list_principals(self) -> list[Principal]:
@@ -276,7 +278,7 @@ class Operations:
         if len(domain_id) != 16 or not plain or any(len(s.share) != 32 or not 1 <= s.share_x <= 255 for s in plain):
             raise ValueError("recover takes a 16-byte domain id and (share_x 1..255, 32-byte share) pairs")
         self._check_creating("recover")
-        r = self._call(pb.Request(recover=pb.RecoverRequest(domain_id=domain_id, shares=plain)), idempotent=False)
+        r = self._call(pb.Request(recover=pb.RecoverRequest(domain_id=domain_id, shares=plain)))
         self._domain_established(bytes(domain_id))
         return [Principal.from_pb(p) for p in r.principals.principals]
 

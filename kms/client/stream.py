@@ -173,10 +173,11 @@ def _reason(exc: Exception) -> str:
 
 @contextmanager
 def _as_invalid_message(what: str) -> Iterator[None]:
-    """The library's refusals (format, commitment, tag, signature) as one typed, one-line error."""
+    """The library's refusals (format, commitment, tag, signature) as one typed, one-line error. A header text field
+    (provider id, key id, context) that is not UTF-8 reaches us as the library's UnicodeDecodeError."""
     try:
         yield
-    except (AWSEncryptionSDKClientError, InvalidTag, InvalidSignature) as exc:
+    except (AWSEncryptionSDKClientError, InvalidTag, InvalidSignature, UnicodeDecodeError) as exc:
         raise InvalidMessage(f"{what}: {_reason(exc)}") from exc
 
 

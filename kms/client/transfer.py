@@ -36,7 +36,7 @@ class TransferOperations(Operations):
     def prepare_key_import(self, exporter_target_info: bytes) -> pb.PrepareKeyImportResponse:
         """Importer: an ephemeral key and a REPORT binding it, targeted at the exporter."""
         req = pb.PrepareKeyImportRequest(exporter_target_info=exporter_target_info)
-        return self._call(pb.Request(prepare_key_import=req), idempotent=False).prepare_key_import
+        return self._call(pb.Request(prepare_key_import=req)).prepare_key_import
 
     def export_key(self, key_id: str, prepared: pb.PrepareKeyImportResponse, *, destination_domain: bytes,
                    mrenclave: bytes | None = None, min_isvsvn: int | None = None) -> pb.ExportKeyResponse:
@@ -51,7 +51,7 @@ class TransferOperations(Operations):
         req = pb.ImportTransferredKeyRequest(transfer_id=prepared.transfer_id,
                                              ephemeral_public_key=wrapped.ephemeral_public_key,
                                              wrapped_key=wrapped.wrapped_key)
-        r = self._call(pb.Request(import_transferred_key=req), idempotent=False)
+        r = self._call(pb.Request(import_transferred_key=req))
         return self._remember(KeyInfo.from_pb(r.key_metadata))
 
     def transfer_key_to(self, importer: TransferOperations, key_id: str, *, destination_domain: bytes,
@@ -59,6 +59,7 @@ class TransferOperations(Operations):
         """The whole transfer of key_id from this client's enclave to importer's, which must be the domain
         `destination_domain` and run `mrenclave` or an ISVSVN >= `min_isvsvn` (PeerMismatch otherwise)."""
         _destination(destination_domain, mrenclave, min_isvsvn)  # ValueError before anything is sent
-        prepared = importer.prepare_key_import(self.target_info())
-        return importer.import_transferred_key(prepared, self.export_key(
-            key_id, prepared, destination_domain=destination_domain, mrenclave=mrenclave, min_isvsvn=min_isvsvn))
+        with self.one_replica(), importer.one_replica():   # each side's steps use one enclave's state
+            prepared = importer.prepare_key_import(self.target_info())
+            return importer.import_transferred_key(prepared, self.export_key(
+                key_id, prepared, destination_domain=destination_domain, mrenclave=mrenclave, min_isvsvn=min_isvsvn))

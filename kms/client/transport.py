@@ -59,12 +59,35 @@ def rpc_error(exc: grpc.RpcError, what: str, *, sent: bool) -> TransportError | 
     return ServerError(message, grpc_code=name)
 
 
-def fetch_evidence(stub: kms_pb2_grpc.KeyManagementServiceStub, timeout: float) -> kms_pb2.GetEvidenceResponse:
-    """The server's public evidence (certificate, quote, collateral URL)."""
+def fetch_evidence(stub: kms_pb2_grpc.KeyManagementServiceStub, timeout: float,
+                   target: str = "the server") -> kms_pb2.GetEvidenceResponse:
+    """The server's public evidence (certificate, quote, collateral URL). A failure says what `target` (the
+    address dialled) turned out to be, where gRPC's answer shows it."""
     try:
         return stub.GetEvidence(kms_pb2.GetEvidenceRequest(), timeout=timeout)
     except grpc.RpcError as exc:
-        raise rpc_error(exc, "GetEvidence", sent=False) from exc
+        raise _evidence_error(exc, target, timeout) from exc
+
+
+def _evidence_error(exc: grpc.RpcError, target: str, timeout: float) -> TransportError | ServerError:
+    code, details = _code(exc), _details(exc)
+    text = details.lower()
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        return ServerError(f"{target} is a gRPC server without the KMS API (GetEvidence is UNIMPLEMENTED there): "
+                           "the health port? The API address is the first one `kms serve` prints",
+                           grpc_code=code.name)
+    if "http/2" in text or "settings frame" in text or "http1" in text:
+        message = (f"{target} does not speak gRPC (an HTTP/1 server answered): the metrics port? The API address "
+                   "is the first one `kms serve` prints")
+    elif "connection refused" in text:
+        message = f"nothing listens at {target} (connection refused): is the KMS running, with this API address?"
+    elif "resolv" in text or "lookup" in text:
+        message = f"cannot resolve the host of {target}: {details}"
+    elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        message = f"{target} did not answer GetEvidence within {timeout:g} s"
+    else:
+        return rpc_error(exc, f"GetEvidence from {target}", sent=False)
+    return TransportError(message, sent=False, grpc_code=code.name if code is not None else "UNKNOWN")
 
 
 class _Watchdog:

@@ -13,7 +13,7 @@ def register(groups: Any) -> None:
     """Add the client commands to `kms`'s subparsers."""
     parent = connection_parent()
     keys.register(groups.add_parser(
-        "key", help="create, import, list, describe, update, enable/disable, rotate, grant and delete keys"), parent)
+        "key", help="create, import, list, describe, update, enable/disable, rotate and delete keys"), parent)
     data.register(groups, parent)
     envelope.register(groups, parent)
     aliases.register(groups.add_parser("alias", help="create, update, delete and list key aliases"), parent)

@@ -10,6 +10,7 @@ from typing import Any
 from kms.client.policy import OPERATIONS, KeyPolicy, PolicyError, grant_conditions, operations_mask
 from kms.commands.common import (
     LocalError,
+    add_key_id,
     add_principal_args,
     emit,
     make_client,
@@ -18,9 +19,10 @@ from kms.commands.common import (
     read_input,
     run_command,
 )
+from kms.commands.flags import add_output
 
 _GRANT_COLUMNS = ("grant_id", "grantee", "operations", "expires_at", "conditions")
-_OPS_HELP = f"comma-separated: {', '.join(OPERATIONS)} (or * for all)"
+_OPS_HELP = f"comma-separated: {', '.join(OPERATIONS)}; '*' for all of them (full use)"
 
 
 def register(groups: Any, parent: argparse.ArgumentParser) -> None:
@@ -29,18 +31,19 @@ def register(groups: Any, parent: argparse.ArgumentParser) -> None:
     psub = policy.add_subparsers(dest="command", required=True, metavar="COMMAND")
     put = psub.add_parser("put", parents=[parent], help="replace a key's policy with a JSON document (admins)",
                           description="The document format is in docs/api.md (Key policy documents).")
-    put.add_argument("--key", "--key-id", dest="key_id", required=True)
+    add_key_id(put)
     put.add_argument("--file", required=True, metavar="FILE", help="the policy JSON (- for stdin)")
     put.set_defaults(func=run_command(_policy_put))
     check = psub.add_parser("check", help="parse a policy document locally and print it normalized")
-    check.add_argument("--file", required=True, metavar="FILE")
-    check.add_argument("--output", choices=("table", "json"), default="json")
+    check.add_argument("--file", required=True, metavar="FILE", help="the policy JSON (- for stdin)")
+    add_output(check, default="json", env=False)
     check.set_defaults(func=run_command(_policy_check))
 
-    grant = groups.add_parser("grant", help="fine-grained grants: delegate operations on a key without a policy edit")
+    grant = groups.add_parser("grant", help="who may use a key: grant a principal operations on it (or all of them), "
+                                            "list and revoke grants")
     gsub = grant.add_subparsers(dest="command", required=True, metavar="COMMAND")
     create = gsub.add_parser("create", parents=[parent], help="grant a principal operations on a key (admins)")
-    create.add_argument("--key", "--key-id", dest="key_id", required=True)
+    add_key_id(create)
     add_principal_args(create)
     create.add_argument("--operations", required=True, help=_OPS_HELP)
     expiry = create.add_mutually_exclusive_group()
@@ -50,10 +53,10 @@ def register(groups: Any, parent: argparse.ArgumentParser) -> None:
                         help="the request's encryption context must carry KEY=VALUE (at most 2)")
     create.set_defaults(func=run_command(_grant_create))
     listing = gsub.add_parser("list", parents=[parent], help="a key's grants")
-    listing.add_argument("--key", "--key-id", dest="key_id", required=True)
+    add_key_id(listing)
     listing.set_defaults(func=run_command(_grant_list))
     revoke = gsub.add_parser("revoke", parents=[parent], help="remove a grant by its id (admins)")
-    revoke.add_argument("--key", "--key-id", dest="key_id", required=True)
+    add_key_id(revoke)
     revoke.add_argument("--grant-id", required=True, metavar="HEX", help="32 hex digits, from `kms grant list`")
     revoke.set_defaults(func=run_command(_grant_revoke))
 
@@ -94,12 +97,12 @@ def _expiry(args: argparse.Namespace) -> int:
 
 
 def _grant_create(args: argparse.Namespace) -> None:
-    grantee, expires, conditions = principal_arg(args), _expiry(args), parse_context(args.condition)
+    grantee, expires, conditions = principal_arg(args), _expiry(args), parse_context(args.condition, "--condition")
     try:  # checked here, before anything is sent
         operations = operations_mask(o for o in args.operations.split(",") if o.strip())
         grant_conditions(conditions)
     except PolicyError as exc:
-        raise LocalError(str(exc)) from exc
+        raise LocalError(f"--operations/--condition: {exc}") from exc
     with make_client(args) as client:
         grant = client.create_grant(args.key_id, grantee, operations, expires_at=expires, conditions=conditions)
     emit(args, {"key_id": args.key_id, **grant.to_dict()})

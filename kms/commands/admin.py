@@ -58,8 +58,9 @@ def register_admin(parser: argparse.ArgumentParser, parent: argparse.ArgumentPar
     psub = principal.add_subparsers(dest="principal_command", required=True, metavar="COMMAND")
     add = psub.add_parser("add", parents=[parent], help="register a principal with a role (admins)")
     add_principal_args(add)
-    add.add_argument("--name", required=True)
-    add.add_argument("--role", choices=("user", "admin"), default="user")
+    add.add_argument("--name", required=True, help="a name for people (list shows it)")
+    add.add_argument("--role", choices=("user", "admin"), default="user",
+                     help="user: keys granted or allowed by policy; admin: everything (default user)")
     add.set_defaults(func=run_command(_principal_add))
     remove = psub.add_parser(
         "remove", parents=[parent], help="remove a principal for good: refused from then on, its grants stop applying")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kms import log, paths
-from kms.commands.common import EXIT_LOCAL, EXIT_REMOTE, LocalError, load_state, make_client
+from kms.commands.common import EXIT_LOCAL, EXIT_REMOTE, LocalError, make_client
 from kms.config import LOG_LEVELS
 
 if TYPE_CHECKING:   # the agent (gRPC server, health, reflection) is imported when it runs, not with the CLI
@@ -46,7 +46,7 @@ def register(groups: argparse._SubParsersAction, parent: argparse.ArgumentParser
                    help="seconds between verifications of servers that are down or were refused (default 5)")
     g.add_argument("--workers", type=int, default=16, help="threads serving gRPC calls (default 16)")
     g.add_argument("--no-reflection", dest="reflection", action="store_false", help="turn gRPC reflection off")
-    g.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    g.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level (default info)")
     p.set_defaults(func=_run)
 
 
@@ -70,12 +70,10 @@ def _agent(args: argparse.Namespace) -> Agent:
     from kms.agent.pool import ServerPool
     from kms.agent.runner import Agent, AgentSettings
 
-    servers = [s.strip() for s in args.server.split(",") if s.strip()]
-    if not servers:
-        raise LocalError("--server names no address")
-    state = load_state(args)   # one state for every server: the highest head seen anywhere must be known
-    clients = [make_client(args, server=s, state=state, retries=1, connect=False) for s in servers]
-    domain = state.domain_id
+    # One client over every address (and every record of a DNS name): one state, so the highest head seen on
+    # any server is what the next one must know.
+    client = make_client(args, retries=1, connect=False, recheck_s=args.recheck_s)
+    domain = client.domain_id
     assert domain is not None  # make_client refuses credentials that are not pinned
     token = _secret(args.token_file, TOKEN_ENV, "bearer token")
     settings = AgentSettings(
@@ -85,7 +83,7 @@ def _agent(args: argparse.Namespace) -> Agent:
         p11_socket=args.p11_socket, p11_pin=_secret(args.p11_pin_file, PIN_ENV, "PKCS#11 PIN"),
         p11_label=args.p11_token_label, metrics_listen=args.metrics_listen, reflection=args.reflection,
         recheck_s=args.recheck_s, workers=args.workers)
-    return Agent(settings, ServerPool(clients, recheck_s=args.recheck_s), domain)
+    return Agent(settings, ServerPool(client), domain)
 
 
 def _run(args: argparse.Namespace) -> int:

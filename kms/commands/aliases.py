@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kms.commands.common import emit, make_client, run_command
+from kms.commands.common import add_key_id, emit, make_client, run_command
 
 _COLUMNS = ("alias", "key_id")
 
@@ -16,10 +16,10 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
                                   ("update", "point an alias at another key (admins)", _update)):
         p = sub.add_parser(name, parents=[parent], help=help_text)
         p.add_argument("alias", metavar="ALIAS", help="alias/<name>: 1..34 of A-Z a-z 0-9 / _ -")
-        p.add_argument("--key-id", required=True)
+        add_key_id(p, "the key it names")
         p.set_defaults(func=run_command(func))
     delete = sub.add_parser("delete", parents=[parent], help="remove an alias (admins)")
-    delete.add_argument("alias", metavar="ALIAS")
+    delete.add_argument("alias", metavar="ALIAS", help="alias/<name>")
     delete.set_defaults(func=run_command(_delete))
     listing = sub.add_parser("list", parents=[parent], help="every alias and its key")
     listing.set_defaults(func=run_command(_list))

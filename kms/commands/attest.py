@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 
@@ -24,6 +26,9 @@ from kms.commands.attestation_flags import (
     trust_anchor_from_flags,
     verification_time,
 )
+from kms.commands.flags import add_output, checked, hex_text
+
+_T = TypeVar("_T")
 
 EXIT_OK, EXIT_LOCAL, EXIT_REJECTED = 0, 1, 2
 
@@ -43,7 +48,7 @@ def _common(parser: argparse.ArgumentParser, report_data: bool) -> None:
     parser.add_argument("--root-ca-crl-url", metavar="URL",
                         help="root CA CRL location (default: the PCCS 'rootcacrl', or Intel's CDP for Intel PCS)")
     parser.add_argument("--collateral-cache", type=Path, metavar="DIR", help="keep fetched collateral here")
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    add_output(parser)
     add_policy_flags(parser, "policy", report_data=report_data)
 
 
@@ -58,7 +63,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     quote.set_defaults(func=run_verify_quote)
     cert = subparsers.add_parser("verify-cert", help="verify an RA-TLS certificate (DICE or Gramine legacy)")
     cert.add_argument("--cert", type=Path, required=True, metavar="FILE", help="certificate, PEM or DER")
-    cert.add_argument("--nonce", metavar="HEX", help="required 'nonce' claim")
+    cert.add_argument("--nonce", metavar="HEX", type=checked(hex_text), help="required 'nonce' claim")
     cert.add_argument("--no-legacy-gramine", action="store_true", help="refuse Gramine's legacy extension")
     cert.add_argument("--no-legacy-rats-tls", action="store_true",
                       help="refuse rats-tls 2021 certificates (RSA key, SHA-256 of its PKCS#1 form in REPORTDATA)")
@@ -68,7 +73,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--data-dir", default=paths.server_data_dir(), type=Path,
                       help="data directory of the simulated platform (default: %(default)s)")
     show.add_argument("--out-dir", type=Path, help="write quote.bin, cert.der, collateral.json and root-ca.pem here")
-    show.add_argument("--output", choices=("table", "json"), default="table")
+    add_output(show)
     show.set_defaults(func=run_show)
 
 
@@ -122,6 +127,14 @@ def _exit(result: VerificationResult, output: str) -> int:
     return EXIT_LOCAL if result.failed_step is Step.COLLATERAL_FETCH else EXIT_REJECTED
 
 
+def _named(flag: str, path: Path, load: Callable[[Path], _T]) -> _T:
+    """load(path), or a ValueError that names the flag and the file."""
+    try:
+        return load(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{flag} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def _local_error(exc: BaseException) -> int:
     print(f"error: {exc}", file=sys.stderr)
     return EXIT_LOCAL
@@ -130,8 +143,9 @@ def _local_error(exc: BaseException) -> int:
 def run_verify_quote(args: argparse.Namespace) -> int:
     try:
         at, anchor, policy = verification_time(args.at), trust_anchor_from_flags(args), policy_from_flags(args)
-        quote = _read_quote(args.quote)
-        chain = x509.load_pem_x509_certificates(args.pck_chain.read_bytes()) if args.pck_chain else None
+        quote = _named("--quote", args.quote, _read_quote)
+        chain = _named("--pck-chain", args.pck_chain, lambda p: x509.load_pem_x509_certificates(p.read_bytes())) \
+            if args.pck_chain else None
         source = collateral_from_flags(args)  # None with --no-collateral (the parser requires one of the three)
     except (OSError, ValueError, AttestationError) as exc:
         return _local_error(exc)
@@ -141,7 +155,7 @@ def run_verify_quote(args: argparse.Namespace) -> int:
 def run_verify_cert(args: argparse.Namespace) -> int:
     try:
         at, anchor, policy = verification_time(args.at), trust_anchor_from_flags(args), policy_from_flags(args)
-        cert = args.cert.read_bytes()
+        cert = _named("--cert", args.cert, Path.read_bytes)
         nonce = bytes.fromhex(args.nonce) if args.nonce else None
         source = collateral_from_flags(args)  # None with --no-collateral (the parser requires one of the three)
     except (OSError, ValueError, AttestationError) as exc:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from kms import paths
 from kms.audit import AuditorKey, AuditReport, audit_key_from_certificate, generate_auditor_key, verify_chain
+from kms.commands.backup import DB_NAME
+from kms.commands.flags import add_output
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.proto.enclave.v1 import errors_pb2
 
@@ -44,25 +46,26 @@ def register(parser: argparse.ArgumentParser) -> None:
     keygen.add_argument("--out", type=Path, default=paths.auditor_dir(), metavar="DIR",
                         help="writes DIR/auditor.key (private, 0600: keep it off the server) and DIR/auditor.pub "
                              "(default: %(default)s)")
-    keygen.add_argument("--output", choices=("table", "json"), default="table")
+    add_output(keygen)
     keygen.set_defaults(func=_run_keygen)
     export = sub.add_parser("export", help="write the audit chain as JSON lines (with --auditor-key: verified and "
                                            "decrypted, one readable record per line)")
     source = export.add_mutually_exclusive_group()
     source.add_argument("--data-dir", type=Path, help="read the server's store (default: <KMS home>/server)")
     source.add_argument("--file", type=Path, help="read an earlier export instead of a store")
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, metavar="FILE", help="the JSON lines file to write")
     export.add_argument("--auditor-key", type=Path, metavar="FILE",
                         help="an auditor's private key (from `kms audit keygen`): verify the chain, then write what "
                              "each record says (needs --cert or --audit-key)")
     _add_key_sources(export, required=False)
     export.set_defaults(func=_run_export)
     verify = sub.add_parser("verify", help="verify an exported chain against the attested audit key (no secret)")
-    verify.add_argument("--file", type=Path, required=True)
+    verify.add_argument("--file", type=Path, required=True, metavar="FILE",
+                        help="an export from `kms audit export`")
     _add_key_sources(verify, required=True)
     verify.add_argument("--auditor-key", type=Path, metavar="FILE",
                         help="also open the bodies sealed to this auditor (listed with --output json)")
-    verify.add_argument("--output", choices=("table", "json"), default="table")
+    add_output(verify)
     verify.set_defaults(func=_run_verify)
 
 
@@ -89,25 +92,67 @@ def _store_entries(data_dir: Path) -> Iterator[bytes]:
 
 
 def _file_entries(path: Path) -> list[bytes]:
-    return [bytes.fromhex(json.loads(line)["entry"]) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"--file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"--file {path}: not an export of `kms audit export` (not text)") from None
+    try:
+        return [bytes.fromhex(json.loads(line)["entry"]) for line in text.splitlines() if line.strip()]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"--file {path}: not an export of `kms audit export` (JSON lines with \"entry\")") from None
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    """The data directory to read; never created (a missing one is an error that names it)."""
+    data_dir = args.data_dir or paths.server_data_dir()
+    flag = "--data-dir" if args.data_dir else "the default --data-dir"
+    if not data_dir.is_dir():
+        raise ValueError(f"{flag} {data_dir}: no such directory (the server's data directory)")
+    if not (data_dir / DB_NAME).is_file():
+        raise ValueError(f"{flag} {data_dir}: no KMS store there")
+    return data_dir
 
 
 def _verify_inputs(args: argparse.Namespace, entries: list[bytes]) -> AuditReport:
-    key = bytes.fromhex(args.audit_key) if args.audit_key else audit_key_from_certificate(args.cert.read_bytes())
+    if args.audit_key:
+        key = bytes.fromhex(args.audit_key) if _is_hex(args.audit_key, 32) else None
+        if key is None:
+            raise ValueError(f"--audit-key: expected 64 hex digits (from `kms admin identity`), got {args.audit_key!r}")
+    else:
+        try:
+            key = audit_key_from_certificate(args.cert.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--cert {args.cert}: {getattr(exc, 'strerror', None) or exc}") from None
     head = None
     if args.head:
         seq, _, digest = args.head.partition(":")
+        if not seq.isdigit() or not _is_hex(digest, 32):
+            raise ValueError(f"--head: expected SEQ:HASH (a number, 64 hex digits), got {args.head!r}")
         head = (int(seq), bytes.fromhex(digest))
-    auditor = AuditorKey.load(args.auditor_key) if args.auditor_key else None
+    auditor = None
+    if args.auditor_key:
+        try:
+            auditor = AuditorKey.load(args.auditor_key)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--auditor-key {args.auditor_key}: not an auditor private key "
+                             f"({getattr(exc, 'strerror', None) or 'from `kms audit keygen`'})") from None
     return verify_chain(entries, key, expect_head=head, auditor_key=auditor)
+
+
+def _is_hex(text: str, size: int) -> bool:
+    try:
+        return len(bytes.fromhex(text)) == size
+    except ValueError:
+        return False
 
 
 def _run_export(args: argparse.Namespace) -> int:
     try:
         if args.auditor_key and not (args.audit_key or args.cert):
             raise ValueError("--auditor-key verifies before it decrypts: give --cert or --audit-key")
-        store = args.data_dir or paths.server_data_dir()
-        entries = _file_entries(args.file) if args.file else list(_store_entries(store))
+        entries = _file_entries(args.file) if args.file else list(_store_entries(_store_path(args)))
         report = _verify_inputs(args, entries) if args.auditor_key else None
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -116,7 +161,12 @@ def _run_export(args: argparse.Namespace) -> int:
         print(f"error: the chain is broken at seq {report.broken_at}: {report.reason}; nothing written",
               file=sys.stderr)
         return 2
-    with args.out.open("w") as out:
+    try:
+        out = args.out.open("w")
+    except OSError as exc:
+        print(f"error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    with out:
         for position, entry in enumerate(entries):
             line: dict[str, object] = {"seq": position + 1, "entry": entry.hex()}
             if report is not None:
@@ -145,4 +195,6 @@ def _run_verify(args: argparse.Namespace) -> int:
     else:
         info["epochs"] = "; ".join(f"{e['seq']}: {len(e['auditors'])} auditor(s)" for e in info["epochs"]) or "none"
         print("\n".join(f"{k:12} {v}" for k, v in info.items()))
+    if not report.ok:
+        print(f"error: the chain is broken at seq {report.broken_at}: {report.reason}", file=sys.stderr)
     return 0 if report.ok else 2

@@ -14,14 +14,17 @@ MAX_AUDITORS = 8
 
 def auditor_public_keys(paths: list[str] | None) -> list[bytes]:
     """Raw X25519 keys from --auditor-key files (PEM/DER SubjectPublicKeyInfo, raw or hex), checked locally."""
-    try:
-        keys = [load_public_key(Path(p).read_bytes()) for p in paths or []]
-    except (OSError, ValueError) as exc:
-        raise LocalError(f"cannot read an auditor public key: {exc}") from exc
+    keys = []
+    for path in paths or []:
+        try:
+            keys.append(load_public_key(Path(path).read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise LocalError(f"--auditor-key {path}: not an auditor public key "
+                             f"({getattr(exc, 'strerror', None) or 'from `kms audit keygen`'})") from exc
     if len(keys) > MAX_AUDITORS:
         raise LocalError(f"at most {MAX_AUDITORS} auditor keys")
     if len(set(keys)) != len(keys):
-        raise LocalError("the same auditor key was given twice")
+        raise LocalError("--auditor-key: the same auditor key was given twice")
     return keys
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kms.commands.common import LocalError, emit, run_command
+from kms.commands.flags import add_output
 
 BACKUP_FORMAT = "enclave-kms store backup v2"  # v1 had no state log: its records would be refused
 # As kms.service.store and kms.enclave.node (not imported here: they load the enclave bridge; a test checks them).
@@ -194,14 +195,16 @@ def register(sub: Any) -> None:
     backup = sub.add_parser("backup", help="export the wrapped store (records and audit chain) to a file",
                             description="Host-side, safe while the server runs. The node-local sealed domain key "
                                         "is not included: a restore needs `kms admin recover`.")
-    backup.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
+    backup.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help="the server's data directory")
     backup.add_argument("--out", type=Path, required=True, metavar="FILE", help="a new file (0600)")
-    backup.add_argument("--output", choices=("table", "json"), default="table")
+    add_output(backup)
     backup.set_defaults(func=run_command(_backup))
     restore = sub.add_parser("restore", help="load a backup into a NEW data directory (then serve and recover)")
-    restore.add_argument("--in", dest="input", type=Path, required=True, metavar="FILE")
-    restore.add_argument("--data-dir", type=Path, required=True, metavar="NEW_DIR")
-    restore.add_argument("--output", choices=("table", "json"), default="table")
+    restore.add_argument("--in", dest="input", type=Path, required=True, metavar="FILE",
+                         help="a backup from `kms admin backup`")
+    restore.add_argument("--data-dir", type=Path, required=True, metavar="NEW_DIR",
+                         help="a new (or empty) data directory to restore into")
+    add_output(restore)
     restore.set_defaults(func=run_command(_restore))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from kms.client.cluster import TCB_STATUSES, Cluster
 from kms.commands.admin import print_head
 from kms.commands.common import LocalError, emit, head_line, make_client, run_command
+from kms.commands.flags import checked, hex_bytes, uint16
 
 COLUMNS = ("replica_id", "status", "isv_svn", "name", "this")
 
@@ -22,14 +23,16 @@ def register(groups: argparse._SubParsersAction, parent: argparse.ArgumentParser
                        ("remove", "remove a replica for good: refused from then on (not the one you are connected "
                                   "to, nor the last approved one)")):
         p = sub.add_parser(name, parents=[parent], help=f"{what} (admins)")
-        p.add_argument("replica_id", metavar="REPLICA_ID", help="64 hex digits, as `kms cluster list` prints")
+        p.add_argument("--replica-id", required=True, type=checked(hex_bytes(32)), metavar="HEX",
+                       help="the replica: 64 hex digits, as `kms cluster list` prints")
         p.set_defaults(func=run_command(_approve if name == "approve" else _remove))
     policy = sub.add_parser("policy", parents=[parent], help="show or set the replica policy (admins)",
                             description="Without options: show it. A joining replica's enclave must always have the "
                                         "domain's MRSIGNER and ISVPRODID and must not be a DEBUG build; the policy "
                                         "adds the minimum ISVSVN, the TCB statuses its platform may have, and "
                                         "whether a replica that meets it joins without an admin's approval.")
-    policy.add_argument("--min-isv-svn", type=int, metavar="N", help="lowest ISVSVN a replica may have (0..65535)")
+    policy.add_argument("--min-isv-svn", type=checked(uint16), metavar="N",
+                        help="lowest ISVSVN a replica may have (0..65535)")
     policy.add_argument("--tcb-status", action="append", choices=sorted(TCB_STATUSES), metavar="STATUS",
                         help=f"an allowed TCB status (repeat; one of {', '.join(TCB_STATUSES)}; default UpToDate)")
     policy.add_argument("--auto-join", action=argparse.BooleanOptionalAction, default=None,
@@ -38,16 +41,6 @@ def register(groups: argparse._SubParsersAction, parent: argparse.ArgumentParser
                         help="trust this quote root besides Intel's (repeat, at most 4; replaces the list): a "
                              "simulated platform's root-ca.pem, for development only")
     policy.set_defaults(func=run_command(_policy))
-
-
-def _replica_id(text: str) -> bytes:
-    try:
-        value = bytes.fromhex(text)
-    except ValueError:
-        value = b""
-    if len(value) != 32:
-        raise LocalError("REPLICA_ID is 64 hex digits (as `kms cluster list` prints)")
-    return value
 
 
 def _show(args: argparse.Namespace, cluster: Cluster, head: dict[str, str | None]) -> None:
@@ -72,7 +65,7 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _approve(args: argparse.Namespace) -> None:
-    replica = _replica_id(args.replica_id)
+    replica = args.replica_id
     with make_client(args) as client:
         cluster = client.approve_replica(replica)
         head = head_line(client)
@@ -80,7 +73,7 @@ def _approve(args: argparse.Namespace) -> None:
 
 
 def _remove(args: argparse.Namespace) -> None:
-    replica = _replica_id(args.replica_id)
+    replica = args.replica_id
     with make_client(args) as client:
         cluster = client.remove_replica(replica)
         head = head_line(client)
@@ -102,8 +95,6 @@ def _roots(files: list[str]) -> list[bytes]:
 
 
 def _policy(args: argparse.Namespace) -> None:
-    if args.min_isv_svn is not None and not 0 <= args.min_isv_svn <= 0xFFFF:
-        raise LocalError("--min-isv-svn is 0..65535")
     roots = _roots(args.trust_root_insecure) if args.trust_root_insecure else None
     with make_client(args) as client:
         cluster = client.list_replicas()

@@ -16,7 +16,7 @@ from kms import paths
 from kms.attestation.errors import AttestationError
 from kms.client.client import KmsClient
 from kms.client.credentials import Credentials, principal_id_of
-from kms.client.errors import ClientError, ClientStateError, VerificationFailed
+from kms.client.errors import ClientError, ClientStateError, ServerError, TransportError, VerificationFailed
 from kms.client.state import ClientState
 from kms.commands.attestation_flags import (
     add_policy_flags,
@@ -25,6 +25,7 @@ from kms.commands.attestation_flags import (
     trust_anchor_from_flags,
     verification_time,
 )
+from kms.commands.flags import add_output, checked, env_default, positive_number, server_address
 from kms.errors import InvalidSignature, KmsError
 
 EXIT_OK, EXIT_LOCAL, EXIT_REMOTE = 0, 1, 2
@@ -36,55 +37,69 @@ class LocalError(Exception):
     """A local or usage problem (exit 1)."""
 
 
+class RemoteError(Exception):
+    """The server cannot be reached or is not the KMS (exit 2)."""
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def connection_parent() -> argparse.ArgumentParser:
-    """Flags every command that talks to a server takes (a parent parser; env defaults read now)."""
+    """Flags every command that talks to a server takes (a parent parser; env defaults read now, checked when
+    the command line is parsed)."""
     p = argparse.ArgumentParser(add_help=False)
     conn = p.add_argument_group("server and identity")
-    conn.add_argument("--server", default=os.environ.get("KMS_SERVER", DEFAULT_SERVER), metavar="HOST:PORT",
-                      help="gRPC address of the KMS (env KMS_SERVER; default %(default)s)")
+    conn.add_argument("--server", type=checked(server_address), default=env_default("KMS_SERVER", DEFAULT_SERVER),
+                      metavar="HOST:PORT[,...]",
+                      help="the KMS's gRPC API address, as `kms serve` prints it first; several (comma-separated) or a "
+                           "DNS name with several records are replicas to spread over and fail over between (env "
+                           f"KMS_SERVER; default {DEFAULT_SERVER})")
     add_credentials_arg(conn, "client key and certificate from `kms credentials new`")
-    conn.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
-    conn.add_argument("--output", choices=("table", "json"), default=os.environ.get("KMS_OUTPUT", "table"),
-                      help="output format (env KMS_OUTPUT; default table)")
+    conn.add_argument("--timeout", type=checked(positive_number), default=30.0, metavar="SECONDS",
+                      help="seconds per call (default 30)")
+    add_output(conn)
     add_policy_flags(p, "attestation policy (checked before anything is sent)", env=os.environ)
     col = p.add_argument_group("collateral (default: the PCCS the server names; its answers are signed)")
     src = col.add_mutually_exclusive_group()
     src.add_argument("--collateral", type=Path, metavar="FILE", help="collateral JSON file")
-    src.add_argument("--pccs", default=os.environ.get("KMS_PCCS"), metavar="URL",
+    src.add_argument("--pccs", default=env_default("KMS_PCCS"), metavar="URL",
                      help="PCCS or Intel PCS base URL (env KMS_PCCS)")
     col.add_argument("--pccs-ca", type=Path, metavar="FILE", help="CA bundle for the PCCS TLS certificate")
     col.add_argument("--collateral-cache", type=Path, metavar="DIR", help="keep fetched collateral here")
     return p
 
 
-def credentials_arg(text: str) -> Path:
-    """`--credentials NAME|DIR` (and the like): a bare name is <KMS home>/credentials/NAME, anything with a '/'
-    a directory (kms.paths.credentials_dir)."""
-    try:
-        return paths.credentials_dir(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+def _credentials_path(text: str) -> Path:
+    return paths.credentials_dir(text)
+
+
+# `--credentials NAME|DIR` (and the like): a bare name is <KMS home>/credentials/NAME, anything with a '/' a
+# directory (kms.paths.credentials_dir); a bad KMS_CREDENTIALS is refused naming the variable.
+credentials_arg = checked(_credentials_path)
+credentials_arg.__name__ = "credentials"
 
 
 def add_credentials_arg(p: argparse.ArgumentParser | Any, what: str, flag: str = "--credentials") -> None:
     """The credentials flag: NAME or DIR, default env KMS_CREDENTIALS, else the name "default"."""
-    p.add_argument(flag, type=credentials_arg, default=os.environ.get("KMS_CREDENTIALS", paths.DEFAULT_CREDENTIALS),
+    p.add_argument(flag, type=credentials_arg, default=env_default("KMS_CREDENTIALS", paths.DEFAULT_CREDENTIALS),
                    metavar="NAME|DIR", help=f"{what}: a name in <KMS home>/credentials/ or a directory path with a "
                                             "'/' (env KMS_CREDENTIALS; default: the name \"default\")")
 
 
 def load_credentials(args: argparse.Namespace) -> Credentials:
     if not (args.credentials / "cert.pem").exists():
-        raise LocalError(f"no client credentials in {args.credentials}: create them with `kms credentials new` "
-                         "(or pass --credentials NAME|DIR, or set KMS_CREDENTIALS)")
+        raise LocalError(f"--credentials {args.credentials}: no client credentials there: create them with "
+                         "`kms credentials new` (or pass --credentials NAME|DIR, or set KMS_CREDENTIALS)")
     try:
-        return Credentials.load(args.credentials)
+        creds = Credentials.load(args.credentials)
+        creds.principal_id  # noqa: B018 - a certificate that does not parse is refused here, not mid-handshake
     except OSError as exc:
-        raise LocalError(f"cannot read credentials from {args.credentials}: {exc.strerror or exc}") from exc
+        raise LocalError(f"--credentials {args.credentials}: cannot read {Path(exc.filename or '').name or 'it'}: "
+                         f"{exc.strerror or exc} (create credentials with `kms credentials new --out DIR`)") from exc
+    except ValueError as exc:
+        raise LocalError(f"--credentials {args.credentials}: cert.pem is not a certificate: {exc}") from exc
+    return creds
 
 
 def domain_arg(text: str, flag: str = "--domain-id") -> bytes:
@@ -106,15 +121,15 @@ def load_state(args: argparse.Namespace) -> ClientState:
         raise LocalError(str(exc)) from exc
 
 
-def make_client(args: argparse.Namespace, *, new_domain: bool = False, server: str | None = None,
-                state: ClientState | None = None, retries: int = 4, connect: bool = True) -> KmsClient:
+def make_client(args: argparse.Namespace, *, new_domain: bool = False, retries: int = 4, connect: bool = True,
+                recheck_s: float = 5.0) -> KmsClient:
     """Verify the server (policy from the flags), check its domain against the credentials' pin and its state
     against the highest head they saw, then open the session; raises before anything is sent.
 
     Credentials that are not pinned to a domain are refused (exit 1) unless the command creates or recovers
-    one (`new_domain`: init, recover; the server must then have no domain). `server` and `state` override
-    --server and the credentials' state, `connect=False` defers the verification to the first call (`kms agent`:
-    one client per address, one shared state)."""
+    one (`new_domain`: init, recover; the server must then have no domain). --server may name several replicas
+    (comma-separated; a DNS name: each of its records), `connect=False` defers the verification to the first
+    call (`kms agent`)."""
     creds = load_credentials(args)
     try:
         policy, anchor = policy_from_flags(args), trust_anchor_from_flags(args)
@@ -122,14 +137,19 @@ def make_client(args: argparse.Namespace, *, new_domain: bool = False, server: s
         collateral = collateral_from_flags(args)
     except (OSError, ValueError, AttestationError) as exc:
         raise LocalError(str(exc)) from exc
-    state = state if state is not None else load_state(args)
+    state = load_state(args)
     if state.domain_id is None and not new_domain:
         raise LocalError(f"the credentials {args.credentials} are not pinned to a domain, so no server can be "
                          "trusted with them: `kms credentials pin --credentials DIR --domain HEX` (the domain id "
                          "`kms admin init` printed) or `--from ADMIN_CREDENTIALS_DIR`")
-    return KmsClient(server or args.server, credentials=creds, policy=policy, trust_anchor=anchor,
-                     collateral=collateral, at=at, timeout=args.timeout, state=state, new_domain=new_domain,
-                     retries=retries, connect=connect)
+    try:
+        return KmsClient(args.server, credentials=creds, policy=policy, trust_anchor=anchor, collateral=collateral,
+                         at=at, timeout=args.timeout, state=state, new_domain=new_domain, retries=retries,
+                         connect=connect, recheck_s=recheck_s)
+    except ValueError as exc:   # a --server value that is not host:port (several: comma-separated)
+        raise LocalError(f"--server: {exc}") from exc
+    except (TransportError, ServerError) as exc:  # reaching the server, before anything was sent
+        raise RemoteError(f"--server: {exc}") from exc
 
 
 def head_line(client: KmsClient) -> dict[str, str | None]:
@@ -157,7 +177,7 @@ def read_input(path: str, *, base64_text: bool = False, what: str = "input") -> 
         try:
             return base64.b64decode(b"".join(data.split()), validate=True)
         except ValueError as exc:
-            raise LocalError(f"{what} is not base64") from exc
+            raise LocalError(f"{what} in {path} is not base64") from exc
     return data
 
 
@@ -177,20 +197,25 @@ def principal_arg(args: argparse.Namespace) -> bytes:
     return value
 
 
+def add_key_id(p: argparse.ArgumentParser, what: str = "the key") -> None:
+    """--key-id: how every command names a key (an id, or an alias)."""
+    p.add_argument("--key-id", required=True, metavar="KEY_ID", help=f"{what}: its key id or alias/NAME")
+
+
 def add_principal_args(p: argparse.ArgumentParser) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--principal-id", metavar="HEX", help="SHA-256 of the principal's SubjectPublicKeyInfo")
     who.add_argument("--certificate", metavar="FILE", help="the principal's cert.pem")
 
 
-def parse_context(pairs: list[str] | None) -> dict[str, str]:
+def parse_context(pairs: list[str] | None, flag: str = "--context") -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise LocalError(f"--context takes KEY=VALUE, not {pair!r}")
+            raise LocalError(f"{flag} takes KEY=VALUE, not {pair!r}")
         if key in out:
-            raise LocalError(f"--context key {key!r} given twice")
+            raise LocalError(f"{flag} key {key!r} given twice")
         out[key] = value
     return out
 
@@ -245,6 +270,9 @@ def run_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[arg
         except LocalError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_LOCAL
+        except RemoteError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_REMOTE
         except VerificationFailed as exc:
             print(f"error: server NOT trusted, nothing was sent: {exc}", file=sys.stderr)
             return EXIT_REMOTE
@@ -255,7 +283,7 @@ def run_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[arg
             print("error: the signature is NOT valid", file=sys.stderr)
             return EXIT_REMOTE
         except (ClientError, KmsError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {exc}{_subject(args)}", file=sys.stderr)
             return EXIT_REMOTE
         except (ValueError, OSError) as exc:  # SDK argument checks (unknown spec, bad threshold), local files
             print(f"error: {exc}", file=sys.stderr)
@@ -267,3 +295,15 @@ def run_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[arg
             return EXIT_REMOTE
 
     return wrapper
+
+
+_SUBJECTS = (("key_id", "--key-id"), ("destination_key_id", "--destination-key-id"), ("alias", "ALIAS"),
+             ("principal_id", "--principal-id"), ("grant_id", "--grant-id"), ("replica_id", "--replica-id"))
+
+
+def _subject(args: argparse.Namespace) -> str:
+    """What a server's refusal was about, from the command line (the enclave's codes name no value)."""
+    values = {attr: value.hex() if isinstance(value := getattr(args, attr, None), bytes) else value
+              for attr, _ in _SUBJECTS}
+    named = [f"{flag} {values[attr]!r}" for attr, flag in _SUBJECTS if isinstance(values[attr], str)]
+    return f" ({', '.join(named)})" if named else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from kms.client.credentials import Credentials
@@ -18,6 +17,7 @@ from kms.commands.common import (
     load_credentials,
     run_command,
 )
+from kms.commands.flags import add_output
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +63,7 @@ def _credentials(p: argparse.ArgumentParser) -> None:
 
 
 def _output(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", choices=("table", "json"), default=os.environ.get("KMS_OUTPUT", "table"))
+    add_output(p)
 
 
 def _pin_source(p: argparse.ArgumentParser, *, required: bool) -> None:

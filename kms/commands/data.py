@@ -18,6 +18,7 @@ from kms.client.types import MAX_PLAINTEXT
 from kms.commands.common import (
     SECRET_MAX,
     LocalError,
+    add_key_id,
     b64,
     emit,
     make_client,
@@ -26,6 +27,7 @@ from kms.commands.common import (
     run_command,
     write_file,
 )
+from kms.commands.flags import checked, one_of
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
 _IN_HELP = "file to read, or - for stdin (default -)"
@@ -39,7 +41,7 @@ def register(groups: Any, parent: argparse.ArgumentParser) -> None:
                                         "enclave itself; larger input is envelope-encrypted (an AWS Encryption SDK "
                                         "message: a data key from the KMS, the data encrypted locally in frames) "
                                         "and needs --out. `kms decrypt` tells the two apart.")
-    enc.add_argument("--key-id", required=True)
+    add_key_id(enc, "the SYMMETRIC_DEFAULT key")
     enc.add_argument("--in", dest="input", default="-", metavar="FILE", help=_IN_HELP)
     enc.add_argument("--context", action="append", metavar="KEY=VALUE", help="encryption context (repeatable)")
     enc.add_argument("--out", metavar="FILE", help=_OUT_HELP)
@@ -58,13 +60,15 @@ def register(groups: Any, parent: argparse.ArgumentParser) -> None:
     dec.add_argument("--out", metavar="FILE", help=_OUT_HELP + " (a file is created 0600)")
     dec.set_defaults(func=run_command(_decrypt))
 
-    algorithms = ", ".join(n for n in pb.SigningAlgorithm.keys() if not n.endswith("UNSPECIFIED"))
+    algorithm_names = [n for n in pb.SigningAlgorithm.keys() if not n.endswith("UNSPECIFIED")]
+    algorithms = ", ".join(algorithm_names)
     for name, func in (("sign", _sign), ("verify", _verify)):
         p = groups.add_parser(name, parents=[parent], help=f"{name} a message or a digest (file or stdin)")
-        p.add_argument("--key-id", required=True)
+        add_key_id(p, "the signing key")
         p.add_argument("--in", dest="input", default="-", metavar="FILE", help=_IN_HELP)
         p.add_argument("--digest", action="store_true", help="the input is a precomputed digest (not Ed25519)")
-        p.add_argument("--algorithm", help=f"{algorithms} (default by key spec)")
+        p.add_argument("--algorithm", type=checked(one_of(algorithm_names, "algorithm")),
+                       help=f"{algorithms} (default by key spec)")
         p.add_argument("--p1363", action="store_true", help="ECDSA signature as r||s instead of DER")
         if name == "sign":
             p.add_argument("--out", metavar="FILE", help=_OUT_HELP)
@@ -75,7 +79,7 @@ def register(groups: Any, parent: argparse.ArgumentParser) -> None:
         p.set_defaults(func=run_command(func))
 
     pub = groups.add_parser("public-key", parents=[parent], help="an asymmetric key's public key")
-    pub.add_argument("--key-id", required=True)
+    add_key_id(pub, "the asymmetric key")
     pub.add_argument("--pem", action="store_true", help="PEM instead of DER SubjectPublicKeyInfo")
     pub.add_argument("--out", metavar="FILE", help="write the key to FILE (or - for stdout)")
     pub.set_defaults(func=run_command(_public_key))
@@ -241,7 +245,7 @@ def _verify(args: argparse.Namespace) -> None:
     message = _message(args)
     signature = read_input(args.signature, base64_text=args.signature_base64, what="signature")
     with make_client(args) as client:
-        valid = client.verify(args.key_id, signature, algorithm=args.algorithm, p1363=args.p1363,
+        valid = client.verify(args.key_id, signature=signature, algorithm=args.algorithm, p1363=args.p1363,
                               key_version=args.key_version, **message)
     emit(args, {"key_id": args.key_id, "valid": valid})
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kms import paths
+from kms.commands.flags import add_output
 from kms.enclave import sigstruct as ss
 
 EXIT_OK, EXIT_LOCAL, EXIT_VERIFY = 0, 1, 2
@@ -43,7 +44,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("measure", help="print the identity of a built enclave and check its signature")
     p.add_argument("--image", help=f"enclave image (default {DEFAULT_IMAGE}, skipped if absent)")
     p.add_argument("--sigstruct", default=DEFAULT_SIGSTRUCT, help=f"SIGSTRUCT (default {DEFAULT_SIGSTRUCT})")
-    p.add_argument("--output", choices=("table", "json"), default="table", help="output format")
+    add_output(p)
     p.set_defaults(func=cmd_measure)
 
 
@@ -85,7 +86,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     try:
         key = ss.generate_signer_key(args.out)
     except FileExistsError as e:
-        return _fail(str(e))
+        if Path(args.out).exists():
+            return _fail(str(e))
+        return _fail(f"cannot create signer key {args.out}: {e.strerror or e}")
     except OSError as e:
         return _fail(f"cannot create signer key {args.out}: {e.strerror or e}")
     print(f"kms enclave: wrote development signer key {args.out} (0600); never commit it", file=sys.stderr)

@@ -7,6 +7,7 @@ from typing import Any
 
 from kms.client.envelope import PAIR_SPECS
 from kms.commands.common import (
+    add_key_id,
     b64,
     emit,
     make_client,
@@ -25,7 +26,7 @@ def register(groups: Any, parent: argparse.ArgumentParser) -> None:
                          description="The plaintext key is printed base64-encoded, or written 0600 to "
                                      "--plaintext-out; the ciphertext decrypts later with `kms decrypt` and the "
                                      "same --context.")
-    gen.add_argument("--key-id", required=True, help="the SYMMETRIC_DEFAULT key that encrypts the data key")
+    add_key_id(gen, "the SYMMETRIC_DEFAULT key that encrypts the data key")
     gen.add_argument("--bytes", type=int, default=32, choices=range(16, 65), metavar="16..64",
                      help="data key length (default 32; not with --pair)")
     gen.add_argument("--pair", metavar="SPEC", type=str.upper, choices=PAIR_SPECS,
@@ -41,9 +42,15 @@ def register(groups: Any, parent: argparse.ArgumentParser) -> None:
                            help="move a ciphertext to another key or context inside the enclave")
     re.add_argument("--in", dest="input", default="-", metavar="FILE", help="the ciphertext (default stdin)")
     re.add_argument("--in-base64", action="store_true", help="the input is base64 text")
-    re.add_argument("--destination-key-id", required=True)
-    re.add_argument("--source-context", action="append", metavar="KEY=VALUE")
-    re.add_argument("--destination-context", action="append", metavar="KEY=VALUE")
+    re.add_argument("--destination-key-id", required=True, metavar="KEY_ID",
+                    help="the key that encrypts the new ciphertext: its key id or alias/NAME")
+    re.add_argument("--source-context", action="append", metavar="KEY=VALUE",
+                    help="the encryption context the ciphertext was made with (repeatable)")
+    dest = re.add_mutually_exclusive_group()
+    dest.add_argument("--destination-context", action="append", metavar="KEY=VALUE",
+                      help="the new ciphertext's context instead of the source context (repeatable)")
+    dest.add_argument("--no-destination-context", action="store_true",
+                      help="the new ciphertext has no encryption context (default: the source context is kept)")
     re.add_argument("--out", metavar="FILE", help="write the new ciphertext raw to FILE (- for stdout)")
     re.set_defaults(func=run_command(_re_encrypt))
 
@@ -78,7 +85,12 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _re_encrypt(args: argparse.Namespace) -> None:
-    source, destination = parse_context(args.source_context), parse_context(args.destination_context)
+    source = parse_context(args.source_context, "--source-context")
+    destination = None  # the source context is kept
+    if args.no_destination_context:
+        destination = {}
+    elif args.destination_context:
+        destination = parse_context(args.destination_context, "--destination-context")
     ciphertext = read_input(args.input, base64_text=args.in_base64, what="ciphertext")
     with make_client(args) as client:
         r = client.re_encrypt(ciphertext, args.destination_key_id, source, destination)

@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kms.client.transport import open_channel
 from kms.commands.common import DEFAULT_SERVER, EXIT_LOCAL, EXIT_OK, EXIT_REMOTE, emit
+from kms.commands.flags import add_output, checked, env_default, server_address
 from kms.proto.v1 import kms_pb2
 
 SERVICE = kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name
@@ -127,14 +128,13 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         description="Asks grpc.health.v1 Check(kms.v1.KeyManagementService) on both ports. Exit 0 when both "
                     "answer SERVING, 2 when either does not (one line on stderr names the port and why), 1 on "
                     "usage errors. Verifies nothing: `kms status` verifies the enclave's evidence.")
-    p.add_argument("--server", default=os.environ.get("KMS_SERVER", DEFAULT_SERVER), metavar="HOST:PORT",
-                   help="the API address (env KMS_SERVER; default %(default)s)")
+    p.add_argument("--server", type=checked(server_address), default=env_default("KMS_SERVER", DEFAULT_SERVER),
+                   metavar="HOST:PORT", help=f"the API address (env KMS_SERVER; default {DEFAULT_SERVER})")
     p.add_argument("--health-server", default=os.environ.get("KMS_HEALTH_SERVER"), metavar="HOST:PORT",
                    help=f"the plaintext health address (env KMS_HEALTH_SERVER; default: the --server host, port "
                         f"{DEFAULT_HEALTH_PORT})")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per port (default 5)")
-    p.add_argument("--output", choices=("table", "json"), default=os.environ.get("KMS_OUTPUT", "table"),
-                   help="output format (env KMS_OUTPUT; default table)")
+    add_output(p)
     p.set_defaults(func=run)
 
 

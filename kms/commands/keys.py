@@ -1,4 +1,5 @@
-"""`kms key create|list|describe|enable|disable|rotate|grant|revoke|schedule-deletion|cancel-deletion|update|import`."""
+"""`kms key create|list|describe|enable|disable|rotate|schedule-deletion|cancel-deletion|update|import` (who may use
+a key: `kms grant`, `kms policy`)."""
 
 from __future__ import annotations
 
@@ -7,35 +8,40 @@ import argparse
 from cryptography.hazmat.primitives import serialization
 
 from kms.client.byok import key_material
-from kms.client.types import KeyInfo
+from kms.client.types import SPEC_ALIASES, KeyInfo
 from kms.commands.common import (
     LocalError,
-    add_principal_args,
+    add_key_id,
     emit,
     make_client,
-    principal_arg,
     read_input,
     run_command,
 )
+from kms.commands.flags import checked, int_range, one_of
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
+_SPECS = [n for n in pb.KeySpec.keys() if not n.endswith("UNSPECIFIED")]
+_SPEC = checked(one_of(_SPECS, "key spec", SPEC_ALIASES))
+_USAGE = checked(one_of([n for n in pb.KeyUsage.keys() if not n.endswith("UNSPECIFIED")], "key usage"))
 _COLUMNS = ("key_id", "spec", "usage", "state", "current_version", "created_at", "description")
 
 
 def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -> None:
     """Add the key commands under `kms key`."""
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    specs = ", ".join(n for n in pb.KeySpec.keys() if not n.endswith("UNSPECIFIED"))
+    specs = ", ".join(_SPECS)
 
     create = sub.add_parser("create", parents=[parent], help="create a key (admins)")
-    create.add_argument("--spec", default="SYMMETRIC_DEFAULT", help=f"key spec: {specs} (default SYMMETRIC_DEFAULT)")
-    create.add_argument("--usage", help="ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC or KEY_AGREEMENT "
-                                        "(default by spec)")
-    create.add_argument("--description", default="")
+    create.add_argument("--spec", type=_SPEC, default="SYMMETRIC_DEFAULT",
+                        help=f"key spec: {specs} (default SYMMETRIC_DEFAULT)")
+    create.add_argument("--usage", type=_USAGE,
+                        help="ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC or KEY_AGREEMENT (default by spec)")
+    create.add_argument("--description", default="", help="free text shown by describe and list")
     create.set_defaults(func=run_command(_create))
 
     listing = sub.add_parser("list", parents=[parent], help="list the keys you may see")
-    listing.add_argument("--page-size", type=int, default=32, choices=range(1, 33), metavar="1..32")
+    listing.add_argument("--page-size", type=int, default=32, choices=range(1, 33), metavar="1..32",
+                         help="keys fetched per request (default 32)")
     listing.set_defaults(func=run_command(_list))
 
     for name, help_text, func in (("describe", "show a key's metadata", _describe),
@@ -43,14 +49,7 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
                                   ("disable", "disable a key: no use until enabled again (admins)", _disable),
                                   ("rotate", "new key version; old versions still decrypt/verify (admins)", _rotate)):
         p = sub.add_parser(name, parents=[parent], help=help_text)
-        p.add_argument("key_id", metavar="KEY_ID")
-        p.set_defaults(func=run_command(func))
-
-    for name, help_text, func in (("grant", "let a principal use a key (admins)", _grant),
-                                  ("revoke", "take a key's use away from a principal (admins)", _revoke)):
-        p = sub.add_parser(name, parents=[parent], help=help_text)
-        p.add_argument("key_id", metavar="KEY_ID")
-        add_principal_args(p)
+        add_key_id(p)
         p.set_defaults(func=run_command(func))
     _register_lifecycle(sub, parent, specs)
 
@@ -58,36 +57,36 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
 def _register_lifecycle(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser, specs: str) -> None:
     sched = sub.add_parser("schedule-deletion", parents=[parent],
                            help="PENDING_DELETION: every use refused; destroyed after the window (admins)")
-    sched.add_argument("key_id", metavar="KEY_ID")
+    add_key_id(sched)
     sched.add_argument("--pending-window-days", type=int, default=30, choices=range(7, 31), metavar="7..30",
                        help="days before the server may destroy it (default 30)")
     sched.set_defaults(func=run_command(_schedule))
     cancel = sub.add_parser("cancel-deletion", parents=[parent],
                             help="take a key out of PENDING_DELETION; it comes back DISABLED (admins)")
-    cancel.add_argument("key_id", metavar="KEY_ID")
+    add_key_id(cancel)
     cancel.set_defaults(func=run_command(_cancel))
 
     update = sub.add_parser("update", parents=[parent], help="change a key's settings (admins)")
-    update.add_argument("key_id", metavar="KEY_ID")
-    update.add_argument("--min-decrypt-version", type=int, metavar="N",
+    add_key_id(update)
+    update.add_argument("--min-decrypt-version", type=checked(int_range(1, 2**32 - 1)), metavar="N",
                         help="retire versions below N: their ciphertexts no longer decrypt")
-    update.add_argument("--rotation-period-days", type=int, metavar="D",
+    update.add_argument("--rotation-period-days", type=checked(int_range(0, 3650)), metavar="D",
                         help="rotate every D days (1..3650; 0 turns scheduled rotation off; AES keys)")
-    update.add_argument("--description")
+    update.add_argument("--description", help="new free text")
     update.set_defaults(func=run_command(_update))
 
     imp = sub.add_parser("import", parents=[parent], help="import your own key material (BYOK; admins)",
                          description="Verify the server, fetch a wrapping key generated in its enclave, wrap the "
                                      "material locally and import it. The material never leaves this machine "
                                      "unwrapped.")
-    imp.add_argument("--spec", required=True, help=f"key spec: {specs}")
-    imp.add_argument("--usage", help="default by spec")
+    imp.add_argument("--spec", type=_SPEC, required=True, help=f"key spec: {specs}")
+    imp.add_argument("--usage", type=_USAGE, help="default by spec")
     imp.add_argument("--material", required=True, metavar="FILE",
                      help="raw key bytes (AES 32, HMAC 32/48/64) or a private key (PEM or DER, PKCS#8 or "
                           "traditional); - for stdin")
     imp.add_argument("--wrapping", choices=("auto", "RSAES_OAEP_SHA_256_WRAP", "RSA_AES_KEY_WRAP_SHA_256"),
                      default="auto", help="wrapping algorithm (default: RSA-OAEP when the material fits)")
-    imp.add_argument("--description", default="")
+    imp.add_argument("--description", default="", help="free text shown by describe and list")
     imp.set_defaults(func=run_command(_import))
 
 
@@ -124,20 +123,6 @@ def _disable(args: argparse.Namespace) -> None:
 def _rotate(args: argparse.Namespace) -> None:
     with make_client(args) as client:
         _show(args, client.rotate_key(args.key_id))
-
-
-def _grant(args: argparse.Namespace) -> None:
-    principal = principal_arg(args)
-    with make_client(args) as client:
-        client.grant_key(args.key_id, principal)
-    emit(args, {"key_id": args.key_id, "principal_id": principal.hex(), "granted": True})
-
-
-def _revoke(args: argparse.Namespace) -> None:
-    principal = principal_arg(args)
-    with make_client(args) as client:
-        client.ungrant_key(args.key_id, principal)
-    emit(args, {"key_id": args.key_id, "principal_id": principal.hex(), "granted": False})
 
 
 def _schedule(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kms import paths
+from kms.commands.flags import add_output, checked, uint16
 from kms.sim.collateral import build_collateral
 from kms.sim.errors import SimError
 from kms.sim.levels import TCB_LEVELS
@@ -34,7 +35,7 @@ def register(group: argparse.ArgumentParser) -> None:
 
     init = command("init", "provision the simulated PKI (idempotent) and show the platform", run_init)
     init.add_argument("--pck-ca", choices=CA_TYPES, help="CA that issues the PCK leaf (default: processor)")
-    init.add_argument("--output", choices=("text", "json"), default="text")
+    add_output(init)
     tcb = command("set-tcb", "move the simulated platform to a TCB level (restart enclaves afterwards)",
                   run_set_tcb)
     tcb.add_argument("level", choices=[level.status for level in TCB_LEVELS], metavar="LEVEL",
@@ -44,19 +45,20 @@ def register(group: argparse.ArgumentParser) -> None:
     what = revoke.add_mutually_exclusive_group(required=True)
     what.add_argument("--pck", action="store_true", help="the current PCK leaf (on its CA's CRL)")
     what.add_argument("--ca", choices=CA_TYPES, help="an intermediate CA (on the root CA CRL)")
-    what.add_argument("--serial", metavar="HEX", help="any serial number, on the CRL named by --crl")
+    what.add_argument("--serial", metavar="HEX", type=checked(_serial),
+                      help="any serial number, on the CRL named by --crl")
     what.add_argument("--clear", action="store_true", help="empty every CRL")
     revoke.add_argument("--crl", choices=CRL_NAMES, help="the CRL for --serial")
     coll = command("collateral", "write collateral JSON (the dcap-qvl sgx_quote_collateral.json format)",
                    run_collateral)
-    coll.add_argument("--out", type=Path, required=True, metavar="FILE")
+    coll.add_argument("--out", type=Path, required=True, metavar="FILE", help="the collateral JSON file to write")
     coll.add_argument("--ca", choices=CA_TYPES, help="PCK CRL of this CA (default: the platform's PCK CA)")
     pccs = command("pccs", "serve collateral at the PCS v3/v4 paths on loopback until SIGINT/SIGTERM", run_pccs)
     pccs.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    pccs.add_argument("--port", type=int, default=8081, help="port (default 8081, as a PCCS; 0 picks one)")
+    pccs.add_argument("--port", type=checked(uint16), default=8081, help="port (default 8081, as a PCCS; 0 picks one)")
 
 
-def _fail(exc: BaseException) -> int:
+def _fail(exc: BaseException | str) -> int:
     print(f"error: {exc}", file=sys.stderr)
     return EXIT_LOCAL
 
@@ -120,7 +122,7 @@ def run_revoke(args: argparse.Namespace) -> int:
         elif args.ca is not None:
             crl, serial = "root", platform.revoke_intermediate(args.ca)
         else:
-            crl, serial = args.crl, int(args.serial, 16)
+            crl, serial = args.crl, args.serial
             platform.revoke(crl, serial)
     except (ValueError, SimError) as exc:
         return _fail(exc)
@@ -137,13 +139,22 @@ def run_collateral(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serial(value: str) -> int:
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise ValueError(f"expected a hex serial number, got {value!r}") from None
+
+
 def run_pccs(args: argparse.Namespace) -> int:
     from kms.sim.pccs import serve
 
     try:
         server = serve(args.data_dir, args.host, args.port)
-    except (SimError, OSError) as exc:
-        return _fail(exc)
+    except SimError as exc:
+        return _fail(f"--host/--port: {exc}")
+    except OSError as exc:
+        return _fail(f"--host {args.host} --port {args.port}: {exc.strerror or exc}")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"WARNING: {WARNING}", file=sys.stderr)

@@ -121,7 +121,7 @@ def _evidence_only(args: argparse.Namespace) -> VerifiedEvidence:
         raise LocalError(str(exc)) from exc
     channel = open_channel(args.server)
     try:
-        response = fetch_evidence(kms_pb2_grpc.KeyManagementServiceStub(channel), args.timeout)
+        response = fetch_evidence(kms_pb2_grpc.KeyManagementServiceStub(channel), args.timeout, args.server)
     finally:
         channel.close()
     return verify_evidence(response, policy, trust_anchor=anchor, collateral=CollateralSources(collateral), at=at)

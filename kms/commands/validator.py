@@ -7,10 +7,19 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from kms import errors
 from kms.client.client import KmsClient
-from kms.commands.common import LocalError, connection_parent, emit, make_client, read_input, run_command
+from kms.commands.common import (
+    LocalError,
+    add_key_id,
+    connection_parent,
+    emit,
+    make_client,
+    read_input,
+    run_command,
+)
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 from kms.validator.canonical import STEP_NAMES
 from kms.validator.config import ValidatorConfigError
@@ -27,17 +36,17 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
                          description="Reads a TOML file: [kms] (server, credentials and the attestation policy, "
                                      "named like this CLI's flags), [signer] and one [[validator]] per chain "
                                      "(chain_id, key_id, addr). Stops on SIGTERM. See docs/validators.md.")
-    run.add_argument("--config", type=Path, required=True, metavar="FILE")
+    run.add_argument("--config", type=Path, required=True, metavar="FILE", help="the signer's TOML configuration")
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", parents=[parent], help="the guard's last signed height/round/step of a key")
-    status.add_argument("--key-id", required=True)
+    add_key_id(status, "the validator key")
     status.set_defaults(func=run_command(_status))
 
     create = sub.add_parser("create", parents=[parent], help="a new validator key, generated in the enclave (admins)")
-    create.add_argument("--chain-id", required=True)
-    create.add_argument("--spec", choices=sorted(SPECS), default="ed25519")
-    create.add_argument("--description", default="")
+    create.add_argument("--chain-id", required=True, help="the chain the key signs for (e.g. cosmoshub-4)")
+    create.add_argument("--spec", choices=sorted(SPECS), default="ed25519", help="key type (default ed25519)")
+    create.add_argument("--description", default="", help="free text shown by describe and list")
     create.set_defaults(func=run_command(_create))
 
     imp = sub.add_parser("import", parents=[parent], help="import priv_validator_key.json and its state (admins)",
@@ -45,8 +54,8 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
                                      "verified against the policy, inside the attested session.")
     imp.add_argument("--key", required=True, metavar="FILE", help="priv_validator_key.json (or a tmkms seed file)")
     imp.add_argument("--state", required=True, metavar="FILE", help="priv_validator_state.json of the old signer")
-    imp.add_argument("--chain-id", required=True)
-    imp.add_argument("--description", default="")
+    imp.add_argument("--chain-id", required=True, help="the chain the key signs for (e.g. cosmoshub-4)")
+    imp.add_argument("--description", default="", help="free text shown by describe and list")
     imp.set_defaults(func=run_command(_import))
 
     restore = sub.add_parser("import-state", parents=[parent],
@@ -61,10 +70,18 @@ def _run(args: argparse.Namespace) -> int:
     return run(args.config, connect)
 
 
+class _TableParser(argparse.ArgumentParser):
+    """The [kms] table read as flags: a bad value is the configuration's error, not a usage screen."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ValidatorConfigError(f"[kms] {message}")
+
+
 def connect(kms_argv: Sequence[str]) -> KmsClient:
     """The verified session `kms validator run` signs through: its [kms] table, as this CLI's flags."""
+    parser = _TableParser(parents=[connection_parent()], add_help=False)
     try:
-        return make_client(connection_parent().parse_args(list(kms_argv)))
+        return make_client(parser.parse_args(list(kms_argv)))
     except LocalError as exc:  # credentials or policy settings: the configuration's fault
         raise ValidatorConfigError(str(exc)) from exc
 
@@ -109,9 +126,12 @@ def _create(args: argparse.Namespace) -> None:
 def _import(args: argparse.Namespace) -> None:
     try:
         key = parse_validator_key(read_input(args.key, what="the key file").decode())
+    except (KeyFileError, UnicodeDecodeError) as exc:
+        raise LocalError(f"--key {args.key}: {exc}") from exc
+    try:
         state = parse_state(read_input(args.state, what="the state file").decode())
     except (KeyFileError, UnicodeDecodeError) as exc:
-        raise LocalError(str(exc)) from exc
+        raise LocalError(f"--state {args.state}: {exc}") from exc
     with make_client(args) as client:  # verifies the enclave before any session, hence before the key is sent
         link = ValidatorLink(client)
         info = link.import_validator(import_request(key, state, args.chain_id, args.description))
@@ -125,10 +145,12 @@ def _import(args: argparse.Namespace) -> None:
 
 def _import_state(args: argparse.Namespace) -> None:
     export = pb.ValidatorStateExport()
+    data = read_input(args.export, base64_text=True, what="--export")
     try:
-        export.ParseFromString(read_input(args.export, base64_text=True, what="the state export"))
+        export.ParseFromString(data)
     except Exception as exc:
-        raise LocalError("not a state export (base64 from `kms validator status --output json`)") from exc
+        raise LocalError(f"--export {args.export}: not a state export (base64 from `kms validator status --output "
+                         "json`)") from exc
     with make_client(args) as client:
         try:
             emit(args, _state_view(ValidatorLink(client).import_state(export)))

@@ -80,7 +80,7 @@ def load_config(path: str | os.PathLike[str]) -> EnclaveConfig:
             data = tomllib.load(f)
     except OSError as e:
         raise ConfigError(f"cannot read enclave config {path}: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"enclave config {path} is not valid TOML: {e}") from None
     known = {f.name for f in dataclasses.fields(EnclaveConfig)}
     if unknown := sorted(set(data) - known):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from kms.errors import KmsError, ReplicaNotApproved
 from kms.log import get_logger
@@ -27,8 +28,9 @@ class Replication:
     """The join relay of one replica (joiner until it has the domain key, sponsor from then on)."""
 
     def __init__(self, relay: Relay, board: JoinBoard, qe: QuotingEnclave, *, name: str, poll_s: float,
-                 store_has_domain: Callable[[], bool]) -> None:
+                 store_has_domain: Callable[[], bool], sealed_path: Path | None = None) -> None:
         self.relay, self.board, self.qe = relay, board, qe
+        self.sealed_path = sealed_path  # this node's sealed domain key: another process on the node may write it
         self.name, self.poll_s = name, poll_s
         self._store_has_domain = store_has_domain
         self._posted: bytes | None = None          # our replica id, once our request is on the board
@@ -50,7 +52,19 @@ class Replication:
         if (await self.relay.identity()).domain_loaded:
             await self._sponsor()
         elif await asyncio.to_thread(self._store_has_domain):
-            await self._join()
+            if not await self._load_sealed():
+                await self._join()
+
+    async def _load_sealed(self) -> bool:
+        """Load the domain key that another process on this node sealed (`kms serve --processes`: one worker
+        initialized, recovered or joined the domain): the same CPU, so the same replica; no join needed."""
+        if self.sealed_path is None or not await asyncio.to_thread(self.sealed_path.exists):
+            return False
+        blob = await asyncio.to_thread(self.sealed_path.read_bytes)
+        await self._call(pb.Request(load_domain_key=pb.LoadDomainKeyRequest(sealed_domain_key=blob)))
+        _log.info("loaded the domain key another process on this node sealed", path=str(self.sealed_path))
+        self.joined.set()
+        return True
 
     async def _join(self) -> None:
         if self._posted is None:

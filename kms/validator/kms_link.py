@@ -41,9 +41,10 @@ class ValidatorLink:
     def __init__(self, client: KmsClient) -> None:
         self.client = client
 
-    def _call(self, request: pb.Request, *, idempotent: bool) -> pb.Response:
-        # KmsClient runs any boundary Request in its verified session (reconnecting and re-verifying as needed).
-        return self.client._call(request, idempotent=idempotent)
+    def _call(self, request: pb.Request) -> pb.Response:
+        # KmsClient runs any boundary Request in its verified session (reconnecting and re-verifying as needed;
+        # retrying as kms.client.idempotency allows).
+        return self.client._call(request)
 
     def sign(self, key_id: str, chain_id: str, kind: int, sign_bytes: bytes, extension_sign_bytes: bytes = b"",
              recoverable: bool = False, watermark: pb.ValidatorWatermark | None = None) -> pb.ValidatorSignResponse:
@@ -53,31 +54,31 @@ class ValidatorLink:
                                       extension_sign_bytes=extension_sign_bytes, recoverable=recoverable)
         if watermark is not None:
             req.watermark.CopyFrom(watermark)
-        return self._call(pb.Request(validator_sign=req), idempotent=True).validator_sign
+        return self._call(pb.Request(validator_sign=req)).validator_sign
 
     def state(self, key_id: str) -> pb.ValidatorStateExport:
         """The guard's last signed height/round/step, as an export signed by the enclave."""
         req = pb.ValidatorStateRequest(key_id=key_id)
-        return self._call(pb.Request(validator_state=req), idempotent=True).validator_state
+        return self._call(pb.Request(validator_state=req)).validator_state
 
     def import_state(self, export: pb.ValidatorStateExport) -> pb.ValidatorStateExport:
         """Move the guard forward to a signed export (never backward); returns the resulting state."""
         req = pb.ValidatorStateImport(state=export)
-        return self._call(pb.Request(validator_state_import=req), idempotent=True).validator_state
+        return self._call(pb.Request(validator_state_import=req)).validator_state
 
     def public_key(self, key_id: str) -> ValidatorPublicKey:
         """The validator key's public key in CometBFT's form."""
         req = pb.GetPublicKeyRequest(key_id=key_id, format=pb.PUBLIC_KEY_DER)
-        r = self._call(pb.Request(get_public_key=req), idempotent=True).get_public_key
+        r = self._call(pb.Request(get_public_key=req)).get_public_key
         return raw_public_key(bytes(r.public_key))
 
     def create(self, chain_id: str, spec: str = "ed25519", description: str = "") -> KeyInfo:
         """A new validator key for chain_id, generated inside the enclave (admins)."""
         req = pb.CreateKeyRequest(spec=SPECS[spec], usage=pb.VALIDATOR, chain_id=chain_id, description=description)
-        return KeyInfo.from_pb(self._call(pb.Request(create_key=req), idempotent=False).key_metadata)
+        return KeyInfo.from_pb(self._call(pb.Request(create_key=req)).key_metadata)
 
     def import_validator(self, request: pb.ImportValidatorRequest) -> KeyInfo:
         """Import a validator key and its last signed state (admins), only ever inside a verified session."""
         # KmsClient opens a session only after the enclave's evidence verified against its policy.
         _ = self.client.evidence  # verify (or reuse the verified session) before the key leaves this process
-        return KeyInfo.from_pb(self._call(pb.Request(import_validator=request), idempotent=False).key_metadata)
+        return KeyInfo.from_pb(self._call(pb.Request(import_validator=request)).key_metadata)

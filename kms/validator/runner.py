@@ -140,7 +140,7 @@ def run(config_path: Path, connect: Connect, *, ready: threading.Event | None = 
             _log.error("validator: the KMS is NOT trusted, nothing was sent; not signing", error=str(exc))
             return EXIT_REMOTE
         except vconfig.ValidatorConfigError as exc:  # credentials or policy settings
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {config_path}: {exc}", file=sys.stderr)
             return EXIT_LOCAL
         except StartError as exc:
             _log.error("validator: cannot start", error=str(exc))

@@ -74,7 +74,7 @@ class SubprocessServer:
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in LOOPBACK.items()]
         cmd = [sys.executable, "-m", "kms", "serve", f"--data-dir={data_dir}", *flags, *args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.STDOUT, stdout=subprocess.PIPE,  # banner+log
                                      env={**clean_env(), **(env or {})}, text=True)
         self.lines: list[str] = []
         self._serving: queue.Queue[dict | None] = queue.Queue()
@@ -90,7 +90,7 @@ class SubprocessServer:
         return wait_until(lambda: any(text in line for line in self.lines), timeout)
 
     def _read(self) -> None:
-        for line in self.proc.stderr:  # type: ignore[union-attr]
+        for line in self.proc.stdout:  # type: ignore[union-attr]
             self.lines.append(line.rstrip("\n"))
             if line.startswith("{") and json.loads(line).get("event") == "serving":
                 self._serving.put(json.loads(line))

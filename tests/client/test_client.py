@@ -53,9 +53,13 @@ def test_walkthrough(admin: KmsClient) -> None:
 def test_sign_verify_and_public_key(admin: KmsClient, spec: str) -> None:
     key = admin.create_key(spec)
     sig = admin.sign(key.key_id, b"message")
-    assert admin.verify(key.key_id, sig.signature, b"message")
+    assert admin.verify(key.key_id, signature=sig.signature, message=b"message")
     with pytest.raises(errors.InvalidSignature):
-        admin.verify(key.key_id, sig.signature, b"other")
+        admin.verify(key.key_id, signature=sig.signature, message=b"other")
+    with pytest.raises(TypeError):  # message and signature by keyword only: a swapped pair is no crypto verdict
+        admin.verify(key.key_id, b"message", sig.signature)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        admin.verify(key.key_id, signature="not bytes", message=b"message")  # type: ignore[arg-type]
     pub = serialization.load_der_public_key(admin.get_public_key(key.key_id).public_key)
     assert admin.get_public_key(key.key_id, pem=True).public_key.startswith(b"-----BEGIN PUBLIC KEY")
     if spec == "ECC_NIST_P256":
@@ -90,14 +94,17 @@ def test_users_and_grants(server, policy, admin: KmsClient) -> None:
         assert names == ["alice", "bob"]
         with pytest.raises(errors.PermissionDenied):  # no grant
             user.decrypt(ct)
-        admin.grant_key(key.key_id, bob.principal_id)
+        grant = admin.create_grant(key.key_id, bob.principal_id, ["*"])  # full use: a grant of every operation
+        assert [g.grant_id for g in admin.list_grants(key.key_id)] == [grant.grant_id]
         assert user.decrypt(ct).plaintext == b"s"
         assert [k.key_id for k in user.list_keys()] == [key.key_id]
         for admin_only in (lambda: user.create_key(), lambda: user.list_principals(),
-                           lambda: user.rotate_key(key.key_id), lambda: user.grant_key(key.key_id, bob.principal_id)):
+                           lambda: user.rotate_key(key.key_id),
+                           lambda: user.create_grant(key.key_id, bob.principal_id, ["*"]),
+                           lambda: user.list_grants(key.key_id)):
             with pytest.raises(errors.PermissionDenied):
                 admin_only()
-        admin.ungrant_key(key.key_id, bob.principal_id)
+        assert admin.revoke_grant(key.key_id, grant.grant_id) == []
         with pytest.raises(errors.PermissionDenied):
             user.decrypt(ct)
     assert {p.role for p in admin.list_principals()} == {"ADMIN", "USER"}
@@ -204,11 +211,16 @@ def test_transient_failures_exhaust_retries(server, policy, alice) -> None:
     assert server.evidence_rpcs == 3 and server.session_rpcs == 0
 
 
+def drop_session(client: KmsClient) -> None:
+    (link,) = client._links   # one address: one replica
+    link.drop(link.current)
+
+
 def test_dropped_stream_reconnects_and_reverifies(admin: KmsClient, server) -> None:
     key = admin.create_key()
     evidence_before = server.evidence_rpcs
     server.drop_after_frames = 0  # the next session dies on its first frame
-    admin._drop(admin._conn)
+    drop_session(admin)
     ct = admin.encrypt(key.key_id, b"x")  # handshake fails, reconnect, succeed
     assert admin.decrypt(ct.ciphertext).plaintext == b"x"
     assert server.evidence_rpcs >= evidence_before + 2  # evidence re-verified on every reconnect
@@ -216,16 +228,16 @@ def test_dropped_stream_reconnects_and_reverifies(admin: KmsClient, server) -> N
 
 def test_dropped_stream_mid_request(admin: KmsClient, server) -> None:
     key = admin.create_key()
-    admin._drop(admin._conn)
+    drop_session(admin)
     # the handshake (2 frames) and the identity probe (1) pass, the request's frame is dropped
     server.drop_after_frames = 3
     connects = admin.connects
     assert admin.decrypt(admin.encrypt(key.key_id, b"x").ciphertext).plaintext == b"x"  # idempotent: retried
     assert admin.connects == connects + 2
-    admin._drop(admin._conn)
+    drop_session(admin)
     server.drop_after_frames = 2  # the identity probe is lost: the caller's request was never sent, so retried
     assert admin.rotate_key(key.key_id).current_version == 2
-    admin._drop(admin._conn)
+    drop_session(admin)
     server.drop_after_frames = 3
     with pytest.raises(OutcomeUnknown):
         admin.rotate_key(key.key_id)  # not idempotent: the outcome is unknown, not retried
@@ -247,6 +259,12 @@ def test_lifecycle_aliases_data_keys_and_re_encrypt(admin: KmsClient) -> None:
     moved = admin.re_encrypt(ct.ciphertext, "alias/billing", {"t": "1"}, {"t": "2"})
     assert moved.key_id == b.key_id
     assert admin.decrypt(moved.ciphertext, {"t": "2"}).plaintext == b"via alias"
+    kept = admin.re_encrypt(moved.ciphertext, a.key_id, {"t": "2"})  # no destination context: the source's is kept
+    assert admin.decrypt(kept.ciphertext, {"t": "2"}).plaintext == b"via alias"
+    with pytest.raises(errors.InvalidCiphertext):
+        admin.decrypt(kept.ciphertext)
+    cleared = admin.re_encrypt(kept.ciphertext, a.key_id, {"t": "2"}, {})  # {}: told to drop it
+    assert admin.decrypt(cleared.ciphertext).plaintext == b"via alias"
     assert admin.delete_alias("alias/billing") == {} and admin.list_aliases() == {}
     dk = admin.generate_data_key(a.key_id, 32, {"file": "x"})
     assert len(dk.plaintext) == 32 and admin.decrypt(dk.ciphertext, {"file": "x"}).plaintext == dk.plaintext

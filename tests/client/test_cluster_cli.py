@@ -55,13 +55,14 @@ def test_refusals(cli: Cli) -> None:
     f = _init(cli)
     me = cli.json("cluster", "list", *f)["self_replica_id"]
     sessions = cli.server.session_rpcs
-    assert cli.run("cluster", "approve", *f, "abcd")[0] == 1                      # local: not 32 bytes
+    assert cli.run("cluster", "approve", *f, "--replica-id", "abcd")[0] == 1                      # local: not 32 bytes
     assert cli.run("cluster", "policy", *f, "--tcb-status", "Revoked")[0] == 1  # a usage error: no call
     assert cli.run("cluster", "policy", *f, "--min-isv-svn", "70000")[0] == 1   # checked before connecting
     assert cli.server.session_rpcs == sessions
-    code, _, err = cli.run("cluster", "remove", *f, me)  # not the replica you talk to (nor the last approved)
+    # not the replica you talk to (nor the last approved)
+    code, _, err = cli.run("cluster", "remove", *f, "--replica-id", me)
     assert code == 2 and "Traceback" not in err, err
-    code, _, err = cli.run("cluster", "approve", *f, "00" * 32)  # no such replica
+    code, _, err = cli.run("cluster", "approve", *f, "--replica-id", "00" * 32)  # no such replica
     assert code == 2, err
     assert cli.json("cluster", "list", *f)["replicas"][0]["status"] == "APPROVED"
 

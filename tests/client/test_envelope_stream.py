@@ -199,6 +199,17 @@ def test_every_tampered_byte_is_refused(kms) -> None:
             decrypt(client, bytes(bad))
 
 
+def test_header_text_that_is_not_utf8_is_refused(kms) -> None:
+    """The provider id is text: bytes that are not UTF-8 there (a flipped length can also pull random bytes into it)
+    are one InvalidMessage, not the library's UnicodeDecodeError (seen once as a flake of the test above)."""
+    client, key, _ = kms
+    message = encrypt(client, key, b"x" * 100, frame_length=FRAME)
+    at = message.index(b"enclave-kms")
+    bad = message[:at] + b"\xff" + message[at + 1:]
+    with pytest.raises(InvalidMessage):
+        decrypt(client, bad)
+
+
 def test_truncation_reordering_and_trailing_data(kms) -> None:
     client, key, _ = kms
     data = os.urandom(3 * FRAME + 7)

@@ -34,37 +34,48 @@ def test_new_commands_output_and_exit_codes(cli: Cli) -> None:
     code, out, err = cli.run("alias", "create", *f, "alias/app", "--key-id", kid)
     assert code == 0 and out.split()[:2] == ["ALIAS", "KEY_ID"] and f"alias/app  {kid}" in out, err
     assert cli.run("alias", "create", *f, "alias/app", "--key-id", kid)[0] == 2  # CONFLICT
-    code, out, _ = cli.run("key", "update", *f, kid, "--description", "renamed", "--rotation-period-days", "7")
+    code, out, _ = cli.run("key", "update", *f, "--key-id", kid, "--description", "renamed",
+                           "--rotation-period-days", "7")
     assert code == 0 and "rotation_period_days  7" in out and "renamed" in out
-    assert cli.run("key", "update", *f, kid)[0] == 1  # nothing to change
-    assert cli.run("key", "schedule-deletion", *f, kid, "--pending-window-days", "3")[0] == 1  # argparse range
+    assert cli.run("key", "update", *f, "--key-id", kid)[0] == 1  # nothing to change
+    assert cli.run("key", "schedule-deletion", *f, "--key-id", kid, "--pending-window-days", "3")[0] == 1  # range
 
     dk = cli.json("data-key", "generate", *f, "--key-id", "alias/app", "--bytes", "16", "--no-plaintext")
     assert "plaintext" not in dk and dk["ciphertext"]
     pair = cli.json("data-key", "generate", *f, "--key-id", kid, "--pair", "ed25519")
     assert pair["pair_spec"] == "ED25519" and pair["private_key"] and pair["public_key"]
 
+    ct, moved, cleared = (cli.tmp / n for n in ("ct.bin", "moved.bin", "cleared.bin"))
+    cli.run("encrypt", *f, "--key-id", kid, "--context", "app=x", "--out", str(ct), stdin=b"kept")
+    assert cli.run("re-encrypt", *f, "--in", str(ct), "--source-context", "app=x", "--destination-key-id", kid,
+                   "--out", str(moved))[0] == 0  # no destination context given: the source's is kept
+    assert cli.run("decrypt", *f, "--in", str(moved), "--context", "app=x", "--out", "-")[1] == "kept"
+    assert cli.run("decrypt", *f, "--in", str(moved), "--out", "-")[0] == 2
+    assert cli.run("re-encrypt", *f, "--in", str(moved), "--source-context", "app=x", "--destination-key-id", kid,
+                   "--no-destination-context", "--out", str(cleared))[0] == 0
+    assert cli.run("decrypt", *f, "--in", str(cleared), "--out", "-")[1] == "kept"
+
     policy = cli.tmp / "policy.json"
     policy.write_text(json.dumps({"statements": [{"principal": user_id, "operations": ["encrypt"]}]}))
-    assert len(cli.json("policy", "put", *f, "--key", kid, "--file", str(policy))["policy_hash"]) == 64
+    assert len(cli.json("policy", "put", *f, "--key-id", kid, "--file", str(policy))["policy_hash"]) == 64
     checked = cli.json("policy", "check", "--file", str(policy))
     assert checked["statements"][0]["operations"] == ["encrypt"]
     sessions = cli.server.session_rpcs
     policy.write_text(json.dumps({"statements": [{"principal": "*", "operations": ["launch"]}]}))
-    code, _, err = cli.run("policy", "put", *f, "--key", kid, "--file", str(policy))
+    code, _, err = cli.run("policy", "put", *f, "--key-id", kid, "--file", str(policy))
     assert code == 1 and "unknown operation" in err
-    code, _, err = cli.run("grant", "create", *f, "--key", kid, "--principal-id", user_id, "--operations", "nope")
+    code, _, err = cli.run("grant", "create", *f, "--key-id", kid, "--principal-id", user_id, "--operations", "nope")
     assert code == 1 and "unknown operation" in err
-    assert cli.run("grant", "revoke", *f, "--key", kid, "--grant-id", "abcd")[0] == 1
+    assert cli.run("grant", "revoke", *f, "--key-id", kid, "--grant-id", "abcd")[0] == 1
     assert cli.server.session_rpcs == sessions  # local errors: nothing was sent
 
-    grant = cli.json("grant", "create", *f, "--key", kid, "--principal-id", user_id, "--operations",
+    grant = cli.json("grant", "create", *f, "--key-id", kid, "--principal-id", user_id, "--operations",
                      "encrypt,decrypt", "--expires-at", "2099-01-01T00:00:00Z", "--condition", "env=prod")
     assert grant["operations"] == "encrypt,decrypt" and grant["conditions"] == "env=prod"
-    code, out, _ = cli.run("grant", "list", *f, "--key", kid)
+    code, out, _ = cli.run("grant", "list", *f, "--key-id", kid)
     assert code == 0 and grant["grant_id"] in out and "GRANTEE" in out
-    assert cli.json("grant", "revoke", *f, "--key", kid, "--grant-id", grant["grant_id"]) == []
-    code, _, err = cli.run("grant", "revoke", *f, "--key", kid, "--grant-id", grant["grant_id"])
+    assert cli.json("grant", "revoke", *f, "--key-id", kid, "--grant-id", grant["grant_id"]) == []
+    code, _, err = cli.run("grant", "revoke", *f, "--key-id", kid, "--grant-id", grant["grant_id"])
     assert code == 2 and "Traceback" not in err  # already gone: the enclave refuses
 
 

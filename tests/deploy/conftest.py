@@ -16,6 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 OVERLAYS = sorted(p.name for p in (DEPLOY / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
 SGX_OVERLAYS = [o for o in OVERLAYS if o != "simulated"]
+CLUSTER_OVERLAYS = [o for o in OVERLAYS if o.startswith("cluster")]
+# Values of what the manifests take from outside them: the Secret the operator creates (docs/deploy.md, the
+# example in components/cluster/statefulset-patch.yaml) and the pod's own fields.
+SECRET_EXAMPLES = {("enclave-kms-store", "url"):
+                   "postgresql://kms@db.example.internal:5432/kms?sslmode=verify-full&sslrootcert=/etc/kms-store/ca.crt"}
+FIELD_EXAMPLES = {"metadata.name": "enclave-kms-0"}
 WORKLOAD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
 # The image's user (Dockerfile: useradd --uid 10001) and ports (kms serve: API, health, metrics).
 KMS_UID = 10001
@@ -68,14 +74,21 @@ def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def env_values(container: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, str]:
-    """The container's environment with ConfigMap references resolved from the rendered manifests."""
+    """The container's environment with ConfigMap references resolved from the rendered manifests, Secret and
+    field references from the examples above (an unknown one fails)."""
     out: dict[str, str] = {}
     for var in container.get("env", []):
+        source = var.get("valueFrom", {})
         if "value" in var:
             out[var["name"]] = var["value"]
-        else:
-            ref = var["valueFrom"]["configMapKeyRef"]
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
             out[var["name"]] = one(docs, "ConfigMap", ref["name"])["data"][ref["key"]]
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            out[var["name"]] = SECRET_EXAMPLES[ref["name"], ref["key"]]
+        else:
+            out[var["name"]] = FIELD_EXAMPLES[source["fieldRef"]["fieldPath"]]
     return out
 
 

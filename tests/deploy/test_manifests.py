@@ -14,11 +14,13 @@ import pytest
 from kms import config
 from tests.deploy.conftest import (
     API_PORT,
+    CLUSTER_OVERLAYS,
     DEPLOY,
     HEALTH_PORT,
     KMS_UID,
     METRICS_PORT,
     OVERLAYS,
+    SECRET_EXAMPLES,
     SGX_OVERLAYS,
     WORKLOAD_KINDS,
     containers,
@@ -53,7 +55,7 @@ def kms_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_every_overlay_is_there() -> None:
-    assert set(OVERLAYS) == {"intel", "intel-dcap-inproc", "ack", "simulated"}
+    assert set(OVERLAYS) == {"intel", "intel-dcap-inproc", "ack", "simulated", "cluster", "cluster-sandboxed"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -186,13 +188,15 @@ def test_kms_environment_is_valid_server_settings(rendered, overlay: str) -> Non
         assert not settings.collateral_url
     else:
         assert settings.collateral_url.startswith("https://")
+    assert bool(settings.store_url) is (overlay in CLUSTER_OVERLAYS)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_statefulset_pins_and_spreads_replicas(rendered, overlay: str) -> None:
     docs = rendered[overlay]
     sts = kms_statefulset(docs)
-    assert sts["spec"]["replicas"] == 1  # scale-out is not implemented (DESIGN.md §10)
+    # one whole KMS per overlay; the cluster overlays: replicas of one domain on one database (docs/cluster.md)
+    assert sts["spec"]["replicas"] == (3 if overlay in CLUSTER_OVERLAYS else 1)
     assert sts["spec"]["selector"]["matchLabels"] == POD_LABELS
     assert POD_LABELS.items() <= sts["spec"]["template"]["metadata"]["labels"].items()
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
@@ -215,7 +219,11 @@ def test_disruption_budget_covers_the_pods(rendered, overlay: str) -> None:
     pdb = one(rendered[overlay], "PodDisruptionBudget")
     assert pdb["apiVersion"] == "policy/v1"
     assert pdb["spec"]["selector"]["matchLabels"] == POD_LABELS
-    assert pdb["spec"]["maxUnavailable"] == 0
+    if overlay in CLUSTER_OVERLAYS:  # a majority of the replicas stays up: a drain takes one node at a time
+        replicas = kms_statefulset(rendered[overlay])["spec"]["replicas"]
+        assert pdb["spec"]["minAvailable"] == replicas // 2 + 1 and "maxUnavailable" not in pdb["spec"]
+    else:  # the only replica cannot move: its sealed state is its node's
+        assert pdb["spec"]["maxUnavailable"] == 0
     assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
@@ -230,6 +238,9 @@ def test_network_policy(rendered, overlay: str) -> None:
         for port in rule["ports"]:
             by_port.setdefault(port["port"], []).extend(rule["from"])
     assert set(by_port) == {API_PORT, HEALTH_PORT, METRICS_PORT}
+    # no replica-to-replica traffic: joins are relayed through the database, no rule admits the KMS pods
+    assert not [peer for peers in by_port.values() for peer in peers
+                if POD_LABELS.items() <= peer.get("podSelector", {}).get("matchLabels", {}).items()]
     # the API only from labelled client pods
     assert by_port[API_PORT] and all(
         peer.get("podSelector", {}).get("matchLabels") == {"enclave-kms.io/client": "true"} and "ipBlock" not in peer
@@ -241,7 +252,8 @@ def test_network_policy(rendered, overlay: str) -> None:
         assert rule.get("to") and rule.get("ports"), f"{overlay}: an egress rule open to all: {dump(rule)}"
         egress_ports |= {(p["port"], p["protocol"]) for p in rule["ports"]}
     dns = {(53, "UDP"), (53, "TCP")}
-    assert egress_ports == (dns if overlay == "simulated" else dns | {(443, "TCP"), (8081, "TCP")})
+    database = {(5432, "TCP")} if overlay in CLUSTER_OVERLAYS else set()
+    assert egress_ports == (dns if overlay == "simulated" else dns | {(443, "TCP"), (8081, "TCP")}) | database
 
 
 # ---- SGX platforms -------------------------------------------------------------------------------------
@@ -332,3 +344,42 @@ def test_simulated_overlay_has_no_sgx_and_says_so(rendered) -> None:
 def test_sgx_overlays_request_some_epc(rendered, overlay: str) -> None:
     res = sgx_resources(kms_container(rendered[overlay]))
     assert {"sgx.intel.com/epc", ACK_RESOURCE} & set(res["limits"]), res
+
+
+# ---- the cluster overlays ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", CLUSTER_OVERLAYS)
+def test_cluster_reads_the_database_password_from_a_0400_file(rendered, overlay: str) -> None:
+    """The Secret's password reaches the KMS as a 0400 file: the kubelet makes Secret files group-readable under
+    an fsGroup, which the store refuses, so an init container copies it (install -m 0400) to a memory volume."""
+    docs = rendered[overlay]
+    spec = pod_spec(kms_statefulset(docs))
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    secret = volumes["store-secret"]["secret"]
+    assert secret["secretName"] == "enclave-kms-store" and secret["defaultMode"] == 0o400
+    assert {i["key"] for i in secret["items"]} == {"password", "ca.crt"}
+    assert volumes["store-password"]["emptyDir"]["medium"] == "Memory"
+    (init,) = spec["initContainers"]
+    assert init["image"] == kms_container(docs)["image"]
+    assert init["command"] == ["install", "-m", "0400", "/etc/kms-store-secret/password", "/run/kms-store/password"]
+    assert {m["mountPath"]: m["name"] for m in init["volumeMounts"]} == {
+        "/etc/kms-store-secret": "store-secret", "/run/kms-store": "store-password"}
+    settings = config.load_settings(env={k: v for k, v in env_values(kms_container(docs), docs).items()
+                                         if k.startswith(config.ENV_PREFIX)})
+    mounts = {m["mountPath"]: m for m in kms_container(docs)["volumeMounts"]}
+    assert settings.store_password_file == "/run/kms-store/password"
+    assert mounts["/run/kms-store"]["name"] == "store-password" and mounts["/run/kms-store"]["readOnly"] is True
+    assert "sslmode=verify-full" in settings.store_url  # an external database: TLS that checks the server
+    assert mounts["/etc/kms-store"]["name"] == "store-secret"  # sslrootcert=/etc/kms-store/ca.crt
+    assert settings.replica_name == "enclave-kms-0"
+
+
+def test_the_secret_example_is_the_one_documented() -> None:
+    url = SECRET_EXAMPLES["enclave-kms-store", "url"]
+    assert url in (DEPLOY / "components" / "cluster" / "statefulset-patch.yaml").read_text()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_sandboxed_runtime_class_only_where_asked(rendered, overlay: str) -> None:
+    runtime = pod_spec(kms_statefulset(rendered[overlay])).get("runtimeClassName")
+    assert runtime == ("kata" if overlay == "cluster-sandboxed" else None)

@@ -50,7 +50,7 @@ def run_operations(server: ServerProcess, admin: Credentials) -> dict[str, bytes
         client.describe_key(ed.key_id)
         client.generate_data_key(aes.key_id)
         client.add_principal(user.principal_id, "svc", "USER")
-        client.grant_key(aes.key_id, user.principal_id)
+        client.create_grant(aes.key_id, user.principal_id, ["decrypt"])
         admin_id = client.principal_id
     with client_for(server, user) as client:
         assert client.decrypt(ct, CONTEXT).plaintext == b"salary"
@@ -60,7 +60,7 @@ def run_operations(server: ServerProcess, admin: Credentials) -> dict[str, bytes
                "admin principal": admin_id, "user principal": user.principal_id,
                "context hash": context_hash(CONTEXT)}
     for op in ("create_key", "encrypt", "decrypt", "sign", "describe_key", "generate_data_key", "add_principal",
-               "grant_key"):
+               "create_grant"):
         markers[f"operation {op}"] = op.encode()
     return markers
 

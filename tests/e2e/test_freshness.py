@@ -84,7 +84,7 @@ def test_domain_swap_is_refused_by_the_sdk_and_the_cli_before_anything_is_sent(b
         bob = kms.json("credentials", "new", "--out", "./bob", "--domain", domain)  # the admin told bob the id
         kms("admin", "principal", "add", "--principal-id", bob["principal_id"], "--name", "bob")
         key = kms.json("key", "create")["key_id"]
-        kms("key", "grant", key, "--principal-id", bob["principal_id"])
+        kms("grant", "create", "--key-id", key, "--principal-id", bob["principal_id"], "--operations", "*")
         bob_creds = Credentials.load(kms.work / "bob")
         victim = sdk(host, bob_creds)  # connected all along, pinned by its credentials
         assert victim.domain_id.hex() == domain and victim.encrypt(key, b"before").key_version == 1

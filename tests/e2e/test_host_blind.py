@@ -43,7 +43,7 @@ def test_frames_and_logs_never_show_data(server, admin_creds, proxy) -> None:
         assert client.decrypt(ct2).plaintext == markers["second-plaintext"]
         for name, key in (("sign-ed25519", ed), ("sign-p256", p256)):
             sig = client.sign(key.key_id, markers[name]).signature
-            assert client.verify(key.key_id, sig, markers[name])
+            assert client.verify(key.key_id, signature=sig, message=markers[name])
             results[f"signature-{name}"] = sig
         certificate = client.evidence.certificate
     time.sleep(0.5)  # let the server log the end of the session

@@ -161,7 +161,7 @@ def test_batches_with_per_item_errors(admin) -> None:
         public.verify(sigs[i].unwrap(), digests[i], ec.ECDSA(Prehashed(hashes.SHA256())))
     assert isinstance(sigs[16].error, errors.InvalidRequest)
     ed_sigs = admin.batch_sign(ed.key_id, [b"vote-1", b"vote-2"])
-    assert admin.verify(ed.key_id, ed_sigs[1].unwrap(), b"vote-2")
+    assert admin.verify(ed.key_id, signature=ed_sigs[1].unwrap(), message=b"vote-2")
     with pytest.raises(ValueError):
         admin.batch_encrypt(aes.key_id, [b"x"] * 257)
     assert isinstance(refusal(lambda: admin.batch_encrypt(p256.key_id, [b"x"])), errors.KeyStateError)  # usage

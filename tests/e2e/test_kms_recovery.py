@@ -60,8 +60,8 @@ def test_recovery_drill_backup_restore_and_audit(build: Path, tmp_path: Path) ->
         domain = init["domain_id"]
         aes = kms.json("key", "create", "--description", "drill")["key_id"]
         ed = kms.json("key", "create", "--spec", "ED25519")["key_id"]
-        assert kms.json("key", "update", aes, "--rotation-period-days", "30")["rotation_period_days"] == 30
-        kms("key", "rotate", aes)
+        assert kms.json("key", "update", "--key-id", aes, "--rotation-period-days", "30")["rotation_period_days"] == 30
+        kms("key", "rotate", "--key-id", aes)
         assert kms.json("alias", "create", "alias/drill", "--key-id", aes) == [{"alias": "alias/drill", "key_id": aes}]
         (work / "secret.txt").write_bytes(b"the drill secret")
         kms("encrypt", "--key-id", "alias/drill", "--in", "secret.txt", "--context", "app=drill", "--out", "secret.enc")
@@ -78,19 +78,19 @@ def test_recovery_drill_backup_restore_and_audit(build: Path, tmp_path: Path) ->
         kms("admin", "principal", "add", "--principal-id", user, "--name", "svc")
         (work / "policy.json").write_text(json.dumps({"statements": [
             {"principal": user, "operations": ["decrypt"], "conditions": {"app": "drill"}}]}))
-        policy = kms.json("policy", "put", "--key", aes, "--file", "policy.json")
+        policy = kms.json("policy", "put", "--key-id", aes, "--file", "policy.json")
         assert len(policy["policy_hash"]) == 64
-        grant = kms.json("grant", "create", "--key", ed, "--principal-id", user, "--operations", "sign,verify",
+        grant = kms.json("grant", "create", "--key-id", ed, "--principal-id", user, "--operations", "sign,verify",
                          "--expires-in", "3600")
         uenv = {**kms.env, "KMS_CREDENTIALS": str(work / "user")}
         as_user = subprocess.run([sys.executable, "-m", "kms", "decrypt", "--in", "secret.enc", "--context",
                                   "app=drill", "--out", "-"], capture_output=True, env=uenv, cwd=work, timeout=60)
         assert as_user.returncode == 0 and as_user.stdout == b"the drill secret"  # allowed by the policy
-        pending = kms.json("key", "schedule-deletion", imported["key_id"], "--pending-window-days", "7")
+        pending = kms.json("key", "schedule-deletion", "--key-id", imported["key_id"], "--pending-window-days", "7")
         assert pending["state"] == "PENDING_DELETION"
         assert b"PENDING_DELETION" in kms("decrypt", "--in", "byok.enc", check=2).stderr
-        assert kms.json("key", "cancel-deletion", imported["key_id"])["state"] == "DISABLED"
-        kms("key", "enable", imported["key_id"])
+        assert kms.json("key", "cancel-deletion", "--key-id", imported["key_id"])["state"] == "DISABLED"
+        kms("key", "enable", "--key-id", imported["key_id"])
         audit_key = kms.json("admin", "identity")["audit_public_key"]
         kms("audit", "export", "--data-dir", str(old_data), "--out", "audit-before.jsonl")
         before = kms.json("audit", "verify", "--file", "audit-before.jsonl", "--audit-key", audit_key)
@@ -138,9 +138,9 @@ def test_recovery_drill_backup_restore_and_audit(build: Path, tmp_path: Path) ->
         assert dk_plain == (work / "dk.bin").read_bytes()
         assert kms.json("verify", "--key-id", ed, "--in", "secret.txt", "--signature", "secret.sig")["valid"]
         assert kms.json("alias", "list") == [{"alias": "alias/drill", "key_id": aes}]
-        assert [g["grant_id"] for g in kms.json("grant", "list", "--key", ed)] == [grant["grant_id"]]
-        assert kms.json("key", "describe", aes)["policy_hash"] == policy["policy_hash"]
-        kms.json("grant", "revoke", "--key", ed, "--grant-id", grant["grant_id"])
+        assert [g["grant_id"] for g in kms.json("grant", "list", "--key-id", ed)] == [grant["grant_id"]]
+        assert kms.json("key", "describe", "--key-id", aes)["policy_hash"] == policy["policy_hash"]
+        kms.json("grant", "revoke", "--key-id", ed, "--grant-id", grant["grant_id"])
         kms.json("alias", "delete", "alias/drill")
     finally:
         assert server.stop() == 0

@@ -43,7 +43,7 @@ def test_64_sessions_mixed_operations(server, admin, admin_creds) -> None:
                     assert client.decrypt(shared_ct, {"k": "v"}).plaintext == b"shared secret"
                 elif op == 2:
                     key = ed if rng.random() < 0.5 else p256
-                    assert client.verify(key.key_id, client.sign(key.key_id, data).signature, data)
+                    assert client.verify(key.key_id, signature=client.sign(key.key_id, data).signature, message=data)
                 elif op == 3:
                     mac = client.generate_mac(hmac.key_id, data).mac
                     assert client.verify_mac(hmac.key_id, data, mac)

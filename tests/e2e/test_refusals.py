@@ -76,7 +76,7 @@ def test_user_without_grant_and_admin_operations(server, admin) -> None:
             with pytest.raises(errors.PermissionDenied):
                 call()
     admin.add_principal(user.principal_id, "svc", "USER")
-    admin.grant_key(key.key_id, user.principal_id)
+    grant = admin.create_grant(key.key_id, user.principal_id, ["*"])
     with client_for(server, user) as client:
         assert client.decrypt(ct).plaintext == b"for the user"
         assert client.encrypt(key.key_id, b"ok").key_version >= 1
@@ -87,8 +87,9 @@ def test_user_without_grant_and_admin_operations(server, admin) -> None:
             lambda: client.create_key(),  # admin operations
             lambda: client.rotate_key(key.key_id),
             lambda: client.disable_key(key.key_id),
-            lambda: client.grant_key(other.key_id, user.principal_id),
-            lambda: client.ungrant_key(key.key_id, user.principal_id),
+            lambda: client.create_grant(other.key_id, user.principal_id, ["*"]),
+            lambda: client.revoke_grant(key.key_id, grant.grant_id),
+            lambda: client.list_grants(key.key_id),
             lambda: client.add_principal(user.principal_id, "me", "ADMIN"),
             lambda: client.list_principals(),
         ]

@@ -75,7 +75,7 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
         assert isinstance(pub, ed25519.Ed25519PublicKey)
         pub.verify((work / f"{ed}.sig").read_bytes(), (work / "secret.enc").read_bytes())
 
-        assert kms_json(env, "key", "rotate", aes)["current_version"] == 2
+        assert kms_json(env, "key", "rotate", "--key-id", aes)["current_version"] == 2
         out = kms(env, "decrypt", "--in", "secret.enc", "--context", "app=demo", "--out", "-").stdout
         assert out == b"the launch code is 0000"  # the old ciphertext still decrypts after rotation
         fresh = kms_json(env, "encrypt", "--key-id", aes, stdin=b"new data")
@@ -91,7 +91,7 @@ def test_cli_walkthrough(build: Path, tmp_path: Path) -> None:
         uenv = {**env, "KMS_CREDENTIALS": str(work / "user")}
         assert b"PERMISSION_DENIED" in kms(uenv, "decrypt", "--in", "secret.enc", "--context", "app=demo",
                                            check=2).stderr
-        kms(env, "key", "grant", aes, "--principal-id", user)
+        kms(env, "grant", "create", "--key-id", aes, "--principal-id", user, "--operations", "*")
         assert kms(uenv, "decrypt", "--in", "secret.enc", "--context", "app=demo", "--out", "-").stdout.startswith(
             b"the launch")
         assert b"PERMISSION_DENIED" in kms(uenv, "key", "create", check=2).stderr
@@ -133,7 +133,7 @@ def test_sdk_walkthrough(admin) -> None:
     ed, p256 = admin.create_key("ED25519"), admin.create_key("ECC_NIST_P256")
     for key in (ed, p256):
         sig = admin.sign(key.key_id, b"block 7")
-        assert admin.verify(key.key_id, sig.signature, b"block 7")
+        assert admin.verify(key.key_id, signature=sig.signature, message=b"block 7")
     pub = serialization.load_der_public_key(admin.get_public_key(p256.key_id).public_key)
     assert isinstance(pub, ec.EllipticCurvePublicKey)
     pub.verify(admin.sign(p256.key_id, b"m").signature, b"m", ec.ECDSA(hashes.SHA256()))
@@ -166,10 +166,10 @@ def test_restart_keeps_keys_working(build: Path, tmp_path: Path) -> None:
             assert client.evidence.result.ok  # the restarted enclave's evidence, verified again
             assert client.decrypt(ct).plaintext == b"before restart"
             assert client.decrypt(ct2).plaintext == b"second version"
-            assert client.verify(ed.key_id, sig, b"msg")
+            assert client.verify(ed.key_id, signature=sig, message=b"msg")
             assert client.get_public_key(ed.key_id).public_key == pub
             assert client.describe_key(aes.key_id).version_count == 2
-            assert client.verify(ed.key_id, client.sign(ed.key_id, b"after").signature, b"after")
+            assert client.verify(ed.key_id, signature=client.sign(ed.key_id, b"after").signature, message=b"after")
     finally:
         server.stop()
 

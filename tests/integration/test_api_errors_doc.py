@@ -107,8 +107,6 @@ CASES: dict[tuple[str, str], list[Case]] = {
         lambda k, days=days: pb.Request(schedule_key_deletion=pb.ScheduleKeyDeletionRequest(
             key_id=k.aes, pending_window_days=days))
         for days in (6, 31)],
-    ("`grant_key`", "`principal_id` not 32 bytes"): [
-        lambda k: pb.Request(grant_key=pb.GrantKeyRequest(key_id=k.aes, principal_id=b"p" * 31))],
     ("`get_public_key`", "a symmetric key"): [
         lambda k: pb.Request(get_public_key=pb.GetPublicKeyRequest(key_id=k.aes)),
         lambda k: pb.Request(get_public_key=pb.GetPublicKeyRequest(key_id=k.hmac))],

@@ -108,11 +108,6 @@ def c_set_key_state(w):
     return kid, ""
 
 
-def c_grant_key(w):
-    w.call(grant_key=pb.GrantKeyRequest(key_id=w.aes, principal_id=b"\x07" * 32))
-    return w.aes, ""
-
-
 def c_schedule_key_deletion(w):
     kid = w.create(pb.SYMMETRIC_DEFAULT, pb.ENCRYPT_DECRYPT)
     w.call(schedule_key_deletion=pb.ScheduleKeyDeletionRequest(key_id=kid, pending_window_days=7))

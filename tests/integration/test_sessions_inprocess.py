@@ -68,7 +68,8 @@ def test_init_then_admin_and_user_rights(node) -> None:
         user.call(pb.Request(decrypt=pb.DecryptRequest(ciphertext=ct)))
     with pytest.raises(errors.PermissionDenied):  # users do not manage keys
         user.call(pb.Request(create_key=pb.CreateKeyRequest(spec=pb.SYMMETRIC_DEFAULT, usage=pb.ENCRYPT_DECRYPT)))
-    admin.call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=kid, principal_id=bob.principal_id)))
+    admin.call(pb.Request(create_grant=pb.CreateGrantRequest(key_id=kid, grantee=bob.principal_id,
+                                                             operations=pb.OP_DECRYPT | pb.OP_DESCRIBE)))
     assert user.call(pb.Request(decrypt=pb.DecryptRequest(ciphertext=ct))).decrypt.plaintext == b"secret"
     listed = user.call(pb.Request(list_keys=pb.ListKeysRequest())).list_keys.keys
     assert [k.key_id for k in listed] == [kid]

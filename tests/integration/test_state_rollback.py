@@ -90,11 +90,11 @@ def test_revoked_grants_and_disabled_keys_stay_so(world: World) -> None:
     w = world
     kid = w.admin.call(pb.Request(create_key=pb.CreateKeyRequest(spec=pb.SYMMETRIC_DEFAULT,
                                                                  usage=pb.ENCRYPT_DECRYPT))).key_metadata.key_id
-    grant = pb.GrantKeyRequest(key_id=kid, principal_id=w.bob.principal_id)
+    grant = pb.CreateGrantRequest(key_id=kid, grantee=w.bob.principal_id, operations=pb.OP_ENCRYPT)
+    granted: list[bytes] = []
     history = record_history(w, kid, [
-        lambda: w.admin.call(pb.Request(grant_key=grant)),
-        lambda: w.admin.call(pb.Request(grant_key=pb.GrantKeyRequest(key_id=kid, principal_id=w.bob.principal_id,
-                                                                     revoke=True))),
+        lambda: granted.extend(g.grant_id for g in w.admin.call(pb.Request(create_grant=grant)).grants.grants),
+        lambda: w.admin.call(pb.Request(revoke_grant=pb.RevokeGrantRequest(key_id=kid, grant_id=granted[0]))),
         lambda: w.admin.call(pb.Request(set_key_state=pb.SetKeyStateRequest(key_id=kid, state=pb.DISABLED)))])
     assert [r for r, _ in history] == [1, 2, 3, 4]
 

@@ -146,7 +146,7 @@ class Domain:
     def create_key(self, chain_id: str, spec: str = "ed25519") -> str:
         with self.server.client(self.admin) as c:
             info = ValidatorLink(c).create(chain_id, spec)
-            c.grant_key(info.key_id, self.signer.principal_id)
+            c.create_grant(info.key_id, self.signer.principal_id, ["*"])
         return info.key_id
 
     def config(self, path: Path, validators: list[dict[str, str]], **signer: object) -> Path:

@@ -105,12 +105,12 @@ class CountingClient(EnclaveClient):
         super().__init__(enclave)
         self.signs, self.ignore_watermark = 0, False
 
-    def _call(self, request: pb.Request, *, idempotent: bool = True) -> pb.Response:
+    def _call(self, request: pb.Request) -> pb.Response:
         if request.WhichOneof("op") == "validator_sign":
             self.signs += 1
             if self.ignore_watermark:
                 request.validator_sign.ClearField("watermark")
-        return super()._call(request, idempotent=idempotent)
+        return super()._call(request)
 
 
 def _sign(handler: PrivvalHandler, v) -> pv.SignedVoteResponse:

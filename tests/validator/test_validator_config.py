@@ -21,8 +21,11 @@ GOOD = """
 [kms]
 server = "127.0.0.1:7443"
 credentials = "creds"
-mrsigner = "aa"
-mrenclave = ["bb", "cc"]
+mrsigner = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+mrenclave = [
+  "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+  "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+]
 simulated_root = "/data/sgx-sim/root-ca.pem"
 allow_simulation_insecure = true
 
@@ -49,7 +52,9 @@ def test_config_maps_onto_the_cli_flags(tmp_path: Path) -> None:
     cfg = vconfig.load(path)
     args = connection_parent().parse_args(list(cfg.kms_argv))
     assert args.server == "127.0.0.1:7443" and args.credentials == tmp_path / "creds"
-    assert args.mrenclave == ["bb", "cc"] and args.allow_simulation_insecure and not args.allow_debug_insecure
+    assert args.mrenclave == [bytes.fromhex("bb" * 32), bytes.fromhex("cc" * 32)]  # checked as they are parsed
+    assert args.mrsigner == bytes.fromhex("aa" * 32)
+    assert args.allow_simulation_insecure and not args.allow_debug_insecure
     a, b = cfg.validators
     assert (a.addr.scheme, a.addr.host, a.addr.port, a.addr.node_id) == ("tcp", "127.0.0.1", 26658,
                                                                          "0123456789abcdef0123456789abcdef01234567")

@@ -24,7 +24,7 @@ class EnclaveClient:
         self.evidence = None
         self.tamper = None
 
-    def _call(self, request: pb.Request, *, idempotent: bool = True) -> pb.Response:
+    def _call(self, request: pb.Request) -> pb.Response:
         response = self.enclave.call(request)
         if self.tamper is not None and response.WhichOneof("result") == "validator_sign":
             self.tamper(response.validator_sign)

@@ -1,12 +1,17 @@
 """The server's start: the gRPC front end on one data directory, reported to people and to the log.
 
 `kms serve` (kms.commands.serve) turns flags, KMS_* variables and the TOML file into Settings and calls run().
+With `processes` above 1, run() is the supervisor of that many workers (kms.serve.supervisor), each of which
+is a `kms serve` run() again, told by the supervisor that it is a worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from kms import paths
@@ -17,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def describe(server: KmsServer) -> list[str]:
-    """The start-up summary for people (stderr); the same facts are logged as structured fields."""
+    """The start-up summary for people (stdout); the same facts are logged as structured fields (stderr)."""
     ident, addr = server.identity, server.addresses
     assert ident is not None and addr is not None
     lines = [
@@ -51,23 +56,51 @@ def describe(server: KmsServer) -> list[str]:
     return lines
 
 
+def serving_fields(server: KmsServer) -> dict[str, object]:
+    """The facts of the "serving" log line (a worker hands them to its supervisor)."""
+    ident, addr = server.identity, server.addresses
+    assert ident is not None and addr is not None
+    return dict(listen=addr.api, health_listen=addr.health, metrics_listen=addr.metrics,
+                collateral_url=addr.collateral_url, quoting=server.settings.quoting, simulated=ident.simulated,
+                initialized=ident.domain_loaded,
+                mrenclave=ident.mrenclave.hex(), mrsigner=ident.mrsigner.hex(), isv_prod_id=ident.isv_prod_id,
+                isv_svn=ident.isv_svn, enclave_version=ident.version,
+                warning="simulated SGX platform: nothing is protected" if ident.simulated else None)
+
+
 def _started(server: KmsServer) -> None:
     from kms.log import get_logger
 
-    ident, addr = server.identity, server.addresses
-    assert ident is not None and addr is not None
-    get_logger("kms.serve").info(
-        "serving", listen=addr.api, health_listen=addr.health, metrics_listen=addr.metrics,
-        collateral_url=addr.collateral_url, quoting=server.settings.quoting, simulated=ident.simulated,
-        initialized=ident.domain_loaded,
-        mrenclave=ident.mrenclave.hex(), mrsigner=ident.mrsigner.hex(), isv_prod_id=ident.isv_prod_id,
-        isv_svn=ident.isv_svn, enclave_version=ident.version,
-        warning="simulated SGX platform: nothing is protected" if ident.simulated else None)
-    print("\n".join(describe(server)), file=sys.stderr, flush=True)
+    get_logger("kms.serve").info("serving", **serving_fields(server))
+    print("\n".join(describe(server)), flush=True)  # for people, on stdout: the JSON log stays on stderr
+
+
+def _worker_started(server: KmsServer) -> None:
+    """A worker: its facts on stdout for the supervisor (one JSON line), and stop when the supervisor is gone."""
+    from kms.log import get_logger
+    from kms.serve.supervisor import READY_KEY
+
+    fields = serving_fields(server)
+    get_logger("kms.serve").info("worker serving", **fields)
+    print(json.dumps({READY_KEY: fields}), flush=True)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(1.0)
+        server.request_stop("supervisor gone")
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 def run(settings: Settings) -> int:
-    """Serve until SIGTERM/SIGINT: 0 after a clean shutdown, 2 when the server cannot start."""
+    """Serve until SIGTERM/SIGINT: 0 after a clean shutdown, 2 when the server cannot start, 128 + N when a second
+    signal N (130: Ctrl-C) stopped it without draining."""
+    from kms.serve.supervisor import supervise, worker_index
+
+    worker = worker_index()
+    if settings.processes > 1 and worker is None:
+        return supervise(settings)
     from kms.enclave.runtime import ensure_static_tls
 
     ensure_static_tls()  # before any thread: may re-execute this process (docs/simulation.md)
@@ -76,11 +109,17 @@ def run(settings: Settings) -> int:
     from kms.api.server import run as serve
     from kms.errors import KmsError
 
-    log.configure(settings.log_level)
+    log.configure(settings.log_level, fields=None if worker is None else {"worker": worker, "pid": os.getpid()})
     log.get_logger("kms.serve").info("starting", settings=settings.public())
     try:
-        return asyncio.run(serve(settings, on_started=_started))
+        if worker is not None:
+            code = asyncio.run(serve(settings, on_started=_worker_started, reuse_port=True))
+        else:
+            code = asyncio.run(serve(settings, on_started=_started))
     except (StartupError, KmsError, OSError) as exc:
         log.get_logger("kms.serve").error("start-up failed", error=str(exc), error_type=type(exc).__name__)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if code:
+        print("kms serve: stopped at once on the second signal: requests still in flight were cancelled", flush=True)
+    return code
