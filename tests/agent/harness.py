@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import time
 from pathlib import Path
 
 from kms.proto.agent.v1 import local_pb2 as lp
-from tests.e2e.server import REPO, ServerProcess
+from tests.e2e.server import REPO, ServerProcess, terminate
 
 
 def cli_env(server: ServerProcess, work: Path) -> dict[str, str]:
@@ -92,13 +91,7 @@ class AgentProcess:
         raise AssertionError(f"no log line with {text!r}:\n" + "\n".join(self.lines[-20:]))
 
     def stop(self, timeout: float = 30) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, timeout)
         self._reader.join(10)
         return self.proc.returncode
 

@@ -98,12 +98,17 @@ class ServerProcess:
 
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM (graceful shutdown), then SIGKILL if it lingers; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, timeout)
         self._reader.join(10)
         return self.proc.returncode
+
+
+def terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after `timeout` seconds (the harnesses' one stop)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -19,7 +19,7 @@ from kms.client import ClientState, Credentials, KmsClient
 from kms.validator.kms_link import ValidatorLink
 from tests.auditor import auditor_public
 from tests.e2e.conftest import anchor_for, policy_for, recovery_public
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import ServerProcess, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -199,12 +199,6 @@ class SignerProcess:
 
     def stop(self, timeout: float = 20) -> int:
         """SIGTERM: the signer finishes the request in hand and exits 0."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, timeout)
         self._reader.join(5)
         return self.proc.returncode
