@@ -20,7 +20,9 @@ int kms_py_store_put(void *host_ctx, const char *key_id, size_t key_id_len, uint
                      uint64_t revision, const uint8_t *blob, size_t blob_len);
 int kms_py_store_list(void *host_ctx, const char *after, size_t after_len, uint32_t limit, char *ids,
                       size_t cap, size_t *len);
-int kms_py_audit_append(void *host_ctx, uint64_t seq, const uint8_t *entry, size_t len);
+int kms_py_audit_enqueue(void *host_ctx, uint64_t seq, int follows, const uint8_t *entry, size_t len,
+                         uint64_t *ticket);
+int kms_py_audit_wait(void *host_ctx, uint64_t ticket);
 int kms_py_audit_head(void *host_ctx, uint8_t *entry, size_t cap, size_t *len);
 int kms_py_store_commit(void *host_ctx, const char *key_id, size_t key_id_len, uint64_t expected_revision,
                         uint64_t revision, const uint8_t *blob, size_t blob_len, uint64_t seq, const uint8_t *entry,
@@ -75,11 +77,20 @@ static unsigned int ocall_store_list(void *pms)
     return SGX_SUCCESS;
 }
 
-static unsigned int ocall_audit_append(void *pms)
+static unsigned int ocall_audit_enqueue(void *pms)
 {
-    ms_kms_ocall_audit_append_t *ms = pms;
+    ms_kms_ocall_audit_enqueue_t *ms = pms;
+    if (t_bridge == NULL || ms->ms_ticket == NULL) return SGX_ERROR_UNEXPECTED;
+    ms->ms_retval = kms_py_audit_enqueue(t_bridge->host_ctx, ms->ms_seq, ms->ms_follows, ms->ms_entry, ms->ms_len,
+                                         ms->ms_ticket);
+    return SGX_SUCCESS;
+}
+
+static unsigned int ocall_audit_wait(void *pms)
+{
+    ms_kms_ocall_audit_wait_t *ms = pms;
     if (t_bridge == NULL) return SGX_ERROR_UNEXPECTED;
-    ms->ms_retval = kms_py_audit_append(t_bridge->host_ctx, ms->ms_seq, ms->ms_entry, ms->ms_len);
+    ms->ms_retval = kms_py_audit_wait(t_bridge->host_ctx, ms->ms_ticket);
     return SGX_SUCCESS;
 }
 
@@ -113,8 +124,9 @@ static const kms_ocall_table_t k_ocalls = {
     .nr_ocall = KMS_OCALL_COUNT,
     .table = {[KMS_OCALL_LOG] = ocall_log, [KMS_OCALL_STORE_GET] = ocall_store_get,
               [KMS_OCALL_STORE_PUT] = ocall_store_put, [KMS_OCALL_STORE_LIST] = ocall_store_list,
-              [KMS_OCALL_AUDIT_APPEND] = ocall_audit_append, [KMS_OCALL_AUDIT_HEAD] = ocall_audit_head,
-              [KMS_OCALL_STORE_COMMIT] = ocall_store_commit, [KMS_OCALL_STATE_LOG_GET] = ocall_state_log_get},
+              [KMS_OCALL_AUDIT_ENQUEUE] = ocall_audit_enqueue, [KMS_OCALL_AUDIT_HEAD] = ocall_audit_head,
+              [KMS_OCALL_STORE_COMMIT] = ocall_store_commit, [KMS_OCALL_STATE_LOG_GET] = ocall_state_log_get,
+              [KMS_OCALL_AUDIT_WAIT] = ocall_audit_wait},
 };
 
 unsigned int kms_bridge_abi_version(void) { return KMS_BRIDGE_ABI_VERSION; }

@@ -4,9 +4,19 @@
  * hash, time and domain id, and a body (operation, key, version, principal, outcome, policy and
  * context hashes) sealed to the domain's auditors (audit_epoch.h; docs/formats.md). Each record
  * is signed with the domain's Ed25519 audit key over everything, ciphertext included, and
- * appended by the host (audit_append OCALL) before the enclave answers: if the append fails, the
- * request fails (KMS_ERR_AUDIT_UNAVAILABLE). Serialized by one mutex, so sequence numbers are
- * gap-free in append order. Thread-safe.
+ * made durable by the host before the enclave answers: if that fails, the request fails
+ * (KMS_ERR_AUDIT_UNAVAILABLE). Group commit: a record is chained, signed and queued with the
+ * host (audit_enqueue OCALL) under one mutex, so sequence numbers are gap-free in queue order,
+ * and waited for (audit_wait OCALL) outside it, so concurrent requests share one flush. Each
+ * queued entry after the first of a head read "follows" the one queued before it: the host must
+ * refuse it unless that one is stored (kms.edl). A failed wait makes the head unknown: the next
+ * record re-reads the host's head (the last durable entry) and chains on it, so the stored chain
+ * has no gap or fork; records queued after the failed one fail too. Replicas share the chain: a
+ * record the host refuses as out of sequence (another replica's entry took its place, at enqueue
+ * or at wait) re-reads the verified head and is chained and queued again after it, up to 16 times
+ * and only while that head moved past the one the record chained from; a refusal the head does not
+ * show is KMS_ERR_AUDIT_UNAVAILABLE with no further record. A failing store gets one more try.
+ * Thread-safe.
  */
 #ifndef KMS_ENCLAVE_AUDIT_H
 #define KMS_ENCLAVE_AUDIT_H
@@ -39,5 +49,21 @@ kms_err_t kms_audit_public_key(uint8_t pub[32]);
  * KMS_ERR_CRYPTO, KMS_ERR_RANDOM, KMS_ERR_OUT_OF_MEMORY.
  */
 kms_err_t kms_audit_record(const AuditBody *body, int64_t time);
+
+/* A queued record: the host's ticket and the head generation it chained on (plain data). */
+typedef struct {
+    uint64_t ticket;
+    uint64_t gen;
+    uint64_t base; /* the seq of the head that generation read */
+    int queued; /* 0: nothing was queued (no audit key): waiting is a no-op */
+} kms_audit_ticket;
+
+/* kms_audit_record in two steps, without its retries: queue the record (chained, sealed, signed and
+ * handed to the host under the lock; errors as kms_audit_record; *t is set either way), then wait
+ * outside the lock until the host says it is durable (KMS_ERR_AUDIT_UNAVAILABLE otherwise, and the
+ * head becomes unknown unless it was re-read since t was queued). Wait exactly once per queue.
+ * Either step answers KMS_ERR_CONFLICT when the host refused the entry as out of sequence. */
+kms_err_t kms_audit_queue(const AuditBody *body, int64_t time, kms_audit_ticket *t);
+kms_err_t kms_audit_wait(const kms_audit_ticket *t);
 
 #endif /* KMS_ENCLAVE_AUDIT_H */

@@ -263,14 +263,36 @@ kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size
     return err;
 }
 
-kms_err_t kms_edge_audit_append(uint64_t seq, const uint8_t *entry, size_t len)
+/* An audit OCALL's answer: 0 done, 1 refused as out of sequence (KMS_ERR_CONFLICT), anything else failed. */
+static kms_err_t audit_answer(kms_err_t err, void *pms, size_t retval_at)
 {
-    ms_kms_ocall_audit_append_t ms = {.ms_retval = -1, .ms_seq = seq, .ms_entry = oc_copy(entry, len), .ms_len = len};
-    void *pms = ms.ms_entry != NULL ? oc_copy(&ms, sizeof ms) : NULL;
-    kms_err_t err = pms != NULL ? platform_ocall(KMS_OCALL_AUDIT_APPEND, pms) : KMS_ERR_OCALL;
-    int rv = err == KMS_OK ? oc_retval(pms, offsetof(ms_kms_ocall_audit_append_t, ms_retval)) : -1;
-    platform_ocfree();
+    int rv = err == KMS_OK ? oc_retval(pms, retval_at) : -1;
     return rv == 0 ? KMS_OK : rv == 1 ? KMS_ERR_CONFLICT : KMS_ERR_AUDIT_UNAVAILABLE;
+}
+
+kms_err_t kms_edge_audit_enqueue(uint64_t seq, int follows, const uint8_t *entry, size_t len, uint64_t *ticket)
+{
+    uint64_t zero = 0;
+    ms_kms_ocall_audit_enqueue_t ms = {.ms_retval = -1, .ms_seq = seq, .ms_follows = follows,
+                                       .ms_entry = oc_copy(entry, len), .ms_len = len,
+                                       .ms_ticket = oc_copy(&zero, sizeof zero)};
+    uint64_t *o_ticket = ms.ms_ticket;
+    void *pms = ms.ms_entry != NULL && o_ticket != NULL ? oc_copy(&ms, sizeof ms) : NULL;
+    kms_err_t err = pms != NULL ? platform_ocall(KMS_OCALL_AUDIT_ENQUEUE, pms) : KMS_ERR_OCALL;
+    err = audit_answer(err, pms, offsetof(ms_kms_ocall_audit_enqueue_t, ms_retval));
+    if (err == KMS_OK) memcpy(ticket, o_ticket, sizeof *ticket); /* read once; any value is only the host's name */
+    platform_ocfree();
+    return err;
+}
+
+kms_err_t kms_edge_audit_wait(uint64_t ticket)
+{
+    ms_kms_ocall_audit_wait_t ms = {.ms_retval = -1, .ms_ticket = ticket};
+    void *pms = oc_copy(&ms, sizeof ms);
+    kms_err_t err = pms != NULL ? platform_ocall(KMS_OCALL_AUDIT_WAIT, pms) : KMS_ERR_OCALL;
+    err = audit_answer(err, pms, offsetof(ms_kms_ocall_audit_wait_t, ms_retval));
+    platform_ocfree();
+    return err;
 }
 
 kms_err_t kms_edge_audit_head(uint8_t *entry, size_t cap, size_t *len)

@@ -38,9 +38,17 @@ kms_err_t kms_edge_state_log_get(uint64_t seq, uint8_t *entry, size_t cap, size_
  * bytes), *len bytes used. KMS_ERR_STORE_UNAVAILABLE. */
 kms_err_t kms_edge_store_list(const char *after, uint32_t limit, char *ids, size_t cap, size_t *len);
 
-/* Append audit entry seq durably: KMS_OK, KMS_ERR_CONFLICT (the host has an entry seq already: another
- * replica appended first) or KMS_ERR_AUDIT_UNAVAILABLE. */
-kms_err_t kms_edge_audit_append(uint64_t seq, const uint8_t *entry, size_t len);
+/* Queue audit entry seq (len bytes) for the host's next flush; *ticket names it for
+ * kms_edge_audit_wait. follows: 1 when the entry chains on the entry this enclave queued just
+ * before (the host must then refuse it unless that one is stored), 0 when it chains on the head
+ * the enclave read. Returns at once: KMS_OK, KMS_ERR_CONFLICT (refused as out of sequence already)
+ * or KMS_ERR_AUDIT_UNAVAILABLE. */
+kms_err_t kms_edge_audit_enqueue(uint64_t seq, int follows, const uint8_t *entry, size_t len, uint64_t *ticket);
+
+/* Wait until the queued entry is durable: KMS_OK, KMS_ERR_CONFLICT (refused as out of sequence: the
+ * host has an entry seq already, another replica's, or the entry it follows is not stored) or
+ * KMS_ERR_AUDIT_UNAVAILABLE (the store failed). Once per ticket. */
+kms_err_t kms_edge_audit_wait(uint64_t ticket);
 
 /* The last appended audit entry into entry (cap bytes), *len = 0 when there is none.
  * KMS_ERR_AUDIT_UNAVAILABLE. */

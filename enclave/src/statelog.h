@@ -17,6 +17,10 @@
  * restart. The host can stall time (or jump it forward), never rewind it.
  *
  * Thread-safe: one lock serializes changes (the commit OCALL runs under it) and index reads.
+ * Group commit (docs/performance.md): unlike audit records (audit.h), a commit stays under the
+ * lock until durable, so the index only ever holds durable state and no other request can read,
+ * or chain a change on, one that may still fail. Commits still share a flush with concurrent
+ * requests' audit records; only changes of one enclave are one at a time.
  */
 #ifndef KMS_ENCLAVE_STATELOG_H
 #define KMS_ENCLAVE_STATELOG_H

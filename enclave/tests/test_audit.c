@@ -25,6 +25,7 @@
 #include "audit_epoch.h"
 #include "request.h"
 #include "crypto.h"
+#include "ocalls.h"
 #include "test_util.h"
 #include "unit_host.h"
 
@@ -329,6 +330,56 @@ static void test_context_hash(Request *req, Response *resp)
     CHECK(body.context_hash.size == 32 && memcmp(body.context_hash.bytes, want, 32) == 0);
 }
 
+/* Group commit: records queued back to back share one flush; when the first fails, the one queued
+ * after it (chained on it) is refused too, and the next record re-reads the head: no gap, no fork. */
+static void test_queued(Request *req, Response *resp)
+{
+    uh_enclave_with_domain();
+    use_new_audit_key();
+    kms_auditors auditors = new_auditors(1);
+    kms_audit_set_auditors(&auditors);
+    kms_ctx ctx = ctx_for(Request_generate_random_tag, uh_principal(4));
+    AuditBody body;
+    memset(&body, 0, sizeof body);
+    kms_request_audit_body(&ctx, req, resp, KMS_OK, &body);
+    kms_audit_ticket t[4];
+    for (int i = 0; i < 2; i++) CHECK_EQ(kms_audit_queue(&body, ctx.now, &t[i]), KMS_OK);
+    CHECK_EQ(uh_audit_count(), 0); /* queued, not durable */
+    CHECK_EQ(kms_audit_wait(&t[1]), KMS_OK); /* one flush makes both durable, in order */
+    CHECK_EQ(kms_audit_wait(&t[0]), KMS_OK);
+    CHECK_EQ(uh_audit_count(), 2);
+    for (int i = 0; i < 3; i++) CHECK_EQ(kms_audit_queue(&body, ctx.now, &t[i]), KMS_OK); /* seq 3, 4, 5 */
+    uh_fail_audit_seq = 3;
+    CHECK_EQ(kms_audit_wait(&t[0]), KMS_ERR_AUDIT_UNAVAILABLE);
+    CHECK_EQ(kms_audit_queue(&body, ctx.now, &t[3]), KMS_OK); /* re-reads the head: seq 3 again */
+    CHECK_EQ(kms_audit_wait(&t[1]), KMS_ERR_CONFLICT); /* chained on the failed one: refused */
+    CHECK_EQ(kms_audit_wait(&t[2]), KMS_ERR_CONFLICT);
+    CHECK_EQ(kms_audit_wait(&t[3]), KMS_OK);
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK);
+    CHECK_EQ(uh_audit_count(), 4);
+    /* Another writer takes seq 5 before our flush: ours (5) is refused, and so is the one after it
+     * (6 would be the last + 1, but it chains on our 5, not theirs). */
+    uint64_t other = 0;
+    CHECK_EQ(kms_edge_audit_enqueue(5, 0, (const uint8_t *)"other", 5, &other), KMS_OK);
+    for (int i = 0; i < 2; i++) CHECK_EQ(kms_audit_queue(&body, ctx.now, &t[i]), KMS_OK);
+    CHECK_EQ(kms_edge_audit_wait(other), KMS_OK);
+    CHECK_EQ(kms_audit_wait(&t[0]), KMS_ERR_CONFLICT);
+    CHECK_EQ(kms_audit_wait(&t[1]), KMS_ERR_CONFLICT);
+    CHECK_EQ(uh_audit_count(), 5);
+    uh_audit_drop(1); /* (its entry is no record of ours: drop it so the head verifies) */
+    CHECK_EQ(record(&ctx, req, resp, KMS_OK), KMS_OK);
+    CHECK_EQ(uh_audit_count(), 5);
+    uint8_t prev[32] = {0}, hash[32];
+    for (size_t i = 0; i < uh_audit_count(); i++) {
+        AuditRecord *rec = entry_at(i, hash);
+        CHECK_EQ(rec->seq, i + 1);
+        CHECK(memcmp(rec->prev_hash.bytes, prev, 32) == 0);
+        memcpy(prev, hash, 32);
+        free(rec);
+    }
+    memset(&body, 0, sizeof body);
+}
+
 int main(void)
 {
     Request *req = calloc(1, sizeof *req);
@@ -341,6 +392,7 @@ int main(void)
     test_forged_head(req, resp);
     test_key_ids(req, resp);
     test_context_hash(req, resp);
+    test_queued(req, resp);
     EVP_PKEY_free(g_pub);
     free(req);
     free(resp);

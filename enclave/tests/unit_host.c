@@ -234,19 +234,71 @@ void uh_log_drop(size_t n)
     pthread_mutex_unlock(&g_lock);
 }
 
-kms_err_t kms_edge_audit_append(uint64_t seq, const uint8_t *entry, size_t len)
+/* The host's audit queue: entries wait here until kms_edge_audit_wait flushes them in order. */
+static struct {
+    uint64_t seq, ticket;
+    int follows, done, waited;
+    kms_err_t err;
+    uint8_t *entry, *prev; /* prev: the entry queued before (follows) */
+    size_t len, prev_len;
+} g_queue[64];
+static size_t g_nqueue;
+static uint64_t g_tickets;
+uint64_t uh_fail_audit_seq;
+
+kms_err_t kms_edge_audit_enqueue(uint64_t seq, int follows, const uint8_t *entry, size_t len, uint64_t *ticket)
 {
     if (uh_fail_append != KMS_OK) return uh_fail_append;
     pthread_mutex_lock(&g_lock);
-    kms_err_t err = g_naudit >= MAX_AUDIT ? KMS_ERR_AUDIT_UNAVAILABLE : seq != g_naudit + 1 ? KMS_ERR_CONFLICT : KMS_OK;
+    kms_err_t err = g_nqueue < 64 ? KMS_OK : KMS_ERR_AUDIT_UNAVAILABLE;
     if (err == KMS_OK) {
-        g_audit[g_naudit].entry = malloc(len);
-        if (g_audit[g_naudit].entry == NULL) abort();
-        memcpy(g_audit[g_naudit].entry, entry, len);
-        g_audit[g_naudit++].len = len;
-        if (uh_audit_race > 0) uh_audit_race--, err = KMS_ERR_CONFLICT; /* another replica appended it first */
-        else uh_appends++;
+        g_queue[g_nqueue].entry = malloc(len);
+        if (g_queue[g_nqueue].entry == NULL) abort();
+        memcpy(g_queue[g_nqueue].entry, entry, len);
+        g_queue[g_nqueue].len = len, g_queue[g_nqueue].seq = seq, g_queue[g_nqueue].follows = follows;
+        g_queue[g_nqueue].done = g_queue[g_nqueue].waited = 0, g_queue[g_nqueue].ticket = *ticket = ++g_tickets;
+        g_nqueue++;
     }
+    pthread_mutex_unlock(&g_lock);
+    return err;
+}
+
+/* Apply one queued entry as a store would (lock held): last + 1, after the entry it follows, else
+ * KMS_ERR_CONFLICT (the host's out of sequence answer). */
+static kms_err_t apply_queued(size_t i)
+{
+    int follows_ok = !g_queue[i].follows || (i > 0 && g_naudit > 0 && g_audit[g_naudit - 1].len == g_queue[i - 1].len &&
+                                             memcmp(g_audit[g_naudit - 1].entry, g_queue[i - 1].entry, g_queue[i - 1].len) == 0);
+    if (g_queue[i].seq == uh_fail_audit_seq) {
+        uh_fail_audit_seq = 0;
+        return KMS_ERR_AUDIT_UNAVAILABLE; /* an injected store failure */
+    }
+    if (g_naudit >= MAX_AUDIT) return KMS_ERR_AUDIT_UNAVAILABLE;
+    if (g_queue[i].seq != g_naudit + 1 || !follows_ok) return KMS_ERR_CONFLICT; /* refused: out of sequence */
+    if ((g_audit[g_naudit].entry = malloc(g_queue[i].len)) == NULL) abort();
+    memcpy(g_audit[g_naudit].entry, g_queue[i].entry, g_queue[i].len);
+    g_audit[g_naudit++].len = g_queue[i].len;
+    if (uh_audit_race > 0) return uh_audit_race--, KMS_ERR_CONFLICT; /* another replica appended it first */
+    uh_appends++;
+    return KMS_OK;
+}
+
+kms_err_t kms_edge_audit_wait(uint64_t ticket)
+{
+    pthread_mutex_lock(&g_lock);
+    kms_err_t err = KMS_ERR_AUDIT_UNAVAILABLE;
+    for (size_t i = 0; i < g_nqueue; i++) { /* flush everything up to the ticket, in queue order */
+        if (!g_queue[i].done) g_queue[i].err = apply_queued(i), g_queue[i].done = 1;
+        if (g_queue[i].ticket == ticket && !g_queue[i].waited) {
+            err = g_queue[i].err;
+            g_queue[i].waited = 1;
+            break;
+        }
+    }
+    size_t keep = 0; /* drop waited entries once the next one (which may follow it) is applied */
+    while (keep + 1 < g_nqueue && g_queue[keep].waited && g_queue[keep + 1].done) free(g_queue[keep++].entry);
+    memmove(g_queue, g_queue + keep, (g_nqueue - keep) * sizeof g_queue[0]);
+    g_nqueue -= keep;
     pthread_mutex_unlock(&g_lock);
     return err;
 }
@@ -349,6 +401,8 @@ void uh_reset(void)
     pthread_mutex_unlock(&g_lock);
     uh_audit_drop(MAX_AUDIT);
     uh_log_drop(MAX_AUDIT);
+    while (g_nqueue > 0) free(g_queue[--g_nqueue].entry);
+    uh_fail_audit_seq = 0;
     uh_commit_lie = KMS_OK;
     uh_fail_get = uh_fail_put = uh_fail_append = KMS_OK;
     uh_puts = uh_gets = uh_appends = uh_log_gets = uh_audit_race = 0;

@@ -51,13 +51,19 @@ size_t uh_audit_count(void);
 uint8_t *uh_audit_entry(size_t i, size_t *len);
 /* Forget the last n entries, as a host truncating its log. */
 void uh_audit_drop(size_t n);
+/* Audit entries are queued (kms_edge_audit_enqueue) and applied in queue order by the first
+ * kms_edge_audit_wait that reaches them, as the host's group commit does: an entry must be the
+ * last + 1, and one that follows must come after exactly the entry queued before it, else the wait
+ * answers KMS_ERR_CONFLICT (out of sequence, as the host does). Non-zero:
+ * applying the entry with this seq fails once (an injected store failure). */
+extern uint64_t uh_fail_audit_seq;
 
 /* Hooks: a non-zero value makes the next OCALLs of that kind fail that way. */
 extern kms_err_t uh_fail_get, uh_fail_put, uh_fail_append; /* returned as the OCALL's error */
 extern unsigned long uh_puts, uh_gets, uh_appends;          /* counters since uh_reset */
 extern unsigned long uh_log_gets;                            /* state log entries read */
-/* The next n audit appends lose a race: each entry is appended, as if by another replica of the domain
- * (same audit key), and the append answers KMS_ERR_CONFLICT. */
+/* The next n queued audit entries lose a race: each is stored when applied, as if by another replica
+ * of the domain (same audit key), and its wait answers KMS_ERR_CONFLICT. */
 extern unsigned long uh_audit_race;
 
 /* Initialize the enclave modules once (identity, RNG self test, RA-TLS key) and generate a

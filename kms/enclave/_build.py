@@ -28,7 +28,7 @@ unsigned int kms_bridge_session_feed(kms_bridge *bridge, uint64_t session_id, in
                                      size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len, size_t *pending,
                                      int *closed, int *retval);
 unsigned int kms_bridge_session_close(kms_bridge *bridge, uint64_t session_id, int *retval);
-#define KMS_BRIDGE_ABI_VERSION 6
+#define KMS_BRIDGE_ABI_VERSION 7
 #define KMS_SESSION_IN_MAX ...
 #define KMS_SESSION_OUT_MAX ...
 #define KMS_MAX_REQUEST_SIZE ...
@@ -42,7 +42,8 @@ extern "Python+C" int kms_py_store_get(void *, const char *, size_t, uint8_t *, 
 extern "Python+C" void kms_py_log(void *, int, int, const char *);
 extern "Python+C" int kms_py_store_put(void *, const char *, size_t, uint64_t, uint64_t, const uint8_t *, size_t);
 extern "Python+C" int kms_py_store_list(void *, const char *, size_t, uint32_t, char *, size_t, size_t *);
-extern "Python+C" int kms_py_audit_append(void *, uint64_t, const uint8_t *, size_t);
+extern "Python+C" int kms_py_audit_enqueue(void *, uint64_t, int, const uint8_t *, size_t, uint64_t *);
+extern "Python+C" int kms_py_audit_wait(void *, uint64_t);
 extern "Python+C" int kms_py_audit_head(void *, uint8_t *, size_t, size_t *);
 extern "Python+C" int kms_py_store_commit(void *, const char *, size_t, uint64_t, uint64_t, const uint8_t *, size_t,
                                           uint64_t, const uint8_t *, size_t);

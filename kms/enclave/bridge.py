@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from kms import paths
-from kms.enclave.records import RESERVED_RECORDS, MemoryStore, RecordStore, StoreConflict
+from kms.enclave.records import RESERVED_RECORDS, AuditQueue, MemoryStore, RecordStore, StoreConflict
 from kms.errors import EnclaveBoundaryViolation, EnclaveLoadError, EnclaveUnavailable, InvalidRequest, error_for_code
 from kms.proto.enclave.v1 import boundary_pb2 as pb
 
@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError("the enclave bridge is not built: run `make python` (or ./dev build)") from exc
 
 ffi, lib = _native.ffi, _native.lib
-ABI_VERSION = 6
+ABI_VERSION = 7
 if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != ABI_VERSION:
     raise ImportError(
         f"enclave bridge ABI {lib.kms_bridge_abi_version()} does not match the Python side ({ABI_VERSION}): rebuild"
@@ -77,6 +77,7 @@ class Enclave:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._store = store
+        self._audit = AuditQueue(store) if store is not None else None
         self._handle = ffi.new_handle(self)
         self._ids = itertools.count(1)
         self._local = threading.local()

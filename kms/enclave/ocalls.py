@@ -112,13 +112,30 @@ def kms_py_store_list(ctx, after, after_len, limit, ids, cap, out_len):  # type:
 
 
 @ffi.def_extern(error=-1)
-def kms_py_audit_append(ctx, seq, entry, length):  # type: ignore[no-untyped-def]
-    """OCALL: append an audit entry durably before the enclave answers (0 ok, 1 out of sequence, -1 failure)."""
+def kms_py_audit_enqueue(ctx, seq, follows, entry, length, ticket):  # type: ignore[no-untyped-def]
+    """OCALL: queue an audit entry for the next flush; returns at once (0 and its ticket, 1 refused out
+    of sequence, -1 failure)."""
     enclave: Enclave = ffi.from_handle(ctx)
     try:
-        if enclave._store is None:
+        if enclave._audit is None:
             return -1
-        enclave._store.audit_append(seq, ffi.unpack(entry, length))
+        ticket[0] = enclave._audit.enqueue(seq, bool(follows), ffi.unpack(entry, length))
+    except StoreConflict:
+        return 1
+    except Exception as exc:
+        _log.error("audit enqueue failed: %s", type(exc).__name__)
+        return -1
+    return 0
+
+
+@ffi.def_extern(error=-1)
+def kms_py_audit_wait(ctx, ticket):  # type: ignore[no-untyped-def]
+    """OCALL: wait until a queued audit entry is durable (0 ok, 1 refused out of sequence, -1 failure)."""
+    enclave: Enclave = ffi.from_handle(ctx)
+    try:
+        if enclave._audit is None:
+            return -1
+        enclave._audit.wait(ticket)
     except StoreConflict:
         return 1
     except Exception as exc:

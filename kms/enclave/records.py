@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import itertools
+import threading
+from typing import Any, Protocol
 
 # Records the host keeps out of listings: the node-local sealed domain key (seal keys are per
 # CPU). Every other record, the domain state included, is listed: the enclave checks the whole
@@ -35,8 +37,13 @@ class RecordStore(Protocol):
     def list(self, after: str, limit: int) -> list[str]:
         """Up to limit stored record names greater than after, in byte order (the sealed key excluded)."""
 
-    def audit_append(self, seq: int, entry: bytes) -> None:
-        """Durably append audit entry seq (must be the last + 1, else StoreConflict)."""
+    def audit_enqueue(self, seq: int, entry: bytes, prev: bytes | None = None) -> Any:
+        """Queue audit entry seq for the next flush and return a ticket for audit_wait. When it is
+        applied it must be the last + 1 and, if prev is given, entry seq - 1 must be exactly prev;
+        else it is refused (StoreConflict from audit_wait) and nothing of it is kept."""
+
+    def audit_wait(self, ticket: Any) -> None:
+        """Return once the ticket's entry is durable; raise its StoreConflict or store failure."""
 
     def audit_head(self) -> bytes | None:
         """The last audit entry, or None."""
@@ -80,10 +87,51 @@ class MemoryStore(dict[str, tuple[int, bytes]]):
         """The audit entries, in order (seq = index + 1)."""
         return self.__dict__.setdefault("_audit", [])
 
-    def audit_append(self, seq: int, entry: bytes) -> None:
-        if seq != len(self.audit) + 1:
-            raise StoreConflict(f"audit seq {seq}")
+    def audit_enqueue(self, seq: int, entry: bytes, prev: bytes | None = None) -> Exception | None:
+        """Applied at once (nothing here is durable anyway): the ticket is the outcome."""
+        if seq != len(self.audit) + 1 or (prev is not None and (seq < 2 or self.audit[seq - 2] != prev)):
+            return StoreConflict(f"audit seq {seq}")
         self.audit.append(bytes(entry))
+        return None
+
+    def audit_wait(self, ticket: Exception | None) -> None:
+        if ticket is not None:
+            raise ticket
 
     def audit_head(self) -> bytes | None:
         return self.audit[-1] if self.audit else None
+
+
+class AuditQueue:
+    """The host side of the audit_enqueue / audit_wait OCALLs for one enclave: numbered tickets.
+
+    The enclave queues entries one at a time (under its audit lock) and waits for each once, from
+    any thread. An entry that "follows" is tied to the bytes of the entry queued just before it, so
+    the store refuses it when that one was not stored (the chain never skips a failed entry).
+    Thread-safe.
+    """
+
+    def __init__(self, store: RecordStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._tickets: dict[int, Any] = {}
+        self._ids = itertools.count(1)
+        self._last: bytes | None = None
+
+    def enqueue(self, seq: int, follows: bool, entry: bytes) -> int:
+        """Queue entry; its ticket number (StoreConflict when it follows nothing this host queued)."""
+        with self._lock:
+            prev = self._last if follows else None
+            if follows and prev is None:
+                raise StoreConflict(f"audit seq {seq} follows an entry this host did not queue")
+            ticket = self._store.audit_enqueue(seq, entry, prev)
+            number = next(self._ids)
+            self._tickets[number] = ticket
+            self._last = entry
+            return number
+
+    def wait(self, number: int) -> None:
+        """Durable on return; raises the entry's refusal or store failure (KeyError: unknown ticket)."""
+        with self._lock:
+            ticket = self._tickets.pop(number)
+        self._store.audit_wait(ticket)

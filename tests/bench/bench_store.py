@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{backend:9} {'on' if group else 'off':6} {clients:7d} {writes:9.0f} {per_txn:6.1f} "
                           f"{enc:15.0f}", flush=True)
         print("(writes: a durable conditional put each; Encrypt: one audit entry made durable per call; the enclave "
-              "appends audit entries one at a time, so its calls batch only with other writes)")
+              "queues entries under its audit lock and waits outside it, so concurrent calls share flushes)")
     finally:
         if cluster:
             cluster.stop()

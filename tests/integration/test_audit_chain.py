@@ -276,7 +276,7 @@ def test_a_store_that_refuses_audit_writes_fails_the_request(domain, monkeypatch
     def refuse(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(domain.store, "audit_append", refuse)
+    monkeypatch.setattr(domain.store, "_transact", refuse)
     with pytest.raises(errors.StoreError) as exc:
         domain.call(encrypt=pb.EncryptRequest(key_id=domain.kid, plaintext=b"unaudited"))
     assert exc.value.code_name == "KMS_ERR_AUDIT_UNAVAILABLE"

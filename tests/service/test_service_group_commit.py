@@ -45,6 +45,24 @@ def test_a_batch_fails_only_its_conflicting_ops(opener, tmp_path: Path) -> None:
         assert store.audit_entries() == [(1, b"audit-1"), (2, b"audit-2")]
 
 
+def test_an_audit_entry_that_follows_is_kept_only_after_exactly_that_entry(opener, tmp_path: Path) -> None:
+    """The enclave queues its records back to back: one that follows another is refused unless that one
+    was stored, even when its seq would be the next (another replica took the place)."""
+    with opener(tmp_path / "data") as store:
+        c = store.committer
+        ops = [AuditOp(1, b"theirs-1"), AuditOp(1, b"ours-1"), AuditOp(2, b"ours-2", prev=b"ours-1"),
+               AuditOp(2, b"theirs-2", prev=b"theirs-1"), AuditOp(3, b"x", prev=b"nothing")]
+        outcomes = []
+        for t in [c.enqueue(op) for op in ops]:
+            try:
+                c.wait(t)
+                outcomes.append("ok")
+            except StoreConflict:
+                outcomes.append("conflict")
+        assert outcomes == ["ok", "conflict", "conflict", "ok", "conflict"]
+        assert store.audit_entries() == [(1, b"theirs-1"), (2, b"theirs-2")]
+
+
 def test_concurrent_writers_each_get_their_own_result_in_fewer_transactions(opener, tmp_path: Path) -> None:
     threads, rounds = 16, 15
     with opener(tmp_path / "data") as store:

@@ -34,11 +34,12 @@ enum {
     KMS_OCALL_STORE_GET = 1,
     KMS_OCALL_STORE_PUT = 2,
     KMS_OCALL_STORE_LIST = 3,
-    KMS_OCALL_AUDIT_APPEND = 4,
+    KMS_OCALL_AUDIT_ENQUEUE = 4,
     KMS_OCALL_AUDIT_HEAD = 5,
     KMS_OCALL_STORE_COMMIT = 6,
     KMS_OCALL_STATE_LOG_GET = 7,
-    KMS_OCALL_COUNT = 8
+    KMS_OCALL_AUDIT_WAIT = 8,
+    KMS_OCALL_COUNT = 9
 };
 
 typedef struct {
@@ -122,9 +123,16 @@ typedef struct {
 typedef struct {
     int ms_retval;
     uint64_t ms_seq;
+    int ms_follows;
     const uint8_t *ms_entry;
     size_t ms_len;
-} ms_kms_ocall_audit_append_t;
+    uint64_t *ms_ticket;
+} ms_kms_ocall_audit_enqueue_t;
+
+typedef struct {
+    int ms_retval;
+    uint64_t ms_ticket;
+} ms_kms_ocall_audit_wait_t;
 
 typedef struct {
     int ms_retval;

@@ -87,10 +87,15 @@ class CommitOp:
 
 @dataclass(frozen=True)
 class AuditOp:
+    """An audit entry; with prev, only if entry seq - 1 is exactly prev (it chains on that one)."""
+
     seq: int
     entry: bytes
+    prev: bytes | None = None
 
     def apply(self, tx: Any) -> None:
+        if self.prev is not None and (self.seq < 2 or tx.entry("audit", self.seq - 1) != self.prev):
+            raise StoreConflict(f"audit seq {self.seq} follows an entry that is not stored")
         if not tx.append("audit", self.seq, self.entry):
             raise StoreConflict(f"audit seq {self.seq} is not the next")
 
@@ -227,10 +232,11 @@ class BaseStore:
         """Append audit entry seq (must be the last + 1, else StoreConflict)."""
         self.committer.wait(self.audit_enqueue(seq, entry))
 
-    def audit_enqueue(self, seq: int, entry: bytes) -> Ticket:
-        """Queue an audit append (ordered after everything queued before it); audit_wait() settles it."""
+    def audit_enqueue(self, seq: int, entry: bytes, prev: bytes | None = None) -> Ticket:
+        """Queue an audit append (ordered after everything queued before it; with prev, only after
+        exactly that entry); audit_wait() settles it."""
         check_seq(seq)
-        return self.committer.enqueue(AuditOp(seq, bytes(entry)))
+        return self.committer.enqueue(AuditOp(seq, bytes(entry), None if prev is None else bytes(prev)))
 
     def audit_wait(self, ticket: Ticket) -> None:
         self.committer.wait(ticket)
