@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import threading
 
+from kms.attestation.collateral import Collateral
 from kms.errors import KmsError
 
 LIBRARY = "libsgx_dcap_ql.so.1"
@@ -112,6 +113,11 @@ class DcapQuotingEnclave:
         with self._lock:
             self._check(self._target_info(buf), "sgx_qe_get_target_info")
         return bytes(buf)
+
+    def collateral(self, quote: bytes) -> Collateral:
+        """Not wired yet: the join needs the quote's collateral from the platform's PCCS (docs/cluster.md)."""
+        raise QuotingCertificationError("quoting = dcap: the attested join needs the quote's collateral from a "
+                                        "PCCS, which this host does not fetch yet (docs/cluster.md)")
 
     def quote(self, report: bytes) -> bytes:
         """The ECDSA quote of a 432-byte REPORT targeted at this QE; checked to carry that REPORT's body."""
