@@ -86,7 +86,7 @@ static int tcb_of(const SGX_ENTRIES *e, kms_pck_tcb *out)
     SGX_ENTRIES *tcb = entries_of(ASN1_STRING_get0_data(t->value.sequence), ASN1_STRING_length(t->value.sequence));
     int ok = tcb != NULL;
     uint64_t v = 0;
-    char name[8];
+    char name[16];
     for (int i = 1; ok && i <= 16; i++) {
         snprintf(name, sizeof name, "2.%d", i);
         ok = uint_at_most(tcb, name, 255, &v);

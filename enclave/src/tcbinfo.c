@@ -134,7 +134,7 @@ static int components(const json_t *tcb, json_int_t version, uint8_t out[16])
 {
     const json_t *list = json_object_get(tcb, "sgxtcbcomponents");
     json_int_t v = 0;
-    char key[24];
+    char key[32];
     if (version == 3 && (!json_is_array(list) || json_array_size(list) != 16)) return 0;
     for (int i = 0; i < 16; i++) {
         snprintf(key, sizeof key, "sgxtcbcomp%02dsvn", i + 1);
