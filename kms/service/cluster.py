@@ -1,11 +1,12 @@
 """The host's side of the cluster (docs/cluster.md): relaying joins through the shared store.
 
 Every `cluster_poll_s` a replica looks at the join board. Without a domain key, and with a domain in the
-store, it asks to join (its enclave's join key, quoted by its QE, with the quote's collateral) and, once a grant is posted for it, hands
-the grant to its enclave, which checks the sponsor and seals the key on this node. With a domain key it is
-a sponsor: it hands each posted request to its enclave, which verifies the joiner and records it, and posts
-the grant the enclave makes once an admin (or the auto-join policy) approved the joiner. The host decides
-nothing: both enclaves check everything the other wrote.
+store, it asks to join (its enclave's join key, quoted by its QE, with the quote's collateral) and, once a
+grant is posted for it, hands the grant to its enclave, which checks the sponsor and seals the key on this
+node. With a domain key it is a sponsor: it hands each posted request to its enclave, which verifies the
+joiner and records it, and posts the grant the enclave makes once an admin (or the auto-join policy)
+approved the joiner, with its own quote's collateral. The host decides nothing: both enclaves check
+everything the other wrote, collateral included.
 """
 
 from __future__ import annotations

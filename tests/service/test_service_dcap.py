@@ -84,6 +84,12 @@ def test_a_quote_without_this_report_is_refused(qe: DcapQuotingEnclave, fake: Pa
         qe.quote(REPORT)
 
 
+def test_the_join_collateral_is_not_fetched_yet_and_fails_closed(qe: DcapQuotingEnclave) -> None:
+    """A DCAP host cannot join or sponsor until it fetches collateral from a PCCS: a typed error, no guess."""
+    with pytest.raises(QuotingCertificationError, match="needs the quote's collateral from a PCCS"):
+        qe.collateral(b"any quote")
+
+
 def test_a_report_of_the_wrong_size_never_reaches_the_library(qe: DcapQuotingEnclave, fake: Path) -> None:
     _set(fake, quote=0xE001)  # a call that reached the library would fail differently
     with pytest.raises(QuotingError, match="a REPORT is 432 bytes, not 431") as info:
