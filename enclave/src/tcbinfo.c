@@ -32,7 +32,7 @@ static json_t *load(const uint8_t *body, size_t len)
     size_t seed = 0;
     json_error_t e;
     if (body == NULL || len == 0 || len > KMS_TCB_BODY_MAX) return NULL;
-    while (seed == 0)
+    while ((uint32_t)seed == 0) /* jansson keeps 32 bits, and takes 0 as "read /dev/urandom yourself" */
         if (kms_random((uint8_t *)&seed, sizeof seed) != KMS_OK) return NULL;
     json_object_seed(seed);
     json_t *doc = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &e);
