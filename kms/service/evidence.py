@@ -37,8 +37,9 @@ class QuotingMismatch(KmsError):
     """The quoting enclave and the enclave's CPU are not of the same kind (simulated vs SGX hardware)."""
 
 
-def open_quoting_enclave(quoting: str, data_dir: Path) -> QuotingEnclave:
-    """The quoting enclave the `quoting` setting names; raises a typed error when it cannot be used."""
+def open_quoting_enclave(quoting: str, data_dir: Path, collateral_url: str = "") -> QuotingEnclave:
+    """The quoting enclave the `quoting` setting names; raises a typed error when it cannot be used.
+    `collateral_url`: the platform's PCCS, where `dcap` fetches its quotes' collateral for the join."""
     if quoting == "simulated":
         from kms.sim.qe import SimQuotingEnclave
 
@@ -46,7 +47,7 @@ def open_quoting_enclave(quoting: str, data_dir: Path) -> QuotingEnclave:
     if quoting == "dcap":
         from kms.service.dcap import DcapQuotingEnclave
 
-        return DcapQuotingEnclave()
+        return DcapQuotingEnclave(collateral_url=collateral_url)
     raise ValueError(f"quoting: {quoting!r} is not simulated or dcap")
 
 
