@@ -24,8 +24,10 @@ NANOPB_RUNTIME_VERSION := $(shell sed -n 's/^\#define NANOPB_VERSION "\(.*\)"/\1
 MULTIARCH   := $(shell $(CC) -print-multiarch)
 NANOPB_LIB  ?= /usr/lib/$(MULTIARCH)/libprotobuf-nanopb.a
 GFSHARE_LIB ?= /usr/lib/$(MULTIARCH)/libgfshare.a
+# Debian's jansson parses the join's TCB Info and QE Identity JSON (enclave/src/tcbinfo.c).
+JANSSON_LIB ?= /usr/lib/$(MULTIARCH)/libjansson.a
 # Static libraries linked into the enclave image (as an SGX build would link them).
-ENCLAVE_STATIC_LIBS := $(NANOPB_LIB) $(GFSHARE_LIB)
+ENCLAVE_STATIC_LIBS := $(NANOPB_LIB) $(GFSHARE_LIB) $(JANSSON_LIB)
 # The image carries its own OpenSSL (as SGX-SSL does) and its own allocator (Debian's jemalloc,
 # serving the heap range of ELRANGE: enclave/platform/sim/heap_sim.c); no host code shares them.
 OPENSSL_STATIC_LIBS ?= /usr/lib/$(MULTIARCH)/libssl.a /usr/lib/$(MULTIARCH)/libcrypto.a
@@ -58,7 +60,7 @@ LDHARDEN    := -Wl,-z,relro,-z,now,-z,noexecstack,-z,separate-code,-z,defs
 
 # Trusted enclave sources (ecall → dispatch → handlers → keystore/seal/crypto → util/platform).
 ENCLAVE_PLATFORM_SRCS := enclave/platform/sim/platform_sim.c enclave/platform/sim/elrange_sim.c \
-                         enclave/platform/sim/heap_sim.c
+                         enclave/platform/sim/heap_sim.c enclave/platform/sim/stdin_sim.c
 ENCLAVE_SRCS := $(sort $(wildcard enclave/src/*.c)) $(ENCLAVE_PLATFORM_SRCS)
 CRYPTO_SRCS  := $(sort $(wildcard enclave/src/crypto*.c))
 SIMCPU_SRCS  := $(sort $(wildcard enclave/platform/sim/simcpu*.c))

@@ -72,7 +72,9 @@ class Settings:
     reflection: bool = field(default=False, metadata=_meta("serve gRPC reflection (advertises the API surface)"))
     sim_pccs: bool = field(default=True, metadata=_meta("start the simulated PCCS and advertise its URL"))
     sim_pccs_listen: str = field(default="127.0.0.1:0", metadata=_meta("simulated PCCS address (loopback only)"))
-    collateral_url: str = field(default="", metadata=_meta("PCCS URL advertised in GetEvidence (overrides sim_pccs)"))
+    collateral_url: str = field(default="", metadata=_meta(
+        "PCCS URL advertised in GetEvidence (overrides sim_pccs); with quoting = dcap also where the join's collateral "
+        "is fetched"))
     quoting: str = field(default="simulated", metadata=_meta(
         "quoting enclave: simulated (the simulated platform's QE) or dcap (the platform's QE3 through Intel's "
         "DCAP quote library, libsgx_dcap_ql.so.1; SGX hardware only)"))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -56,6 +58,31 @@ def fake_quote() -> bytes:
     """A quote v3 of the minimum shape (header, report body at 48, empty signature data)."""
     header = (3).to_bytes(2, "little") + (2).to_bytes(2, "little") + bytes(44)
     return header + bytes(384) + (588).to_bytes(4, "little") + bytes(588)
+
+
+def join_seeds() -> dict[str, pb.Request]:
+    """The join's messages with a quote of a throw-away simulated platform (a REPORT of zeros, quoted without
+    its MAC check) and that platform's real-format collateral: the enclave verifies the chain and the
+    signatures, then parses every collateral piece (CRLs, chains, TCB Info and QE Identity JSON)."""
+    from kms.service.evidence import quote_collateral
+    from kms.sim import SimPlatform
+    from kms.sim.qe import SimQuotingEnclave
+
+    class Unchecked(SimQuotingEnclave):
+        def verify_report(self, report: bytes) -> None:
+            pass
+
+    with tempfile.TemporaryDirectory() as tmp:
+        qe = Unchecked(SimPlatform(tmp))
+        quote = qe.quote(bytes(432))
+        collateral = quote_collateral(qe.collateral(quote))
+    admit = pb.ReplicaAdmitRequest(quote=quote, join_public_key=bytes(32), name="fuzz", qe_target_info=bytes(512),
+                                   collateral=collateral)
+    grant = pb.ReplicaGrant(domain_id=bytes(16), sponsor_public_key=bytes(32), wrapped_domain_key=bytes(48),
+                            sponsor_head=pb.StateHead(seq=1, hash=bytes(32)), sponsor_quote=quote,
+                            joiner_public_key=bytes(32), sponsor_collateral=collateral)
+    return {"replica_admit": pb.Request(replica_admit=admit), "replica_join_complete": pb.Request(
+        replica_join_complete=grant)}
 
 
 def requests() -> dict[str, pb.Request]:
@@ -127,6 +154,7 @@ def requests() -> dict[str, pb.Request]:
         ),
         "list_principals": pb.Request(list_principals=pb.ListPrincipalsRequest()),
     }
+    r |= join_seeds()
     for spec, usage in [(pb.SYMMETRIC_DEFAULT, pb.ENCRYPT_DECRYPT), (pb.HMAC_SHA_512, pb.GENERATE_VERIFY_MAC),
                         (pb.ECC_NIST_P384, pb.SIGN_VERIFY), (pb.ED25519, pb.SIGN_VERIFY),
                         (pb.X25519, pb.KEY_AGREEMENT)]:
@@ -143,6 +171,8 @@ def requests() -> dict[str, pb.Request]:
         req.version = pb.BOUNDARY_VERSION_1
         req.request_id = i
         req.host_time = 1_700_000_000
+    for name in ("replica_admit", "replica_join_complete"):  # when the throw-away platform's PKI is valid
+        r[name].host_time = int(time.time())
     return r
 
 

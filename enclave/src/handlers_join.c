@@ -135,7 +135,7 @@ kms_err_t kms_handle_replica_admit(kms_ctx *ctx, const Request *req, Response *r
     ReplicaPolicy policy;
     Replica candidate;
     if (q->join_public_key.size != 32 || q->qe_target_info.size != 512) return KMS_ERR_INVALID_ARGUMENT;
-    KMS_RETURN_IF_ERR(kms_quote_verify(q->quote.bytes, q->quote.size, ctx->now, &info));
+    KMS_RETURN_IF_ERR(kms_quote_verify(q->quote.bytes, q->quote.size, q->has_collateral ? &q->collateral : NULL, ctx->now, &info));
     KMS_RETURN_IF_ERR(kms_replicas_policy(&policy));
     KMS_RETURN_IF_ERR(kms_replicas_check_peer(&info, &policy, k_join_label, q->join_public_key.bytes, 32));
     candidate_of(&info, q, ctx->now, &candidate);
@@ -177,7 +177,8 @@ static kms_err_t open_grant(kms_ctx *ctx, const ReplicaGrant *g, kms_quote_info 
         return KMS_ERR_INVALID_ARGUMENT;
     KMS_RETURN_IF_ERR(kms_replica_self(own, NULL, &join));
     kms_err_t err = memcmp(own, g->joiner_public_key.bytes, 32) == 0 ? KMS_OK : KMS_ERR_PEER_MISMATCH;
-    if (err == KMS_OK) err = kms_quote_verify(g->sponsor_quote.bytes, g->sponsor_quote.size, ctx->now, sponsor);
+    if (err == KMS_OK) err = kms_quote_verify(g->sponsor_quote.bytes, g->sponsor_quote.size,
+                                            g->has_sponsor_collateral ? &g->sponsor_collateral : NULL, ctx->now, sponsor);
     if (err == KMS_OK) err = kms_replicas_check_peer(sponsor, NULL, k_grant_label, buf, grant_binding(g, buf));
     if (err == KMS_OK) err = wrap_key(join, g->sponsor_public_key.bytes, g->sponsor_public_key.bytes, own, key);
     if (err == KMS_OK && kms_aes_gcm_open(key, 32, k_zero_nonce, sizeof k_zero_nonce, g->domain_id.bytes,

@@ -1,16 +1,16 @@
 /*
  * quote.c - DCAP quote v3 verification (reference/dcap-ratls.md §1.3, §2.3 steps 1, 3, 7, 8, 10) with
- * OpenSSL's X509 chain verification and the project's ECDSA verify; the policy is the caller's.
+ * OpenSSL's X509 chain verification and the project's ECDSA verify, then the quote's collateral
+ * (collateral.c: steps 4-6, 9, 11, 12); the policy is the caller's.
  */
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include "collateral.h"
 #include "crypto.h"
 #include "quote.h"
 
@@ -64,36 +64,28 @@ static kms_err_t cert_point(X509 *cert, uint8_t out[KMS_QUOTE_ROOT_LEN])
     return KMS_OK;
 }
 
-/* Leaf, intermediate and root (PEM, in that order, nothing else but an optional NUL) verified as a
- * chain to the root at time now; the leaf's key and the root's point are returned. */
-static kms_err_t verify_chain(const uint8_t *pem, size_t len, int64_t now, EVP_PKEY **leaf_key,
+/* Leaf, intermediate and root (PEM, in that order) verified as a chain to the root at time now; certs
+ * (the caller frees them, also on failure) and the root's point out. */
+static kms_err_t verify_chain(const uint8_t *pem, size_t len, int64_t now, X509 *certs[3],
                               uint8_t root_point[KMS_QUOTE_ROOT_LEN])
 {
-    X509 *certs[3] = {NULL, NULL, NULL};
     X509_STORE *store = X509_STORE_new();
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     STACK_OF(X509) *untrusted = sk_X509_new_null();
-    BIO *bio = len > 0 && len <= MAX_CERT_DATA ? BIO_new_mem_buf(pem, (int)len) : NULL;
     kms_err_t err = KMS_ERR_PEER_MISMATCH;
-    if (bio == NULL || store == NULL || ctx == NULL || untrusted == NULL) goto done;
-    for (int i = 0; i < 3; i++)
-        if ((certs[i] = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) goto done;
-    char rest = 0;
-    if (BIO_read(bio, &rest, 1) > 0 && (rest != '\0' && rest != '\n')) goto done; /* nothing after the root */
+    if (store == NULL || ctx == NULL || untrusted == NULL || len > MAX_CERT_DATA) goto done;
+    KMS_GOTO_IF_ERR(err, kms_pem_certs(pem, len, certs, 3), done);
+    err = KMS_ERR_PEER_MISMATCH;
     if (X509_STORE_add_cert(store, certs[2]) != 1 || sk_X509_push(untrusted, certs[1]) <= 0) goto done;
     if (X509_STORE_CTX_init(ctx, store, certs[0], untrusted) != 1) goto done;
     X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), (time_t)now);
     if (X509_verify_cert(ctx) != 1 || sk_X509_num(X509_STORE_CTX_get0_chain(ctx)) != 3) goto done;
     if (X509_check_issued(certs[2], certs[2]) != X509_V_OK) goto done; /* the root is self-issued */
-    KMS_GOTO_IF_ERR(err, cert_point(certs[2], root_point), done);
-    err = KMS_ERR_PEER_MISMATCH;
-    if ((*leaf_key = X509_get_pubkey(certs[0])) != NULL) err = KMS_OK;
+    err = cert_point(certs[2], root_point);
 done:
-    for (int i = 0; i < 3; i++) X509_free(certs[i]);
     sk_X509_free(untrusted);
     X509_STORE_CTX_free(ctx);
     X509_STORE_free(store);
-    BIO_free(bio);
     ERR_clear_error();
     return err;
 }
@@ -113,25 +105,31 @@ static kms_err_t check_layout(const uint8_t *q, size_t len, size_t *auth_len, si
     return KMS_OK;
 }
 
-kms_err_t kms_quote_verify(const uint8_t *quote, size_t len, int64_t now, kms_quote_info *out)
+kms_err_t kms_quote_verify(const uint8_t *quote, size_t len, const QuoteCollateral *collateral, int64_t now,
+                           kms_quote_info *out)
 {
     size_t auth_len = 0, cert_off = 0, cert_len = 0;
-    EVP_PKEY *pck = NULL, *att = NULL;
+    X509 *certs[3] = {NULL, NULL, NULL};
+    EVP_PKEY *att = NULL;
     uint8_t hashed[64 + 64], digest[32];
     KMS_RETURN_IF_ERR(check_layout(quote, len, &auth_len, &cert_off, &cert_len));
-    kms_err_t err = verify_chain(quote + cert_off, cert_len, now, &pck, out->root);
-    if (err == KMS_OK) err = verify_p1363(pck, quote + Q_QE_REPORT, KMS_QUOTE_BODY_LEN, quote + Q_QE_SIG);
+    kms_err_t err = verify_chain(quote + cert_off, cert_len, now, certs, out->root);
+    EVP_PKEY *pck = err == KMS_OK ? X509_get0_pubkey(certs[0]) : NULL;
+    if (err == KMS_OK) err = pck != NULL ? verify_p1363(pck, quote + Q_QE_REPORT, KMS_QUOTE_BODY_LEN, quote + Q_QE_SIG)
+                                         : KMS_ERR_PEER_MISMATCH;
     memcpy(hashed, quote + Q_ATT_KEY, 64); /* QE REPORTDATA = SHA-256(attestation key || QE auth data) || ... */
     memcpy(hashed + 64, quote + Q_AUTH_LEN + 2, auth_len);
     if (err == KMS_OK) err = kms_sha256(hashed, 64 + auth_len, digest);
     if (err == KMS_OK && memcmp(digest, quote + Q_QE_REPORT + 320, 32) != 0) err = KMS_ERR_PEER_MISMATCH;
     if (err == KMS_OK) err = p256_key(quote + Q_ATT_KEY, &att) == KMS_OK ? KMS_OK : KMS_ERR_PEER_MISMATCH;
     if (err == KMS_OK) err = verify_p1363(att, quote, Q_SIGNED, quote + Q_ISV_SIG);
+    kms_pck_chain chain = {certs[0], certs[1], certs[2]};
+    if (err == KMS_OK) err = kms_collateral_check(&chain, quote + Q_QE_REPORT, collateral, now, &out->tcb_status);
     if (err == KMS_OK) {
         memcpy(out->body, quote + Q_HEADER, KMS_QUOTE_BODY_LEN);
         memcpy(out->qe_mrsigner, quote + Q_QE_REPORT + 128, 32);
     }
-    EVP_PKEY_free(pck);
+    for (int i = 0; i < 3; i++) X509_free(certs[i]);
     EVP_PKEY_free(att);
     return err;
 }

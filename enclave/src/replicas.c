@@ -237,7 +237,8 @@ kms_err_t kms_replicas_check_peer(const kms_quote_info *info, const ReplicaPolic
     memcpy(buf + label_len, bound, bound_len);
     KMS_RETURN_IF_ERR(kms_sha256(buf, label_len + bound_len, rd));
     if (CRYPTO_memcmp(rd, b + 320, 64) != 0) return KMS_ERR_PEER_MISMATCH;
-    if (policy != NULL && ((uint16_t)(b[258] | (b[259] << 8)) < policy->min_isv_svn || !trusted_root(info->root, policy)))
+    if (policy != NULL && ((uint16_t)(b[258] | (b[259] << 8)) < policy->min_isv_svn || !trusted_root(info->root, policy) ||
+                           (info->tcb_status & policy->allowed_tcb_statuses) == 0))
         return KMS_ERR_PEER_MISMATCH;
     return KMS_OK;
 }

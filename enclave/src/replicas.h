@@ -60,8 +60,9 @@ kms_err_t kms_replicas_status(const uint8_t id[KMS_REPLICA_ID_LEN], ReplicaStatu
 
 /*
  * A peer enclave's verified quote against this enclave and a policy: our MRSIGNER and ISVPRODID, no
- * DEBUG, ISVSVN >= min_isv_svn (policy NULL: skipped, and the root too), a root that is Intel's or one
- * of the policy's extra roots, and REPORTDATA = SHA-256(label || bound) || 0^32.
+ * DEBUG, ISVSVN >= min_isv_svn (policy NULL: skipped, and the root and TCB status too), a root that is
+ * Intel's or one of the policy's extra roots, a TCB status (from the verified collateral) among the
+ * policy's allowed_tcb_statuses, and REPORTDATA = SHA-256(label || bound) || 0^32.
  * KMS_ERR_PERMISSION_DENIED (signer, product, debug), KMS_ERR_PEER_MISMATCH (the rest).
  */
 kms_err_t kms_replicas_check_peer(const kms_quote_info *info, const ReplicaPolicy *policy, const char *label,

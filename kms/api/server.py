@@ -138,7 +138,7 @@ class KmsServer:
         store = await asyncio.to_thread(open_store, s, observer=metrics.observe_store_write)
         _log.info("record store", backend=type(store).__name__, group_commit=s.store_group_commit)
         stack.callback(store.close)
-        qe = open_quoting_enclave(s.quoting, s.data_dir)  # before the enclave: a missing library fails fast
+        qe = open_quoting_enclave(s.quoting, s.data_dir, s.collateral_url)  # before the enclave: fails fast
         _log.info("quoting enclave", quoting=s.quoting, simulated=qe.simulated)
         enclave = await asyncio.to_thread(open_enclave, s.data_dir, store, qe, tcs=s.enclave_tcs,
                                           heap_size=s.enclave_heap_mib << 20, stack_size=s.enclave_stack_kib << 10)

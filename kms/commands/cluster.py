@@ -34,7 +34,9 @@ def register(groups: argparse._SubParsersAction, parent: argparse.ArgumentParser
     policy.add_argument("--min-isv-svn", type=checked(uint16), metavar="N",
                         help="lowest ISVSVN a replica may have (0..65535)")
     policy.add_argument("--tcb-status", action="append", choices=sorted(TCB_STATUSES), metavar="STATUS",
-                        help=f"an allowed TCB status (repeat; one of {', '.join(TCB_STATUSES)}; default UpToDate)")
+                        help="an allowed TCB status of a joining replica's platform, which each enclave evaluates "
+                             "from the quote's signed collateral (TCB Info, QE Identity), never from its host "
+                             f"(repeat; one of {', '.join(TCB_STATUSES)}; at init UpToDate; Revoked never joins)")
     policy.add_argument("--auto-join", action=argparse.BooleanOptionalAction, default=None,
                         help="approve a joining replica that meets the policy without an admin")
     policy.add_argument("--trust-root-insecure", action="append", metavar="PEM",

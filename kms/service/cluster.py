@@ -1,11 +1,12 @@
 """The host's side of the cluster (docs/cluster.md): relaying joins through the shared store.
 
 Every `cluster_poll_s` a replica looks at the join board. Without a domain key, and with a domain in the
-store, it asks to join (its enclave's join key, quoted by its QE) and, once a grant is posted for it, hands
-the grant to its enclave, which checks the sponsor and seals the key on this node. With a domain key it is
-a sponsor: it hands each posted request to its enclave, which verifies the joiner and records it, and posts
-the grant the enclave makes once an admin (or the auto-join policy) approved the joiner. The host decides
-nothing: both enclaves check everything the other wrote.
+store, it asks to join (its enclave's join key, quoted by its QE, with the quote's collateral) and, once a
+grant is posted for it, hands the grant to its enclave, which checks the sponsor and seals the key on this
+node. With a domain key it is a sponsor: it hands each posted request to its enclave, which verifies the
+joiner and records it, and posts the grant the enclave makes once an admin (or the auto-join policy)
+approved the joiner, with its own quote's collateral. The host decides nothing: both enclaves check
+everything the other wrote, collateral included.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from kms.errors import KmsError, ReplicaNotApproved
 from kms.log import get_logger
 from kms.proto.enclave.v1 import boundary_pb2 as pb
-from kms.service.evidence import QuotingEnclave
+from kms.service.evidence import QuotingEnclave, quote_collateral
 from kms.service.joins import JoinBoard
 from kms.service.relay import Relay
 
@@ -71,7 +72,9 @@ class Replication:
             r = (await self._call(pb.Request(replica_join=pb.ReplicaJoinRequest(
                 qe_target_info=self.qe.target_info())))).replica_join
             quote = await asyncio.to_thread(self.qe.quote, r.report)
-            request = pb.ReplicaAdmitRequest(quote=quote, join_public_key=r.join_public_key, name=self.name)
+            collateral = quote_collateral(await asyncio.to_thread(self.qe.collateral, quote))
+            request = pb.ReplicaAdmitRequest(quote=quote, join_public_key=r.join_public_key, name=self.name,
+                                             collateral=collateral)
             await asyncio.to_thread(self.board.post, r.replica_id, request.SerializeToString())
             self._posted = bytes(r.replica_id)
             _log.info("asked to join the domain: an admin approves it with `kms cluster approve`",
@@ -106,6 +109,8 @@ class Replication:
                 self._note(replica_id, "pending", "a replica asks to join: `kms cluster approve` it")
                 continue
             r.grant.sponsor_quote = await asyncio.to_thread(self.qe.quote, r.report)
+            collateral = await asyncio.to_thread(self.qe.collateral, r.grant.sponsor_quote)
+            r.grant.sponsor_collateral.CopyFrom(quote_collateral(collateral))
             await asyncio.to_thread(self.board.grant, replica_id, r.grant.SerializeToString())
             self._note(replica_id, "granted", "the domain key was granted to an approved replica")
 

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from datetime import UTC, datetime
 
+from kms.attestation.collateral import Collateral
+from kms.attestation.errors import AttestationError
+from kms.attestation.pccs import PccsClient
+from kms.attestation.pck import pck_ca_of, sgx_extension
+from kms.attestation.quote import parse_quote
 from kms.errors import KmsError
 
 LIBRARY = "libsgx_dcap_ql.so.1"
@@ -83,7 +89,7 @@ class DcapQuotingEnclave:
 
     simulated = False
 
-    def __init__(self, library: str = LIBRARY) -> None:
+    def __init__(self, library: str = LIBRARY, *, collateral_url: str = "") -> None:
         try:
             lib = ctypes.CDLL(library)
         except OSError as exc:
@@ -99,6 +105,8 @@ class DcapQuotingEnclave:
             fn.argtypes, fn.restype = argtypes, ctypes.c_uint32
         self._target_info, self._quote_size, self._quote = functions
         self.library = library
+        self.collateral_url = collateral_url
+        self._pccs: PccsClient | None = None
         self._lock = threading.Lock()
 
     @staticmethod
@@ -112,6 +120,26 @@ class DcapQuotingEnclave:
         with self._lock:
             self._check(self._target_info(buf), "sgx_qe_get_target_info")
         return bytes(buf)
+
+    def collateral(self, quote: bytes) -> Collateral:
+        """The collateral of a quote this QE made, from the platform's PCCS (`collateral_url`), cached until its
+        earliest nextUpdate; for the attested join, whose peer verifies it inside (docs/cluster.md)."""
+        if not self.collateral_url:
+            raise QuotingCertificationError("quoting = dcap: the attested join sends the quote's collateral: set "
+                                            "collateral_url to the platform's PCCS")
+        try:
+            chain = parse_quote(quote).embedded_pck_chain()
+            if not chain:
+                raise QuotingCertificationError("the quote carries no PCK certificate (certification data type 5)")
+            ca = pck_ca_of(chain[0])
+            fmspc = sgx_extension(chain[0], ca).fmspc
+            with self._lock:
+                if self._pccs is None:
+                    self._pccs = PccsClient(self.collateral_url)
+                return self._pccs.collateral_for(fmspc, ca, at=datetime.now(UTC))
+        except (AttestationError, ValueError) as exc:
+            raise QuotingCertificationError(f"quoting = dcap: no collateral for the quote from {self.collateral_url}: "
+                                            f"{exc}") from exc
 
     def quote(self, report: bytes) -> bytes:
         """The ECDSA quote of a 432-byte REPORT targeted at this QE; checked to carry that REPORT's body."""

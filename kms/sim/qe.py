@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import algorithms
 
+from kms.attestation.collateral import Collateral
 from kms.sim.errors import ReportError, ReportMacError, RootSecretError
 from kms.sim.pki import cert_pem, raw_public_key, raw_signature
 from kms.sim.platform import SimPlatform
@@ -125,6 +126,12 @@ class SimQuotingEnclave:
         struct.pack_into("<HH", body, 256, QE_ISVPRODID, self.platform.qe_isvsvn())
         body[320:352] = hashlib.sha256(attestation_key + QE_AUTH_DATA).digest()
         return bytes(body)
+
+    def collateral(self, quote: bytes) -> Collateral:
+        """Fresh collateral of this platform (as its PCCS would serve it) for a quote it made."""
+        from kms.sim.collateral import build_collateral  # kms.sim.collateral imports this module
+
+        return build_collateral(self.platform).to_collateral()
 
     def quote(self, report: bytes) -> bytes:
         """Verify the REPORT, then emit an ECDSA quote v3 with certification data type 5 (reference §1.3)."""

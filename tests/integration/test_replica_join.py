@@ -17,7 +17,7 @@ from kms.client.channel import SessionChannel
 from kms.client.credentials import Credentials
 from kms.enclave.bridge import Enclave, MemoryStore
 from kms.proto.enclave.v1 import boundary_pb2 as pb
-from kms.service.evidence import install_evidence
+from kms.service.evidence import install_evidence, quote_collateral
 from kms.sim import SimPlatform
 from kms.sim.qe import SimQuotingEnclave
 from tests.auditor import auditor_public
@@ -73,14 +73,17 @@ class Node:
     def join_request(self, sponsor: Node, name: str = "node-b") -> pb.ReplicaAdmitRequest:
         """What the joiner's host posts: its enclave's join key, quoted by its QE."""
         r = self.call(replica_join=pb.ReplicaJoinRequest(qe_target_info=self.qe.target_info())).replica_join
-        return pb.ReplicaAdmitRequest(quote=self.qe.quote(r.report), join_public_key=r.join_public_key, name=name,
-                                      qe_target_info=sponsor.qe.target_info())
+        quote = self.qe.quote(r.report)
+        return pb.ReplicaAdmitRequest(quote=quote, join_public_key=r.join_public_key, name=name,
+                                      qe_target_info=sponsor.qe.target_info(),
+                                      collateral=quote_collateral(self.qe.collateral(quote)))
 
     def admit(self, request: pb.ReplicaAdmitRequest) -> pb.ReplicaAdmitResponse:
         """The sponsor's host: admit, and have the grant's report quoted."""
         r = self.call(replica_admit=request).replica_admit
         if r.status == pb.REPLICA_APPROVED:
             r.grant.sponsor_quote = self.qe.quote(r.report)
+            r.grant.sponsor_collateral.CopyFrom(quote_collateral(self.qe.collateral(r.grant.sponsor_quote)))
         return r
 
 

@@ -5,6 +5,7 @@ closed when the library or one of its symbols is missing."""
 from __future__ import annotations
 
 import ctypes
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from kms.service.dcap import (
     QuotingUnavailable,
 )
 from kms.service.evidence import open_quoting_enclave
+from kms.sim import SimPlatform
+from kms.sim.pccs import PccsServer
+from kms.sim.qe import SimQuotingEnclave
 from tests.service.fake_dcap import build_fake_dcap
 
 REPORT = bytes((i * 13 + 5) % 256 for i in range(432))
@@ -82,6 +86,28 @@ def test_a_quote_without_this_report_is_refused(qe: DcapQuotingEnclave, fake: Pa
     _set(fake, quote_size=470)  # too short for the fake to copy the REPORT in
     with pytest.raises(QuotingError, match="does not carry this enclave's REPORT"):
         qe.quote(REPORT)
+
+
+def test_the_join_collateral_comes_from_the_pccs(fake: Path, tmp_path: Path) -> None:
+    """The join's collateral for a quote: fetched from `collateral_url` for the quote's FMSPC and PCK CA (here
+    the simulated PCCS and a quote of its platform); without a URL, or from a PCCS that fails, a typed error."""
+    platform = SimPlatform(tmp_path / "node")
+
+    class Unchecked(SimQuotingEnclave):  # a quote of this platform without a running enclave's REPORT
+        def verify_report(self, report: bytes) -> None:
+            pass
+
+    quote = Unchecked(platform).quote(bytes(432))
+    with pytest.raises(QuotingCertificationError, match="set collateral_url"):
+        DcapQuotingEnclave(str(fake)).collateral(quote)
+    with PccsServer(platform) as pccs:
+        got = DcapQuotingEnclave(str(fake), collateral_url=pccs.url).collateral(quote)
+        with pytest.raises(QuotingCertificationError, match="no collateral for the quote"):
+            DcapQuotingEnclave(str(fake), collateral_url=pccs.url).collateral(quote[:600])
+    assert json.loads(got.tcb_info.body)["fmspc"] == platform.fmspc.hex().upper()
+    assert got.pck_crl.issuer == platform.cas[platform.pck_ca()].subject
+    with pytest.raises(QuotingCertificationError, match="no collateral for the quote"):  # the PCCS is gone
+        DcapQuotingEnclave(str(fake), collateral_url=pccs.url).collateral(quote)
 
 
 def test_a_report_of_the_wrong_size_never_reaches_the_library(qe: DcapQuotingEnclave, fake: Path) -> None:
