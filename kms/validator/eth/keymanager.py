@@ -1,0 +1,165 @@
+"""The keymanager API's keystores routes (GET|POST|DELETE /eth/v1/keystores), behind a bearer token read from a
+file. Import: the EIP-3076 interchange (when sent) first, then each EIP-2335 keystore with its password, sent to
+the enclave only inside the attested session (it decrypts there). Delete: the key is disabled in the KMS (it can
+sign nothing more; an admin may destroy it later) and withdrawn here, then its history is exported.
+
+`remotekeys` is not served: it configures a validator client's own remote signers, and this process is the
+remote signer itself (docs/ethereum.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from typing import Any
+
+from aiohttp import web
+
+from kms import errors
+from kms.client.errors import ClientError
+from kms.log import get_logger
+from kms.validator.eth.convert import RequestError, hex_bytes
+from kms.validator.eth.signer import SIGNER_KEY, EthSigner
+
+_log = get_logger("kms.validator.eth")
+TOKEN_KEY: web.AppKey[str] = web.AppKey("keymanager_token", str)
+_FAILURES = (errors.KmsError, ClientError)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path.startswith("/eth/v1/"):
+        given = request.headers.get("Authorization", "")
+        if not given.startswith("Bearer "):
+            return _error(401, "a bearer token is required (Authorization: Bearer <token>)")
+        if not hmac.compare_digest(given[7:].strip().encode(), request.app[TOKEN_KEY].encode()):
+            return _error(403, "the bearer token is not this keymanager's")
+    return await handler(request)
+
+
+async def _json(request: web.Request) -> dict:
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RequestError("the body must be a JSON object")
+    return body
+
+
+def _list(signer: EthSigner) -> list[dict]:
+    return [{"validating_pubkey": "0x" + pub.hex(), "derivation_path": "", "readonly": False}
+            for pub in sorted(signer.refresh())]
+
+
+async def list_keystores(request: web.Request) -> web.Response:
+    try:
+        return web.json_response({"data": await asyncio.to_thread(_list, request.app[SIGNER_KEY])})
+    except _FAILURES as exc:
+        return _error(500, f"cannot list the keys: {exc}")
+
+
+def _import_one(signer: EthSigner, known: set[bytes], text: Any, password: Any) -> dict[str, str]:
+    try:
+        if not isinstance(text, str) or not isinstance(password, str):
+            raise RequestError("each keystore is a JSON string and each password a string")
+        try:
+            keystore = json.loads(text)
+        except ValueError as exc:
+            raise RequestError(f"the keystore is not JSON: {exc}") from None
+        if not isinstance(keystore, dict):
+            raise RequestError("the keystore is not a JSON object")
+        pubkey = hex_bytes("0x" + str(keystore.get("pubkey", "")).removeprefix("0x"), "keystore.pubkey", length=48)
+        if pubkey in known:
+            return {"status": "duplicate", "message": ""}
+        info = signer.client.eth_import_keystore(keystore, password)
+        key_id = getattr(info, "key_id", info)
+        if bytes(signer.client.eth_public_key(key_id)) != pubkey:
+            raise RequestError(f"the imported key {key_id}'s public key differs from the keystore's pubkey: "
+                               "do not use it")
+        known.add(pubkey)
+        _log.info("eth keymanager: keystore imported", pubkey="0x" + pubkey.hex(), key_id=key_id)
+        return {"status": "imported", "message": ""}
+    except (RequestError, *_FAILURES) as exc:
+        _log.warning("eth keymanager: keystore not imported", error=str(exc))
+        return {"status": "error", "message": str(exc)}
+
+
+def _import(signer: EthSigner, body: dict) -> list[dict[str, str]]:
+    keystores, passwords = body.get("keystores"), body.get("passwords")
+    if not isinstance(keystores, list) or not isinstance(passwords, list) or len(keystores) != len(passwords):
+        raise RequestError("keystores and passwords: two arrays of the same length")
+    unknown = set(body) - {"keystores", "passwords", "slashing_protection"}
+    if unknown:
+        raise RequestError(f"unknown field(s) {', '.join(sorted(unknown))}")
+    if body.get("slashing_protection") is not None:
+        try:
+            interchange = json.loads(body["slashing_protection"])
+        except (TypeError, ValueError) as exc:
+            raise RequestError(f"slashing_protection: not an EIP-3076 JSON string: {exc}") from None
+        signer.client.eth_slashing_import(interchange)  # before any key can sign; refused whole on error
+    known = set(signer.all_keys())
+    out = [_import_one(signer, known, k, p) for k, p in zip(keystores, passwords, strict=True)]
+    signer.refresh()
+    return out
+
+
+async def import_keystores(request: web.Request) -> web.Response:
+    try:
+        body = await _json(request)
+        return web.json_response({"data": await asyncio.to_thread(_import, request.app[SIGNER_KEY], body)})
+    except (RequestError, errors.InvalidRequest, errors.InvalidKey, errors.DoubleSignRefused) as exc:
+        return _error(400, str(exc))
+    except _FAILURES as exc:
+        return _error(500, f"import failed: {exc}")
+
+
+def _delete(signer: EthSigner, body: dict) -> dict[str, Any]:
+    pubkeys = body.get("pubkeys")
+    if not isinstance(pubkeys, list) or set(body) != {"pubkeys"}:
+        raise RequestError("the body is {\"pubkeys\": [...]}")
+    wanted = [hex_bytes(p, f"pubkeys[{i}]", length=48) for i, p in enumerate(pubkeys)]
+    keys, statuses, exported = signer.all_keys(), [], []
+    for pub in wanted:
+        info = keys.get(pub)
+        if info is None:
+            statuses.append({"status": "not_found", "message": ""})
+            continue
+        try:
+            if info.state == "ENABLED":
+                guard = signer.guard(pub, info.key_id)
+                with guard.lock:  # the signature in hand (if any) completes; none starts after
+                    signer.client.disable_key(info.key_id)
+                    signer.withdraw(pub)
+                statuses.append({"status": "deleted", "message": ""})
+            else:
+                statuses.append({"status": "not_active", "message": ""})
+            exported.append(info.key_id)
+            _log.warning("eth keymanager: key deleted (disabled in the KMS)", pubkey="0x" + pub.hex(),
+                         key_id=info.key_id)
+        except _FAILURES as exc:
+            statuses.append({"status": "error", "message": str(exc)})
+    interchange = signer.client.eth_slashing_export(exported)
+    return {"data": statuses, "slashing_protection": json.dumps(interchange)}
+
+
+async def delete_keystores(request: web.Request) -> web.Response:
+    try:
+        body = await _json(request)
+        return web.json_response(await asyncio.to_thread(_delete, request.app[SIGNER_KEY], body))
+    except RequestError as exc:
+        return _error(400, str(exc))
+    except _FAILURES as exc:
+        return _error(500, f"delete failed: {exc}")
+
+
+def add_routes(app: web.Application, token: str) -> None:
+    app[TOKEN_KEY] = token
+    app.middlewares.append(_auth)
+    app.router.add_get("/eth/v1/keystores", list_keystores)
+    app.router.add_post("/eth/v1/keystores", import_keystores)
+    app.router.add_delete("/eth/v1/keystores", delete_keystores)
