@@ -106,7 +106,8 @@ class FakeEthClient:
             raise errors.InvalidRequest("not an EIP-3076 interchange")
         self.calls.append(("import_interchange", None))
 
-    def eth_import_keystore(self, keystore: dict, password: str) -> KeyInfo:
+    def eth_import_keystore(self, keystore: dict, password: str, *, genesis_validators_root: bytes) -> KeyInfo:
+        assert len(genesis_validators_root) == 32
         if password != "right":
             raise errors.InvalidKey("wrong password")
         key_id = f"k{len(self.keys) + 1}"

@@ -10,6 +10,7 @@
     genesis_fork_version = "0x00000000"   # the network's, for VALIDATOR_REGISTRATION (mainnet 0x00000000)
     state_dir = "eth-state"    # the watermark files (two-sided guard), relative to this file
     keymanager_token_file = "keymanager.token"   # serves /eth/v1/keystores with this bearer token; omit: not served
+    genesis_validators_root = "0x4b36…"          # the chain imported keys sign for (required with the keymanager)
     metrics_listen = ""        # host:port for /metrics
     log_level = "info"
 """
@@ -25,7 +26,8 @@ from kms.config import ConfigError, parse_address
 from kms.validator.config import ValidatorConfigError, kms_argv
 from kms.validator.eth.ssz import PRESETS
 
-_ETH = {"listen", "listen_remote_insecure", "preset", "genesis_fork_version", "state_dir", "keymanager_token_file",
+_ETH = {"genesis_validators_root",
+        "listen", "listen_remote_insecure", "preset", "genesis_fork_version", "state_dir", "keymanager_token_file",
         "metrics_listen", "log_level"}
 MIN_TOKEN = 16
 
@@ -40,6 +42,7 @@ class EthConfig:
     genesis_fork_version: bytes = bytes(4)
     state_dir: Path = Path("eth-state")
     keymanager_token: str | None = None
+    genesis_validators_root: bytes = bytes(32)
     metrics_listen: str = ""
     log_level: str = "info"
 
@@ -92,6 +95,11 @@ def load(path: Path) -> EthConfig:
     if not isinstance(state_dir, str) or not state_dir:
         raise ValidatorConfigError("[eth] state_dir: expected a directory path (a non-empty string)")
     token_file = eth.get("keymanager_token_file")
+    gvr = str(eth.get("genesis_validators_root", ""))
+    if token_file is not None or gvr:
+        if len(gvr) != 66 or not gvr.startswith("0x") or gvr[2:].strip("0123456789abcdefABCDEF"):
+            raise ValidatorConfigError("[eth] genesis_validators_root: expected 0x and 64 hex digits (required with "
+                                       "keymanager_token_file: the chain imported keys sign for)")
     log_level = str(eth.get("log_level", "info"))
     if log_level not in ("debug", "info", "warning", "error"):
         raise ValidatorConfigError("[eth] log_level: debug, info, warning or error")
@@ -99,4 +107,4 @@ def load(path: Path) -> EthConfig:
                      listen_remote_insecure=remote, preset=preset, genesis_fork_version=bytes.fromhex(version[2:]),
                      state_dir=base / state_dir, keymanager_token=None if token_file is None else _token(
                          base / str(token_file)), metrics_listen=str(eth.get("metrics_listen", "")),
-                     log_level=log_level)
+                     log_level=log_level, genesis_validators_root=bytes.fromhex(gvr[2:]) if gvr else bytes(32))

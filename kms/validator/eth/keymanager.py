@@ -23,6 +23,7 @@ from kms.validator.eth.signer import SIGNER_KEY, EthSigner
 
 _log = get_logger("kms.validator.eth")
 TOKEN_KEY: web.AppKey[str] = web.AppKey("keymanager_token", str)
+GVR_KEY: web.AppKey[bytes] = web.AppKey("genesis_validators_root", bytes)
 _FAILURES = (errors.KmsError, ClientError)
 
 
@@ -63,7 +64,7 @@ async def list_keystores(request: web.Request) -> web.Response:
         return _error(500, f"cannot list the keys: {exc}")
 
 
-def _import_one(signer: EthSigner, known: set[bytes], text: Any, password: Any) -> dict[str, str]:
+def _import_one(signer: EthSigner, gvr: bytes, known: set[bytes], text: Any, password: Any) -> dict[str, str]:
     try:
         if not isinstance(text, str) or not isinstance(password, str):
             raise RequestError("each keystore is a JSON string and each password a string")
@@ -76,7 +77,7 @@ def _import_one(signer: EthSigner, known: set[bytes], text: Any, password: Any) 
         pubkey = hex_bytes("0x" + str(keystore.get("pubkey", "")).removeprefix("0x"), "keystore.pubkey", length=48)
         if pubkey in known:
             return {"status": "duplicate", "message": ""}
-        info = signer.client.eth_import_keystore(keystore, password)
+        info = signer.client.eth_import_keystore(keystore, password, genesis_validators_root=gvr)
         key_id = getattr(info, "key_id", info)
         if bytes(signer.client.eth_public_key(key_id)) != pubkey:
             raise RequestError(f"the imported key {key_id}'s public key differs from the keystore's pubkey: "
@@ -89,7 +90,7 @@ def _import_one(signer: EthSigner, known: set[bytes], text: Any, password: Any) 
         return {"status": "error", "message": str(exc)}
 
 
-def _import(signer: EthSigner, body: dict) -> list[dict[str, str]]:
+def _import(signer: EthSigner, gvr: bytes, body: dict) -> list[dict[str, str]]:
     keystores, passwords = body.get("keystores"), body.get("passwords")
     if not isinstance(keystores, list) or not isinstance(passwords, list) or len(keystores) != len(passwords):
         raise RequestError("keystores and passwords: two arrays of the same length")
@@ -103,7 +104,7 @@ def _import(signer: EthSigner, body: dict) -> list[dict[str, str]]:
             raise RequestError(f"slashing_protection: not an EIP-3076 JSON string: {exc}") from None
         signer.client.eth_slashing_import(interchange)  # before any key can sign; refused whole on error
     known = set(signer.all_keys())
-    out = [_import_one(signer, known, k, p) for k, p in zip(keystores, passwords, strict=True)]
+    out = [_import_one(signer, gvr, known, k, p) for k, p in zip(keystores, passwords, strict=True)]
     signer.refresh()
     return out
 
@@ -111,7 +112,8 @@ def _import(signer: EthSigner, body: dict) -> list[dict[str, str]]:
 async def import_keystores(request: web.Request) -> web.Response:
     try:
         body = await _json(request)
-        return web.json_response({"data": await asyncio.to_thread(_import, request.app[SIGNER_KEY], body)})
+        app = request.app
+        return web.json_response({"data": await asyncio.to_thread(_import, app[SIGNER_KEY], app[GVR_KEY], body)})
     except (RequestError, errors.InvalidRequest, errors.InvalidKey, errors.DoubleSignRefused) as exc:
         return _error(400, str(exc))
     except _FAILURES as exc:
@@ -157,8 +159,8 @@ async def delete_keystores(request: web.Request) -> web.Response:
         return _error(500, f"delete failed: {exc}")
 
 
-def add_routes(app: web.Application, token: str) -> None:
-    app[TOKEN_KEY] = token
+def add_routes(app: web.Application, token: str, genesis_validators_root: bytes) -> None:
+    app[TOKEN_KEY], app[GVR_KEY] = token, genesis_validators_root
     app.middlewares.append(_auth)
     app.router.add_get("/eth/v1/keystores", list_keystores)
     app.router.add_post("/eth/v1/keystores", import_keystores)

@@ -93,7 +93,8 @@ def run(config_path: Path, connect: Connect, *, ready: threading.Event | None = 
         if cfg.metrics_listen:
             metrics = MetricsServer(cfg.metrics_listen)
             _log.info("eth: metrics", metrics_listen=metrics.address)
-        settings = HttpSettings(cfg.preset, cfg.genesis_fork_version, cfg.keymanager_token)
+        settings = HttpSettings(cfg.preset, cfg.genesis_fork_version, cfg.keymanager_token,
+                                cfg.genesis_validators_root)
         try:
             asyncio.run(_serve(make_app(signer, settings), cfg, ready))
         except OSError as exc:

@@ -101,8 +101,9 @@ class EthSigner:
 
     def _sign(self, key_id: str, req: SignRequest, mark: EthWatermark | None) -> bytes:
         extra: dict[str, Any] = {} if mark is None else {"watermark": mark.to_sdk()}
-        return bytes(self.client.eth_sign(key_id, req.message_type, req.ssz, req.fork_version,
-                                          req.genesis_validators_root, req.signing_root, **extra))
+        result = self.client.eth_sign(key_id, req.message_type, req.ssz, req.fork_version,
+                                      req.genesis_validators_root, req.signing_root, **extra)
+        return bytes(getattr(result, "signature", result))  # EthSignResult (its signing root, watermark unused)
 
     def close(self) -> None:
         with self._lock:

@@ -30,6 +30,11 @@ from kms.log import get_logger
 from kms.validator.eth.requests import SignRequest
 from kms.validator.watermark import Regression, WatermarkError, write_durably
 
+try:
+    from kms.client.eth import EthWatermark as SdkWatermark
+except ImportError:  # pragma: no cover - until the eth SDK (branch eth-core) is merged; then delete this fallback
+    SdkWatermark = None
+
 FORMAT, VERSION = "enclave-kms eth watermark", 1
 _FIELDS = {"format", "version", "pubkey", "block_slot", "block_digest", "source_epoch", "target_epoch",
            "attestation_digest"}
@@ -58,9 +63,12 @@ class EthWatermark:
     target_epoch: int | None = None
     attestation_digest: bytes = b""
 
-    def to_sdk(self) -> dict[str, int | None]:
-        """The form eth_sign takes as `watermark`."""
-        return {"block_slot": self.block_slot, "source_epoch": self.source_epoch, "target_epoch": self.target_epoch}
+    def to_sdk(self) -> Any:
+        """The form eth_sign takes as `watermark`: the lowest slot and epochs still signable (equal positions are
+        left to the enclave's own record and to this side's digest check)."""
+        bounds = {"min_block_slot": self.block_slot or 0, "min_source_epoch": self.source_epoch or 0,
+                  "min_target_epoch": self.target_epoch or 0}
+        return bounds if SdkWatermark is None else SdkWatermark(**bounds)
 
     @classmethod
     def from_interchange(cls, interchange: dict[str, Any], pubkey: bytes) -> EthWatermark:
