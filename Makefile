@@ -24,8 +24,19 @@ NANOPB_RUNTIME_VERSION := $(shell sed -n 's/^\#define NANOPB_VERSION "\(.*\)"/\1
 MULTIARCH   := $(shell $(CC) -print-multiarch)
 NANOPB_LIB  ?= /usr/lib/$(MULTIARCH)/libprotobuf-nanopb.a
 GFSHARE_LIB ?= /usr/lib/$(MULTIARCH)/libgfshare.a
+# blst (supranational's BLS12-381 library, Ethereum validator keys: enclave/src/eth_bls.c). Not in Debian:
+# its C and assembly sources come from the npm registry package @chainsafe/blst at exactly this version,
+# whose tarball must match this integrity string (sha512, base64) before a byte of it is extracted. Built
+# with the enclave's hardening flags into build/blst/ (never committed); provenance in docs/ethereum-keys.md.
+BLST_PACKAGE   := @chainsafe/blst
+BLST_VERSION   := 0.2.11
+BLST_INTEGRITY := sha512-URyOLq5GtxBoxibOnd2pgLydCy0UZzbiIIBcsRAvGxAsRzjZL04TsQfwRkz5aphU3a1ebeRoMmI/HHyMCiFSQg==
+BLST_DIR    := build/blst
+BLST_TGZ    := $(BLST_DIR)/chainsafe-blst-$(BLST_VERSION).tgz
+BLST_LIB    := $(BLST_DIR)/libblst.a
+BLST_H      := build/gen/blst.h
 # Static libraries linked into the enclave image (as an SGX build would link them).
-ENCLAVE_STATIC_LIBS := $(NANOPB_LIB) $(GFSHARE_LIB)
+ENCLAVE_STATIC_LIBS := $(NANOPB_LIB) $(GFSHARE_LIB) $(BLST_LIB)
 # The image carries its own OpenSSL (as SGX-SSL does) and its own allocator (Debian's jemalloc,
 # serving the heap range of ELRANGE: enclave/platform/sim/heap_sim.c); no host code shares them.
 OPENSSL_STATIC_LIBS ?= /usr/lib/$(MULTIARCH)/libssl.a /usr/lib/$(MULTIARCH)/libcrypto.a
@@ -46,6 +57,8 @@ PROTOS      := $(shell find proto -name '*.proto' | sort)
 ENCLAVE_PROTOS := $(shell find proto/kms/proto/enclave -name '*.proto' | sort)
 PB_C        := $(patsubst proto/%.proto,$(GEN)/%.pb.c,$(ENCLAVE_PROTOS))
 PB_H        := $(PB_C:.c=.h)
+# Generated headers every object may include.
+GEN_H       := $(PB_H) $(BLST_H)
 
 WARN        := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wvla \
                -Wimplicit-fallthrough -Wundef -Wcast-qual -Wpointer-arith
@@ -83,11 +96,35 @@ $(GEN)/%.pb.c $(GEN)/%.pb.h: proto/%.proto $(wildcard proto/*/*/*/*/*.options) |
 	$(NANOPB_GEN) -q -I proto -D $(GEN) $< 
 	@! grep -n 'pb_callback_t' $(GEN)/$*.pb.h || { echo "unbounded (CALLBACK) field in $<: add max_size/max_count"; exit 1; }
 
+# ---- blst: fetch by exact version, check the integrity string, then extract and build -------------
+# The tarball is written under a temporary name and renamed only once its digest matched, so an
+# unverified download never reaches tar. The flags are the enclave's (CFLAGS_BASE's -O2 and hardening,
+# -fPIC, hidden visibility); __BLST_PORTABLE__ selects the CPU's instructions at run time instead of
+# the build machine's. blst allocates nothing itself (no malloc: `make check-image`).
+BLST_CFLAGS := -O2 -fno-builtin -fPIC -fvisibility=hidden -Wall -Wextra -Werror $(HARDEN) -D__BLST_PORTABLE__
+
+$(BLST_TGZ):
+	@mkdir -p $(BLST_DIR)/fetch
+	rm -f $(BLST_DIR)/fetch/*.tgz
+	cd $(BLST_DIR)/fetch && env -u GLIBC_TUNABLES npm pack --silent --cache ../npm-cache $(BLST_PACKAGE)@$(BLST_VERSION) >/dev/null
+	@got="sha512-$$(openssl dgst -sha512 -binary $(BLST_DIR)/fetch/*.tgz | base64 -w0)"; \
+	 test "$$got" = "$(BLST_INTEGRITY)" || { echo "$(BLST_PACKAGE)@$(BLST_VERSION): integrity $$got is not the pinned $(BLST_INTEGRITY)"; rm -f $(BLST_DIR)/fetch/*.tgz; exit 1; }
+	mv $(BLST_DIR)/fetch/*.tgz $@
+
+$(BLST_LIB) $(BLST_H) &: $(BLST_TGZ)
+	rm -rf $(BLST_DIR)/package
+	tar -xzf $< -C $(BLST_DIR) --no-same-owner --no-same-permissions package/blst package/LICENSE
+	chmod +x $(BLST_DIR)/package/blst/build.sh
+	cd $(BLST_DIR)/package/blst && CC=$(CC) CFLAGS="$(BLST_CFLAGS)" ./build.sh >/dev/null
+	@mkdir -p $(GEN)
+	cp $(BLST_DIR)/package/blst/bindings/blst.h $(BLST_DIR)/package/blst/bindings/blst_aux.h $(GEN)/
+	cp $(BLST_DIR)/package/blst/libblst.a $(BLST_LIB)
+
 # ---- trusted enclave -------------------------------------------------------------------
 ENCLAVE_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(ENCLAVE_SRCS) $(PB_C))
 SIMCPU_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(SIMCPU_SRCS))
 
-$(BUILD)/obj/%.o: %.c $(PB_H)
+$(BUILD)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -fvisibility=hidden -MMD -MP -c $< -o $@
 
@@ -118,7 +155,7 @@ BASELINE    := $(BUILD)/baseline
 BASELINE_ENCLAVE_OBJS := $(patsubst %.c,$(BASELINE)/obj/%.o,$(ENCLAVE_SRCS) $(PB_C))
 BASELINE_SIMCPU_OBJS  := $(patsubst %.c,$(BASELINE)/obj/%.o,$(SIMCPU_SRCS))
 
-$(BASELINE)/obj/%.o: %.c $(PB_H)
+$(BASELINE)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -DKMS_SIM_BASELINE -fvisibility=hidden -MMD -MP -c $< -o $@
 
@@ -178,7 +215,7 @@ ASAN_CFLAGS := $(SAN_CFLAGS) -fPIC
 ASAN_ENCLAVE_OBJS := $(patsubst %.c,$(ASAN)/obj/%.o,$(ENCLAVE_SRCS) $(PB_C))
 ASAN_SIMCPU_OBJS  := $(patsubst %.c,$(ASAN)/obj/%.o,$(SIMCPU_SRCS))
 
-$(ASAN)/obj/%.o: %.c $(PB_H)
+$(ASAN)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) -fvisibility=hidden -MMD -MP -c $< -o $@
 
@@ -230,7 +267,7 @@ ASAN_IMAGES := $(ASAN)/kms_enclave.sigstruct $(ASAN)/kms_enclave.svn2.sigstruct 
 TEST_BINS := $(patsubst enclave/tests/%.c,$(BUILD)/test/%,$(sort $(wildcard enclave/tests/test_*.c)))
 TEST_HOST_BINS := $(BUILD)/test/test_boundary $(BUILD)/test/test_simcpu $(BUILD)/test/test_elrange
 TEST_HOST_SRCS := enclave/tests/testhost.c $(PB_C)
-TEST_HOST_DEPS := $(TEST_HOST_SRCS) $(HEADERS) $(PB_H) $(ERROR_CODES)
+TEST_HOST_DEPS := $(TEST_HOST_SRCS) $(HEADERS) $(PB_H) $(ERROR_CODES) $(BLST_LIB)
 
 $(BUILD)/test/wycheproof_runner: enclave/tests/wycheproof_runner.c $(HEADERS) $(CRYPTO_SRCS) $(PB_H)
 	@mkdir -p $(dir $@)
@@ -255,7 +292,7 @@ UNIT_SRCS   := $(filter-out enclave/src/edge.c $(ENCLAVE_PLATFORM_SRCS),$(ENCLAV
                enclave/tests/unit_host.c
 UNIT_OBJS   := $(patsubst %.c,$(UNIT)/obj/%.o,$(UNIT_SRCS) $(PB_C))
 
-$(UNIT)/obj/%.o: %.c $(PB_H)
+$(UNIT)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -Ienclave/tests -DKMS_TEST_BUILD -MMD -MP -c $< -o $@
 
@@ -268,7 +305,7 @@ $(BUILD)/test/%: enclave/tests/%.c $(UNIT_OBJS) $(HEADERS) enclave/tests/test_ut
 BENCH       := $(BUILD)/bench
 BENCH_OBJS  := $(patsubst %.c,$(BENCH)/obj/%.o,$(UNIT_SRCS) $(PB_C))
 
-$(BENCH)/obj/%.o: %.c $(PB_H)
+$(BENCH)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Ienclave/tests -DKMS_TEST_BUILD -MMD -MP -c $< -o $@
 
@@ -294,7 +331,7 @@ FUZZ_SIMCPU_OBJS  := $(patsubst %.c,$(FUZZ)/obj/%.o,$(SIMCPU_SRCS))
 FUZZ_FLAGS  := -max_len=65600 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
                -dict=enclave/fuzz/boundary.dict -artifact_prefix=$(FUZZ)/artifacts/
 
-$(FUZZ)/obj/%.o: %.c $(PB_H)
+$(FUZZ)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fvisibility=hidden -MMD -MP -c $< -o $@
 

@@ -114,6 +114,11 @@ class DoubleSignRefused(EnclaveFailure):
     """The double-sign guard refused: a regression or a conflicting message at the same height/round/step."""
 
 
+class SlashingProtectionRefused(EnclaveFailure):
+    """Ethereum slashing protection refused: a second block at a signed slot, a double or surround vote, or a
+    slot or epoch below the key's watermark (docs/ethereum-keys.md). Nothing was signed."""
+
+
 class SessionError(EnclaveFailure):
     """An attested session failed or could not be opened; it is closed."""
 
@@ -180,6 +185,7 @@ _BY_CODE: dict[int, type[EnclaveFailure]] = {
     E.KMS_ERR_SESSION_BUSY: SessionError,
     E.KMS_ERR_SESSION_FRAME: SessionError,
     E.KMS_ERR_DOUBLE_SIGN: DoubleSignRefused,
+    E.KMS_ERR_SLASHING_PROTECTION: SlashingProtectionRefused,
     E.KMS_ERR_AUDIT_UNAVAILABLE: StoreError,
     E.KMS_ERR_AUDIT_CORRUPT: StoreError,
     E.KMS_ERR_PEER_MISMATCH: PeerMismatch,

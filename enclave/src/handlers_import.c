@@ -1,10 +1,13 @@
-/* handlers_import.c - importing an existing CometBFT validator (key and last signed state). */
+/* handlers_import.c - importing an existing validator: CometBFT (key and last signed state) or Ethereum (a raw
+ * BLS12_381 secret; its slashing protection follows with eth_slashing_import). */
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
 #include "handlers.h"
+#include "eth_bls.h"
+#include "eth_guard.h"
 #include "keyspec.h"
 #include "validator.h"
 
@@ -13,13 +16,19 @@ static kms_err_t record_from_import(int64_t now, const Request *req, const char 
     const ImportValidatorRequest *q = &req->op.import_validator;
     EVP_PKEY *pkey = NULL;
     size_t len = 0;
-    KMS_RETURN_IF_ERR(kms_pkey_from_raw_private(kms_spec_pkey_kind(q->spec), q->private_key.bytes,
-                                                q->private_key.size, &pkey));
     KeyVersionMaterial *v = &rec->versions[0];
-    kms_err_t err = kms_pkey_private_der(pkey, v->material.bytes, sizeof v->material.bytes, &len);
-    EVP_PKEY_free(pkey);
-    if (err != KMS_OK) return err;
-    v->material.size = (pb_size_t)len;
+    if (q->spec == KeySpec_BLS12_381) { /* stored as it is: the 32-byte big-endian scalar */
+        KMS_RETURN_IF_ERR(kms_bls_check_secret(q->private_key.bytes, q->private_key.size));
+        memcpy(v->material.bytes, q->private_key.bytes, KMS_BLS_SECRET_LEN);
+        v->material.size = KMS_BLS_SECRET_LEN;
+    } else {
+        KMS_RETURN_IF_ERR(kms_pkey_from_raw_private(kms_spec_pkey_kind(q->spec), q->private_key.bytes,
+                                                    q->private_key.size, &pkey));
+        kms_err_t err = kms_pkey_private_der(pkey, v->material.bytes, sizeof v->material.bytes, &len);
+        EVP_PKEY_free(pkey);
+        if (err != KMS_OK) return err;
+        v->material.size = (pb_size_t)len;
+    }
     v->version = 1;
     v->created_at = now;
     memcpy(rec->key_id, key_id, 37);
@@ -28,6 +37,7 @@ static kms_err_t record_from_import(int64_t now, const Request *req, const char 
     rec->state = KeyState_ENABLED;
     memcpy(rec->description, q->description, sizeof rec->description);
     memcpy(rec->chain_id, q->chain_id, sizeof rec->chain_id);
+    rec->allow_voluntary_exit = q->allow_voluntary_exit;
     rec->created_at = now;
     rec->revision = 1;
     rec->current_version = 1;
@@ -38,8 +48,15 @@ static kms_err_t record_from_import(int64_t now, const Request *req, const char 
 kms_err_t kms_handle_import_validator(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const ImportValidatorRequest *q = &req->op.import_validator;
-    if ((q->spec != KeySpec_ED25519 && q->spec != KeySpec_ECC_SECG_P256K1) || q->chain_id[0] == '\0')
+    uint8_t gvr[32];
+    int bls = q->spec == KeySpec_BLS12_381;
+    if ((q->spec != KeySpec_ED25519 && q->spec != KeySpec_ECC_SECG_P256K1 && !bls) || q->chain_id[0] == '\0')
         return KMS_ERR_INVALID_ARGUMENT;
+    /* An Ethereum key comes with no CometBFT state (its slashing protection: eth_slashing_import). */
+    if (bls && (kms_eth_chain_root(q->chain_id, gvr) != KMS_OK || q->height != 0 || q->round != 0 || q->step != 0 ||
+                q->sign_bytes.size != 0 || q->signature.size != 0))
+        return KMS_ERR_INVALID_ARGUMENT;
+    if (!bls && q->allow_voluntary_exit) return KMS_ERR_INVALID_ARGUMENT;
     char key_id[37];
     KeyRecord *rec = calloc(1, sizeof *rec);
     if (rec == NULL) return KMS_ERR_OUT_OF_MEMORY;
@@ -47,8 +64,10 @@ kms_err_t kms_handle_import_validator(kms_ctx *ctx, const Request *req, Response
     KMS_GOTO_IF_ERR(err, kms_key_id_new(key_id), done);
     KMS_GOTO_IF_ERR(err, record_from_import(ctx->now, req, key_id, rec), done);
     /* The guard state first: a key without its state never signs. */
-    KMS_GOTO_IF_ERR(err, kms_vstate_create(key_id, q->chain_id, q->height, q->round, q->step, q->sign_bytes.bytes,
-                                           q->sign_bytes.size, q->signature.bytes, q->signature.size), done);
+    if (bls) KMS_GOTO_IF_ERR(err, kms_eth_guard_create(key_id, gvr), done);
+    else KMS_GOTO_IF_ERR(err, kms_vstate_create(key_id, q->chain_id, q->height, q->round, q->step,
+                                                q->sign_bytes.bytes, q->sign_bytes.size, q->signature.bytes,
+                                                q->signature.size), done);
     KMS_GOTO_IF_ERR(err, kms_keystore_write(rec, 0), done);
     kms_fill_metadata(rec, resp);
 done:

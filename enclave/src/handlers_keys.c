@@ -7,6 +7,8 @@
 #include "ocalls.h"
 #include "crypto.h"
 #include "handlers.h"
+#include "eth_bls.h"
+#include "eth_guard.h"
 #include "keyspec.h"
 #include "validator.h"
 #include "kms/limits.h"
@@ -51,7 +53,10 @@ kms_err_t kms_record_commit(const KeyRecord *rec, Response *resp)
 kms_err_t kms_handle_create_key(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const CreateKeyRequest *q = &req->op.create_key;
-    if (!kms_spec_allows_usage(q->spec, q->usage) || ((q->usage == KeyUsage_VALIDATOR) != (q->chain_id[0] != '\0')))
+    uint8_t gvr[32];
+    int bls = q->spec == KeySpec_BLS12_381;
+    if (!kms_spec_allows_usage(q->spec, q->usage) || ((q->usage == KeyUsage_VALIDATOR) != (q->chain_id[0] != '\0')) ||
+        (bls && kms_eth_chain_root(q->chain_id, gvr) != KMS_OK) || (!bls && q->allow_voluntary_exit))
         return KMS_ERR_INVALID_ARGUMENT;
     KeyRecord *rec = kms_record_new();
     if (rec == NULL) return KMS_ERR_OUT_OF_MEMORY;
@@ -66,8 +71,11 @@ kms_err_t kms_handle_create_key(kms_ctx *ctx, const Request *req, Response *resp
     rec->origin = KeyOrigin_ORIGIN_GENERATED;
     rec->revision = 1;
     memcpy(rec->chain_id, q->chain_id, sizeof rec->chain_id);
+    rec->allow_voluntary_exit = q->allow_voluntary_exit;
     KMS_GOTO_IF_ERR(err, kms_record_add_version(rec, ctx->now), done);
-    if (q->usage == KeyUsage_VALIDATOR) /* the guard state exists before the key can sign */
+    if (bls) /* the guard state exists before the key can sign */
+        KMS_GOTO_IF_ERR(err, kms_eth_guard_create(rec->key_id, gvr), done);
+    else if (q->usage == KeyUsage_VALIDATOR)
         KMS_GOTO_IF_ERR(err, kms_vstate_create(rec->key_id, q->chain_id, 0, 0, 0, NULL, 0, NULL, 0), done);
     err = kms_record_commit(rec, resp);
 done:
@@ -140,11 +148,19 @@ kms_err_t kms_handle_get_public_key(kms_ctx *ctx, const Request *req, Response *
     size_t len = 0;
     kms_err_t err;
     KMS_GOTO_IF_ERR(err, kms_key_version(key, 0, &mat, &pkey), done);
-    err = KMS_ERR_INVALID_KEY_USAGE;
-    if (pkey == NULL) goto done;
-    err = q->format == PublicKeyFormat_PUBLIC_KEY_PEM
+    err = KMS_ERR_UNSUPPORTED; /* BLS12_381 keys have one form, the compressed point; the others only DER/PEM */
+    if ((rec->spec == KeySpec_BLS12_381) != (q->format == PublicKeyFormat_PUBLIC_KEY_RAW)) goto done;
+    if (rec->spec == KeySpec_BLS12_381) {
+        err = mat->material.size == KMS_BLS_SECRET_LEN ? kms_bls_public(mat->material.bytes, r->public_key.bytes)
+                                                       : KMS_ERR_RECORD_CORRUPT;
+        len = KMS_BLS_PUBLIC_LEN;
+    } else if (pkey == NULL) {
+        err = KMS_ERR_INVALID_KEY_USAGE;
+    } else {
+        err = q->format == PublicKeyFormat_PUBLIC_KEY_PEM
               ? kms_pkey_public_pem(pkey, r->public_key.bytes, sizeof r->public_key.bytes, &len)
               : kms_pkey_public_der(pkey, r->public_key.bytes, sizeof r->public_key.bytes, &len);
+    }
     if (err != KMS_OK) goto done;
     r->public_key.size = (pb_size_t)len;
     memcpy(r->key_id, rec->key_id, sizeof r->key_id);

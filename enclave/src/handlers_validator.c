@@ -153,6 +153,8 @@ kms_err_t kms_handle_validator_sign(kms_ctx *ctx, const Request *req, Response *
     if (m == NULL || st == NULL) goto done;
     KMS_GOTO_IF_ERR(err, kms_acquire_for(ctx, q->key_id, KeyUsage_VALIDATOR, &key), done);
     const KeyRecord *rec = kms_key_record(key);
+    err = KMS_ERR_INVALID_KEY_USAGE; /* Ethereum keys sign through eth_sign */
+    if (rec->spec == KeySpec_BLS12_381) goto done;
     err = KMS_ERR_INVALID_ARGUMENT;
     if (strcmp(rec->chain_id, q->chain_id) != 0 || (q->kind != ValidatorMessage_VOTE && q->kind != ValidatorMessage_PROPOSAL))
         goto done;
@@ -203,7 +205,8 @@ kms_err_t kms_handle_validator_state(kms_ctx *ctx, const Request *req, Response 
     kms_key *key = NULL;
     ValidatorGuardState st;
     KMS_RETURN_IF_ERR(kms_acquire_for(ctx, req->op.validator_state.key_id, KeyUsage_VALIDATOR, &key));
-    kms_err_t err = kms_vstate_load(req->op.validator_state.key_id, &st);
+    kms_err_t err = kms_key_record(key)->spec == KeySpec_BLS12_381 ? KMS_ERR_INVALID_KEY_USAGE
+                                                                   : kms_vstate_load(req->op.validator_state.key_id, &st);
     kms_keystore_release(key);
     if (err != KMS_OK) return err;
     ValidatorStateExport *e = &resp->result.validator_state;
@@ -224,6 +227,10 @@ kms_err_t kms_handle_validator_state_import(kms_ctx *ctx, const Request *req, Re
     KMS_RETURN_IF_ERR(kms_vstate_mac(in, mac));
     if (in->mac.size != 32 || CRYPTO_memcmp(mac, in->mac.bytes, 32) != 0) return KMS_ERR_INVALID_SIGNATURE;
     KMS_RETURN_IF_ERR(kms_acquire_for(ctx, in->key_id, KeyUsage_VALIDATOR, &key));
+    if (kms_key_record(key)->spec == KeySpec_BLS12_381) {
+        kms_keystore_release(key);
+        return KMS_ERR_INVALID_KEY_USAGE;
+    }
     kms_err_t err = kms_vstate_load(in->key_id, &st);
     int damaged = err == KMS_ERR_RECORD_CORRUPT;
     if (strcmp(in->chain_id, kms_key_record(key)->chain_id) != 0) err = KMS_ERR_INVALID_ARGUMENT;

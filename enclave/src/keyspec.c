@@ -1,6 +1,7 @@
 /* keyspec.c - the table of key specs (DESIGN.md §5) and material generation. */
 #include <openssl/evp.h>
 
+#include "eth_bls.h"
 #include "keyspec.h"
 
 kms_pkey_kind kms_spec_pkey_kind(KeySpec spec)
@@ -30,6 +31,7 @@ int kms_spec_allows_usage(KeySpec spec, KeyUsage usage)
     case KeySpec_ECC_SECG_P256K1:
     case KeySpec_ED25519: return usage == KeyUsage_SIGN_VERIFY || usage == KeyUsage_VALIDATOR;
     case KeySpec_X25519: return usage == KeyUsage_KEY_AGREEMENT;
+    case KeySpec_BLS12_381: return usage == KeyUsage_VALIDATOR;
     case KeySpec_RSA_2048:
     case KeySpec_RSA_3072:
     case KeySpec_RSA_4096: return usage == KeyUsage_SIGN_VERIFY || usage == KeyUsage_ENCRYPT_DECRYPT;
@@ -86,6 +88,12 @@ kms_err_t kms_spec_generate(KeySpec spec, uint8_t *buf, size_t cap, size_t *len)
     case KeySpec_HMAC_SHA_384: secret = 48; break;
     case KeySpec_HMAC_SHA_512: secret = 64; break;
     default: break;
+    }
+    if (spec == KeySpec_BLS12_381) { /* a 32-byte big-endian scalar (eth_bls.h) */
+        if (cap < KMS_BLS_SECRET_LEN) return KMS_ERR_BUFFER_TOO_SMALL;
+        KMS_RETURN_IF_ERR(kms_bls_generate(buf));
+        *len = KMS_BLS_SECRET_LEN;
+        return KMS_OK;
     }
     if (secret != 0) {
         if (cap < secret) return KMS_ERR_BUFFER_TOO_SMALL;

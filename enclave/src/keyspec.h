@@ -22,8 +22,8 @@ kms_md kms_spec_hmac_md(KeySpec spec);
  * allow it (docs/api.md §3a). */
 kms_err_t kms_spec_sig_alg(KeySpec spec, SigningAlgorithm alg, kms_sig_alg *out);
 /*
- * New key material for spec: a random secret (AES-256: 32 bytes; HMAC: the digest length)
- * or a PKCS#8 DER private key. buf has room for cap bytes. The caller wipes buf.
+ * New key material for spec: a random secret (AES-256: 32 bytes; HMAC: the digest length),
+ * a BLS12_381 secret (32 bytes, big-endian) or a PKCS#8 DER private key. buf has room for cap bytes. The caller wipes buf.
  * Errors: KMS_ERR_UNSUPPORTED, KMS_ERR_BUFFER_TOO_SMALL, KMS_ERR_CRYPTO, KMS_ERR_RANDOM.
  */
 kms_err_t kms_spec_generate(KeySpec spec, uint8_t *buf, size_t cap, size_t *len);

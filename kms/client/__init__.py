@@ -11,6 +11,7 @@ from kms.client.errors import (
     ClientError,
     ClientStateError,
     DomainMismatch,
+    EthFormatError,
     InvalidMessage,
     OutcomeUnknown,
     RollbackDetected,
@@ -18,6 +19,7 @@ from kms.client.errors import (
     TransportError,
     VerificationFailed,
 )
+from kms.client.eth import EthSignResult, EthWatermark
 from kms.client.evidence import VerifiedEvidence
 from kms.client.policy import Grant, KeyPolicy, PolicyError, Statement
 from kms.client.state import ClientState, StateHead
@@ -39,7 +41,8 @@ from kms.client.types import (
 
 __all__ = [
     "BatchItem", "ClientClosed", "ClientError", "ClientState", "ClientStateError", "Credentials", "DataKey",
-    "DataKeyPair", "DecryptResult", "DomainMismatch", "EncryptResult", "EnvelopeResult", "Grant", "Identity",
+    "DataKeyPair", "DecryptResult", "DomainMismatch", "EncryptResult", "EnvelopeResult", "EthFormatError",
+    "EthSignResult", "EthWatermark", "Grant", "Identity",
     "ImportParameters", "InitResult", "InvalidMessage", "KeyInfo", "KeyPolicy", "KmsClient", "MacResult",
     "OutcomeUnknown", "PolicyError", "Principal", "PublicKey", "RecoveryShare", "RollbackDetected", "ServerError",
     "SignResult", "StateHead", "Statement", "TransportError", "VerificationFailed", "VerifiedEvidence",

@@ -21,6 +21,7 @@ from kms.client.cluster import ClusterOperations
 from kms.client.credentials import Credentials
 from kms.client.envelope import EnvelopeOperations
 from kms.client.errors import TransportError
+from kms.client.eth import EthOperations
 from kms.client.evidence import CollateralSources, VerifiedEvidence, verify_evidence
 from kms.client.failover import Failover
 from kms.client.idempotency import is_idempotent, operation_of
@@ -40,7 +41,7 @@ _T = TypeVar("_T")
 
 
 class KmsClient(Failover, LifecycleOperations, EnvelopeOperations, AccessOperations, ImportOperations,
-                TransferOperations, ClusterOperations):
+                TransferOperations, ClusterOperations, EthOperations):
     """A client of an Enclave KMS domain, served by one server or several replicas.
 
     `target`: one address, several (comma-separated, or a sequence), or a DNS name resolved to all its A/AAAA

@@ -103,3 +103,8 @@ class InvalidMessage(ClientError):
     """An envelope message (kms.client.stream) was refused: malformed, truncated, tampered with, an algorithm
     suite or key not accepted, or another encryption context than the caller's. What was written of its
     plaintext must be discarded."""
+
+
+class EthFormatError(ClientError, ValueError):
+    """An EIP-2335 keystore or EIP-3076 interchange the SDK cannot accept (malformed, an unsupported version,
+    KDF, cipher or checksum, a field missing or of the wrong length): refused before anything was sent."""

@@ -14,6 +14,7 @@ NOT_IDEMPOTENT = frozenset({
     "create_key", "rotate_key", "schedule_key_deletion", "cancel_key_deletion", "destroy_key", "rotate_if_due",
     "create_alias", "delete_alias", "create_grant", "revoke_grant", "import_key_material", "prepare_key_import",
     "import_transferred_key", "set_auditors", "add_principal", "remove_principal", "import_validator",
+    "eth_import_keystore",
     "init", "recover", "approve_replica", "remove_replica",
     "generate_domain_key", "load_domain_key", "install_quote", "replica_join", "replica_admit",
     "replica_join_complete",   # these six are the host's own, never sent by a client (listed: all are classified)
@@ -25,6 +26,7 @@ IDEMPOTENT = frozenset({
     "get_parameters_for_import", "put_key_policy", "list_grants", "export_key", "encrypt", "decrypt", "sign",
     "verify", "generate_mac", "verify_mac", "asymmetric_decrypt", "derive_shared_secret", "generate_random",
     "get_evidence", "list_principals", "validator_sign", "validator_state", "validator_state_import",
+    "eth_sign", "eth_slashing_export", "eth_slashing_import", "eth_slashing_check",
     "list_replicas", "set_replica_policy",
 })
 
