@@ -142,8 +142,7 @@ def test_slashable_requests_get_412_on_both_sides(tmp_path: Path, examples: dict
     assert api("POST", url, json=_attestation(2, 5))[0] == 412  # surrounds 3->4
     assert api("POST", url, json=_attestation(4, 5))[0] == 200
     sent = fake.calls[-1][1][2]  # the watermark sent: the lowest slot and epochs still signable
-    sent = sent if isinstance(sent, dict) else vars(sent)
-    assert sent == {"min_block_slot": 10, "min_source_epoch": 3, "min_target_epoch": 4}
+    assert (sent.min_block_slot, sent.min_source_epoch, sent.min_target_epoch) == (10, 3, 4)
     # a new state directory is seeded from the KMS's history (its EIP-3076 export): slot 10 stays refused
     api.signer.close()
     api2 = Api(EthSigner(fake, tmp_path / "state2"), api.settings)  # type: ignore[arg-type]

@@ -33,7 +33,6 @@ SIGNATURES = Counter("kms_eth_signatures_total", "Ethereum signing decisions of 
 LATENCY = Histogram("kms_eth_sign_seconds", "Time to answer a signing request (seconds), by request type.",
                     ("type",), buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
 _log = get_logger("kms.validator.eth")
-_SLASHING = getattr(errors, "SlashingProtectionRefused", errors.DoubleSignRefused)  # the eth SDK's (eth-core)
 SETTINGS_KEY: web.AppKey[Any] = web.AppKey("settings", object)
 MAX_BODY = 4 * 1024 * 1024  # a full phase0/altair block with every list at its limit stays far below
 
@@ -73,7 +72,7 @@ def outcome_of(exc: BaseException) -> tuple[int, str]:
         return 400, "bad_request"
     if isinstance(exc, UnknownKey | errors.NotFound):
         return 404, "not_found"
-    if isinstance(exc, Regression | errors.DoubleSignRefused | _SLASHING):
+    if isinstance(exc, Regression | errors.DoubleSignRefused | errors.SlashingProtectionRefused):
         return 412, "refused"
     if isinstance(exc, errors.PermissionDenied | errors.KeyStateError):
         return 403, "forbidden"

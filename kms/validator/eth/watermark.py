@@ -26,14 +26,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from kms.client.eth import EthWatermark as SdkWatermark
 from kms.log import get_logger
 from kms.validator.eth.requests import SignRequest
 from kms.validator.watermark import Regression, WatermarkError, write_durably
-
-try:
-    from kms.client.eth import EthWatermark as SdkWatermark
-except ImportError:  # pragma: no cover - until the eth SDK (branch eth-core) is merged; then delete this fallback
-    SdkWatermark = None
 
 FORMAT, VERSION = "enclave-kms eth watermark", 1
 _FIELDS = {"format", "version", "pubkey", "block_slot", "block_digest", "source_epoch", "target_epoch",
@@ -63,12 +59,11 @@ class EthWatermark:
     target_epoch: int | None = None
     attestation_digest: bytes = b""
 
-    def to_sdk(self) -> Any:
+    def to_sdk(self) -> SdkWatermark:
         """The form eth_sign takes as `watermark`: the lowest slot and epochs still signable (equal positions are
         left to the enclave's own record and to this side's digest check)."""
-        bounds = {"min_block_slot": self.block_slot or 0, "min_source_epoch": self.source_epoch or 0,
-                  "min_target_epoch": self.target_epoch or 0}
-        return bounds if SdkWatermark is None else SdkWatermark(**bounds)
+        return SdkWatermark(min_block_slot=self.block_slot or 0, min_source_epoch=self.source_epoch or 0,
+                            min_target_epoch=self.target_epoch or 0)
 
     @classmethod
     def from_interchange(cls, interchange: dict[str, Any], pubkey: bytes) -> EthWatermark:
