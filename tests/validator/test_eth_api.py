@@ -229,7 +229,7 @@ def test_keymanager_import_and_delete(tmp_path: Path, examples: dict) -> None:
     assert ("import_interchange", None) in fake.calls
     status, _, out = api("POST", "/eth/v1/keystores", headers=auth, json={
         "keystores": [keystore], "passwords": ["right"], "slashing_protection": "not json"})
-    assert status == 400 and len(fake.imported) == 1   # refused whole: nothing imported
+    assert status == 400 and len(fake.imported) == 1   # refused before anything was imported
     assert sorted(json.loads(api("GET", "/api/v1/eth2/publicKeys")[2])) == sorted([examples["identifier"],
                                                                                     "0x" + new_pub])
     assert api("POST", f"/api/v1/eth2/sign/0x{new_pub}", json=_block(3))[0] == 200

@@ -1,6 +1,7 @@
 """The keymanager API's keystores routes (GET|POST|DELETE /eth/v1/keystores), behind a bearer token read from a
-file. Import: the EIP-3076 interchange (when sent) first, then each EIP-2335 keystore with its password, sent to
-the enclave only inside the attested session (it decrypts there). Delete: the key is disabled in the KMS (it can
+file. Import: each EIP-2335 keystore with its password, sent to the enclave only inside
+the attested session (it decrypts there), then the EIP-3076 interchange (when sent); the new keys are not served
+until it is in, and are disabled again when it is refused. Delete: the key is disabled in the KMS (it can
 sign nothing more; an admin may destroy it later) and withdrawn here, then its history is exported.
 
 `remotekeys` is not served: it configures a validator client's own remote signers, and this process is the
@@ -97,16 +98,44 @@ def _import(signer: EthSigner, gvr: bytes, body: dict) -> list[dict[str, str]]:
     unknown = set(body) - {"keystores", "passwords", "slashing_protection"}
     if unknown:
         raise RequestError(f"unknown field(s) {', '.join(sorted(unknown))}")
+    interchange = None
     if body.get("slashing_protection") is not None:
         try:
             interchange = json.loads(body["slashing_protection"])
         except (TypeError, ValueError) as exc:
             raise RequestError(f"slashing_protection: not an EIP-3076 JSON string: {exc}") from None
-        signer.client.eth_slashing_import(interchange)  # before any key can sign; refused whole on error
     known = set(signer.all_keys())
-    out = [_import_one(signer, gvr, known, k, p) for k, p in zip(keystores, passwords, strict=True)]
+    pending = {_pubkey_of(k) for k in keystores} - {None}
+    signer.pending |= pending  # type: ignore[arg-type]  # not served until the history below is in
+    try:
+        out = [_import_one(signer, gvr, known, k, p) for k, p in zip(keystores, passwords, strict=True)]
+        if interchange is not None:  # after the keys: the enclave skips the history of pubkeys it has no key for
+            try:
+                signer.client.eth_slashing_import(interchange)
+            except Exception:
+                _withdraw_new(signer, out, keystores)
+                raise
+    finally:
+        signer.pending -= pending  # type: ignore[arg-type]
     signer.refresh()
     return out
+
+
+def _pubkey_of(text: Any) -> bytes | None:
+    try:
+        return bytes.fromhex(str(json.loads(text).get("pubkey", "")).removeprefix("0x"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _withdraw_new(signer: EthSigner, out: list[dict[str, str]], keystores: list) -> None:
+    """The history did not import: disable the keys just imported (they must not sign without it)."""
+    keys = signer.all_keys()
+    for status, text in zip(out, keystores, strict=True):
+        info = keys.get(_pubkey_of(text) or b"")
+        if status["status"] == "imported" and info is not None:
+            signer.client.disable_key(info.key_id)
+            status.update(status="error", message="imported, then disabled: its slashing protection was refused")
 
 
 async def import_keystores(request: web.Request) -> web.Response:

@@ -37,6 +37,7 @@ class EthSigner:
         self._pubkeys: dict[str, bytes] = {}   # key id -> public key (cache; a key's public key never changes)
         self._guards: dict[bytes, EthGuard] = {}
         self._refreshed = 0.0
+        self.pending: set[bytes] = set()       # keys being imported: not served until their history is in
 
     def all_keys(self) -> dict[bytes, KeyInfo]:
         """Every Ethereum validator key this principal sees, enabled or not, by public key."""
@@ -50,7 +51,8 @@ class EthSigner:
 
     def refresh(self) -> dict[bytes, str]:
         """Re-read the KMS's key list; returns the public key -> key id map now served (enabled keys)."""
-        keys = {pub: info.key_id for pub, info in self.all_keys().items() if info.state == "ENABLED"}
+        keys = {pub: info.key_id for pub, info in self.all_keys().items()
+                if info.state == "ENABLED" and pub not in self.pending}
         with self._lock:
             self._keys, self._refreshed = keys, time.monotonic()
         return dict(keys)
