@@ -1,7 +1,7 @@
 """Unit-test doubles for `kms validator eth serve`: a fake of the eth SDK contract (kms/client eth_* methods) that
 computes the signing root of what it is sent the way the consensus specification does (remerkleable, test-side),
 refuses a differing signing_root like the enclave, and keeps EIP-3076-style history. Fakes only in unit tests:
-tests/validator/test_eth_e2e.py runs the same routes against the real enclave."""
+tests/validator/test_eth_enclave.py runs the same routes against the real enclave."""
 
 
 import asyncio
@@ -16,6 +16,7 @@ from remerkleable.byte_arrays import Bytes4, Bytes32
 from remerkleable.complex import Container
 
 from kms import errors
+from kms.client.eth import EthSignResult, EthWatermark
 from kms.client.types import KeyInfo
 from kms.validator.eth import ssz
 from kms.validator.eth.http import HttpSettings, make_app
@@ -67,6 +68,7 @@ class FakeEthClient:
     roots: list[bytes] = field(default_factory=list)
     blocks: dict[str, dict[int, bytes]] = field(default_factory=dict)
     imported: list[dict] = field(default_factory=list)
+    ahead: int = 0  # the enclave's history this far above what it was sent here (another signer's, imported)
 
     def list_keys(self) -> list[KeyInfo]:
         return [KeyInfo(k, "BLS12_381", "VALIDATOR", "DISABLED" if k in self.disabled else "ENABLED", "", None,
@@ -76,7 +78,7 @@ class FakeEthClient:
         return self.keys[key_id]
 
     def eth_sign(self, key_id: str, message_type: str, data: bytes, fork_version: bytes | None,
-                 gvr: bytes | None, root: bytes | None, watermark: Any = None) -> bytes:
+                 gvr: bytes | None, root: bytes | None, watermark: Any = None) -> EthSignResult:
         self.calls.append(("sign", (key_id, message_type, watermark)))
         if key_id not in self.keys:
             raise errors.NotFound("no such key")
@@ -92,7 +94,9 @@ class FakeEthClient:
                 raise errors.DoubleSignRefused("double block")
             self.blocks[key_id][slot] = computed
         self.roots.append(computed)
-        return hashlib.sha512(self.keys[key_id] + computed).digest() + hashlib.sha256(computed).digest()
+        signature = hashlib.sha512(self.keys[key_id] + computed).digest() + hashlib.sha256(computed).digest()
+        slots = self.blocks.get(key_id, {})
+        return EthSignResult(signature[:96], computed, EthWatermark(max(slots, default=-1) + 1 + self.ahead, 0, 0))
 
     def eth_slashing_export(self, key_ids: list[str]) -> dict:
         self.calls.append(("export", tuple(key_ids)))

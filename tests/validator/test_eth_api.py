@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
+from kms.client.eth import EthWatermark as SdkWatermark
 from kms.validator.eth.http import HttpSettings
 from kms.validator.eth.signer import EthSigner
+from kms.validator.eth.watermark import EthWatermark
 from tests.conftest import vectors_dir
 from tests.validator.eth_fake import Api, FakeEthClient
 
@@ -152,6 +154,34 @@ def test_slashable_requests_get_412_on_both_sides(tmp_path: Path, examples: dict
     fake.blocks["k1"][20] = b"signed elsewhere"
     status, _, out = api2("POST", url, json=_block(20))
     assert status == 412 and "double block" in json.loads(out)["message"]
+
+
+def test_the_enclaves_watermark_is_folded_into_this_sides(tmp_path: Path, examples: dict) -> None:
+    """docs/eth-interface.md: the signer keeps the merge of its watermark and the enclave's answer. A history the
+    enclave has above this side's (imported, or another signer's) then stops requests here, before the KMS."""
+    api, fake = _api(tmp_path, examples)
+    url, state = f"/api/v1/eth2/sign/{examples['identifier']}", tmp_path / "state" / f"{examples['identifier']}.json"
+    fake.ahead = 30   # the enclave answers: nothing below slot 10 + 1 + 30 is signable
+    assert api("POST", url, json=_block(10))[0] == 200
+    mark = json.loads(state.read_text())
+    assert (mark["block_slot"], mark["block_digest"]) == (40, "")   # no digest: slot 40 itself is refused here
+    signs = len(fake.calls)
+    assert api("POST", url, json=_block(40))[0] == 412 and api("POST", url, json=_block(25))[0] == 412
+    assert len(fake.calls) == signs
+    fake.ahead = 50   # a non-slashable answer carries the guard's watermark too
+    randao = next(c for c in examples["cases"] if c["type"] == "RANDAO_REVEAL")["request"]
+    assert api("POST", url, json=randao)[0] == 200
+    assert json.loads(state.read_text())["block_slot"] == 60
+    assert api("POST", url, json=_block(61))[0] == 200
+
+
+def test_fold_keeps_digests_of_positions_this_side_holds() -> None:
+    wm = EthWatermark(block_slot=10, block_digest=b"b" * 32, source_epoch=3, target_epoch=4,
+                      attestation_digest=b"a" * 32)
+    assert wm.fold(SdkWatermark(11, 3, 5)) == wm            # what the enclave answers after signing these
+    assert wm.fold(SdkWatermark(0, 0, 0)) == wm
+    assert wm.fold(SdkWatermark(13, 5, 9)) == EthWatermark(12, b"", 5, 8, b"")
+    assert EthWatermark().fold(SdkWatermark(1, 0, 1)) == EthWatermark(0, b"", None, 0, b"")
 
 
 def _spec(root: Path, rel: str) -> dict:

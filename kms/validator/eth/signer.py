@@ -8,11 +8,11 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from kms.client.client import KmsClient
+from kms.client.eth import EthSignResult
 from kms.client.types import KeyInfo
 from kms.log import get_logger
 from kms.validator.eth.requests import SignRequest
@@ -90,22 +90,27 @@ class EthSigner:
         return guard
 
     def sign(self, pubkey: bytes, req: SignRequest) -> bytes:
-        """The signature; UnknownKey, Regression (this side's watermark), or the KMS's typed errors."""
+        """The signature; UnknownKey, Regression (this side's watermark), or the KMS's typed errors. The enclave's
+        watermark in every answer is folded into this side's (docs/eth-interface.md)."""
         key_id = self.key_id(pubkey)
         if not req.slashable:
-            return self._sign(key_id, req, None)
+            result = self._sign(key_id, req, None)
+            with self._lock:
+                guard = self._guards.get(pubkey)
+            if guard is not None:
+                with guard.lock:
+                    guard.fold(result.watermark)
+            return result.signature
         guard = self.guard(pubkey, key_id)
         with guard.lock:
             mark = guard.check(req)
-            signature = self._sign(key_id, req, mark)
-            guard.record(req)  # durably, before the signature leaves this process
-        return signature
+            result = self._sign(key_id, req, mark)
+            guard.record(req, result.watermark)  # durably, before the signature leaves this process
+        return result.signature
 
-    def _sign(self, key_id: str, req: SignRequest, mark: EthWatermark | None) -> bytes:
-        extra: dict[str, Any] = {} if mark is None else {"watermark": mark.to_sdk()}
-        result = self.client.eth_sign(key_id, req.message_type, req.ssz, req.fork_version,
-                                      req.genesis_validators_root, req.signing_root, **extra)
-        return bytes(getattr(result, "signature", result))  # EthSignResult (its signing root, watermark unused)
+    def _sign(self, key_id: str, req: SignRequest, mark: EthWatermark | None) -> EthSignResult:
+        return self.client.eth_sign(key_id, req.message_type, req.ssz, req.fork_version, req.genesis_validators_root,
+                                    req.signing_root, watermark=None if mark is None else mark.to_sdk())
 
     def close(self) -> None:
         with self._lock:

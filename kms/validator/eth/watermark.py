@@ -65,6 +65,21 @@ class EthWatermark:
         return SdkWatermark(min_block_slot=self.block_slot or 0, min_source_epoch=self.source_epoch or 0,
                             min_target_epoch=self.target_epoch or 0)
 
+    def fold(self, enclave: SdkWatermark) -> EthWatermark:
+        """Raised to the enclave's guard (its lowest slot and epochs still signable): a slot or target below the
+        enclave's minimum was signed or refused there, so it becomes this side's mark without a digest (nothing
+        at that position passes here either); positions this side already holds keep their digest."""
+        wm = self
+        if enclave.min_block_slot > 0 and enclave.min_block_slot - 1 > (wm.block_slot if wm.block_slot is not None
+                                                                         else -1):
+            wm = replace(wm, block_slot=enclave.min_block_slot - 1, block_digest=b"")
+        if enclave.min_target_epoch > 0 and enclave.min_target_epoch - 1 > (
+                wm.target_epoch if wm.target_epoch is not None else -1):
+            wm = replace(wm, target_epoch=enclave.min_target_epoch - 1, attestation_digest=b"")
+        if enclave.min_source_epoch > (wm.source_epoch or 0):
+            wm = replace(wm, source_epoch=enclave.min_source_epoch)
+        return wm
+
     @classmethod
     def from_interchange(cls, interchange: dict[str, Any], pubkey: bytes) -> EthWatermark:
         """The low watermark of one key's EIP-3076 records (digests unknown)."""
@@ -163,15 +178,24 @@ class EthGuard:
                                  f"{wm.source_epoch}->{wm.target_epoch}")
         return wm
 
-    def record(self, req: SignRequest) -> None:
-        """After the KMS signed, before the client gets it (caller holds self.lock): write the new mark."""
+    def record(self, req: SignRequest, enclave: SdkWatermark | None = None) -> None:
+        """After the KMS signed, before the client gets it (caller holds self.lock): write the new mark, raised
+        also to the enclave's guard as it answered (`enclave`, docs/eth-interface.md: the signer keeps the merge)."""
         wm, d = self.current, digest(req)
         assert wm is not None
         if req.message_type == "BLOCK_V2" and (req.slot or 0) != wm.block_slot:
-            self._write(replace(wm, block_slot=req.slot or 0, block_digest=d))
+            wm = replace(wm, block_slot=req.slot or 0, block_digest=d)
         elif req.message_type == "ATTESTATION" and (req.target_epoch or 0) != wm.target_epoch:
             source = max(req.source_epoch or 0, wm.source_epoch or 0)
-            self._write(replace(wm, source_epoch=source, target_epoch=req.target_epoch or 0, attestation_digest=d))
+            wm = replace(wm, source_epoch=source, target_epoch=req.target_epoch or 0, attestation_digest=d)
+        wm = wm.fold(enclave) if enclave is not None else wm
+        if wm != self.current:
+            self._write(wm)
+
+    def fold(self, enclave: SdkWatermark) -> None:
+        """After any other answer of the enclave (caller holds self.lock): raise the mark to its guard's."""
+        if self.current is not None and self.current.fold(enclave) != self.current:
+            self._write(self.current.fold(enclave))
 
     def _write(self, wm: EthWatermark) -> None:
         body = {"format": FORMAT, "version": VERSION, "pubkey": "0x" + self.pubkey.hex(),
