@@ -273,6 +273,12 @@ $(BUILD)/test/wycheproof_runner: enclave/tests/wycheproof_runner.c $(HEADERS) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -o $@ $< $(CRYPTO_SRCS) -lcrypto
 
+# The Ethereum code (BLS through blst, SSZ roots) against its vectors (tests/eth/test_eth_vectors.py).
+ETH_SRCS := enclave/src/eth_bls.c enclave/src/eth_ssz.c
+$(BUILD)/test/eth_runner: enclave/tests/eth_runner.c $(HEADERS) $(ETH_SRCS) $(CRYPTO_SRCS) $(GEN_H) $(BLST_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -o $@ $< $(ETH_SRCS) $(CRYPTO_SRCS) $(BLST_LIB) -lcrypto
+
 $(BUILD)/test/test_crypto: enclave/tests/test_crypto.c $(HEADERS) $(CRYPTO_SRCS) $(PB_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -o $@ $< $(CRYPTO_SRCS) -lcrypto
@@ -316,7 +322,7 @@ $(BENCH)/bench_state: enclave/tests/bench_state.c $(BENCH_OBJS) $(HEADERS)
 bench-state: $(BENCH)/bench_state
 	$(BENCH)/bench_state
 
-ctest: $(TEST_BINS) $(BUILD)/test/wycheproof_runner
+ctest: $(TEST_BINS) $(BUILD)/test/wycheproof_runner $(BUILD)/test/eth_runner
 	@for t in $(TEST_BINS); do echo "== $$t"; $$t || { echo "FAILED: $$t"; exit 1; }; done
 
 # ---- libFuzzer on the call ECALL ---------------------------------------------------------

@@ -13,6 +13,9 @@
 #include "kms/errors.h"
 #include "kms/proto/enclave/v1/cometbft.pb.h"
 
+/* The longest CometBFT chain id (the enclave's records hold 50 characters). */
+#define KMS_CMT_CHAIN_ID_MAX 50
+
 /* FilePV steps. */
 enum { KMS_STEP_PROPOSE = 1, KMS_STEP_PREVOTE = 2, KMS_STEP_PRECOMMIT = 3 };
 

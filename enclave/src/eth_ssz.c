@@ -153,10 +153,11 @@ static kms_err_t aggregate_and_proof_root(const uint8_t *p, size_t len, int elec
 static kms_err_t contribution_and_proof_root(const uint8_t *p, uint8_t out[CHUNK])
 {
     static const size_t contribution[] = {8, 32, 8, 16, 96}; /* aggregation_bits: Bitvector[128] */
-    static const size_t outer[] = {8, 0, 96};
     chunk_t c[5], r[3];
+    chunk_u64(p, r[0]);
     KMS_RETURN_IF_ERR(container(p + 8, contribution, 5, c, r[1]));
-    return container(p, outer, 3, r, out);
+    KMS_RETURN_IF_ERR(bytes_root(p + 168, 96, r[2]));
+    return merkleize(r, 3, 2, out);
 }
 
 static kms_err_t fixed_root(EthMessageType type, const uint8_t *p, size_t len, kms_eth_object *o)

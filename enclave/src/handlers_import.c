@@ -56,7 +56,7 @@ kms_err_t kms_handle_import_validator(kms_ctx *ctx, const Request *req, Response
     if (bls && (kms_eth_chain_root(q->chain_id, gvr) != KMS_OK || q->height != 0 || q->round != 0 || q->step != 0 ||
                 q->sign_bytes.size != 0 || q->signature.size != 0))
         return KMS_ERR_INVALID_ARGUMENT;
-    if (!bls && q->allow_voluntary_exit) return KMS_ERR_INVALID_ARGUMENT;
+    if (!bls && (q->allow_voluntary_exit || strlen(q->chain_id) > KMS_CMT_CHAIN_ID_MAX)) return KMS_ERR_INVALID_ARGUMENT;
     char key_id[37];
     KeyRecord *rec = calloc(1, sizeof *rec);
     if (rec == NULL) return KMS_ERR_OUT_OF_MEMORY;

@@ -56,7 +56,8 @@ kms_err_t kms_handle_create_key(kms_ctx *ctx, const Request *req, Response *resp
     uint8_t gvr[32];
     int bls = q->spec == KeySpec_BLS12_381;
     if (!kms_spec_allows_usage(q->spec, q->usage) || ((q->usage == KeyUsage_VALIDATOR) != (q->chain_id[0] != '\0')) ||
-        (bls && kms_eth_chain_root(q->chain_id, gvr) != KMS_OK) || (!bls && q->allow_voluntary_exit))
+        (bls && kms_eth_chain_root(q->chain_id, gvr) != KMS_OK) ||
+        (!bls && (q->allow_voluntary_exit || strlen(q->chain_id) > KMS_CMT_CHAIN_ID_MAX)))
         return KMS_ERR_INVALID_ARGUMENT;
     KeyRecord *rec = kms_record_new();
     if (rec == NULL) return KMS_ERR_OUT_OF_MEMORY;

@@ -158,8 +158,10 @@ class EthOperations(Operations):
     def eth_slashing_import(self, interchange: Mapping[str, Any],
                             key_ids: Mapping[bytes, str] | None = None) -> dict[bytes, str]:
         """Merge an EIP-3076 (v5) interchange into the slashing protection of the keys it names (admins): watermarks
-        only rise. `key_ids` maps pubkeys to key ids (default: every BLS12_381 key the caller sees). Returns the
-        pubkeys merged and their key ids; pubkeys of no key here are skipped. EthFormatError when malformed;
+        only rise. `key_ids` maps pubkeys to key ids, and each of them must be of the interchange's chain (the
+        "database" EIP-3076 imports into); default: every BLS12_381 key the caller sees, of which those the
+        interchange names are checked and merged. Returns the pubkeys merged and their key ids; pubkeys of no key
+        here are skipped. EthFormatError when malformed;
         InvalidRequest when genesis_validators_root is not the keys' chain."""
         gvr, records = parse_interchange(interchange)
         known = dict(key_ids) if key_ids is not None else self._eth_keys_by_pubkey()
@@ -168,6 +170,8 @@ class EthOperations(Operations):
             if pubkey in known:
                 rec.key_id = merged[pubkey] = known[pubkey]
         chosen = [rec for pubkey, rec in records if pubkey in merged]
+        if key_ids is not None:  # every key named is checked to be of the interchange's chain, even without data
+            chosen += [pb.EthSlashingRecord(key_id=k, pubkey=p) for p, k in known.items() if p not in merged]
         for i in range(0, len(chosen), IMPORT_BATCH):  # the enclave takes IMPORT_BATCH records per request
             req = pb.EthSlashingImportRequest(genesis_validators_root=gvr, records=chosen[i:i + IMPORT_BATCH])
             self._call(pb.Request(eth_slashing_import=req))
