@@ -91,16 +91,11 @@ class EthSigner:
 
     def sign(self, pubkey: bytes, req: SignRequest) -> bytes:
         """The signature; UnknownKey, Regression (this side's watermark), or the KMS's typed errors. The enclave's
-        watermark in every answer is folded into this side's (docs/eth-interface.md)."""
+        watermark in its answer to a slashable request is folded into this side's (docs/eth-interface.md; it
+        sends none with the others)."""
         key_id = self.key_id(pubkey)
         if not req.slashable:
-            result = self._sign(key_id, req, None)
-            with self._lock:
-                guard = self._guards.get(pubkey)
-            if guard is not None:
-                with guard.lock:
-                    guard.fold(result.watermark)
-            return result.signature
+            return self._sign(key_id, req, None).signature
         guard = self.guard(pubkey, key_id)
         with guard.lock:
             mark = guard.check(req)

@@ -192,11 +192,6 @@ class EthGuard:
         if wm != self.current:
             self._write(wm)
 
-    def fold(self, enclave: SdkWatermark) -> None:
-        """After any other answer of the enclave (caller holds self.lock): raise the mark to its guard's."""
-        if self.current is not None and self.current.fold(enclave) != self.current:
-            self._write(self.current.fold(enclave))
-
     def _write(self, wm: EthWatermark) -> None:
         body = {"format": FORMAT, "version": VERSION, "pubkey": "0x" + self.pubkey.hex(),
                 "block_slot": wm.block_slot, "block_digest": wm.block_digest.hex(), "source_epoch": wm.source_epoch,
