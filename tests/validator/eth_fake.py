@@ -4,13 +4,10 @@ refuses a differing signing_root like the enclave, and keeps EIP-3076-style hist
 tests/validator/test_eth_enclave.py runs the same routes against the real enclave."""
 
 
-import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from remerkleable.basic import uint64
 from remerkleable.byte_arrays import Bytes4, Bytes32
 from remerkleable.complex import Container
@@ -19,8 +16,6 @@ from kms import errors
 from kms.client.eth import EthSignResult, EthWatermark
 from kms.client.types import KeyInfo
 from kms.validator.eth import ssz
-from kms.validator.eth.http import HttpSettings, make_app
-from kms.validator.eth.signer import EthSigner
 
 DOMAIN_TYPES = {"BLOCK_V2": "00000000", "ATTESTATION": "01000000", "RANDAO_REVEAL": "02000000",
                 "DEPOSIT": "03000000", "VOLUNTARY_EXIT": "04000000", "AGGREGATION_SLOT": "05000000",
@@ -121,23 +116,3 @@ class FakeEthClient:
 
     def disable_key(self, key_id: str) -> None:
         self.disabled.add(key_id)
-
-
-@dataclass
-class Api:
-    """The HTTP API over a signer: each call on a fresh app (the state is the signer's and the fake's)."""
-
-    signer: EthSigner
-    settings: HttpSettings
-
-    def __call__(self, method: str, path: str, **kwargs: Any) -> tuple[int, str, bytes]:
-        return call(make_app(self.signer, self.settings), method, path, **kwargs)
-
-
-def call(app: web.Application, method: str, path: str, **kwargs: Any) -> tuple[int, str, bytes]:
-    """One HTTP request to the app on a loopback test server: (status, content type, body)."""
-    async def go() -> tuple[int, str, bytes]:
-        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-            resp = await client.request(method, path, **kwargs)
-            return resp.status, resp.headers.get("Content-Type", ""), await resp.read()
-    return asyncio.run(go())

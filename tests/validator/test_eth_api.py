@@ -17,7 +17,8 @@ from kms.validator.eth.http import HttpSettings
 from kms.validator.eth.signer import EthSigner
 from kms.validator.eth.watermark import EthWatermark
 from tests.conftest import vectors_dir
-from tests.validator.eth_fake import Api, FakeEthClient
+from tests.validator.eth_fake import FakeEthClient
+from tests.validator.eth_harness import Api
 
 TOKEN = "t0ken-for-the-keymanager-test"
 
@@ -145,7 +146,8 @@ def test_slashable_requests_get_412_on_both_sides(tmp_path: Path, examples: dict
     assert api("POST", url, json=_attestation(4, 5))[0] == 200
     sent = fake.calls[-1][1][2]  # the watermark sent: the lowest slot and epochs still signable
     assert (sent.min_block_slot, sent.min_source_epoch, sent.min_target_epoch) == (10, 3, 4)
-    # a new state directory is seeded from the KMS's history (its EIP-3076 export): slot 10 stays refused
+    # a new state directory starts empty: the enclave (the fake here) still refuses slot 10, and its answer to
+    # slot 15 raises this side's mark
     api.signer.close()
     api2 = Api(EthSigner(fake, tmp_path / "state2"), api.settings)  # type: ignore[arg-type]
     assert api2("POST", url, json=_block(10, "77"))[0] == 412

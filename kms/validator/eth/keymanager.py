@@ -162,7 +162,7 @@ def _delete(signer: EthSigner, body: dict) -> dict[str, Any]:
             continue
         try:
             if info.state == "ENABLED":
-                guard = signer.guard(pub, info.key_id)
+                guard = signer.guard(pub)
                 with guard.lock:  # the signature in hand (if any) completes; none starts after
                     signer.client.disable_key(info.key_id)
                     signer.withdraw(pub)

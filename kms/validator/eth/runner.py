@@ -1,4 +1,4 @@
-"""`kms validator eth serve`: verify the KMS and open the attested session, open (and seed) each key's watermark,
+"""`kms validator eth serve`: verify the KMS and open the attested session, open each key's watermark,
 then serve the HTTP API until SIGTERM/SIGINT. Exit codes as every kms command: 0, 1 local or configuration,
 2 the KMS (unreachable, not trusted, refusing)."""
 
@@ -51,7 +51,7 @@ async def _serve(app: web.Application, cfg: EthConfig, ready: threading.Event | 
 
 def _open_keys(signer: EthSigner) -> None:
     for pubkey, key_id in signer.refresh().items():
-        guard = signer.guard(pubkey, key_id)
+        guard = signer.guard(pubkey)
         mark = guard.current
         _log.info("eth: key ready", key_id=key_id, pubkey="0x" + pubkey.hex(), block_slot=mark and mark.block_slot,
                   source_epoch=mark and mark.source_epoch, target_epoch=mark and mark.target_epoch)

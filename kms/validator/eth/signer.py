@@ -40,19 +40,34 @@ class EthSigner:
         self.pending: set[bytes] = set()       # keys being imported: not served until their history is in
 
     def all_keys(self) -> dict[bytes, KeyInfo]:
-        """Every Ethereum validator key this principal sees, enabled or not, by public key."""
+        """Every Ethereum validator key this principal sees, by public key (an enabled one where a public key has
+        several: a key deleted through the keymanager and imported again)."""
+        return self._scan()[0]
+
+    def _scan(self) -> tuple[dict[bytes, KeyInfo], set[bytes]]:
         out: dict[bytes, KeyInfo] = {}
+        ambiguous: set[bytes] = set()  # public keys of more than one enabled key
         for info in self.client.list_keys():
             if info.usage == "VALIDATOR" and "BLS" in info.spec:
                 if info.key_id not in self._pubkeys:
                     self._pubkeys[info.key_id] = bytes(self.client.eth_public_key(info.key_id))
-                out[self._pubkeys[info.key_id]] = info
-        return out
+                pub, prior = self._pubkeys[info.key_id], out.get(self._pubkeys[info.key_id])
+                if prior is not None and prior.state == info.state == "ENABLED":
+                    ambiguous.add(pub)
+                if prior is None or (info.state == "ENABLED" and prior.state != "ENABLED"):
+                    out[pub] = info
+        return out, ambiguous
 
     def refresh(self) -> dict[bytes, str]:
-        """Re-read the KMS's key list; returns the public key -> key id map now served (enabled keys)."""
-        keys = {pub: info.key_id for pub, info in self.all_keys().items()
-                if info.state == "ENABLED" and pub not in self.pending}
+        """Re-read the KMS's key list; returns the public key -> key id map now served (enabled keys). A public
+        key of two enabled keys is not served: each has its own slashing history in the enclave, and a validator
+        signing through both could sign a slashable pair."""
+        found, ambiguous = self._scan()
+        for pub in sorted(ambiguous):
+            _log.error("eth: two enabled keys have this public key: not served until one is disabled",
+                       pubkey="0x" + pub.hex())
+        keys = {pub: info.key_id for pub, info in found.items()
+                if info.state == "ENABLED" and pub not in self.pending and pub not in ambiguous}
         with self._lock:
             self._keys, self._refreshed = keys, time.monotonic()
         return dict(keys)
@@ -76,17 +91,15 @@ class EthSigner:
             raise UnknownKey(f"no key for the public key 0x{pubkey.hex()}")
         return found
 
-    def guard(self, pubkey: bytes, key_id: str) -> EthGuard:
-        """The key's watermark guard, opened (and on first use seeded from the KMS's export) once."""
+    def guard(self, pubkey: bytes) -> EthGuard:
+        """The key's watermark guard, opened once (a missing file starts empty: see EthGuard.start)."""
         with self._lock:
             guard = self._guards.get(pubkey)
             if guard is None:
                 guard = self._guards[pubkey] = EthGuard(self.state_dir, pubkey)
         if guard.current is None:
             with guard.lock:
-                if guard.current is None:
-                    export = self.client.eth_slashing_export([key_id])
-                    guard.seed(EthWatermark.from_interchange(export, pubkey))
+                guard.start()
         return guard
 
     def sign(self, pubkey: bytes, req: SignRequest) -> bytes:
@@ -96,7 +109,7 @@ class EthSigner:
         key_id = self.key_id(pubkey)
         if not req.slashable:
             return self._sign(key_id, req, None).signature
-        guard = self.guard(pubkey, key_id)
+        guard = self.guard(pubkey)
         with guard.lock:
             mark = guard.check(req)
             result = self._sign(key_id, req, mark)

@@ -7,8 +7,9 @@ attestation whose source or target is below the watermark's (EIP-3076's low-wate
 double and surround votes against everything below it); at the watermark itself only the very same request
 passes. It sends the watermark with each request (the enclave signs only above both its own history and it) and
 writes the new watermark durably (atomic rename, file and directory fsync) BEFORE the client gets the
-signature. A rolled-back KMS store alone cannot then produce a slashable pair. A missing file is seeded once
-from the KMS's EIP-3076 export (trust on first use; logged); a corrupt one stops that key (never reset).
+signature, raised to the watermark the enclave answers with (its history's bounds; docs/eth-interface.md). A
+rolled-back KMS store alone cannot then produce a slashable pair. A missing file starts empty and takes the
+KMS's history from the first answer (trust on first use; logged); a corrupt one stops that key (never reset).
 
     {"format": "enclave-kms eth watermark", "version": 1, "pubkey": "0x…", "block_slot": 123 | null,
      "block_digest": "<64 hex or empty>", "source_epoch": 3 | null, "target_epoch": 4 | null,
@@ -24,7 +25,6 @@ import os
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from kms.client.eth import EthWatermark as SdkWatermark
 from kms.log import get_logger
@@ -35,7 +35,7 @@ FORMAT, VERSION = "enclave-kms eth watermark", 1
 _FIELDS = {"format", "version", "pubkey", "block_slot", "block_digest", "source_epoch", "target_epoch",
            "attestation_digest"}
 REPAIR = ("see docs/ethereum.md, 'When the watermark file is lost or damaged': move it aside and let the signer "
-          "re-seed it from the KMS only once you know the KMS's history is complete")
+          "start it again from the KMS's history only once you know that history is complete")
 _log = get_logger("kms.validator.eth")
 
 __all__ = ["EthGuard", "EthWatermark", "Regression", "WatermarkError", "digest"]
@@ -79,20 +79,6 @@ class EthWatermark:
         if enclave.min_source_epoch > (wm.source_epoch or 0):
             wm = replace(wm, source_epoch=enclave.min_source_epoch)
         return wm
-
-    @classmethod
-    def from_interchange(cls, interchange: dict[str, Any], pubkey: bytes) -> EthWatermark:
-        """The low watermark of one key's EIP-3076 records (digests unknown)."""
-        mark = cls()
-        for entry in interchange.get("data", []):
-            if entry.get("pubkey", "").lower() != "0x" + pubkey.hex():
-                continue
-            slots = [int(b["slot"]) for b in entry.get("signed_blocks", [])]
-            sources = [int(a["source_epoch"]) for a in entry.get("signed_attestations", [])]
-            targets = [int(a["target_epoch"]) for a in entry.get("signed_attestations", [])]
-            mark = cls(block_slot=max(slots, default=None), source_epoch=max(sources, default=None),
-                       target_epoch=max(targets, default=None))
-        return mark
 
 
 def _below(value: int, mark: int | None) -> bool:
@@ -151,20 +137,22 @@ class EthGuard:
             raise WatermarkError(f"the watermark file {self.path} is corrupt ({exc}); this key will not sign; "
                                  f"{REPAIR}") from exc
 
-    def seed(self, mark: EthWatermark) -> None:
-        """First use without a file: start from the KMS's history (its EIP-3076 export)."""
+    def start(self) -> None:
+        """First use without a file (caller holds self.lock): start empty. The first slashable request then goes
+        to the enclave with no bound of this side's; its guard checks it against the KMS's history, and its answer's
+        watermark (that history's bounds) is folded in: what a seed from the KMS's export would give, without the
+        admin right the export needs. Logged: on anything but a first start the file was lost."""
         if self.current is None:
-            self._write(mark)
-            _log.warning("eth: no watermark file for this key: seeded from the KMS's slashing-protection history "
-                         "(right on a first start; otherwise the file was lost, see docs/ethereum.md)",
-                         pubkey="0x" + self.pubkey.hex(), path=str(self.path), block_slot=mark.block_slot,
-                         source_epoch=mark.source_epoch, target_epoch=mark.target_epoch)
+            self._write(EthWatermark())
+            _log.warning("eth: no watermark file for this key: started empty, raised to the KMS's slashing-protection "
+                         "history by its first answer (right on a first start; otherwise the file was lost, see "
+                         "docs/ethereum.md)", pubkey="0x" + self.pubkey.hex(), path=str(self.path))
 
     def check(self, req: SignRequest) -> EthWatermark:
         """Before asking the KMS (caller holds self.lock): Regression when the request is not above the mark."""
         wm = self.current
         if wm is None:
-            raise WatermarkError(f"no watermark for 0x{self.pubkey.hex()} yet (not seeded)")
+            raise WatermarkError(f"no watermark for 0x{self.pubkey.hex()} yet (not started)")
         d = digest(req)
         if req.message_type == "BLOCK_V2":
             slot = req.slot or 0
