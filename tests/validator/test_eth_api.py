@@ -46,7 +46,8 @@ def test_every_consistent_example_is_signed_over_the_stated_root(tmp_path: Path,
                 continue
             api, fake = _api(tmp_path / preset / str(i), examples, preset)
             body = case.get("request_snake_case", case["request"])
-            status, ctype, out = api("POST", f"/api/v1/eth2/sign/{examples['identifier']}", json=body)
+            status, ctype, out = api("POST", f"/api/v1/eth2/sign/{examples['identifier']}", json=body,
+                                     headers={"Accept": "text/plain"})
             assert status == 200, (case["name"], out)
             assert ctype.startswith("text/plain") and len(bytes.fromhex(out.decode()[2:])) == 96
             assert "0x" + fake.roots[-1].hex() == case["expected_signing_root"], case["name"]
@@ -72,12 +73,25 @@ def test_inconsistent_examples_get_400_from_the_signing_root_check(tmp_path: Pat
         assert status == 200 and "0x" + fake.roots[-1].hex() == case["derived"]["signing_root_mainnet_recomputed"]
 
 
-def test_accept_json_and_unknown_key(tmp_path: Path, examples: dict) -> None:
+@pytest.mark.parametrize(("accept", "media"), [
+    (None, "text/plain"), ("text/plain", "text/plain"), ("application/json", "application/json"),
+    ("*/*", "application/json"),   # Web3Signer's answer to */* (what Lodestar before 1.18 sends, and parses)
+    ("text/plain, */*;q=0.1", "application/json"), ("application/json;q=0, text/plain", "text/plain")])
+def test_accept_negotiation_as_web3signer(tmp_path: Path, examples: dict, accept: str | None, media: str) -> None:
     api, _ = _api(tmp_path, examples)
     body = next(c for c in examples["cases"] if c["type"] == "RANDAO_REVEAL")["request"]
-    status, ctype, out = api("POST", f"/api/v1/eth2/sign/{examples['identifier']}", json=body,
-                             headers={"Accept": "application/json"})
-    assert status == 200 and ctype.split(";")[0] == "application/json" and json.loads(out)["signature"].startswith("0x")
+    kwargs: dict[str, Any] = {"skip_auto_headers": ["Accept"]} if accept is None else {"headers": {"Accept": accept}}
+    status, ctype, out = api("POST", f"/api/v1/eth2/sign/{examples['identifier']}", json=body, **kwargs)
+    assert status == 200 and ctype.split(";")[0] == media
+    signature = json.loads(out)["signature"] if media == "application/json" else out.decode()
+    assert len(bytes.fromhex(signature.removeprefix("0x"))) == 96
+    status, ctype, out = api("GET", "/upcheck", **kwargs)   # upcheck: JSON only when asked for by name
+    assert status == 200 and (json.loads(out) == {"status": "OK"} if accept == "application/json" else out == b"OK")
+
+
+def test_unknown_key_is_404(tmp_path: Path, examples: dict) -> None:
+    api, _ = _api(tmp_path, examples)
+    body = next(c for c in examples["cases"] if c["type"] == "RANDAO_REVEAL")["request"]
     status, ctype, out = api("POST", "/api/v1/eth2/sign/0x" + "ab" * 48, json=body)
     assert status == 404 and ctype.split(";")[0] == "application/json" and "no key" in json.loads(out)["message"]
 
@@ -204,7 +218,7 @@ def test_routes_statuses_and_content_types_match_the_openapi_files(tmp_path: Pat
     auth = {"Authorization": f"Bearer {TOKEN}"}
     observed = {  # (path, method) -> {status: content type}
         ("/api/v1/eth2/sign/{identifier}", "post"): [
-            api("POST", f"/api/v1/eth2/sign/{ident}", json=_block(5)),
+            api("POST", f"/api/v1/eth2/sign/{ident}", json=_block(5), headers={"Accept": "text/plain"}),
             api("POST", f"/api/v1/eth2/sign/{ident}", json=_block(5), headers={"Accept": "application/json"}),
             api("POST", f"/api/v1/eth2/sign/{ident}", json=_block(5, "88")),
             api("POST", "/api/v1/eth2/sign/0x" + "ab" * 48, json=_block(5)),

@@ -56,7 +56,8 @@ def test_every_consistent_example_is_signed_over_the_stated_root(domain: Domain,
         _fresh_key(domain, examples)  # several examples are blocks at slot 0: a double proposal
         api = _api(domain, tmp_path / str(i), "minimal" if case["preset"] == "minimal" else "mainnet")
         try:
-            status, ctype, out = api("POST", url, json=case.get("request_snake_case", case["request"]))
+            status, ctype, out = api("POST", url, json=case.get("request_snake_case", case["request"]),
+                                     headers={"Accept": "text/plain"})
         finally:
             api.signer.close()
             api.signer.client.close()
@@ -85,7 +86,7 @@ def test_inconsistent_examples_are_refused_by_the_enclaves_root_check(domain: Do
         status, _, out = api("POST", url, json=case["request"])
         assert status == 400, (case["name"], out)
         body = {k: v for k, v in case["request"].items() if k != "signingRoot"}
-        status, _, out = api("POST", url, json=body)
+        status, _, out = api("POST", url, json=body, headers={"Accept": "text/plain"})
         api.signer.close()
         api.signer.client.close()
         root = bytes.fromhex(case["derived"]["signing_root_mainnet_recomputed"][2:])

@@ -1,11 +1,11 @@
 """The Web3Signer-compatible HTTP API (aiohttp): signing, public keys, upcheck, healthcheck, highWatermark, and
 the keymanager keystores routes when a bearer token is configured (kms.validator.eth.keymanager).
 
-Statuses as Web3Signer's: 200 (text/plain hex or application/json {"signature"} by Accept), 400 malformed or
-inconsistent (a signing root that differs from the enclave's), 404 unknown key, 412 refused by slashing
-protection (either side of the guard), 500 the KMS or the watermark failed; and 403 when the key's policy
-refuses the type (a voluntary exit not allowed), which Web3Signer has no case for. Errors are JSON
-{"message": ...}. One log line and one counter increment per decision, without data bytes.
+Statuses as Web3Signer's: 200 (application/json {"signature"} when Accept lists it or */*, else text/plain
+hex), 400 malformed or inconsistent (a signing root that differs from the enclave's), 404 unknown key, 412
+refused by slashing protection (either side of the guard), 500 the KMS or the watermark failed; and 403 when
+the key's policy refuses the type (a voluntary exit not allowed), which Web3Signer has no case for. Errors are
+JSON {"message": ...}. One log line and one counter increment per decision, without data bytes.
 """
 
 from __future__ import annotations
@@ -49,21 +49,16 @@ def error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
 
-def wants_json(request: web.Request) -> bool:
-    """Accept negotiation between text/plain (the default, and on a tie) and application/json."""
-    best: dict[str, float] = {}
+def wants_json(request: web.Request, *, any_type: bool = False) -> bool:
+    """Whether the Accept header lists application/json (or, with `any_type`, */*) with a q above 0. The signing
+    route passes any_type as Web3Signer does (its JSON answer for */*: clients that send no Accept of their own,
+    such as Lodestar before 1.18, parse the body as JSON); no Accept header or text/plain alone gets text/plain."""
     for part in request.headers.get("Accept", "").split(","):
-        media, *params = [p.strip() for p in part.split(";")]
-        q = 1.0
-        for p in params:
-            if p.startswith("q="):
-                try:
-                    q = float(p[2:])
-                except ValueError:
-                    q = 0.0
-        best[media.lower()] = max(q, best.get(media.lower(), 0.0))
-    plain = max(best.get("text/plain", 0.0), best.get("text/*", 0.0), best.get("*/*", 0.0))
-    return best.get("application/json", 0.0) > plain
+        media, *params = [p.strip().lower() for p in part.split(";")]
+        if media == "application/json" or (any_type and media == "*/*"):
+            if not any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
+                return True
+    return False
 
 
 def outcome_of(exc: BaseException) -> tuple[int, str]:
@@ -114,7 +109,7 @@ async def sign(request: web.Request) -> web.Response:
     LATENCY.labels(type=kind).observe(time.monotonic() - started)
     _log_decision(ident, req, kind, "signed", "", (time.monotonic() - started) * 1000)
     text = "0x" + signature.hex()
-    if wants_json(request):
+    if wants_json(request, any_type=True):
         return web.json_response({"signature": text})
     return web.Response(text=text, content_type="text/plain")
 
