@@ -126,6 +126,21 @@ def requests() -> dict[str, pb.Request]:
             add_principal=pb.AddPrincipalRequest(principal_id=bytes(32), name="alice", role=pb.USER)
         ),
         "list_principals": pb.Request(list_principals=pb.ListPrincipalsRequest()),
+        "create_key_bls12_381": pb.Request(create_key=pb.CreateKeyRequest(
+            spec=pb.BLS12_381, usage=pb.VALIDATOR, chain_id="0x" + "00" * 32, allow_voluntary_exit=True)),
+        "eth_sign_attestation": pb.Request(eth_sign=pb.EthSignRequest(
+            key_id=kid(ED25519), type=pb.ETH_ATTESTATION, ssz=bytes(128), fork_version=bytes(4),
+            genesis_validators_root=bytes(32), watermark=pb.EthWatermark(min_target_epoch=1))),
+        "eth_sign_aggregate": pb.Request(eth_sign=pb.EthSignRequest(
+            key_id=kid(ED25519), type=pb.ETH_AGGREGATE_AND_PROOF_V2,
+            ssz=bytes(8) + (108).to_bytes(4, "little") + bytes(96) + (236).to_bytes(4, "little") + bytes(232) + b"\x01",
+            fork_version=bytes(4), genesis_validators_root=bytes(32))),
+        "eth_slashing_check": pb.Request(eth_slashing_check=pb.EthSlashingCheckRequest(
+            key_id=kid(ED25519), type=pb.ETH_BLOCK_V2, slot=5, signing_root=bytes(32))),
+        "eth_import_keystore": pb.Request(eth_import_keystore=pb.EthImportKeystoreRequest(
+            kdf_function="pbkdf2", dklen=32, salt=bytes(32), pbkdf2_c=2, pbkdf2_prf="hmac-sha256",
+            checksum_function="sha256", checksum_message=bytes(32), cipher_function="aes-128-ctr",
+            cipher_iv=bytes(16), cipher_message=bytes(32), password=b"pw", chain_id="0x" + "00" * 32)),
     }
     for spec, usage in [(pb.SYMMETRIC_DEFAULT, pb.ENCRYPT_DECRYPT), (pb.HMAC_SHA_512, pb.GENERATE_VERIFY_MAC),
                         (pb.ECC_NIST_P384, pb.SIGN_VERIFY), (pb.ED25519, pb.SIGN_VERIFY),

@@ -186,6 +186,17 @@ kms_err_t kms_derive(EVP_PKEY *priv, EVP_PKEY *peer, uint8_t *secret, size_t cap
                      size_t *secret_len);
 
 /*
+ * EIP-2335 keystore primitives. scrypt (RFC 7914; n a power of two, maxmem the most memory it may
+ * take: KMS_ERR_OUT_OF_MEMORY beyond it or when the heap cannot hold it), PBKDF2-HMAC-SHA-256
+ * (iter >= 1) and AES-128-CTR (in and out may be the same buffer). out is wiped on failure.
+ */
+kms_err_t kms_scrypt(const uint8_t *pw, size_t pw_len, const uint8_t *salt, size_t salt_len, uint64_t n, uint32_t r,
+                     uint32_t p, uint64_t maxmem, uint8_t *out, size_t out_len);
+kms_err_t kms_pbkdf2_sha256(const uint8_t *pw, size_t pw_len, const uint8_t *salt, size_t salt_len, uint32_t iter,
+                            uint8_t *out, size_t out_len);
+kms_err_t kms_aes128_ctr(const uint8_t key[16], const uint8_t iv[16], const uint8_t *in, size_t len, uint8_t *out);
+
+/*
  * HKDF-SHA-256 (RFC 5869): out_len (1..255*32) bytes from ikm with salt and info (either may
  * be empty). Errors: KMS_ERR_INVALID_ARGUMENT, KMS_ERR_CRYPTO.
  */

@@ -1,4 +1,4 @@
-/* crypto_kdf.c - HKDF-SHA-256 and raw keys (X25519 public, Ed25519/secp256k1 private) over OpenSSL 3. */
+/* crypto_kdf.c - HKDF-SHA-256, the EIP-2335 keystore primitives (scrypt, PBKDF2-HMAC-SHA-256, AES-128-CTR) and raw keys (X25519 public, Ed25519/secp256k1 private) over OpenSSL 3. */
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -31,6 +31,74 @@ kms_err_t kms_hkdf_sha256(const uint8_t *salt, size_t salt_len, const uint8_t *i
     if (err != KMS_OK) OPENSSL_cleanse(out, out_len);
     EVP_KDF_CTX_free(ctx);
     EVP_KDF_free(kdf);
+    ERR_clear_error();
+    return err;
+}
+
+/* One EVP_KDF derivation (name, params) into out; wiped on failure. */
+static kms_err_t kdf_derive(const char *name, const OSSL_PARAM *params, uint8_t *out, size_t out_len)
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, name, NULL);
+    EVP_KDF_CTX *ctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+    kms_err_t err = ctx == NULL ? KMS_ERR_CRYPTO : EVP_KDF_derive(ctx, out, out_len, params) == 1 ? KMS_OK
+                                                                                                 : KMS_ERR_OUT_OF_MEMORY;
+    if (err != KMS_OK) OPENSSL_cleanse(out, out_len);
+    EVP_KDF_CTX_free(ctx);
+    EVP_KDF_free(kdf);
+    ERR_clear_error();
+    return err;
+}
+
+kms_err_t kms_scrypt(const uint8_t *pw, size_t pw_len, const uint8_t *salt, size_t salt_len, uint64_t n, uint32_t r,
+                     uint32_t p, uint64_t maxmem, uint8_t *out, size_t out_len)
+{
+    static const uint8_t empty[1];
+    if (!KMS_CRYPTO_BUF_OK(pw, pw_len) || !KMS_CRYPTO_BUF_OK(salt, salt_len) || out == NULL || out_len == 0)
+        return KMS_ERR_INVALID_ARGUMENT;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)(uintptr_t)(pw_len ? pw : empty), pw_len),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)(uintptr_t)(salt_len ? salt : empty), salt_len),
+        OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
+        OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
+        OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
+        OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &maxmem),
+        OSSL_PARAM_construct_end(),
+    };
+    return kdf_derive("SCRYPT", params, out, out_len);
+}
+
+kms_err_t kms_pbkdf2_sha256(const uint8_t *pw, size_t pw_len, const uint8_t *salt, size_t salt_len, uint32_t iter,
+                            uint8_t *out, size_t out_len)
+{
+    static const uint8_t empty[1];
+    char digest[] = "SHA256";
+    uint64_t iterations = iter;
+    int no_checks = 0; /* EIP-2335 passwords and salts may be short: the SP 800-132 lower bounds do not apply */
+    if (!KMS_CRYPTO_BUF_OK(pw, pw_len) || !KMS_CRYPTO_BUF_OK(salt, salt_len) || out == NULL || out_len == 0 ||
+        iter == 0)
+        return KMS_ERR_INVALID_ARGUMENT;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)(uintptr_t)(pw_len ? pw : empty), pw_len),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)(uintptr_t)(salt_len ? salt : empty), salt_len),
+        OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_ITER, &iterations),
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_int(OSSL_KDF_PARAM_PKCS5, &no_checks),
+        OSSL_PARAM_construct_end(),
+    };
+    return kdf_derive("PBKDF2", params, out, out_len);
+}
+
+kms_err_t kms_aes128_ctr(const uint8_t key[16], const uint8_t iv[16], const uint8_t *in, size_t len, uint8_t *out)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int n = 0, fin = 0;
+    kms_err_t err = ctx != NULL && len <= INT32_MAX && EVP_DecryptInit_ex(ctx, EVP_aes_128_ctr(), NULL, key, iv) == 1 &&
+                            EVP_DecryptUpdate(ctx, out, &n, in, (int)len) == 1 &&
+                            EVP_DecryptFinal_ex(ctx, out + n, &fin) == 1 && (size_t)(n + fin) == len
+                        ? KMS_OK
+                        : KMS_ERR_CRYPTO;
+    if (err != KMS_OK) OPENSSL_cleanse(out, len);
+    EVP_CIPHER_CTX_free(ctx);
     ERR_clear_error();
     return err;
 }
