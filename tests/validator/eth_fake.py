@@ -100,7 +100,7 @@ class FakeEthClient:
                     {"slot": str(s)} for s in sorted(self.blocks.get(k, {}))], "signed_attestations": []}
                     for k in key_ids]}
 
-    def eth_slashing_import(self, interchange: dict) -> None:
+    def eth_slashing_import(self, interchange: dict, key_ids: dict | None = None) -> None:
         if not isinstance(interchange, dict) or "metadata" not in interchange:
             raise errors.InvalidRequest("not an EIP-3076 interchange")
         self.calls.append(("import_interchange", None))

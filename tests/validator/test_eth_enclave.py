@@ -19,6 +19,7 @@ from tests.conftest import vectors_dir
 from tests.validator.eth_harness import Api, disable, eth_key
 from tests.validator.harness import Domain
 
+TOKEN = "a-keymanager-token-for-the-enclave-test"
 GFV = bytes.fromhex("00000001")   # the example network's GENESIS_FORK_VERSION (VALIDATOR_REGISTRATION's domain)
 EXAMPLE_GVR = "0x04700007fabc8282644aed6d1c7c9e21d38a03a0c4ba193f3afe428824b3a673"
 LOCAL_REFUSAL = "this validator"  # the words of this side's refusals (watermark.py); the enclave's differ
@@ -179,3 +180,45 @@ def test_a_public_key_of_two_enabled_keys_is_not_served(domain: Domain, tmp_path
     assert api("POST", f"/api/v1/eth2/sign/0x{pub.hex()}", json=_block(1, "44"))[0] == 200
     api.signer.close()
     api.signer.client.close()
+
+
+def test_keymanager_imports_history_before_serving_and_delete_returns_it(domain: Domain, tmp_path: Path) -> None:
+    """The keymanager routes against the enclave (with an admin's credentials: import and export are admins'
+    operations): an EIP-2335 keystore imported with its EIP-3076 history refuses what that history forbids (the
+    enclave's refusal: this side's file is new), duplicates and wrong passwords are reported per keystore, and
+    delete disables the key and returns its history, including what was signed here."""
+    case = next(c for c in json.loads((vectors_dir("eth2", "eip2335") / "cases.json").read_text())["keystore_cases"]
+                if c["file"] == "pbkdf2_keystore.json" and c["expect"] == "ok")
+    keystore = (vectors_dir("eth2", "eip2335") / case["file"]).read_text()
+    gvr, pub = bytes.fromhex(EXAMPLE_GVR[2:]), case["pubkey"]
+    history = json.dumps({"metadata": {"interchange_format_version": "5", "genesis_validators_root": EXAMPLE_GVR},
+                          "data": [{"pubkey": pub, "signed_blocks": [{"slot": "50"}],
+                                    "signed_attestations": [{"source_epoch": "5", "target_epoch": "6"}]}]})
+    auth = {"Authorization": "Bearer " + TOKEN}
+    client = domain.server.client(domain.admin)
+    api = Api(EthSigner(client, tmp_path / "state"), HttpSettings("mainnet", GFV, TOKEN, gvr))
+    try:
+        status, _, out = api("POST", "/eth/v1/keystores", headers=auth, json={
+            "keystores": [keystore, keystore.replace(pub[2:], "ab" * 48)], "passwords": [case["password"], "wrong"],
+            "slashing_protection": history})
+        assert status == 200 and [d["status"] for d in json.loads(out)["data"]] == ["imported", "error"], out
+        listed = json.loads(api("GET", "/eth/v1/keystores", headers=auth)[2])["data"]
+        assert pub in [k["validating_pubkey"] for k in listed]
+        url = f"/api/v1/eth2/sign/{pub}"
+        for body in (_block(50, "77"), _attestation(5, 6, "99"), _attestation(4, 7, "11")):
+            status, _, out = api("POST", url, json=body)
+            assert status == 412 and "SLASHING_PROTECTION" in json.loads(out)["message"], out
+        assert api("POST", url, json=_block(51, "44"))[0] == 200
+        status, _, out = api("POST", "/eth/v1/keystores", headers=auth, json={
+            "keystores": [keystore], "passwords": [case["password"]]})
+        assert [d["status"] for d in json.loads(out)["data"]] == ["duplicate"]
+        status, _, out = api("DELETE", "/eth/v1/keystores", headers=auth, json={"pubkeys": [pub]})
+        doc = json.loads(out)
+        assert status == 200 and [d["status"] for d in doc["data"]] == ["deleted"], doc
+        exported = json.loads(doc["slashing_protection"])["data"]
+        assert [e["pubkey"] for e in exported] == [pub]
+        assert max(int(b["slot"]) for b in exported[0]["signed_blocks"]) == 51
+        assert api("POST", url, json=_block(52, "44"))[0] == 404
+    finally:
+        api.signer.close()
+        client.close()

@@ -1,8 +1,8 @@
 """The keymanager API's keystores routes (GET|POST|DELETE /eth/v1/keystores), behind a bearer token read from a
 file. Import: each EIP-2335 keystore with its password, sent to the enclave only inside
 the attested session (it decrypts there), then the EIP-3076 interchange (when sent); the new keys are not served
-until it is in, and are disabled again when it is refused. Delete: the key is disabled in the KMS (it can
-sign nothing more; an admin may destroy it later) and withdrawn here, then its history is exported.
+until it is in, and are disabled again when it is refused. Delete: the key's history is exported, then the
+key is disabled in the KMS (it can sign nothing more; an admin may destroy it later) and withdrawn here.
 
 `remotekeys` is not served: it configures a validator client's own remote signers, and this process is the
 remote signer itself (docs/ethereum.md)."""
@@ -10,6 +10,7 @@ remote signer itself (docs/ethereum.md)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 from typing import Any
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from kms import errors
 from kms.client.errors import ClientError
+from kms.client.eth_formats import parse_interchange
 from kms.log import get_logger
 from kms.validator.eth.convert import RequestError, hex_bytes
 from kms.validator.eth.signer import SIGNER_KEY, EthSigner
@@ -78,8 +80,7 @@ def _import_one(signer: EthSigner, gvr: bytes, known: set[bytes], text: Any, pas
         pubkey = hex_bytes("0x" + str(keystore.get("pubkey", "")).removeprefix("0x"), "keystore.pubkey", length=48)
         if pubkey in known:
             return {"status": "duplicate", "message": ""}
-        info = signer.client.eth_import_keystore(keystore, password, genesis_validators_root=gvr)
-        key_id = getattr(info, "key_id", info)
+        key_id = signer.client.eth_import_keystore(keystore, password, genesis_validators_root=gvr).key_id
         if bytes(signer.client.eth_public_key(key_id)) != pubkey:
             raise RequestError(f"the imported key {key_id}'s public key differs from the keystore's pubkey: "
                                "do not use it")
@@ -98,11 +99,12 @@ def _import(signer: EthSigner, gvr: bytes, body: dict) -> list[dict[str, str]]:
     unknown = set(body) - {"keystores", "passwords", "slashing_protection"}
     if unknown:
         raise RequestError(f"unknown field(s) {', '.join(sorted(unknown))}")
-    interchange = None
+    interchange, named = None, set()
     if body.get("slashing_protection") is not None:
         try:
             interchange = json.loads(body["slashing_protection"])
-        except (TypeError, ValueError) as exc:
+            named = {pub for pub, _ in parse_interchange(interchange)[1]}
+        except (TypeError, ValueError) as exc:   # EthFormatError is a ValueError
             raise RequestError(f"slashing_protection: not an EIP-3076 JSON string: {exc}") from None
     known = set(signer.all_keys())
     pending = {_pubkey_of(k) for k in keystores} - {None}
@@ -110,8 +112,10 @@ def _import(signer: EthSigner, gvr: bytes, body: dict) -> list[dict[str, str]]:
     try:
         out = [_import_one(signer, gvr, known, k, p) for k, p in zip(keystores, passwords, strict=True)]
         if interchange is not None:  # after the keys: the enclave skips the history of pubkeys it has no key for
-            try:
-                signer.client.eth_slashing_import(interchange)
+            try:  # into the enabled key of each pubkey named (not a disabled twin of a key deleted before)
+                keys = signer.all_keys()
+                signer.client.eth_slashing_import(interchange, {pub: keys[pub].key_id for pub in named
+                                                                if pub in keys and keys[pub].state == "ENABLED"})
             except Exception:
                 _withdraw_new(signer, out, keystores)
                 raise
@@ -149,39 +153,41 @@ async def import_keystores(request: web.Request) -> web.Response:
         return _error(500, f"import failed: {exc}")
 
 
-def _delete(signer: EthSigner, body: dict) -> dict[str, Any]:
+def _delete(signer: EthSigner, gvr: bytes, body: dict) -> dict[str, Any]:
+    """Export the history of the enabled keys named, then disable them, all under their guards' locks (the
+    signatures in hand complete first, none starts after): the enclave exports no disabled key's history, so a key
+    already disabled is `not_active` without it. Nothing is disabled when the export fails."""
     pubkeys = body.get("pubkeys")
     if not isinstance(pubkeys, list) or set(body) != {"pubkeys"}:
         raise RequestError("the body is {\"pubkeys\": [...]}")
     wanted = [hex_bytes(p, f"pubkeys[{i}]", length=48) for i, p in enumerate(pubkeys)]
-    keys, statuses, exported = signer.all_keys(), [], []
-    for pub in wanted:
-        info = keys.get(pub)
-        if info is None:
-            statuses.append({"status": "not_found", "message": ""})
-            continue
-        try:
-            if info.state == "ENABLED":
-                guard = signer.guard(pub)
-                with guard.lock:  # the signature in hand (if any) completes; none starts after
-                    signer.client.disable_key(info.key_id)
-                    signer.withdraw(pub)
-                statuses.append({"status": "deleted", "message": ""})
-            else:
-                statuses.append({"status": "not_active", "message": ""})
-            exported.append(info.key_id)
-            _log.warning("eth keymanager: key deleted (disabled in the KMS)", pubkey="0x" + pub.hex(),
-                         key_id=info.key_id)
-        except _FAILURES as exc:
-            statuses.append({"status": "error", "message": str(exc)})
-    interchange = signer.client.eth_slashing_export(exported)
-    return {"data": statuses, "slashing_protection": json.dumps(interchange)}
+    keys = signer.all_keys()
+    active = sorted({pub for pub in wanted if pub in keys and keys[pub].state == "ENABLED"})
+    statuses: dict[bytes, dict[str, str]] = {}
+    with contextlib.ExitStack() as held:
+        for pub in active:
+            held.enter_context(signer.guard(pub).lock)
+        interchange = (signer.client.eth_slashing_export([keys[pub].key_id for pub in active]) if active else
+                       {"metadata": {"interchange_format_version": "5", "genesis_validators_root": "0x" + gvr.hex()},
+                        "data": []})
+        for pub in active:
+            try:
+                signer.client.disable_key(keys[pub].key_id)
+                signer.withdraw(pub)
+                statuses[pub] = {"status": "deleted", "message": ""}
+                _log.warning("eth keymanager: key deleted (disabled in the KMS)", pubkey="0x" + pub.hex(),
+                             key_id=keys[pub].key_id)
+            except _FAILURES as exc:
+                statuses[pub] = {"status": "error", "message": str(exc)}
+    out = [statuses.get(pub) or {"status": "not_active" if pub in keys else "not_found", "message": ""}
+           for pub in wanted]
+    return {"data": out, "slashing_protection": json.dumps(interchange)}
 
 
 async def delete_keystores(request: web.Request) -> web.Response:
     try:
         body = await _json(request)
-        return web.json_response(await asyncio.to_thread(_delete, request.app[SIGNER_KEY], body))
+        return web.json_response(await asyncio.to_thread(_delete, request.app[SIGNER_KEY], request.app[GVR_KEY], body))
     except RequestError as exc:
         return _error(400, str(exc))
     except _FAILURES as exc:
