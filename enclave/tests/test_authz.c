@@ -30,13 +30,16 @@ static const pb_size_t k_session_only[] = {Request_init_tag, Request_add_princip
                                            Request_validator_state_import_tag, Request_remove_principal_tag,
                                            Request_set_auditors_tag, Request_list_replicas_tag,
                                            Request_approve_replica_tag, Request_remove_replica_tag,
-                                           Request_set_replica_policy_tag};
+                                           Request_set_replica_policy_tag, Request_eth_import_keystore_tag,
+                                           Request_eth_slashing_export_tag, Request_eth_slashing_import_tag,
+                                           Request_eth_slashing_check_tag};
 static const pb_size_t k_user[] = {
     Request_get_identity_tag, Request_describe_key_tag, Request_get_public_key_tag, Request_list_keys_tag,
     Request_encrypt_tag, Request_decrypt_tag, Request_sign_tag, Request_verify_tag, Request_generate_mac_tag,
     Request_verify_mac_tag, Request_asymmetric_decrypt_tag, Request_derive_shared_secret_tag,
     Request_generate_random_tag, Request_validator_sign_tag, Request_validator_state_tag,
-    Request_generate_data_key_tag, Request_generate_data_key_pair_tag, Request_re_encrypt_tag, Request_batch_tag};
+    Request_generate_data_key_tag, Request_generate_data_key_pair_tag, Request_re_encrypt_tag, Request_batch_tag,
+    Request_eth_sign_tag};
 #define N(a) (sizeof a / sizeof a[0])
 
 /* The rules as authz.c spelled them out before the table. */

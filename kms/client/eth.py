@@ -24,7 +24,7 @@ MESSAGE_TYPES: dict[str, int] = {
 }
 
 
-IMPORT_BATCH = 16  # EthSlashingImportRequest.records max_count (boundary.options)
+IMPORT_BATCH = 16  # EthSlashingImportRequest.records and EthSlashingExportRequest.key_ids max_count (boundary.options)
 
 
 def chain_id_of(genesis_validators_root: bytes) -> str:
@@ -151,7 +151,10 @@ class EthOperations(Operations):
 
     def eth_slashing_export(self, key_ids: Iterable[str]) -> dict[str, Any]:
         """EIP-3076 (v5) interchange JSON of the keys' slashing protection, as the enclave holds it."""
-        req = pb.EthSlashingExportRequest(key_ids=list(key_ids))
+        ids = list(key_ids)
+        if not 1 <= len(ids) <= IMPORT_BATCH:
+            raise ValueError(f"eth_slashing_export: 1 to {IMPORT_BATCH} key ids per call, not {len(ids)}")
+        req = pb.EthSlashingExportRequest(key_ids=ids)
         data = self._call(pb.Request(eth_slashing_export=req)).eth_slashing
         return build_interchange(bytes(data.genesis_validators_root), data.records)
 

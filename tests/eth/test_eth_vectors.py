@@ -69,3 +69,23 @@ def test_sign_vector_secrets_through_the_enclave(admin):
         res = admin.eth_sign(info.key_id, "SYNC_COMMITTEE_MESSAGE", bytes.fromhex(_hex(case["input"]["message"])),
                              b"\0\0\0\0", bytes(32))
         assert bls.Verify(pk, res.signing_root, res.signature)
+
+
+def test_real_deposits_through_the_enclave_code(runner):
+    """4 real testnet deposits: the enclave's DepositMessage root is theirs, and their signatures verify over the
+    signing root it computes (DOMAIN_DEPOSIT with their fork version and a zero root)."""
+    folder = vectors("eth2") / "signing" / "deposit_data"
+    deposits = [d for name in ("medalla", "pyrmont")
+                for d in json.loads((folder / f"deposit_data-{name}.json").read_text())]
+    assert len(deposits) == 4
+    lines = [f"root d{i} 12 {d['pubkey']}{d['withdrawal_credentials']}{d['amount'].to_bytes(8, 'little').hex()} "
+             f"{d['fork_version']} {'00' * 32}" for i, d in enumerate(deposits)]
+    out = subprocess.run([str(runner)], input="\n".join(lines) + "\n", capture_output=True, text=True, check=True)
+    roots = {cid: rest.split() for cid, rest in (line.split(" ", 1) for line in out.stdout.splitlines())}
+    verify = []
+    for i, d in enumerate(deposits):
+        object_root, signing_root = roots[f"d{i}"]
+        assert object_root == d["deposit_message_root"]
+        verify.append(f"verify v{i} {d['pubkey']} {signing_root} {d['signature']}")
+    out = subprocess.run([str(runner)], input="\n".join(verify) + "\n", capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [w for i in range(4) for w in (f"v{i}", "true")]
