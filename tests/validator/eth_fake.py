@@ -94,6 +94,8 @@ class FakeEthClient:
         return EthSignResult(signature[:96], computed, EthWatermark(max(slots, default=-1) + 1 + self.ahead, 0, 0))
 
     def eth_slashing_export(self, key_ids: list[str]) -> dict:
+        if not 1 <= len(key_ids) <= 16:
+            raise ValueError("eth_slashing_export: 1 to 16 key ids per call")
         self.calls.append(("export", tuple(key_ids)))
         return {"metadata": {"interchange_format_version": "5", "genesis_validators_root": "0x" + "00" * 32},
                 "data": [{"pubkey": "0x" + self.keys[k].hex(), "signed_blocks": [

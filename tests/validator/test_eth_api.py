@@ -283,3 +283,17 @@ def test_keymanager_import_and_delete(tmp_path: Path, examples: dict) -> None:
     assert api("POST", f"/api/v1/eth2/sign/0x{new_pub}", json=_block(4))[0] == 404  # signs nothing more
     status, _, out = api("DELETE", "/eth/v1/keystores", headers=auth, json={"pubkeys": ["0x" + new_pub]})
     assert [d["status"] for d in json.loads(out)["data"]] == ["not_active"]
+
+
+def test_keymanager_delete_exports_many_keys_in_batches(tmp_path: Path, examples: dict) -> None:
+    api, fake = _api(tmp_path, examples)
+    extra = {f"x{i}": bytes([i]) * 48 for i in range(1, 20)}
+    fake.keys.update(extra)
+    pubs = ["0x" + p.hex() for p in extra.values()] + ["0x" + "cd" * 48]
+    status, _, out = api("DELETE", "/eth/v1/keystores", headers={"Authorization": f"Bearer {TOKEN}"},
+                         json={"pubkeys": pubs})
+    doc = json.loads(out)
+    assert status == 200 and [d["status"] for d in doc["data"]] == ["deleted"] * 19 + ["not_found"]
+    assert sorted(e["pubkey"] for e in json.loads(doc["slashing_protection"])["data"]) == sorted(pubs[:-1])
+    assert [len(c[1]) for c in fake.calls if c[0] == "export"] == [16, 3]
+    assert extra.keys() <= fake.disabled

@@ -19,7 +19,9 @@ from aiohttp import web
 
 from kms import errors
 from kms.client.errors import ClientError
+from kms.client.eth import IMPORT_BATCH
 from kms.client.eth_formats import parse_interchange
+from kms.client.types import KeyInfo
 from kms.log import get_logger
 from kms.validator.eth.convert import RequestError, hex_bytes
 from kms.validator.eth.signer import SIGNER_KEY, EthSigner
@@ -153,6 +155,17 @@ async def import_keystores(request: web.Request) -> web.Response:
         return _error(500, f"import failed: {exc}")
 
 
+def _export(signer: EthSigner, infos: list[KeyInfo], gvr: bytes) -> dict[str, Any]:
+    """One EIP-3076 interchange of the keys (of one chain), exported IMPORT_BATCH keys per call."""
+    out: dict[str, Any] = {"metadata": {"interchange_format_version": "5",
+                                        "genesis_validators_root": infos[0].chain_id if infos else "0x" + gvr.hex()},
+                           "data": []}
+    for i in range(0, len(infos), IMPORT_BATCH):
+        part = signer.client.eth_slashing_export([info.key_id for info in infos[i:i + IMPORT_BATCH]])
+        out["metadata"], out["data"] = part["metadata"], out["data"] + part["data"]
+    return out
+
+
 def _delete(signer: EthSigner, gvr: bytes, body: dict) -> dict[str, Any]:
     """Export the history of the enabled keys named, then disable them, all under their guards' locks (the
     signatures in hand complete first, none starts after): the enclave exports no disabled key's history, so a key
@@ -163,13 +176,13 @@ def _delete(signer: EthSigner, gvr: bytes, body: dict) -> dict[str, Any]:
     wanted = [hex_bytes(p, f"pubkeys[{i}]", length=48) for i, p in enumerate(pubkeys)]
     keys = signer.all_keys()
     active = sorted({pub for pub in wanted if pub in keys and keys[pub].state == "ENABLED"})
+    if len({keys[pub].chain_id for pub in active}) > 1:
+        raise RequestError("the keys named are of more than one chain: delete each chain's in its own request")
     statuses: dict[bytes, dict[str, str]] = {}
     with contextlib.ExitStack() as held:
         for pub in active:
             held.enter_context(signer.guard(pub).lock)
-        interchange = (signer.client.eth_slashing_export([keys[pub].key_id for pub in active]) if active else
-                       {"metadata": {"interchange_format_version": "5", "genesis_validators_root": "0x" + gvr.hex()},
-                        "data": []})
+        interchange = _export(signer, [keys[pub] for pub in active], gvr)
         for pub in active:
             try:
                 signer.client.disable_key(keys[pub].key_id)
