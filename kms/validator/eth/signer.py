@@ -22,7 +22,6 @@ _log = get_logger("kms.validator.eth")
 REFRESH_MIN_S = 2.0  # an unknown public key re-reads the KMS's key list at most this often
 
 
-
 class UnknownKey(LookupError):
     """No enabled Ethereum validator key with this public key is visible to this signer (HTTP 404)."""
 
