@@ -35,13 +35,13 @@ kms_err_t kms_hkdf_sha256(const uint8_t *salt, size_t salt_len, const uint8_t *i
     return err;
 }
 
-/* One EVP_KDF derivation (name, params) into out; wiped on failure. */
-static kms_err_t kdf_derive(const char *name, const OSSL_PARAM *params, uint8_t *out, size_t out_len)
+/* One EVP_KDF derivation (name, params) into out, `failed` when the derivation fails; wiped on failure. */
+static kms_err_t kdf_derive(const char *name, const OSSL_PARAM *params, uint8_t *out, size_t out_len,
+                            kms_err_t failed)
 {
     EVP_KDF *kdf = EVP_KDF_fetch(NULL, name, NULL);
     EVP_KDF_CTX *ctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
-    kms_err_t err = ctx == NULL ? KMS_ERR_CRYPTO : EVP_KDF_derive(ctx, out, out_len, params) == 1 ? KMS_OK
-                                                                                                 : KMS_ERR_OUT_OF_MEMORY;
+    kms_err_t err = ctx == NULL ? KMS_ERR_CRYPTO : EVP_KDF_derive(ctx, out, out_len, params) == 1 ? KMS_OK : failed;
     if (err != KMS_OK) OPENSSL_cleanse(out, out_len);
     EVP_KDF_CTX_free(ctx);
     EVP_KDF_free(kdf);
@@ -64,7 +64,7 @@ kms_err_t kms_scrypt(const uint8_t *pw, size_t pw_len, const uint8_t *salt, size
         OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &maxmem),
         OSSL_PARAM_construct_end(),
     };
-    return kdf_derive("SCRYPT", params, out, out_len);
+    return kdf_derive("SCRYPT", params, out, out_len, KMS_ERR_OUT_OF_MEMORY); /* its only run-time failure */
 }
 
 kms_err_t kms_pbkdf2_sha256(const uint8_t *pw, size_t pw_len, const uint8_t *salt, size_t salt_len, uint32_t iter,
@@ -73,7 +73,7 @@ kms_err_t kms_pbkdf2_sha256(const uint8_t *pw, size_t pw_len, const uint8_t *sal
     static const uint8_t empty[1];
     char digest[] = "SHA256";
     uint64_t iterations = iter;
-    int no_checks = 0; /* EIP-2335 passwords and salts may be short: the SP 800-132 lower bounds do not apply */
+    int no_checks = 1; /* EIP-2335 passwords and salts may be short: SP 800-132's lower bounds do not apply */
     if (!KMS_CRYPTO_BUF_OK(pw, pw_len) || !KMS_CRYPTO_BUF_OK(salt, salt_len) || out == NULL || out_len == 0 ||
         iter == 0)
         return KMS_ERR_INVALID_ARGUMENT;
@@ -85,7 +85,7 @@ kms_err_t kms_pbkdf2_sha256(const uint8_t *pw, size_t pw_len, const uint8_t *sal
         OSSL_PARAM_construct_int(OSSL_KDF_PARAM_PKCS5, &no_checks),
         OSSL_PARAM_construct_end(),
     };
-    return kdf_derive("PBKDF2", params, out, out_len);
+    return kdf_derive("PBKDF2", params, out, out_len, KMS_ERR_CRYPTO);
 }
 
 kms_err_t kms_aes128_ctr(const uint8_t key[16], const uint8_t iv[16], const uint8_t *in, size_t len, uint8_t *out)

@@ -298,6 +298,42 @@ def c_import_validator(w):
     return md.key_id, ""
 
 
+def _bls_key(w: World) -> str:
+    return w.call(create_key=pb.CreateKeyRequest(spec=pb.BLS12_381, usage=pb.VALIDATOR,
+                                                 chain_id="0x" + "00" * 32)).key_metadata.key_id
+
+
+def c_eth_sign(w):
+    kid = _bls_key(w)
+    w.call(eth_sign=pb.EthSignRequest(key_id=kid, type=pb.ETH_RANDAO_REVEAL, ssz=bytes(8), fork_version=bytes(4),
+                                      genesis_validators_root=bytes(32)))
+    return kid, ""
+
+
+def c_eth_slashing_check(w):
+    kid = _bls_key(w)
+    w.call(eth_slashing_check=pb.EthSlashingCheckRequest(key_id=kid, type=pb.ETH_BLOCK_V2, slot=3,
+                                                         signing_root=b"\x01" * 32))
+    return kid, ""
+
+
+def c_eth_import_keystore(w):
+    """The ERC-2335 PBKDF2 vector (c lowered: the test's own keystore, its checksum computed here)."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    salt, iv, password = b"\x11" * 32, b"\x22" * 16, b"testpassword"
+    dk = hashlib.pbkdf2_hmac("sha256", password, salt, 2, 32)
+    secret = (7).to_bytes(32, "big")
+    enc = Cipher(algorithms.AES(dk[:16]), modes.CTR(iv)).encryptor()
+    message = enc.update(secret) + enc.finalize()
+    md = w.call(eth_import_keystore=pb.EthImportKeystoreRequest(
+        kdf_function="pbkdf2", dklen=32, salt=salt, pbkdf2_c=2, pbkdf2_prf="hmac-sha256", checksum_function="sha256",
+        checksum_message=hashlib.sha256(dk[16:32] + message).digest(), cipher_function="aes-128-ctr", cipher_iv=iv,
+        cipher_message=message, password=password, chain_id="0x" + "00" * 32)).key_metadata
+    return md.key_id, ""
+
+
 CASES: dict[str, Callable[[World], tuple[str, str]]] = {
     name[2:]: fn for name, fn in globals().items() if name.startswith("c_") and callable(fn)}
 
