@@ -26,11 +26,12 @@ ARG BASE_IMAGE=localhost/kms-debian:bookworm
 # ---------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS build
 ARG DEBIAN_FRONTEND=noninteractive
-# The `dev` script's APT_PACKAGES less clang (only the fuzzer needs it).
+# The `dev` script's APT_PACKAGES less clang (only the fuzzer needs it), and npm: the build fetches blst's
+# sources by exact version and integrity (Makefile, docs/ethereum-keys.md).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         make gcc libc6-dev pkg-config openssl libssl-dev libnanopb-dev nanopb protobuf-compiler \
-        libgfshare-dev libjemalloc-dev python3 python3-venv python3-dev ca-certificates \
+        libgfshare-dev libjemalloc-dev python3 python3-venv python3-dev ca-certificates npm \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
