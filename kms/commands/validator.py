@@ -1,4 +1,5 @@
-"""`kms validator run|status|create|import|import-state`: CometBFT remote signing through the KMS."""
+"""`kms validator run|status|create|import|import-state`: CometBFT remote signing through the KMS;
+`kms validator eth serve`: the Web3Signer-compatible API for Ethereum validators."""
 
 from __future__ import annotations
 
@@ -58,6 +59,15 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
     imp.add_argument("--description", default="", help="free text shown by describe and list")
     imp.set_defaults(func=run_command(_import))
 
+    eth = sub.add_parser("eth", help="Ethereum validators: the Web3Signer-compatible HTTP API (docs/ethereum.md)")
+    eth_sub = eth.add_subparsers(dest="eth_command", required=True, metavar="COMMAND")
+    serve = eth_sub.add_parser("serve", help="serve the Web3Signer-compatible signing API to consensus clients",
+                               description="Reads a TOML file: [kms] (as for `kms validator run`) and [eth] (listen, "
+                                           "preset, genesis_fork_version, state_dir, keymanager_token_file, "
+                                           "metrics_listen, log_level). Stops on SIGTERM. See docs/ethereum.md.")
+    serve.add_argument("--config", type=Path, required=True, metavar="FILE", help="the signer's TOML configuration")
+    serve.set_defaults(func=_eth_serve)
+
     restore = sub.add_parser("import-state", parents=[parent],
                              help="move a key's guard forward to a signed state export (from `status --output json`)")
     restore.add_argument("--export", required=True, metavar="FILE", help="base64 export (or '-' for stdin)")
@@ -66,6 +76,12 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
 
 def _run(args: argparse.Namespace) -> int:
     from kms.validator.runner import run
+
+    return run(args.config, connect)
+
+
+def _eth_serve(args: argparse.Namespace) -> int:
+    from kms.validator.eth.runner import run
 
     return run(args.config, connect)
 

@@ -88,7 +88,7 @@ def parse_address(text: str) -> Address:
     raise ValidatorConfigError(f"addr {text!r}: the scheme must be tcp:// or unix://")
 
 
-def _kms_argv(table: dict[str, Any], base: Path) -> tuple[str, ...]:
+def kms_argv(table: dict[str, Any], base: Path) -> tuple[str, ...]:
     argv: list[str] = []
     for key, value in table.items():
         if key in _KMS_VALUE:
@@ -160,7 +160,7 @@ def load(path: Path) -> SignerConfig:
         raise ValidatorConfigError("a key signs for one [[validator]] entry only")
     lo = _number(signer, "backoff_min_s", 0.1, 0.01, 60)
     config = SignerConfig(
-        kms_argv=_kms_argv(data.get("kms", {}), base), validators=entries,
+        kms_argv=kms_argv(data.get("kms", {}), base), validators=entries,
         state_dir=base / str(signer.get("state_dir", "validator-state")),
         metrics_listen=str(signer.get("metrics_listen", "")), log_level=str(signer.get("log_level", "info")),
         backoff_min_s=lo, backoff_max_s=_number(signer, "backoff_max_s", 10.0, lo, 600),

@@ -93,6 +93,26 @@ def _parse(text: str, chain_id: str, key_id: str) -> Watermark:
     return Watermark(data["height"], data["round"], data["step"], bytes.fromhex(digest))
 
 
+def write_durably(path: Path, text: str) -> None:
+    """Replace path's content atomically and durably: temp file, fsync, rename, directory fsync."""
+    tmp = path.with_suffix(".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise WatermarkError(f"cannot write the watermark file {path}: {exc}") from exc
+
+
 class WatermarkFile:
     """The watermark file of one key and chain, locked (flock) against a second signer for its lifetime."""
 
@@ -130,22 +150,7 @@ class WatermarkFile:
         body = {"format": FORMAT, "version": VERSION, "chain_id": self.chain_id, "key_id": self.key_id,
                 "height": wm.height, "round": wm.round, "step": wm.step,
                 "sign_bytes_sha256": wm.sign_bytes_sha256.hex()}
-        tmp = self.path.with_suffix(".tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, (json.dumps(body, indent=1) + "\n").encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise WatermarkError(f"cannot write the watermark file {self.path}: {exc}") from exc
+        write_durably(self.path, json.dumps(body, indent=1) + "\n")
 
     def close(self) -> None:
         """Release the lock (the process's exit does too)."""

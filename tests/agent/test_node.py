@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,34 +20,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.agent.harness import AgentProcess, init_domain
 from tests.e2e.server import REPO, ServerProcess
+from tests.node_packages import NODE_ENV, node_with_packages
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 MESSAGE = "hello from node through the attested agent"
-NODE_ENV = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}   # the enclave's tunable is not node's
-
-
-def _need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        reason = f"{tool} is not installed (Debian: apt-get install nodejs npm; ./dev setup does it as root)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"under CI the Node.js client test must run: {reason}")
-        pytest.skip(reason)
-    return path
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    """node, with the pinned packages installed from the lock file (once; again when the lock file changed)."""
-    node, npm = _need("node"), _need("npm")
-    lock = NODE_DIR / "package-lock.json"
-    stamp = NODE_DIR / "node_modules" / ".package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:
-        proc = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=NODE_DIR,
-                              capture_output=True, text=True, timeout=300, env=NODE_ENV)
-        if proc.returncode != 0:
-            pytest.fail(f"npm ci failed (the registry unreachable?):\n{proc.stdout}\n{proc.stderr}")
-    return node
+    return node_with_packages(NODE_DIR)
 
 
 @pytest.fixture(scope="module")

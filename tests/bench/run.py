@@ -7,7 +7,7 @@ import sys
 
 BENCHMARKS = ["tests.bench.bench_enclave", "tests.bench.bench_audit", "tests.bench.bench_verify",
               "tests.bench.bench_service", "tests.bench.bench_validator", "tests.bench.bench_eth",
-              "tests.bench.bench_kms_ops",
+              "tests.bench.bench_eth_http", "tests.bench.bench_kms_ops",
               "tests.bench.bench_state", "tests.bench.bench_freshness",
               "tests.bench.bench_envelope", "tests.bench.bench_agent", "tests.bench.bench_pkcs11",
               "tests.bench.bench_store", "tests.bench.bench_cluster"]

@@ -287,6 +287,11 @@ COMMANDS: dict[str, Command] = {
         case("--config", "{missing}", names="{missing}"),
         case("--config", "{garbage}", names="{garbage}"),
         case("--config", "{validator_bad_server}", names=("server", "{validator_bad_server}"))]),
+    "validator eth serve": cmd("--config", "{missing}", cases=[
+        case("--config", "{missing}", names="{missing}"),
+        case("--config", "{garbage}", names="{garbage}"),
+        case("--config", "{eth_remote}", names=("listen", "listen_remote_insecure")),
+        case("--config", "{eth_bad_server}", names=("server", "{eth_bad_server}"))]),
     "validator status": cmd("--key-id", "{validator}", cases=[
         case("--key-id", "{aes}", code=2, names="{aes}")]),
     "validator create": cmd("--chain-id", "test-1", cases=[

@@ -148,6 +148,8 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Wo
     (home / "policy.json").write_text('{"statements": []}\n')
     (home / "validator.toml").write_text('[kms]\nserver = "nowhere"\n[signer]\n[[validator]]\nchain_id = "c"\n'
                                          'key_id = "k"\naddr = "tcp://127.0.0.1:9"\n')
+    (home / "eth-remote.toml").write_text('[eth]\nlisten = "0.0.0.0:9000"\n')
+    (home / "eth-bad-server.toml").write_text('[kms]\nserver = "nowhere"\n[eth]\n')
     seed = os.urandom(32)
     pub = ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
     (home / "priv_validator_key.json").write_text(json.dumps({"priv_key": {
@@ -176,6 +178,7 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Wo
         "down": f"127.0.0.1:{_free_port()}", "validator_key": str(home / "priv_validator_key.json"),
         "validator_state": str(home / "priv_validator_state.json"), "validator": validator,
         "state_export": str(home / "state-export.b64"), "mrsigner": server.mrsigner.hex(),
+        "eth_remote": str(home / "eth-remote.toml"), "eth_bad_server": str(home / "eth-bad-server.toml"),
     }
     (home / "tmp").mkdir()
     return World({k: str(Path(home, v)) if k in ("share", "recovery_key", "auditor_pub", "auditor_key") else v
