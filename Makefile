@@ -69,7 +69,7 @@ SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES)
 # Binaries compiled straight from sources depend on every project header (objects use -MMD).
 HEADERS     := $(wildcard enclave/src/*.h enclave/include/kms/*.h enclave/platform/*.h enclave/platform/sim/*.h enclave/tests/*.h)
 
-.PHONY: all enclave python sign check-nanopb check-image baseline ctest fuzz fuzz-smoke bench-state pkcs11 pkcs11-test clean distclean
+.PHONY: all enclave python sign check-nanopb check-image baseline reference ctest fuzz fuzz-smoke bench-state pkcs11 pkcs11-test clean distclean
 all: enclave python sign
 
 check-nanopb:
@@ -134,6 +134,22 @@ $(BASELINE)/kms_enclave.sigstruct: $(BASELINE)/kms_enclave.so $(ENCLAVE_CONFIG) 
 	$(call SIGN_IMAGE,$(KMS_SIGNER_KEY),$(ENCLAVE_CONFIG),$<)
 
 baseline: $(BASELINE)/kms_enclave.sigstruct
+
+# ---- reference image (benchmarks only): the enclave as another revision builds it -----------
+# `make reference [REFERENCE=rev]` (default: where this branch left main) builds that revision's image from
+# `git archive` with that revision's Makefile, signs it with $(KMS_SIGNER_KEY), and leaves it in
+# build/reference/ with its revision; tests/bench/bench_enclave.py loads it next to build/ (same simulated
+# CPU) for before/after figures in one process. Never used outside benchmarks.
+REFERENCE   ?= $(shell git merge-base HEAD main 2>/dev/null || git rev-parse HEAD)
+REF_DIR     := $(BUILD)/reference
+reference: $(BUILD)/libkms_simcpu.so $(KMS_SIGNER_KEY)
+	@rev=$$(git rev-parse $(REFERENCE)); test "$$(cat $(REF_DIR)/revision 2>/dev/null)" = "$$rev" || { \
+	  rm -rf $(REF_DIR) && mkdir -p $(REF_DIR)/src && git archive $$rev | tar -x -C $(REF_DIR)/src && \
+	  $(MAKE) -s -C $(REF_DIR)/src build/kms_enclave.so PYTHON=$(abspath $(PYTHON)) >/dev/null && \
+	  cp $(REF_DIR)/src/build/kms_enclave.so $(REF_DIR)/ && rm -rf $(REF_DIR)/src && \
+	  $(PYTHON) -m kms enclave sign --key $(KMS_SIGNER_KEY) --config $(ENCLAVE_CONFIG) \
+	    --image $(REF_DIR)/kms_enclave.so --out $(REF_DIR)/kms_enclave.sigstruct >/dev/null && \
+	  echo $$rev > $(REF_DIR)/revision; }
 
 $(KMS_SIGNER_KEY):
 	$(PYTHON) -m kms enclave keygen --out $@

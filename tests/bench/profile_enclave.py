@@ -2,7 +2,9 @@
 
 Run: `./dev profile` or `.venv/bin/python -m tests.bench.profile_enclave [--calls N] [--ops encrypt,...]`.
 Each operation (Encrypt 1 KiB AES-256-GCM, Sign Ed25519, Sign ECDSA P-256, on the call ECALL, one thread, an
-in-memory store, as tests/bench/bench_enclave.py measures them) runs under callgrind twice in fresh processes,
+in-memory store, as tests/bench/bench_enclave.py measures them; and session-encrypt: Encrypt 1 KiB in an
+attested session with a domain, so audited, the SDK's TLS talking to session_feed in the same process, no
+gRPC) runs under callgrind twice in fresh processes,
 N and 2N calls; every figure is (inclusive instructions with 2N calls - with N calls) / N, so start-up, imports
 and key creation cancel out. A phase is the inclusive cost of the functions that implement it (PHASES below);
 phases nest (wiping and zeroed allocation happen inside the others), so they do not add up to the total.
@@ -37,25 +39,28 @@ from kms import paths
 
 MEMFD_NAME = Path("/memfd:kms-enclave-image (deleted)")
 
+ECALLS = ("_cffi_f_kms_bridge_call", "_cffi_f_kms_bridge_session_feed")
 # (phase, functions whose inclusive costs add up to it, functions whose inclusive costs are taken off)
 PHASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("whole call from Python, baseline", ("PROGRAM TOTALS",), ()),
-    ("  Python: protobuf, cffi, bridge.py", ("PROGRAM TOTALS",), ("_cffi_f_kms_bridge_call",)),
-    ("  simulated CPU: EENTER/EEXIT", ("_cffi_f_kms_bridge_call",), ("kms_enclave_entry",)),
-    ("  ECALL edge: checks, copies, buffers", ("kms_enclave_entry",), ("kms_ecall_call_impl",)),
-    ("  the request path (ecall.c)", ("kms_ecall_call_impl",), ()),
+    ("  Python: protobuf, cffi (+ SDK's TLS)", ("PROGRAM TOTALS",), ECALLS),
+    ("  simulated CPU: EENTER/EEXIT", ECALLS, ("kms_enclave_entry",)),
+    ("  ECALL edge: checks, copies, buffers", ("kms_enclave_entry",),
+     ("kms_ecall_call_impl", "kms_ecall_session_feed_impl")),
+    ("  TLS records in the enclave", ("SSL_read", "SSL_write"), ()),
+    ("  the request path (request.c)", ("kms_request_run",), ()),
     ("    decode (nanopb)", ("pb_decode",), ()),
     ("    cluster gate: log head, domain", ("kms_cluster_gate",), ()),
     ("    authorization", ("kms_authz_op", "kms_authz_key"), ()),
     ("    record cache (key lookup)", ("kms_keystore_acquire",), ()),
     ("    crypto (AES-GCM, sign, IV)", ("kms_aes_gcm_seal", "kms_sign", "kms_random"), ()),
-    ("    encode (nanopb)", ("kms_response_encode",), ()),
-    ("    audit record", ("kms_audit_record",), ()),
+    ("    audit record (sign, OCALL)", ("kms_audit_record",), ()),
+    ("  encode (nanopb)", ("kms_response_encode",), ()),
     ("  wiping (OPENSSL_cleanse, anywhere)", ("OPENSSL_cleanse",), ()),
     ("  zeroed allocation (calloc, anywhere)", ("calloc",), ()),
 ]
 
-OPS = ("encrypt", "sign-ed25519", "sign-p256")
+OPS = ("encrypt", "sign-ed25519", "sign-p256", "session-encrypt")
 LINE = re.compile(r"^\s*([\d,]+)\s+\([^)]*\)\s+(.*)$")
 
 
@@ -74,6 +79,9 @@ def workload(op: str, calls: int, variant: str) -> None:
     from kms.proto.enclave.v1 import boundary_pb2 as pb
 
     so, simcpu = image(variant)
+    if op == "session-encrypt":
+        session_workload(calls, so, simcpu)
+        return
     with tempfile.TemporaryDirectory() as tmp, open_node(f"{tmp}/node", store=MemoryStore(), image=so,
                                                          simcpu=simcpu) as enclave:
         if op == "encrypt":
@@ -87,6 +95,31 @@ def workload(op: str, calls: int, variant: str) -> None:
             req = pb.Request(sign=pb.SignRequest(key_id=key.key_metadata.key_id, message=b"m" * 32, algorithm=alg))
         for _ in range(calls):
             enclave.call(req)
+
+
+def session_workload(calls: int, so: Path, simcpu: Path) -> None:
+    """An attested session in process (the SDK's TLS over session_feed, no gRPC), a domain initialized over
+    it, and `calls` audited Encrypt 1 KiB requests as its admin."""
+    from kms.client.channel import SessionChannel
+    from kms.client.credentials import Credentials
+    from kms.enclave.bridge import Enclave, MemoryStore
+    from kms.proto.enclave.v1 import boundary_pb2 as pb
+    from kms.service.evidence import install_evidence
+    from kms.sim.qe import SimQuotingEnclave
+    from tests.auditor import auditor_public
+
+    with tempfile.TemporaryDirectory() as tmp, Enclave(f"{tmp}/data", store=MemoryStore(), image=so,
+                                                       simcpu=simcpu) as enclave:
+        cert = install_evidence(enclave, SimQuotingEnclave.open(Path(tmp) / "data")).certificate
+        sid = enclave.session_open()
+        channel = SessionChannel(lambda data: enclave.session_feed(sid, data)[0], Credentials.generate("p"), cert)
+        channel.call(pb.Request(init=pb.InitRequest(admin_name="profile", recovery_public_keys=[os.urandom(32)],
+                                                    threshold=1, auditor_public_keys=auditor_public())))
+        key = channel.call(pb.Request(create_key=pb.CreateKeyRequest(spec=pb.SYMMETRIC_DEFAULT,
+                                                                     usage=pb.ENCRYPT_DECRYPT)))
+        req = pb.Request(encrypt=pb.EncryptRequest(key_id=key.key_metadata.key_id, plaintext=os.urandom(1024)))
+        for _ in range(calls):
+            channel.call(req)
 
 
 def inclusive(out: Path) -> dict[str, int]:
