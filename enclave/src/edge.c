@@ -86,7 +86,8 @@ static int ecall_call(void *pms)
     }
 done:
     if (req != NULL) OPENSSL_cleanse(req, ms.ms_req_len);
-    if (resp != NULL) OPENSSL_cleanse(resp, cap);
+    /* The response encoding wrote resp_len bytes, or wiped what it wrote when it failed (request.c). */
+    if (resp != NULL) OPENSSL_cleanse(resp, resp_len);
     free(req);
     free(resp);
     RETVAL(pms, ms_kms_ecall_call_t, err);
@@ -154,7 +155,7 @@ static int ecall_session_feed(void *pms)
     }
 done:
     free(in);
-    if (out != NULL) OPENSSL_cleanse(out, cap);
+    if (out != NULL) OPENSSL_cleanse(out, out_len); /* what the session wrote: TLS records */
     free(out);
     RETVAL(pms, ms_kms_ecall_session_feed_t, err);
     return SGX_SUCCESS;

@@ -193,7 +193,7 @@ static kms_err_t write_response(struct session *s, const Response *resp)
         err = SSL_write(s->ssl, buf, (int)(n + FRAME_HEADER)) == (int)(n + FRAME_HEADER) ? KMS_OK : KMS_ERR_SESSION_TLS;
         if (err == KMS_OK && BIO_ctrl_pending(s->wbio) > KMS_SESSION_MAX_PENDING) err = KMS_ERR_SESSION_FRAME;
     }
-    OPENSSL_cleanse(buf, FRAME_HEADER + Response_size);
+    OPENSSL_cleanse(buf, FRAME_HEADER + n); /* a failed encoding wiped what it wrote (request.c) */
     free(buf);
     return err;
 }
