@@ -126,7 +126,8 @@ kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const u
     if (req == NULL) goto done;
     pb_istream_t is = pb_istream_from_buffer(in, len);
     err = KMS_ERR_MALFORMED_REQUEST;
-    if (!pb_decode(&is, Request_fields, req)) goto done;
+    /* The struct is calloc'ed: zero is every field's default (proto3), so nanopb need not set them again. */
+    if (!pb_decode_ex(&is, Request_fields, req, PB_DECODE_NOINIT)) goto done;
     err = KMS_ERR_UNSUPPORTED_VERSION;
     if (req->version != BoundaryVersion_BOUNDARY_VERSION_1) goto done;
     if (time != NULL) req->host_time = *time; /* a session's requests carry the feed's time */
