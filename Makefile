@@ -135,21 +135,19 @@ $(BASELINE)/kms_enclave.sigstruct: $(BASELINE)/kms_enclave.so $(ENCLAVE_CONFIG) 
 
 baseline: $(BASELINE)/kms_enclave.sigstruct
 
-# ---- reference image (benchmarks only): the enclave as another revision builds it -----------
-# `make reference [REFERENCE=rev]` (default: where this branch left main) builds that revision's image from
-# `git archive` with that revision's Makefile, signs it with $(KMS_SIGNER_KEY), and leaves it in
-# build/reference/ with its revision; tests/bench/bench_enclave.py loads it next to build/ (same simulated
-# CPU) for before/after figures in one process. Never used outside benchmarks.
+# ---- reference tree (benchmarks only): another revision, built -------------------------------
+# `make reference [REFERENCE=rev]` (default: where this branch left main) unpacks that revision with `git
+# archive` into build/reference/src and builds it there with its own Makefile (enclave signed with
+# $(KMS_SIGNER_KEY), protobuf modules, the cffi bridge), noting the revision in build/reference/revision.
+# tests/bench/bench_enclave.py loads its image next to build/'s, and tests/bench/bench_service.py runs its
+# `kms serve` next to this tree's, for before/after figures in one run. Never used outside benchmarks.
 REFERENCE   ?= $(shell git merge-base HEAD main 2>/dev/null || git rev-parse HEAD)
 REF_DIR     := $(BUILD)/reference
-reference: $(BUILD)/libkms_simcpu.so $(KMS_SIGNER_KEY)
+reference: $(KMS_SIGNER_KEY)
 	@rev=$$(git rev-parse $(REFERENCE)); test "$$(cat $(REF_DIR)/revision 2>/dev/null)" = "$$rev" || { \
 	  rm -rf $(REF_DIR) && mkdir -p $(REF_DIR)/src && git archive $$rev | tar -x -C $(REF_DIR)/src && \
-	  $(MAKE) -s -C $(REF_DIR)/src build/kms_enclave.so PYTHON=$(abspath $(PYTHON)) >/dev/null && \
-	  cp $(REF_DIR)/src/build/kms_enclave.so $(REF_DIR)/ && rm -rf $(REF_DIR)/src && \
-	  $(PYTHON) -m kms enclave sign --key $(KMS_SIGNER_KEY) --config $(ENCLAVE_CONFIG) \
-	    --image $(REF_DIR)/kms_enclave.so --out $(REF_DIR)/kms_enclave.sigstruct >/dev/null && \
-	  echo $$rev > $(REF_DIR)/revision; }
+	  $(MAKE) -s -C $(REF_DIR)/src all PYTHON=$(abspath $(PYTHON)) KMS_SIGNER_KEY=$(abspath $(KMS_SIGNER_KEY)) \
+	    >/dev/null && echo $$rev > $(REF_DIR)/revision; }
 
 $(KMS_SIGNER_KEY):
 	$(PYTHON) -m kms enclave keygen --out $@

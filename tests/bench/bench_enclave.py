@@ -1,7 +1,7 @@
 """Benchmark: in-process ECALLs (Encrypt 1 KiB AES-256-GCM, Sign/Verify Ed25519 and ECDSA P-256),
 the enclave as built next to a `before` image in the same process, and pyca/cryptography and SoftHSM2
 (through PKCS#11, tests/bench/softhsm.py) doing the same. `before` is build/reference/ (`make reference`:
-the image of another revision, by default where this branch left main, on the same simulated CPU) or, with
+another revision, by default where this branch left main, built; its image on this tree's simulated CPU) or, with
 --before baseline, the baseline variant (build/baseline/: dynamic Debian OpenSSL, glibc malloc, the
 enclave on the host thread's stack; `make baseline`).
 
@@ -101,11 +101,11 @@ def rounds(fn_a: Callable[[], object], fn_b: Callable[[], object], iterations: i
     return (med(r[0] for r in a), med(r[1] for r in a)), (med(r[0] for r in b), med(r[1] for r in b))
 
 
-VARIANTS = {
-    "reference": ("build/reference: the revision `make reference` built (default: where this branch left main)",
-                  "kms_enclave.so", None),
-    "baseline": ("build/baseline (dynamic OpenSSL, glibc malloc, host stack)", "kms_enclave.so",
-                 "libkms_simcpu_baseline.so"),
+VARIANTS = {  # --before: (description, image under build/, its simulated CPU or None: this tree's)
+    "reference": ("the revision `make reference` built (default: where this branch left main)",
+                  "reference/src/build/kms_enclave.so", None),
+    "baseline": ("build/baseline (dynamic OpenSSL, glibc malloc, host stack)", "baseline/kms_enclave.so",
+                 "baseline/libkms_simcpu_baseline.so"),
 }
 # The issue's in-process goals: the build's ops/s against pyca's, in one run.
 GOALS = {"encrypt 1KiB AES-256-GCM": 0.5, "sign Ed25519": 0.85, "sign ECDSA P-256": 0.85}
@@ -120,19 +120,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="the image measured as `before` (default: reference)")
     args = parser.parse_args(argv)
     described, image, simcpu = VARIANTS[args.before]
-    base = paths.build_dir() / args.before
-    if not (base / "kms_enclave.sigstruct").exists():
-        print(f"the {args.before} image is missing: run `make {args.before}` (expected {base})")
+    build = paths.build_dir()
+    if not (build / image).with_suffix(".sigstruct").exists():
+        print(f"the {args.before} image is missing: run `make {args.before}` (expected {build / image})")
         return 1
     softhsm_missing = softhsm.missing()
     with tempfile.TemporaryDirectory() as tmp, open_node(f"{tmp}/after", store=MemoryStore()) as after, \
-            open_node(f"{tmp}/before", store=MemoryStore(), image=base / image,
-                      **({"simcpu": base / simcpu} if simcpu else {})) as before, \
+            open_node(f"{tmp}/before", store=MemoryStore(), image=build / image,
+                      **({"simcpu": build / simcpu} if simcpu else {})) as before, \
             contextlib.ExitStack() as stack:
         ours, old, pyca = enclave_ops(after), enclave_ops(before), pyca_ops()
         data, msg = os.urandom(1024), b"a 32-byte message to be signed!!"
         hsm = {} if softhsm_missing else stack.enter_context(softhsm.softhsm_ops(Path(tmp), data, msg))
-        revision = (base / "revision").read_text().strip()[:12] if (base / "revision").exists() else ""
+        revision = build / "reference" / "revision"
+        revision = revision.read_text().strip()[:12] if args.before == "reference" and revision.exists() else ""
         print(f"in-process ECALLs, one thread: before = {described} {revision}, after = build (this tree); "
               f"median of {args.rounds} alternating rounds of {args.iterations} calls; pyca/cryptography and "
               f"SoftHSM2 (PKCS#11, python-pkcs11) in the same process")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -26,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from kms import paths
 from kms.attestation import AttestationPolicy, PccsClient, TrustAnchor
 from kms.client import Credentials, KmsClient
 from kms.client.channel import SessionChannel
@@ -226,49 +228,64 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=min(4, max(1, (os.cpu_count() or 2) // 2)),
                         help="client processes the sessions are spread over")
     parser.add_argument("--setups", type=int, default=30, help="session set-ups to time (default 30)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference revision's server")
     args = parser.parse_args(argv)
     ctx = mp.get_context("spawn")
-    with tempfile.TemporaryDirectory() as tmp:
+    reference = paths.build_dir() / "reference"
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         server = ServerProcess(Path(tmp) / "data", log_level="info")  # the default level
+        stack.callback(server.stop)
+        before = None
+        if not args.no_reference and (reference / "src" / "build" / "kms_enclave.sigstruct").exists():
+            before = ServerProcess(Path(tmp) / "reference", log_level="info", repo=reference / "src")
+            stack.callback(before.stop)
         echo_ports = ctx.Queue()
         echo = ctx.Process(target=_echo_server, args=(echo_ports,), daemon=True)
         echo.start()
-        try:
-            echo_target = f"127.0.0.1:{echo_ports.get(timeout=30)}"
-            creds = Credentials.generate("bench")
-            policy = AttestationPolicy.build(mrsigner=server.mrsigner, allow_simulation_insecure=True)
-            anchor = TrustAnchor.load(server.root_pem.read_bytes(), simulated=True)
-            with KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor,
-                           new_domain=True) as admin:
-                admin.init([os.urandom(32)], 1, auditor_public_keys=auditor_public())
-                keys = {"aes": admin.create_key().key_id, "ed25519": admin.create_key("ED25519").key_id,
-                        "p256": admin.create_key("ECC_NIST_P256").key_id}
-            base = {"target": server.api, "cert": creds.certificate_pem, "key": creds.private_key_pem,
-                    "mrsigner": server.mrsigner, "root": server.root_pem.read_bytes(), "seconds": args.seconds,
-                    "warmup": args.warmup, **keys}
-            print(f"kms serve over loopback, attested sessions vs bare grpc.aio echo; {args.concurrency} sessions "
-                  f"over {args.processes} client processes, one request in flight per session, "
-                  f"{args.seconds:g} s per phase, {os.cpu_count()} CPUs shared by clients and servers")
-            print(f"{'operation':22} {'kms ops/s':>10} {'p50 µs':>8} {'p99 µs':>8} {'CPU s/1k':>8}   "
-                  f"{'echo ops/s':>10} {'p50 µs':>8} {'p99 µs':>8} {'CPU s/1k':>8}   {'ratio':>6}")
-            for name, kind, payload in (("encrypt 1 KiB", "encrypt", 1024), ("sign Ed25519", "sign-ed25519", 32),
-                                        ("sign ECDSA P-256", "sign-p256", 32)):
-                k, k_cpu = _measured(ctx, {**base, "kind": kind}, args, server.pid)
-                e, e_cpu = _measured(ctx, {**base, "kind": "echo", "target": echo_target, "payload": payload}, args,
-                                     echo.pid)
-                print(f"{name:22} {k[0]:10.0f} {k[1]:8.0f} {k[2]:8.0f} {k_cpu:8.3f}   {e[0]:10.0f} {e[1]:8.0f} "
-                      f"{e[2]:8.0f} {e_cpu:8.3f}   {k[0] / e[0]:6.2f}")
-            print("(ratio = kms ops/s / echo ops/s; echo payload = the operation's data size; CPU s/1k = the "
-                  "server process's user+system CPU-seconds per 1,000 requests, warm-up and session set-up included; "
-                  "targets: ratio >= 0.7, p99 <= 3x p50)")
-            print(f"\nsession set-up, {args.setups} times, one at a time (ms)")
-            for stage, values in _setup_times(server, creds, policy, anchor, args.setups).items():
-                q = statistics.quantiles(values, n=100)
-                print(f"  {stage:28} p50 {q[49] * 1000:7.2f}   p99 {q[98] * 1000:7.2f}")
-        finally:
-            echo.terminate()
-            server.stop()
+        stack.callback(echo.terminate)
+        echo_target = f"127.0.0.1:{echo_ports.get(timeout=30)}"
+        creds = Credentials.generate("bench")
+        base = _domain(server, creds, args)
+        old = _domain(before, creds, args) if before is not None else None
+        revision = (reference / "revision").read_text()[:12] if old is not None else "(none: make reference)"
+        print(f"kms serve over loopback, attested sessions vs bare grpc.aio echo; {args.concurrency} sessions "
+              f"over {args.processes} client processes, one request in flight per session, "
+              f"{args.seconds:g} s per phase, {os.cpu_count()} CPUs shared by clients and servers; before = "
+              f"`kms serve` of the reference revision {revision}, after = this tree")
+        print(f"{'operation':17} {'before ops/s':>12} {'p50 µs':>7} {'p99 µs':>7} {'CPU s/1k':>8}  {'after ops/s':>11} "
+              f"{'p50 µs':>7} {'p99 µs':>7} {'CPU s/1k':>8}  {'echo ops/s':>10} {'p50 µs':>7} {'CPU s/1k':>8}  "
+              f"{'before/echo':>11} {'after/echo':>10}")
+        for name, kind, payload in (("encrypt 1 KiB", "encrypt", 1024), ("sign Ed25519", "sign-ed25519", 32),
+                                    ("sign ECDSA P-256", "sign-p256", 32)):
+            b, b_cpu = _measured(ctx, {**old, "kind": kind}, args, before.pid) if old and before else ((0, 0, 0, 0), 0)
+            k, k_cpu = _measured(ctx, {**base, "kind": kind}, args, server.pid)
+            e, e_cpu = _measured(ctx, {**base, "kind": "echo", "target": echo_target, "payload": payload}, args,
+                                 echo.pid)
+            print(f"{name:17} {b[0]:12.0f} {b[1]:7.0f} {b[2]:7.0f} {b_cpu:8.3f}  {k[0]:11.0f} {k[1]:7.0f} {k[2]:7.0f} "
+                  f"{k_cpu:8.3f}  {e[0]:10.0f} {e[1]:7.0f} {e_cpu:8.3f}  {b[0] / e[0]:11.2f} {k[0] / e[0]:10.2f}")
+        print("(x/echo = ops/s against the echo's; echo payload = the operation's data size; CPU s/1k = the server "
+              "process's user+system CPU-seconds per 1,000 requests, warm-up and session set-up included; "
+              "targets: after/echo >= 0.7, p99 <= 3x p50)")
+        policy = AttestationPolicy.build(mrsigner=server.mrsigner, allow_simulation_insecure=True)
+        anchor = TrustAnchor.load(server.root_pem.read_bytes(), simulated=True)
+        print(f"\nsession set-up, {args.setups} times, one at a time (ms; target: p50 <= 10 ms with cached collateral)")
+        for stage, values in _setup_times(server, creds, policy, anchor, args.setups).items():
+            q = statistics.quantiles(values, n=100)
+            print(f"  {stage:28} p50 {q[49] * 1000:7.2f}   p99 {q[98] * 1000:7.2f}")
     return 0
+
+
+def _domain(server: Any, creds: Credentials, args: argparse.Namespace) -> dict[str, Any]:
+    """Initialize a domain on server with creds as its admin; the load workers' spec (target, keys)."""
+    policy = AttestationPolicy.build(mrsigner=server.mrsigner, allow_simulation_insecure=True)
+    anchor = TrustAnchor.load(server.root_pem.read_bytes(), simulated=True)
+    with KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor, new_domain=True) as admin:
+        admin.init([os.urandom(32)], 1, auditor_public_keys=auditor_public())
+        keys = {"aes": admin.create_key().key_id, "ed25519": admin.create_key("ED25519").key_id,
+                "p256": admin.create_key("ECC_NIST_P256").key_id}
+    return {"target": server.api, "cert": creds.certificate_pem, "key": creds.private_key_pem,
+            "mrsigner": server.mrsigner, "root": server.root_pem.read_bytes(), "seconds": args.seconds,
+            "warmup": args.warmup, **keys}
 
 
 if __name__ == "__main__":
