@@ -6,8 +6,9 @@ another revision, by default where this branch left main, built; its image on th
 enclave on the host thread's stack; `make baseline`).
 
 Run: `./dev bench` or `.venv/bin/python -m tests.bench.bench_enclave [--iterations N] [--rounds R] [--before B]`.
-The two enclave variants are measured in alternating rounds (before, after, before, ...) and each
-figure is the median of its rounds, so drift on a shared machine hits both alike. Prints ops/s and
+The two enclave variants, pyca and SoftHSM2 are measured in alternating rounds (before, after, pyca,
+SoftHSM2, before, ...) and each figure is the median of its rounds, so drift on a shared machine hits all
+alike. Prints ops/s and
 p50 latency per operation, the change of `after` against `before` in p50 latency (the median
 is robust to the scheduler's outliers on a shared machine; ops/s moves with them), the ratios of
 both to pyca and of `after` to SoftHSM2 with the issue's goals, and the process's peak RSS.
@@ -90,15 +91,14 @@ def pyca_ops() -> dict[str, Callable[[], object]]:
     }
 
 
-def rounds(fn_a: Callable[[], object], fn_b: Callable[[], object], iterations: int,
-           count: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Alternate a and b for `count` rounds; ((ops/s, p50 µs) median of a's rounds, the same for b)."""
-    a, b = [], []
+def rounds(fns: list[Callable[[], object]], iterations: int, count: int) -> list[tuple[float, float]]:
+    """Alternate the fns for `count` rounds (a, b, c, a, b, c, ...); (ops/s, p50 µs), medians of each one's rounds."""
+    results: list[list[tuple[float, float, float]]] = [[] for _ in fns]
     for _ in range(count):
-        a.append(measure(fn_a, iterations))
-        b.append(measure(fn_b, iterations))
+        for fn, out in zip(fns, results, strict=True):
+            out.append(measure(fn, iterations))
     med = statistics.median
-    return (med(r[0] for r in a), med(r[1] for r in a)), (med(r[0] for r in b), med(r[1] for r in b))
+    return [(med(r[0] for r in out), med(r[1] for r in out)) for out in results]
 
 
 VARIANTS = {  # --before: (description, image under build/, its simulated CPU or None: this tree's)
@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{'change':>7} {'pyca p50':>9} {'hsm p50':>9}   {'before/pyca':>11} {'after/pyca':>10} {'goal':>5} "
               f"{'after/hsm':>9}")
         for name, fn in ours.items():
-            (b_ops, b50), (a_ops, a50) = rounds(old[name], fn, args.iterations, args.rounds)
-            p50 = statistics.median(measure(pyca[name], args.iterations)[1] for _ in range(3))
-            h50 = statistics.median(measure(hsm[name], args.iterations)[1] for _ in range(3)) if hsm else 0.0
+            measured = rounds([old[name], fn, pyca[name], *([hsm[name]] if hsm else [])], args.iterations, args.rounds)
+            (b_ops, b50), (a_ops, a50), (_, p50) = measured[:3]
+            h50 = measured[3][1] if hsm else 0.0
             change = (a50 / b50 - 1) * 100
             goal = f"{GOALS[name]:.2f}" if name in GOALS else ""
             print(f"{name:26} {b_ops:12.0f} {a_ops:12.0f} {b50:10.1f} {a50:10.1f} {change:+6.1f}% {p50:9.1f} "
