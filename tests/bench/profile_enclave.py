@@ -56,7 +56,7 @@ PHASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("    crypto (AES-GCM, sign, IV)", ("kms_aes_gcm_seal", "kms_sign", "kms_random"), ()),
     ("    audit record (sign, OCALL)", ("kms_audit_record",), ()),
     ("  encode (nanopb)", ("kms_response_encode",), ()),
-    ("  wiping (OPENSSL_cleanse, anywhere)", ("OPENSSL_cleanse",), ()),
+    ("  wiping (OPENSSL_cleanse, kms_wipe)", ("OPENSSL_cleanse", "kms_wipe"), ()),
     ("  zeroed allocation (calloc, anywhere)", ("calloc",), ()),
 ]
 
