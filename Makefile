@@ -84,7 +84,7 @@ SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES)
 # Binaries compiled straight from sources depend on every project header (objects use -MMD).
 HEADERS     := $(wildcard enclave/src/*.h enclave/include/kms/*.h enclave/platform/*.h enclave/platform/sim/*.h enclave/tests/*.h)
 
-.PHONY: all enclave python sign check-nanopb check-image baseline ctest fuzz fuzz-smoke bench-state pkcs11 pkcs11-test clean distclean
+.PHONY: all enclave python sign check-nanopb check-image baseline reference ctest fuzz fuzz-smoke bench-state pkcs11 pkcs11-test clean distclean
 all: enclave python sign
 
 check-nanopb:
@@ -173,6 +173,20 @@ $(BASELINE)/kms_enclave.sigstruct: $(BASELINE)/kms_enclave.so $(ENCLAVE_CONFIG) 
 	$(call SIGN_IMAGE,$(KMS_SIGNER_KEY),$(ENCLAVE_CONFIG),$<)
 
 baseline: $(BASELINE)/kms_enclave.sigstruct
+
+# ---- reference tree (benchmarks only): another revision, built -------------------------------
+# `make reference [REFERENCE=rev]` (default: where this branch left main) unpacks that revision with `git
+# archive` into build/reference/src and builds it there with its own Makefile (enclave signed with
+# $(KMS_SIGNER_KEY), protobuf modules, the cffi bridge), noting the revision in build/reference/revision.
+# tests/bench/bench_enclave.py loads its image next to build/'s, and tests/bench/bench_service.py runs its
+# `kms serve` next to this tree's, for before/after figures in one run. Never used outside benchmarks.
+REFERENCE   ?= $(shell git merge-base HEAD main 2>/dev/null || git rev-parse HEAD)
+REF_DIR     := $(BUILD)/reference
+reference: $(KMS_SIGNER_KEY)
+	@rev=$$(git rev-parse $(REFERENCE)); test "$$(cat $(REF_DIR)/revision 2>/dev/null)" = "$$rev" || { \
+	  rm -rf $(REF_DIR) && mkdir -p $(REF_DIR)/src && git archive $$rev | tar -x -C $(REF_DIR)/src && \
+	  $(MAKE) -s -C $(REF_DIR)/src all PYTHON=$(abspath $(PYTHON)) KMS_SIGNER_KEY=$(abspath $(KMS_SIGNER_KEY)) \
+	    >/dev/null && echo $$rev > $(REF_DIR)/revision; }
 
 $(KMS_SIGNER_KEY):
 	$(PYTHON) -m kms enclave keygen --out $@

@@ -185,9 +185,9 @@ kms_err_t kms_audit_queue(const AuditBody *body, int64_t time, kms_audit_ticket 
         if (err != KMS_OK) g_head_known = 0; /* re-read the head (and open a new epoch) before the next record */
     }
     pthread_mutex_unlock(&g_lock);
-    if (rec != NULL) OPENSSL_cleanse(rec, sizeof *rec); /* a clear body, in the insecure mode */
-    if (entry != NULL) OPENSSL_cleanse(entry, sizeof *entry);
-    if (buf != NULL) OPENSSL_cleanse(buf, AuditEntry_size);
+    if (rec != NULL) kms_wipe(rec, sizeof *rec); /* a clear body, in the insecure mode */
+    if (entry != NULL) kms_wipe(entry, sizeof *entry);
+    if (buf != NULL) kms_wipe(buf, AuditEntry_size);
     free(rec);
     free(entry);
     free(buf);

@@ -60,6 +60,13 @@ kms_err_t kms_crypto_emit(const uint8_t *src, size_t n, uint8_t *dst, size_t cap
 
 /* ---- random and hashing ---------------------------------------------------------------- */
 
+void kms_wipe(void *p, size_t n)
+{
+    if (p == NULL || n == 0) return;
+    memset(p, 0, n);
+    __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
 kms_err_t kms_random(uint8_t *buf, size_t len)
 {
     kms_err_t err = KMS_OK;

@@ -78,6 +78,11 @@ typedef enum {
     KMS_MD_SHA224 = 5,
 } kms_md;
 
+/* Wipe p[0..n): memset, then a compiler barrier that makes the stores observable, so no compiler drops
+ * them as dead (BoringSSL's OPENSSL_cleanse). For the request path's large structs and buffers: OpenSSL 3's
+ * OPENSSL_cleanse stores 8 bytes a loop, about 3x slower on 36-64 KiB (docs/performance.md). */
+void kms_wipe(void *p, size_t n);
+
 /* Fill buf[0..len) from OpenSSL's DRBG. Errors: KMS_ERR_RANDOM; buf NULL with len > 0:
  * KMS_ERR_INVALID_ARGUMENT. */
 kms_err_t kms_random(uint8_t *buf, size_t len);

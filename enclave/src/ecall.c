@@ -57,7 +57,7 @@ kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp,
     if (err == KMS_OK) err = kms_response_encode(out, resp, cap, resp_len);
     /* A refusal is the ECALL's code; the response goes out too when it explains it. */
     else if (out->error_detail[0] == '\0' || kms_response_encode(out, resp, cap, resp_len) != KMS_OK) *resp_len = 0;
-    OPENSSL_cleanse(out, sizeof *out);
+    kms_wipe(out, sizeof *out);
     free(out);
     return err;
 }

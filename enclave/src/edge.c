@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 
 #include "ocalls.h"
+#include "crypto.h"
 #include "ecall.h"
 #include "elrange.h"
 #include "kms/edge.h"
@@ -85,8 +86,9 @@ static int ecall_call(void *pms)
         memcpy(ms.ms_resp_len, &resp_len, sizeof resp_len);
     }
 done:
-    if (req != NULL) OPENSSL_cleanse(req, ms.ms_req_len);
-    if (resp != NULL) OPENSSL_cleanse(resp, cap);
+    if (req != NULL) kms_wipe(req, ms.ms_req_len);
+    /* The response encoding wrote resp_len bytes, or wiped what it wrote when it failed (request.c). */
+    if (resp != NULL) kms_wipe(resp, resp_len);
     free(req);
     free(resp);
     RETVAL(pms, ms_kms_ecall_call_t, err);
@@ -154,7 +156,7 @@ static int ecall_session_feed(void *pms)
     }
 done:
     free(in);
-    if (out != NULL) OPENSSL_cleanse(out, cap);
+    if (out != NULL) kms_wipe(out, out_len); /* what the session wrote: TLS records */
     free(out);
     RETVAL(pms, ms_kms_ecall_session_feed_t, err);
     return SGX_SUCCESS;

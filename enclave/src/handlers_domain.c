@@ -27,6 +27,7 @@ static kms_err_t fill_principals(Response *resp);
 kms_err_t kms_domain_open_state(int fresh, char *detail, size_t cap, size_t *damaged)
 {
     uint8_t id[KMS_DOMAIN_ID_LEN];
+    kms_principals_clear(); /* nothing read of the domain's state before its key was open is kept */
     KMS_RETURN_IF_ERR(kms_state_open(fresh, detail, cap, damaged));
     if (kms_domain_id(id)) kms_ratls_set_domain(id); /* clients pin it: re-quote from now on */
     return KMS_OK;

@@ -19,6 +19,12 @@
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static DomainState *g_state; /* what the store holds (authenticated), or NULL before it is read */
+/* The store holds no domain state (a host-only domain key), as read since the last clear: without it every
+ * request of such a domain would read the record's absence from the store again (an OCALL and the state
+ * log's index check). kms_principals_clear drops it with the state; g_generation counts the clears, so a read
+ * that a clear overtook installs nothing. */
+static int g_absent;
+static uint64_t g_generation;
 
 static void state_free(DomainState *st)
 {
@@ -49,15 +55,23 @@ static kms_err_t state_load(DomainState **out)
  * and g_state may still be NULL (no domain state); on an error the lock is not held. */
 static kms_err_t state_lock(void)
 {
-    pthread_mutex_lock(&g_lock);
-    if (g_state != NULL) return KMS_OK;
-    pthread_mutex_unlock(&g_lock);
-    DomainState *st = NULL;
-    KMS_RETURN_IF_ERR(state_load(&st)); /* no lock across the OCALL */
-    pthread_mutex_lock(&g_lock);
-    if (g_state == NULL) g_state = st, st = NULL;
-    state_free(st);
-    return KMS_OK;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        pthread_mutex_lock(&g_lock);
+        if (g_state != NULL || g_absent) return KMS_OK;
+        uint64_t generation = g_generation;
+        pthread_mutex_unlock(&g_lock);
+        DomainState *st = NULL;
+        KMS_RETURN_IF_ERR(state_load(&st)); /* no lock across the OCALL */
+        pthread_mutex_lock(&g_lock);
+        if (generation == g_generation) { /* no change since the read began: it is what the store holds */
+            if (g_state == NULL && !g_absent) g_state = st, g_absent = st == NULL, st = NULL;
+            state_free(st);
+            return KMS_OK;
+        }
+        pthread_mutex_unlock(&g_lock);
+        state_free(st); /* a change overtook the read: read again */
+    }
+    return KMS_ERR_CONFLICT;
 }
 
 /* A private copy of the state for a change (caller frees with state_free). */
@@ -89,6 +103,8 @@ void kms_principals_clear(void)
     pthread_mutex_lock(&g_lock);
     state_free(g_state);
     g_state = NULL;
+    g_absent = 0;
+    g_generation++;
     pthread_mutex_unlock(&g_lock);
 }
 

@@ -51,7 +51,7 @@ static pb_size_t context_hash(const kms_op *op, const Request *req, uint8_t out[
     if (buf != NULL) {
         size_t len = kms_context_encode(entries, count, buf, &duplicates);
         size = kms_sha256(buf, len, out) == KMS_OK ? 32 : 0;
-        OPENSSL_cleanse(buf, KMS_CONTEXT_MAX_LEN);
+        kms_wipe(buf, KMS_CONTEXT_MAX_LEN);
         free(buf);
     }
     return size;
@@ -103,7 +103,7 @@ static kms_err_t process(kms_ctx *ctx, const Request *req, Response *resp)
     if (body != NULL) {
         kms_request_audit_body(ctx, req, resp, err, body);
         audit = kms_audit_record(body, ctx->now);
-        OPENSSL_cleanse(body, sizeof *body);
+        kms_wipe(body, sizeof *body);
         free(body);
     }
     return err != KMS_OK ? err : audit; /* an unaudited success is a failure */
@@ -126,7 +126,8 @@ kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const u
     if (req == NULL) goto done;
     pb_istream_t is = pb_istream_from_buffer(in, len);
     err = KMS_ERR_MALFORMED_REQUEST;
-    if (!pb_decode(&is, Request_fields, req)) goto done;
+    /* The struct is calloc'ed: zero is every field's default (proto3), so nanopb need not set them again. */
+    if (!pb_decode_ex(&is, Request_fields, req, PB_DECODE_NOINIT)) goto done;
     err = KMS_ERR_UNSUPPORTED_VERSION;
     if (req->version != BoundaryVersion_BOUNDARY_VERSION_1) goto done;
     if (time != NULL) req->host_time = *time; /* a session's requests carry the feed's time */
@@ -138,9 +139,9 @@ done:
     resp->version = BoundaryVersion_BOUNDARY_VERSION_1;
     resp->request_id = req != NULL ? req->request_id : 0;
     resp->error = err;
-    if (req != NULL) OPENSSL_cleanse(req, sizeof *req);
+    if (req != NULL) kms_wipe(req, sizeof *req);
     free(req);
-    OPENSSL_cleanse(&ctx, sizeof ctx);
+    kms_wipe(&ctx, sizeof ctx);
     return err;
 }
 
@@ -153,6 +154,6 @@ kms_err_t kms_response_encode(const Response *resp, uint8_t *out, size_t cap, si
     }
     /* nanopb stops before the field that does not fit: bytes_written may be below cap. */
     size_t need = 0;
-    OPENSSL_cleanse(out, cap);
+    kms_wipe(out, cap);
     return pb_get_encoded_size(&need, Response_fields, resp) && need > cap ? KMS_ERR_BUFFER_TOO_SMALL : KMS_ERR_ENCODE;
 }

@@ -74,7 +74,7 @@ static kms_err_t ctx_get(SSL_CTX **out)
 static void session_free(struct session *s)
 {
     SSL_free(s->ssl);
-    if (s->frame != NULL) OPENSSL_cleanse(s->frame, FRAME_BUF);
+    if (s->frame != NULL) kms_wipe(s->frame, FRAME_BUF);
     free(s->frame);
     s->ssl = NULL;
     s->rbio = s->wbio = NULL;
@@ -193,7 +193,7 @@ static kms_err_t write_response(struct session *s, const Response *resp)
         err = SSL_write(s->ssl, buf, (int)(n + FRAME_HEADER)) == (int)(n + FRAME_HEADER) ? KMS_OK : KMS_ERR_SESSION_TLS;
         if (err == KMS_OK && BIO_ctrl_pending(s->wbio) > KMS_SESSION_MAX_PENDING) err = KMS_ERR_SESSION_FRAME;
     }
-    OPENSSL_cleanse(buf, FRAME_HEADER + Response_size);
+    kms_wipe(buf, FRAME_HEADER + n); /* a failed encoding wiped what it wrote (request.c) */
     free(buf);
     return err;
 }
@@ -205,7 +205,7 @@ static kms_err_t handle_frame(struct session *s, const uint8_t *payload, size_t 
     if (resp == NULL) return KMS_ERR_OUT_OF_MEMORY;
     (void)kms_request_run(&s->caller, &host_time, payload, len, resp); /* the outcome is in resp->error */
     kms_err_t err = write_response(s, resp);
-    OPENSSL_cleanse(resp, sizeof *resp);
+    kms_wipe(resp, sizeof *resp);
     free(resp);
     return err;
 }

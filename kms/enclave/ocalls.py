@@ -20,6 +20,11 @@ ffi = _native.ffi
 _log = logging.getLogger("kms.enclave")
 
 
+def _bytes(p, n: int) -> bytes:  # type: ignore[no-untyped-def]
+    """The n bytes at a `const uint8_t *` as bytes (ffi.unpack would give a list of ints: one object each)."""
+    return ffi.buffer(p, n)[:]
+
+
 @ffi.def_extern(error=-1)  # an exception in the store is a store failure, never "not found"
 def kms_py_store_get(ctx, key_id, key_id_len, blob, blob_cap, blob_len):  # type: ignore[no-untyped-def]
     """OCALL: copy the store's record for key_id into the enclave's [out] buffer (0 ok, -1 failure)."""
@@ -49,7 +54,7 @@ def kms_py_store_put(ctx, key_id, key_id_len, expected_revision, revision, blob,
         return -1
     name = ffi.unpack(key_id, key_id_len).decode("ascii", "replace")
     try:
-        enclave._store.put(name, expected_revision, revision, ffi.unpack(blob, blob_len))
+        enclave._store.put(name, expected_revision, revision, _bytes(blob, blob_len))
     except StoreConflict:
         return 1
     except Exception as exc:
@@ -67,8 +72,8 @@ def kms_py_store_commit(ctx, key_id, key_id_len, expected_revision, revision, bl
         return -1
     name = ffi.unpack(key_id, key_id_len).decode("ascii", "replace")
     try:
-        enclave._store.commit(name, expected_revision, revision, ffi.unpack(blob, blob_len), seq,
-                              ffi.unpack(entry, entry_len))
+        enclave._store.commit(name, expected_revision, revision, _bytes(blob, blob_len), seq,
+                              _bytes(entry, entry_len))
     except StoreConflict:
         return 1
     except Exception as exc:
@@ -119,7 +124,7 @@ def kms_py_audit_enqueue(ctx, seq, follows, entry, length, ticket):  # type: ign
     try:
         if enclave._audit is None:
             return -1
-        ticket[0] = enclave._audit.enqueue(seq, bool(follows), ffi.unpack(entry, length))
+        ticket[0] = enclave._audit.enqueue(seq, bool(follows), _bytes(entry, length))
     except StoreConflict:
         return 1
     except Exception as exc:

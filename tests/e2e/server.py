@@ -26,13 +26,13 @@ class ServerProcess:
     structured "serving" log line. Every stdout/stderr line is kept in `lines` (and in `log_path`)."""
 
     def __init__(self, data_dir: Path, *extra: str, log_level: str = "debug",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, repo: Path = REPO) -> None:
         self.data_dir = data_dir
         self.log_path = data_dir.parent / f"server-{time.monotonic_ns()}.log"
         cmd = [sys.executable, "-m", "kms", "serve", f"--data-dir={data_dir}", *LOOPBACK_FLAGS,
                f"--log-level={log_level}", "--shutdown-delay-s=0", *extra]
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("KMS_")}, **(env or {})}
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        self.proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                      text=True, errors="replace")
         self.lines: list[str] = []
         self._serving = threading.Event()
