@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from py_ecc.bls import G2ProofOfPossession as bls
@@ -76,7 +77,7 @@ def keystores() -> Path:
     return vectors_dir("eth2", "eip2335")
 
 
-def _ok(out: subprocess.CompletedProcess) -> dict | list:
+def _ok(out: subprocess.CompletedProcess) -> Any:
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -89,7 +90,7 @@ def _randao_root(epoch: int) -> bytes:
 
 
 def _bls_keys(domain: Domain, creds: Path) -> list[dict]:
-    return _ok(kms_eth(domain, creds, "list"))  # type: ignore[return-value]
+    return _ok(kms_eth(domain, creds, "list"))
 
 
 def test_create_public_key_sign_list_status(domain: Domain, admin_dir: Path) -> None:
@@ -149,8 +150,8 @@ def test_interchange_round_trip_to_another_domain(domain: Domain, admin_dir: Pat
     assert normalize_password(PASSWORD + "\n") == normalize_password(PASSWORD)
     imported = _ok(kms_eth(domain, admin_dir, "import-keystore", "--keystore", str(keystores / "pbkdf2_keystore.json"),
                            "--password-file", str(tmp_path / "pw"), "--genesis-validators-root", GVR.hex()))
-    assert [k["public_key"] for k in imported] == [VECTOR_PUB]  # type: ignore[index]
-    key_id = imported[0]["key_id"]  # type: ignore[index]
+    assert [k["public_key"] for k in imported] == [VECTOR_PUB]
+    key_id = imported[0]["key_id"]
     again = kms_eth(domain, admin_dir, "import-keystore", "--keystore", str(keystores / "pbkdf2_keystore.json"),
                     "--password-file", str(tmp_path / "pw"), "--genesis-validators-root", GVR.hex())
     assert again.returncode == 1 and key_id in again.stderr and "already" in again.stderr  # one guard per key
@@ -158,7 +159,7 @@ def test_interchange_round_trip_to_another_domain(domain: Domain, admin_dir: Pat
         c.eth_slashing_check(key_id, "BLOCK_V2", b"\x01" * 32, slot=100)
         c.eth_slashing_check(key_id, "ATTESTATION", b"\x02" * 32, source_epoch=5, target_epoch=6)
     status = _ok(kms_eth(domain, admin_dir, "status", "--key-id", key_id))
-    assert status["min_block_slot"] > 100 and status["min_target_epoch"] > 6  # type: ignore[index]
+    assert status["min_block_slot"] > 100 and status["min_target_epoch"] > 6
     _ok(kms_eth(domain, admin_dir, "export-slashing", "--key-id", key_id, "--out", str(tmp_path / "i.json")))
     interchange = json.loads((tmp_path / "i.json").read_text())
     assert interchange["metadata"]["genesis_validators_root"] == "0x" + GVR.hex()
@@ -166,17 +167,17 @@ def test_interchange_round_trip_to_another_domain(domain: Domain, admin_dir: Pat
     other, other_admin = second
     there = _ok(kms_eth(other, other_admin, "import-keystore", "--keystore", str(keystores / "scrypt_keystore.json"),
                         "--password-file", str(tmp_path / "pw"), "--genesis-validators-root", GVR.hex()))
-    there_id = there[0]["key_id"]  # type: ignore[index]
+    there_id = there[0]["key_id"]
     doctored = {**interchange, "metadata": {**interchange["metadata"], "genesis_validators_root": "0x" + "22" * 32}}
     (tmp_path / "other-chain.json").write_text(json.dumps(doctored))
     refused = kms_eth(other, other_admin, "import-slashing", "--file", str(tmp_path / "other-chain.json"))
     assert refused.returncode == 1 and "refused" in refused.stderr and there_id in refused.stderr
-    assert _ok(kms_eth(other, other_admin, "status", "--key-id", there_id))["min_block_slot"] == 0  # type: ignore
+    assert _ok(kms_eth(other, other_admin, "status", "--key-id", there_id))["min_block_slot"] == 0
     merged = _ok(kms_eth(other, other_admin, "import-slashing", "--file", str(tmp_path / "i.json")))
     assert merged == [{"public_key": VECTOR_PUB, "key_id": there_id, "status": "merged"}]
     moved = _ok(kms_eth(other, other_admin, "status", "--key-id", there_id))
     assert {k: moved[k] for k in ("min_block_slot", "min_source_epoch", "min_target_epoch")} == \
-        {k: status[k] for k in ("min_block_slot", "min_source_epoch", "min_target_epoch")}  # type: ignore[index]
+        {k: status[k] for k in ("min_block_slot", "min_source_epoch", "min_target_epoch")}
     with other.server.client(other.admin) as c, pytest.raises(errors.SlashingProtectionRefused):
         c.eth_slashing_check(there_id, "BLOCK_V2", b"\x03" * 32, slot=100)  # a second block at the old slot
 
@@ -195,6 +196,6 @@ def test_import_keystore_with_its_history(second: tuple[Domain, Path], keystores
     assert wrong_chain.returncode == 1 and "not 0x" + "33" * 32 in wrong_chain.stderr
     assert not [k for k in _bls_keys(other, other_admin) if k["public_key"] == "0x" + pub.removeprefix("0x")]
     done = _ok(kms_eth(other, other_admin, *flags, "--genesis-validators-root", GVR.hex()))
-    assert done[0]["slashing_protection"] is True  # type: ignore[index]
-    status = _ok(kms_eth(other, other_admin, "status", "--key-id", done[0]["key_id"]))  # type: ignore[index]
-    assert status["min_block_slot"] > 50 and status["min_target_epoch"] > 4  # type: ignore[index]
+    assert done[0]["slashing_protection"] is True
+    status = _ok(kms_eth(other, other_admin, "status", "--key-id", done[0]["key_id"]))
+    assert status["min_block_slot"] > 50 and status["min_target_epoch"] > 4
