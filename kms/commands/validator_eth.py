@@ -176,20 +176,24 @@ def _interchange(path: str, gvr: bytes | None, flag: str) -> tuple[dict, bytes, 
 
 def _import_keystore(args: argparse.Namespace) -> None:
     keystores = _keystores(args)
+    pubkeys = [pub for _, _, pub in keystores if pub is not None]
+    if len(set(pubkeys)) != len(pubkeys):
+        raise LocalError("--keystore: two files hold the same key: refused, nothing imported")
     history = (_interchange(args.slashing_protection, args.genesis_validators_root, "--slashing-protection")
                if args.slashing_protection else None)
     password = _password(args)
     with make_client(args) as client:
         held = _enabled_by_pubkey(client)
         for path, _, pubkey in keystores:
-            if pubkey is not None and pubkey in held:
-                raise LocalError(f"--keystore {path}: this domain holds the key already ({held[pubkey].key_id}): "
-                                 "refused, nothing imported (two keys would keep two slashing guards)")
+            if pubkey is not None:
+                _check_new(held, path, pubkey)
         done: list[tuple[KeyInfo, bytes]] = []
         try:
             for path, keystore, _ in keystores:
                 info = _import_one(client, args, path, keystore, password)
                 done.append((info, client.eth_public_key(info.key_id)))
+                _check_new(held, path, done[-1][1])  # a keystore without pubkey: known only now
+                held[done[-1][1]] = info
             if history is not None:
                 named = {pub: info.key_id for info, pub in done if pub in history[2]}
                 if named:
@@ -203,6 +207,12 @@ def _import_keystore(args: argparse.Namespace) -> None:
     emit(args, [{**_view(info, pub), "allow_voluntary_exit": args.allow_voluntary_exit,
                  "slashing_protection": history is not None and pub in history[2]} for info, pub in done],
          (*_LIST_COLUMNS, "slashing_protection"))
+
+
+def _check_new(held: dict[bytes, KeyInfo], path: str, pubkey: bytes) -> None:
+    if pubkey in held:
+        raise LocalError(f"--keystore {path}: this domain holds the key already ({held[pubkey].key_id}): refused "
+                         "(two keys would keep two slashing guards; disable the old one first)")
 
 
 def _withdraw(client: KmsClient, key_ids: list[str]) -> str:
@@ -235,11 +245,16 @@ def _import_one(client: KmsClient, args: argparse.Namespace, path: str, keystore
         raise
 
 
+def _bls_info(client: KmsClient, key_id: str) -> KeyInfo:
+    info = client.describe_key(key_id)
+    if info.spec != "BLS12_381":
+        raise LocalError(f"--key-id {key_id}: a {info.spec} key, not an Ethereum (BLS12_381) key")
+    return info
+
+
 def _public_key(args: argparse.Namespace) -> None:
     with make_client(args) as client:
-        info = client.describe_key(args.key_id)
-        if info.spec != "BLS12_381":
-            raise LocalError(f"--key-id {args.key_id}: a {info.spec} key, not an Ethereum (BLS12_381) key")
+        info = _bls_info(client, args.key_id)
         emit(args, {"key_id": info.key_id, "chain_id": info.chain_id,
                     "public_key": _hex(client.eth_public_key(info.key_id))})
 
@@ -253,9 +268,7 @@ def _list(args: argparse.Namespace) -> None:
 
 def _status(args: argparse.Namespace) -> None:
     with make_client(args) as client:
-        info = client.describe_key(args.key_id)
-        if info.spec != "BLS12_381":
-            raise LocalError(f"--key-id {args.key_id}: a {info.spec} key, not an Ethereum (BLS12_381) key")
+        info = _bls_info(client, args.key_id)
         w = client.eth_watermark(info.key_id)
         emit(args, {"key_id": info.key_id, "chain_id": info.chain_id, "public_key": _hex(client.eth_public_key(
                     info.key_id)), "min_block_slot": w.min_block_slot, "min_source_epoch": w.min_source_epoch,

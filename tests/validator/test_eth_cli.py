@@ -129,6 +129,10 @@ def test_keystore_wrong_password_imports_nothing(domain: Domain, admin_dir: Path
     assert out.returncode == 1 and "wrong password" in out.stderr and "disabled the keys" in out.stderr
     new = [k for k in _bls_keys(domain, admin_dir) if k not in before]
     assert len(new) == 1 and new[0]["state"] == "DISABLED" and new[0]["public_key"].startswith("0xa46bf940")
+    twice = kms_eth(domain, admin_dir, "import-keystore", "--keystore", str(keystores / "pbkdf2_keystore.json"),
+                    "--keystore", str(keystores / "scrypt_keystore.json"), "--password-file", str(tmp_path / "other"),
+                    "--genesis-validators-root", GVR.hex())
+    assert twice.returncode == 1 and "same key" in twice.stderr  # checked before anything is sent
     no_password = kms_eth(domain, admin_dir, "import-keystore", "--keystore", str(keystores / "pbkdf2_keystore.json"),
                           "--genesis-validators-root", GVR.hex())
     assert no_password.returncode == 1 and "--password-file" in no_password.stderr  # stdin is no terminal
