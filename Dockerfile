@@ -35,22 +35,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
-# Python dependencies first (cached until pyproject.toml changes): the project's runtime
-# dependencies plus the build tools, downloaded once into /wheels and installed from there.
+# Python dependencies first (cached until requirements.lock changes): every package of the lock
+# (exact versions, each file's sha256 checked), downloaded once into /wheels and installed from there;
+# the runtime venv below takes only the wheel's own dependencies from /wheels, so only locked versions.
 # An optional secret 'ca-bundle' (a PEM CA bundle) is used for TLS to the package index, for
 # networks that intercept TLS; like every secret it stays out of the layers.
-COPY pyproject.toml ./
+COPY pyproject.toml requirements.lock ./
 RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
     set -eu; \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi; \
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1; \
-    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > /tmp/requirements.txt; \
-    printf '%s\n' 'setuptools>=68' wheel 'grpcio-tools>=1.62' > /tmp/build-requirements.txt; \
     python3 -m venv /opt/build-venv; \
-    /opt/build-venv/bin/pip download -q -d /wheels -r /tmp/requirements.txt -r /tmp/build-requirements.txt; \
-    /opt/build-venv/bin/pip install -q --no-index --find-links /wheels -r /tmp/requirements.txt \
-        -r /tmp/build-requirements.txt
+    /opt/build-venv/bin/pip download -q -d /wheels --require-hashes -r requirements.lock; \
+    /opt/build-venv/bin/pip install -q --no-index --find-links /wheels --require-hashes -r requirements.lock
 
 COPY . .
 # The enclave image, the simulated CPU, the cffi bridge and the protobuf modules (unsigned).

@@ -131,7 +131,8 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                     "answer SERVING, 2 when either does not (one line on stderr names the port and why), 1 on "
                     "usage errors. Verifies nothing: `kms status` verifies the enclave's evidence.")
     p.add_argument("--server", type=checked(server_address), default=env_default("KMS_SERVER", DEFAULT_SERVER),
-                   metavar="HOST:PORT", help=f"the API address, or several comma-separated (env KMS_SERVER; default {DEFAULT_SERVER})")
+                   metavar="HOST:PORT", help=f"the API address, or several comma-separated (env KMS_SERVER; default "
+                        f"{DEFAULT_SERVER})")
     p.add_argument("--health-server", default=os.environ.get("KMS_HEALTH_SERVER"), metavar="HOST:PORT",
                    help=f"the plaintext health address, one per --server address (env KMS_HEALTH_SERVER; default: "
                         f"each --server host, port {DEFAULT_HEALTH_PORT})")

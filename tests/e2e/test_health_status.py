@@ -270,7 +270,8 @@ def test_health_of_several_replicas(srv: ServerProcess, work: Path) -> None:
         ("api", srv.api, "SERVING"), ("health", srv.info["health_listen"], "SERVING"),
         ("api", down_api, "UNREACHABLE"), ("health", down_health, "UNREACHABLE")]
     assert report["ok"] is False and down_api in proc.stderr and srv.api not in proc.stderr
-    both = health(srv, work, api=f"{srv.api},{srv.api}", port=f"{srv.info['health_listen']},{srv.info['health_listen']}")
+    hp = srv.info["health_listen"]
+    both = health(srv, work, api=f"{srv.api},{srv.api}", port=f"{hp},{hp}")
     assert both.returncode == 0 and both.stdout.count("SERVING") == 4
     mismatch = health(srv, work, api=f"{srv.api},{down_api}", port=srv.info["health_listen"])
     assert mismatch.returncode == 1 and "one health address per API address" in mismatch.stderr
