@@ -158,6 +158,11 @@ class EthOperations(Operations):
         data = self._call(pb.Request(eth_slashing_export=req)).eth_slashing
         return build_interchange(bytes(data.genesis_validators_root), data.records)
 
+    def eth_watermark(self, key_id: str) -> EthWatermark:
+        """The key's slashing guard now: the lowest block slot, source and target epoch it still signs (0: none)."""
+        req = pb.EthSlashingExportRequest(key_ids=[key_id])
+        return EthWatermark.from_pb(self._call(pb.Request(eth_slashing_export=req)).eth_slashing.records[0].watermark)
+
     def eth_slashing_import(self, interchange: Mapping[str, Any],
                             key_ids: Mapping[bytes, str] | None = None) -> dict[bytes, str]:
         """Merge an EIP-3076 (v5) interchange into the slashing protection of the keys it names (admins): watermarks

@@ -1,5 +1,6 @@
 """`kms validator run|status|create|import|import-state`: CometBFT remote signing through the KMS;
-`kms validator eth serve`: the Web3Signer-compatible API for Ethereum validators."""
+`kms validator eth serve`: the Web3Signer-compatible API for Ethereum validators (the eth key commands:
+validator_eth.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import NoReturn
 
 from kms import errors
 from kms.client.client import KmsClient
+from kms.commands import validator_eth
 from kms.commands.common import (
     LocalError,
     add_key_id,
@@ -59,7 +61,8 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
     imp.add_argument("--description", default="", help="free text shown by describe and list")
     imp.set_defaults(func=run_command(_import))
 
-    eth = sub.add_parser("eth", help="Ethereum validators: the Web3Signer-compatible HTTP API (docs/ethereum.md)")
+    eth = sub.add_parser("eth", help="Ethereum validators: BLS keys, slashing protection and the Web3Signer-compatible "
+                                     "HTTP API (docs/ethereum.md)")
     eth_sub = eth.add_subparsers(dest="eth_command", required=True, metavar="COMMAND")
     serve = eth_sub.add_parser("serve", help="serve the Web3Signer-compatible signing API to consensus clients",
                                description="Reads a TOML file: [kms] (as for `kms validator run`) and [eth] (listen, "
@@ -67,6 +70,7 @@ def register(parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -
                                            "metrics_listen, log_level). Stops on SIGTERM. See docs/ethereum.md.")
     serve.add_argument("--config", type=Path, required=True, metavar="FILE", help="the signer's TOML configuration")
     serve.set_defaults(func=_eth_serve)
+    validator_eth.register(eth_sub, parent)
 
     restore = sub.add_parser("import-state", parents=[parent],
                              help="move a key's guard forward to a signed state export (from `status --output json`)")

@@ -292,6 +292,32 @@ COMMANDS: dict[str, Command] = {
         case("--config", "{garbage}", names="{garbage}"),
         case("--config", "{eth_remote}", names=("listen", "listen_remote_insecure")),
         case("--config", "{eth_bad_server}", names=("server", "{eth_bad_server}"))]),
+    "validator eth create": cmd("--genesis-validators-root", ZERO32, cases=[
+        case("--genesis-validators-root", "0x1234", names="--genesis-validators-root")]),
+    "validator eth import-keystore": cmd("--keystore", "{eth_keystore}", "--password-file", "{file}",
+                                         "--genesis-validators-root", ZERO32, cases=[
+        case(names=("--keystore", "{eth_keystore}", "wrong password")),
+        case("--keystore", "{missing}", names="{missing}"),
+        case("--keystore", "{garbage}", names=("--keystore", "{garbage}")),
+        case("--password-file", "{missing}", names="{missing}"),
+        case("--slashing-protection", "{eth_interchange}", names=("--slashing-protection", "not 0x" + ZERO32)),
+        case("--keystore", "{eth_keystore}", "--genesis-validators-root", ZERO32, alone=True,
+             names=("--password-file", "--password-env")),
+        case("--keystore", "{eth_keystore}", "--password-env", "KMS_TEST_NO_SUCH_VAR", "--genesis-validators-root",
+             ZERO32, alone=True, names=("--password-env", "KMS_TEST_NO_SUCH_VAR"))]),
+    "validator eth public-key": cmd("--key-id", "{eth}", cases=[
+        case("--key-id", "{aes}", names=("{aes}", "BLS12_381")),
+        case("--key-id", "no-such-key", code=2, names="no-such-key")]),
+    "validator eth list": cmd(cases=[case("--server", "{down}", code=2, names="{down}")]),
+    "validator eth status": cmd("--key-id", "{eth}", cases=[
+        case("--key-id", "{aes}", names=("{aes}", "BLS12_381"))]),
+    "validator eth export-slashing": cmd("--key-id", "{eth}", "--out", "{tmp}/interchange.json", cases=[
+        case("--key-id", "{aes}", code=2, names="{aes}", absent=("{tmp}/interchange.json",)),
+        case("--out", "{file}/interchange.json", names="{file}/interchange.json")]),
+    "validator eth import-slashing": cmd("--file", "{eth_interchange}", cases=[
+        case("--file", "{missing}", names="{missing}"),
+        case("--file", "{garbage}", names=("--file", "{garbage}")),
+        case("--file", "{eth_interchange_other}", names=("--file", "{eth}", "refused"))]),
     "validator status": cmd("--key-id", "{validator}", cases=[
         case("--key-id", "{aes}", code=2, names="{aes}")]),
     "validator create": cmd("--chain-id", "test-1", cases=[

@@ -158,6 +158,18 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Wo
     validator = json.loads(_kms("validator", "create", "--chain-id", "test-1", env=env, cwd=home))["key_id"]
     state_export = json.loads(_kms("validator", "status", "--key-id", validator, env=env, cwd=home))["export"]
     (home / "state-export.b64").write_text(state_export + "\n")
+    eth = json.loads(_kms("validator", "eth", "create", "--genesis-validators-root", "11" * 32, env=env,
+                          cwd=home))["key_id"]
+    _kms("validator", "eth", "export-slashing", "--key-id", eth, "--out", str(home / "interchange.json"), env=env,
+         cwd=home)
+    other = json.loads((home / "interchange.json").read_text())
+    other["metadata"]["genesis_validators_root"] = "0x" + "22" * 32
+    (home / "interchange-other.json").write_text(json.dumps(other))
+    (home / "keystore.json").write_text(json.dumps({  # well-formed EIP-2335; no password opens it
+        "version": 4, "crypto": {
+            "kdf": {"function": "pbkdf2", "params": {"dklen": 32, "c": 16, "prf": "hmac-sha256", "salt": "00" * 32}},
+            "checksum": {"function": "sha256", "params": {}, "message": "00" * 32},
+            "cipher": {"function": "aes-128-ctr", "params": {"iv": "00" * 16}, "message": "00" * 32}}}))
     export = home / "audit.jsonl"
     import subprocess
 
@@ -179,6 +191,8 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Wo
         "validator_state": str(home / "priv_validator_state.json"), "validator": validator,
         "state_export": str(home / "state-export.b64"), "mrsigner": server.mrsigner.hex(),
         "eth_remote": str(home / "eth-remote.toml"), "eth_bad_server": str(home / "eth-bad-server.toml"),
+        "eth": eth, "eth_keystore": str(home / "keystore.json"), "eth_interchange": str(home / "interchange.json"),
+        "eth_interchange_other": str(home / "interchange-other.json"),
     }
     (home / "tmp").mkdir()
     return World({k: str(Path(home, v)) if k in ("share", "recovery_key", "auditor_pub", "auditor_key") else v
