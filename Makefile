@@ -117,7 +117,7 @@ $(BLST_LIB) $(BLST_H) &: $(BLST_TGZ)
 	rm -rf $(BLST_DIR)/package
 	tar -xzf $< -C $(BLST_DIR) --no-same-owner --no-same-permissions package/blst package/LICENSE
 	chmod +x $(BLST_DIR)/package/blst/build.sh
-	cd $(BLST_DIR)/package/blst && CC=$(CC) CFLAGS="$(BLST_CFLAGS)" ./build.sh >/dev/null
+	cd $(BLST_DIR)/package/blst && { CC=$(CC) CFLAGS="$(BLST_CFLAGS)" ./build.sh >build.log 2>&1 || { cat build.log; exit 1; }; }
 	@mkdir -p $(GEN)
 	cp $(BLST_DIR)/package/blst/bindings/blst.h $(BLST_DIR)/package/blst/bindings/blst_aux.h $(GEN)/
 	cp $(BLST_DIR)/package/blst/libblst.a $(BLST_LIB)
