@@ -113,6 +113,22 @@ def write_durably(path: Path, text: str) -> None:
         raise WatermarkError(f"cannot write the watermark file {path}: {exc}") from exc
 
 
+def lock_exclusive(path: Path) -> int:
+    """Create path's directory (0700) and hold `path.lock` (flock, non-blocking) for the caller's lifetime: one
+    signer process per key. Returns the lock's descriptor; WatermarkError when it is held or cannot be made."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise WatermarkError(f"cannot use the state directory {path.parent}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise WatermarkError(f"{path} is in use by another signer process: one signer per key") from exc
+    return fd
+
+
 class WatermarkFile:
     """The watermark file of one key and chain, locked (flock) against a second signer for its lifetime."""
 
@@ -120,16 +136,7 @@ class WatermarkFile:
         self.chain_id, self.key_id = chain_id, key_id
         self.dir = state_dir
         self.path = state_dir / file_name(chain_id, key_id)
-        try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise WatermarkError(f"cannot use the state directory {state_dir}: {exc}") from exc
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock_fd)
-            raise WatermarkError(f"{self.path} is in use by another signer process: one signer per key") from exc
+        self._lock_fd = lock_exclusive(self.path)
 
     def load(self) -> Watermark | None:
         """The stored watermark, None when there is no file; WatermarkError when it is not a valid one."""

@@ -18,7 +18,6 @@ KMS's history from the first answer (trust on first use; logged); a corrupt one 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ from pathlib import Path
 from kms.client.eth import EthWatermark as SdkWatermark
 from kms.log import get_logger
 from kms.validator.eth.requests import SignRequest
-from kms.validator.watermark import Regression, WatermarkError, write_durably
+from kms.validator.watermark import Regression, WatermarkError, lock_exclusive, write_durably
 
 FORMAT, VERSION = "enclave-kms eth watermark", 1
 _FIELDS = {"format", "version", "pubkey", "block_slot", "block_digest", "source_epoch", "target_epoch",
@@ -112,16 +111,7 @@ class EthGuard:
         self.pubkey, self.dir = pubkey, state_dir
         self.path = state_dir / f"0x{pubkey.hex()}.json"
         self.lock = threading.Lock()  # held by the caller across check, signing and record
-        try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise WatermarkError(f"cannot use the state directory {state_dir}: {exc}") from exc
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock_fd)
-            raise WatermarkError(f"{self.path} is in use by another signer process: one signer per key") from exc
+        self._lock_fd = lock_exclusive(self.path)
         self.current = self._load()
 
     def _load(self) -> EthWatermark | None:
