@@ -90,7 +90,7 @@ class Relay:
         self.enclave = enclave
         self.qe = qe
         self._requote = asyncio.Lock()
-        self._evidence: Evidence | None = None  # the last answer: its flags are asked again when the certificate changes
+        self._evidence: Evidence | None = None  # the last answer; its flags are asked again for a new certificate
         self.max_sessions = max_sessions
         self._max_queued = max_queued
         self._queued = 0
