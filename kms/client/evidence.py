@@ -12,7 +12,9 @@ from kms.attestation.pccs import PccsClient
 from kms.attestation.policy import AttestationPolicy
 from kms.attestation.ratls import verify_ratls_certificate
 from kms.attestation.result import EnclaveIdentity, VerificationResult
+from kms.attestation.verify import verification_time
 from kms.client.errors import CollateralUnavailable, VerificationFailed
+from kms.client.verification_cache import VERIFIED, RecordingSource
 from kms.proto.v1 import kms_pb2
 
 CERTIFICATE_MAX = 64 * 1024
@@ -99,9 +101,14 @@ def verify_evidence(
         raise VerificationFailed(f"the server sent a certificate of {len(certificate)} bytes",
                                  step=Step.RATLS_CERTIFICATE)
     source = collateral.for_url(evidence.collateral_url)
-    when = at if at is not None else datetime.now(UTC)
+    key = VERIFIED.key(certificate, policy, trust_anchor)
     try:
-        result = verify_ratls_certificate(certificate, source, policy, at=when, trust_anchor=trust_anchor)
+        when = verification_time(at if at is not None else datetime.now(UTC))
+        recording = RecordingSource(source)
+        result = VERIFIED.lookup(key, recording, when)  # only an accepted verdict, re-checked at `when`
+        if result is None:
+            result = verify_ratls_certificate(certificate, recording, policy, at=when, trust_anchor=trust_anchor)
+            VERIFIED.remember(key, certificate, result, recording.used)
     except (AttestationError, ValueError) as exc:  # a policy that cannot be applied is a refusal too
         raise VerificationFailed(f"evidence could not be verified: {exc}",
                                  step=getattr(exc, "step", None)) from exc

@@ -90,6 +90,7 @@ class Relay:
         self.enclave = enclave
         self.qe = qe
         self._requote = asyncio.Lock()
+        self._evidence: Evidence | None = None  # the last answer; its flags are asked again for a new certificate
         self.max_sessions = max_sessions
         self._max_queued = max_queued
         self._queued = 0
@@ -134,7 +135,9 @@ class Relay:
         """The installed RA-TLS certificate and quote, with the platform and domain flags.
 
         When the enclave's claims changed (a domain was initialized, loaded or recovered: the
-        certificate must carry its id and audit key), the enclave is quoted again first."""
+        certificate must carry its id and audit key), the enclave is quoted again first. The flags
+        (get_identity: a second ECALL) are asked once per certificate: every change of the domain
+        changes the claims, hence the certificate, and the flags are informational (clients verify)."""
         try:
             ev = await self._get_evidence()
         except NotInitialized as exc:
@@ -148,9 +151,13 @@ class Relay:
                         raise
                     await self.run("install_evidence", install_evidence, self.enclave, self.qe)
                     ev = await self._get_evidence()
+        certificate = ev.evidence.certificate
+        known = self._evidence
+        if known is not None and known.certificate == certificate:
+            return known  # the flags of this certificate: a change of domain changes the claims, so the certificate
         ident = await self.identity()
-        return Evidence(ev.evidence.certificate, ev.evidence.quote, ident.simulated, ident.domain_loaded,
-                        ident.version)
+        self._evidence = Evidence(certificate, ev.evidence.quote, ident.simulated, ident.domain_loaded, ident.version)
+        return self._evidence
 
     async def _get_evidence(self) -> pb.Response:
         return await self.run("get_evidence", self.enclave.call, pb.Request(get_evidence=pb.GetEvidenceRequest()))

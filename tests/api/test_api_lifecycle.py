@@ -73,6 +73,7 @@ def test_restart_unseals_and_keys_still_work(build, tmp_path: Path) -> None:
             assert not fetch_evidence(ch).initialized
             session, _ = open_session(ch, alice)
             init_domain(session)
+            assert fetch_evidence(ch).initialized  # the flags kept for the first certificate went with it
             aes = create_aes_key(session)
             ed = session.call(pb.Request(create_key=pb.CreateKeyRequest(
                 spec=pb.ED25519, usage=pb.SIGN_VERIFY))).key_metadata.key_id

@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import queue
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,12 +31,8 @@ from typing import Any
 import grpc
 
 from kms import paths
-from kms.attestation import AttestationPolicy, PccsClient, TrustAnchor
+from kms.attestation import AttestationPolicy, TrustAnchor
 from kms.client import Credentials, KmsClient
-from kms.client.channel import SessionChannel
-from kms.client.evidence import CollateralSources, verify_evidence
-from kms.client.transport import SessionStream, fetch_evidence, open_channel
-from kms.proto.v1 import kms_pb2_grpc
 from tests.auditor import auditor_public
 
 ECHO = "/bench.Echo/Stream"
@@ -186,36 +185,45 @@ def _measured(ctx: Any, spec: dict[str, Any], args: argparse.Namespace,
 
 # --- session set-up --------------------------------------------------------------------------------
 
+SETUP_ROUNDS = 3
 
-def _setup_times(server: Any, creds: Credentials, policy: AttestationPolicy, anchor: TrustAnchor,
-                 n: int) -> dict[str, list[float]]:
-    """Evidence fetch, verification with cached collateral, TLS handshake; and the whole KmsClient()."""
-    pccs = PccsClient(server.info["collateral_url"])
-    sources = CollateralSources(pccs)
-    times: dict[str, list[float]] = {"GetEvidence": [], "verify (cached collateral)": [], "TLS handshake": [],
-                                     "KmsClient() total": []}
-    channel = open_channel(server.api)
-    stub = kms_pb2_grpc.KeyManagementServiceStub(channel)
-    verify_evidence(fetch_evidence(stub, 10), policy, trust_anchor=anchor, collateral=sources)  # fill the cache
-    for _ in range(n):
-        t0 = time.perf_counter()
-        evidence = fetch_evidence(stub, 10)
-        t1 = time.perf_counter()
-        verified = verify_evidence(evidence, policy, trust_anchor=anchor, collateral=sources)
-        t2 = time.perf_counter()
-        stream = SessionStream(stub)
-        session = SessionChannel(stream.exchange, creds, verified.certificate)
-        t3 = time.perf_counter()
-        session.close()
-        stream.close()
-        times["GetEvidence"].append(t1 - t0)
-        times["verify (cached collateral)"].append(t2 - t1)
-        times["TLS handshake"].append(t3 - t2)
-        t4 = time.perf_counter()
-        KmsClient(server.api, credentials=creds, policy=policy, trust_anchor=anchor, collateral=pccs).close()
-        times["KmsClient() total"].append(time.perf_counter() - t4)
-    channel.close()
-    return times
+
+def _setup_run(src: Path, server: Any, creds: Credentials, n: int) -> dict[str, list[float]]:
+    """tests/bench/setup_times.py with the `kms` package of `src` (a tree), against `server`, in a subprocess."""
+    spec = {"api": server.api, "collateral_url": server.info["collateral_url"], "cert": creds.certificate_pem.decode(),
+            "key": creds.private_key_pem.decode(), "mrsigner": server.mrsigner.hex(),
+            "root": server.root_pem.read_text(), "n": n}
+    env = {**os.environ, "PYTHONPATH": str(src), "GLIBC_TUNABLES": "glibc.rtld.optional_static_tls=262144"}
+    script = Path(__file__).with_name("setup_times.py")
+    out = subprocess.run([sys.executable, str(script)], input=json.dumps(spec), capture_output=True, text=True,
+                         env=env, cwd=src, timeout=600, check=True)
+    return json.loads(out.stdout)
+
+
+def _setup_table(after: Any, before: Any, reference: Path, creds: Credentials, n: int) -> None:
+    """Session set-up before (the reference tree's SDK and `kms serve`) and after (this tree's), alternating rounds."""
+    sides: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
+    here = Path(__file__).resolve().parents[2]
+    per_round = max(2, -(-n // SETUP_ROUNDS))
+    for _ in range(SETUP_ROUNDS):
+        runs = [("after", here, after)] + ([("before", reference / "src", before)] if before is not None else [])
+        for side, src, server in runs:
+            for stage, values in _setup_run(src, server, creds, per_round).items():
+                sides[side].setdefault(stage, []).extend(values)
+
+    def p(values: list[float], q: int) -> float:
+        return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
+
+    print(f"\nsession set-up, {SETUP_ROUNDS} alternating rounds of {per_round} per side, one at a time, cached "
+          "collateral (ms; before = the reference's SDK and `kms serve`; target: p50 <= 10 ms)")
+    print(f"  {'stage':32} {'before p50':>10} {'p99':>7}  {'after p50':>9} {'p99':>7}  {'change':>7}")
+    for stage, values in sides["after"].items():
+        old = sides["before"].get(stage, [])
+        b50, a50 = p(old, 50), p(values, 50)
+        change = f"{(a50 / b50 - 1) * 100:+6.1f}%" if old else "       "
+        print(f"  {stage:32} {b50:10.2f} {p(old, 99):7.2f}  {a50:9.2f} {p(values, 99):7.2f}  {change}")
+    print("  (the sum is per set-up: evidence + verification + handshake with the identity probe; KmsClient() "
+          "also pins the domain and saves its state; change = after p50 / before p50 - 1)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="client processes the sessions are spread over")
     parser.add_argument("--setups", type=int, default=30, help="session set-ups to time (default 30)")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference revision's server")
+    parser.add_argument("--setup-only", action="store_true", help="only the session set-up table")
     args = parser.parse_args(argv)
     ctx = mp.get_context("spawn")
     reference = paths.build_dir() / "reference"
@@ -248,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         base = _domain(server, creds, args)
         old = _domain(before, creds, args) if before is not None else None
         revision = (reference / "revision").read_text()[:12] if old is not None else "(none: make reference)"
+        if args.setup_only:
+            print(f"before = the reference revision {revision}, after = this tree")
+            _setup_table(server, before if old is not None else None, reference, creds, args.setups)
+            return 0
         print(f"kms serve over loopback, attested sessions vs bare grpc.aio echo; {args.concurrency} sessions "
               f"over {args.processes} client processes, one request in flight per session, "
               f"{args.seconds:g} s per phase, {os.cpu_count()} CPUs shared by clients and servers; before = "
@@ -266,12 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print("(x/echo = ops/s against the echo's; echo payload = the operation's data size; CPU s/1k = the server "
               "process's user+system CPU-seconds per 1,000 requests, warm-up and session set-up included; "
               "targets: after/echo >= 0.7, p99 <= 3x p50)")
-        policy = AttestationPolicy.build(mrsigner=server.mrsigner, allow_simulation_insecure=True)
-        anchor = TrustAnchor.load(server.root_pem.read_bytes(), simulated=True)
-        print(f"\nsession set-up, {args.setups} times, one at a time (ms; target: p50 <= 10 ms with cached collateral)")
-        for stage, values in _setup_times(server, creds, policy, anchor, args.setups).items():
-            q = statistics.quantiles(values, n=100)
-            print(f"  {stage:28} p50 {q[49] * 1000:7.2f}   p99 {q[98] * 1000:7.2f}")
+        _setup_table(server, before if old is not None else None, reference, creds, args.setups)
     return 0
 
 

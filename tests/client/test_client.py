@@ -229,16 +229,17 @@ def test_dropped_stream_reconnects_and_reverifies(admin: KmsClient, server) -> N
 def test_dropped_stream_mid_request(admin: KmsClient, server) -> None:
     key = admin.create_key()
     drop_session(admin)
-    # the handshake (2 frames) and the identity probe (1) pass, the request's frame is dropped
-    server.drop_after_frames = 3
+    # the handshake's first frame and the identity probe (which carries the client's last handshake flight) pass,
+    # the request's frame is dropped
+    server.drop_after_frames = 2
     connects = admin.connects
     assert admin.decrypt(admin.encrypt(key.key_id, b"x").ciphertext).plaintext == b"x"  # idempotent: retried
     assert admin.connects == connects + 2
     drop_session(admin)
-    server.drop_after_frames = 2  # the identity probe is lost: the caller's request was never sent, so retried
+    server.drop_after_frames = 1  # the identity probe is lost: the caller's request was never sent, so retried
     assert admin.rotate_key(key.key_id).current_version == 2
     drop_session(admin)
-    server.drop_after_frames = 3
+    server.drop_after_frames = 2
     with pytest.raises(OutcomeUnknown):
         admin.rotate_key(key.key_id)  # not idempotent: the outcome is unknown, not retried
 

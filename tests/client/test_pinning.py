@@ -71,9 +71,10 @@ def test_a_head_the_enclave_does_not_hold_is_a_rollback(server, policy, admin, c
         connect(server, policy, admin._credentials, state=state)
     assert refused.value.check == ("HEAD_AHEAD" if case == "ahead" else "HEAD_FORKED")
     assert refused.value.known == (stale.seq, stale.hash) and refused.value.server[0] == known.seq
-    # What crossed: one evidence fetch (never retried), one Session with the two handshake frames and the probe
+    # What crossed: one evidence fetch (never retried), one Session with the handshake's first frame and the probe
+    # (which carries the client's last handshake flight)
     assert server.evidence_rpcs == evidence + 1 and server.session_rpcs == sessions + 1
-    assert server.frames_in == frames + 3
+    assert server.frames_in == frames + 2
     assert state.head(domain) == stale  # a refused server teaches nothing
     assert admin.identity().domain_loaded and admin.state_head == known  # the probe changed nothing
 

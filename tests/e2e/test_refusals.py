@@ -110,14 +110,15 @@ def test_flipped_byte_ends_that_session_only(server, admin_creds, proxy) -> None
         key = bystander.create_key()
         victim = client_for(server, admin_creds, target=proxy.target, retries=0)
         proxy.tamper = lambda session, frame, data: (data[:-1] + bytes([data[-1] ^ 1])
-                                                     if session == 1 and frame == 4 else data)
+                                                     if session == 1 and frame == 3 else data)
         with pytest.raises(TransportError) as info:
-            victim.encrypt(key.key_id, b"x")  # frame 4: the first request after the handshake (2) and the probe
+            victim.encrypt(key.key_id, b"x")  # frame 3: the first request after the ClientHello and the frame with
+            # the client's last handshake flight and the probe
         assert info.value.grpc_code == "ABORTED", info.value
         victim.close()
         assert bystander.decrypt(bystander.encrypt(key.key_id, b"y").ciphertext).plaintext == b"y"
         proxy.tamper = lambda session, frame, data: (data[:-1] + bytes([data[-1] ^ 1])
-                                                     if session == 2 and frame == 4 else data)
+                                                     if session == 2 and frame == 3 else data)
         with client_for(server, admin_creds, target=proxy.target) as retrying:
             assert retrying.decrypt(retrying.encrypt(key.key_id, b"z").ciphertext).plaintext == b"z"
             assert retrying.connects == 2 and proxy.rpcs["GetEvidence"] == 3  # re-verified before reconnecting
