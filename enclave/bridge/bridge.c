@@ -1,7 +1,8 @@
 /*
  * bridge.c - untrusted shim between Python (cffi) and the enclave on the simulated CPU.
  * It is the "untrusted edge" of kms.edl: builds the marshalling structs, EENTERs through
- * simcpu_ecall, and implements the OCALLs by calling Python.
+ * simcpu_ecall, and implements the OCALLs by calling Python, except state_log_get on a SQLite store,
+ * which state_reader.c answers in C when Python hands the bridge the store's file.
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "kms/bridge.h"
 #include "kms/edge.h"
 #include "kms/simcpu.h"
+#include "state_reader.h"
 
 /* Implemented in Python (kms/enclave/bridge.py) through cffi's extern "Python". */
 int kms_py_store_get(void *host_ctx, const char *key_id, size_t key_id_len, uint8_t *blob,
@@ -38,6 +40,7 @@ struct kms_bridge {
     kms_sgx_status_t (*destroy)(uint64_t);
     kms_sgx_status_t (*ecall)(uint64_t, int, const void *, void *);
     unsigned int (*abi)(void);
+    kms_state_reader *state_reader; /* NULL: state_log_get goes to Python */
 };
 
 /* The bridge whose ECALL is running on this thread: OCALLs find their host context here. */
@@ -116,7 +119,10 @@ static unsigned int ocall_state_log_get(void *pms)
 {
     ms_kms_ocall_state_log_get_t *ms = pms;
     if (t_bridge == NULL || ms->ms_len == NULL) return SGX_ERROR_UNEXPECTED;
-    ms->ms_retval = kms_py_state_log_get(t_bridge->host_ctx, ms->ms_seq, ms->ms_entry, ms->ms_cap, ms->ms_len);
+    if (t_bridge->state_reader != NULL)
+        ms->ms_retval = kms_state_reader_get(t_bridge->state_reader, ms->ms_seq, ms->ms_entry, ms->ms_cap, ms->ms_len);
+    else
+        ms->ms_retval = kms_py_state_log_get(t_bridge->host_ctx, ms->ms_seq, ms->ms_entry, ms->ms_cap, ms->ms_len);
     return SGX_SUCCESS;
 }
 
@@ -181,10 +187,20 @@ fail:
     return rc;
 }
 
+unsigned int kms_bridge_read_state_log_from(kms_bridge *b, const char *sqlite_path)
+{
+    if (b->state_reader != NULL) return SGX_ERROR_INVALID_PARAMETER;
+    b->state_reader = kms_state_reader_open(sqlite_path);
+    return b->state_reader != NULL ? SGX_SUCCESS : SGX_ERROR_UNEXPECTED;
+}
+
+const void *kms_bridge_sqlite_entry(void) { return kms_state_reader_sqlite_entry(); }
+
 void kms_bridge_close(kms_bridge *b)
 {
     if (b == NULL) return;
     b->destroy(b->eid);
+    kms_state_reader_close(b->state_reader);
     dlclose(b->simcpu);
     free(b);
 }

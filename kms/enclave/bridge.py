@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError("the enclave bridge is not built: run `make python` (or ./dev build)") from exc
 
 ffi, lib = _native.ffi, _native.lib
-ABI_VERSION = 7
+ABI_VERSION = 8
 if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != ABI_VERSION:
     raise ImportError(
         f"enclave bridge ABI {lib.kms_bridge_abi_version()} does not match the Python side ({ABI_VERSION}): rebuild"
@@ -91,6 +91,7 @@ class Enclave:
         if status != SGX_SUCCESS:
             raise EnclaveLoadError(f"cannot load the enclave: {ffi.string(why).decode()}", status)
         self._bridge = out[0]
+        self.reads_state_log_directly = _read_state_log_directly(self._bridge, store)
         retval = ffi.new("int *")
         status = lib.kms_bridge_init(self._bridge, retval)
         if status != SGX_SUCCESS or retval[0] != 0:
@@ -203,6 +204,28 @@ class Enclave:
 
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
         self.close()
+
+
+def _read_state_log_directly(bridge: object, store: RecordStore | None) -> bool:
+    """Let the bridge answer state_log_get from a SQLite store's file in C (no GIL per request), when the store
+    offers its file (`state_log_file()`, None when a subclass reads the log its own way) and Python's sqlite3
+    runs on the very SQLite library the bridge calls (two copies would break each other's file locks)."""
+    offer = getattr(store, "state_log_file", None)
+    path = offer() if callable(offer) else None
+    if path is None or _python_sqlite_entry() != int(ffi.cast("uintptr_t", lib.kms_bridge_sqlite_entry())):
+        return False
+    return lib.kms_bridge_read_state_log_from(bridge, str(path).encode()) == SGX_SUCCESS
+
+
+def _python_sqlite_entry() -> int | None:
+    """Where Python's sqlite3 module finds sqlite3_libversion (None: not found, e.g. linked in statically)."""
+    import _sqlite3
+    import ctypes
+
+    try:
+        return ctypes.cast(ctypes.CDLL(_sqlite3.__file__).sqlite3_libversion, ctypes.c_void_p).value
+    except (AttributeError, OSError):
+        return None
 
 
 def _detail(response: bytes) -> str:

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 /* Bumped whenever this header changes; kms.enclave.bridge refuses a mismatch at load. */
-#define KMS_BRIDGE_ABI_VERSION 7u
+#define KMS_BRIDGE_ABI_VERSION 8u
 
 typedef struct kms_bridge kms_bridge;
 
@@ -36,6 +36,15 @@ unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
                              const char *sigstruct_path, const char *platform_dir,
                              unsigned int tcs_num, uint64_t heap_size, uint64_t stack_size,
                              void *host_ctx, kms_bridge **out, char *why, size_t why_cap);
+/*
+ * Answer the state_log_get OCALL from the SQLite database at sqlite_path (a SqliteStore's file) in C,
+ * without calling Python. Before the first ECALL that reads the log, once: SGX_ERROR_UNEXPECTED when the
+ * database cannot be opened and read (state_log_get then stays with Python).
+ */
+unsigned int kms_bridge_read_state_log_from(kms_bridge *bridge, const char *sqlite_path);
+/* The address of sqlite3_libversion in the SQLite library the bridge is linked with. */
+const void *kms_bridge_sqlite_entry(void);
+
 /* Destroy the enclave. No ECALL may be running. NULL is ignored. */
 void kms_bridge_close(kms_bridge *bridge);
 

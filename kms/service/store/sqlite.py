@@ -174,6 +174,12 @@ class SqliteStore(BaseStore):
                     raise StoreError(f"commit failed, nothing was stored: {exc}") from exc
         return results
 
+    def state_log_file(self) -> Path | None:
+        """The database the enclave bridge reads state log entries from itself, in C (kms.enclave.bridge: the
+        same rows state_log_get returns, without Python per request), or None when a subclass reads them its own
+        way."""
+        return self.path if type(self).state_log_get is SqliteStore.state_log_get else None
+
     def close(self) -> None:
         """Checkpoint and close the database."""
         with self._lock:
