@@ -77,7 +77,8 @@ ENCLAVE_PLATFORM_SRCS := enclave/platform/sim/platform_sim.c enclave/platform/si
 ENCLAVE_SRCS := $(sort $(wildcard enclave/src/*.c)) $(ENCLAVE_PLATFORM_SRCS)
 CRYPTO_SRCS  := $(sort $(wildcard enclave/src/crypto*.c))
 SIMCPU_SRCS  := $(sort $(wildcard enclave/platform/sim/simcpu*.c))
-BRIDGE_SRCS  := enclave/bridge/bridge.c enclave/bridge/state_reader.c enclave/bridge/state_reader.h
+BRIDGE_SRCS  := enclave/bridge/bridge.c enclave/bridge/state_reader.c enclave/bridge/state_reader.h \
+                enclave/bridge/audit_queue.c enclave/bridge/audit_queue.h
 
 SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES)

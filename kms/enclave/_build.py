@@ -20,6 +20,11 @@ unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
 void kms_bridge_close(kms_bridge *bridge);
 unsigned int kms_bridge_read_state_log_from(kms_bridge *bridge, const char *sqlite_path);
 const void *kms_bridge_sqlite_entry(void);
+unsigned int kms_bridge_audit_open(kms_bridge *bridge);
+int kms_bridge_audit_take(kms_bridge *bridge, uint8_t *buf, size_t cap, size_t *used);
+void kms_bridge_audit_settle(kms_bridge *bridge, const uint64_t *tickets, const int *outcomes, size_t n);
+void kms_bridge_audit_close(kms_bridge *bridge);
+#define KMS_AUDIT_TAKE_MIN ...
 unsigned int kms_bridge_init(kms_bridge *bridge, int *retval);
 unsigned int kms_bridge_call(kms_bridge *bridge, const uint8_t *req, size_t req_len, uint8_t *resp,
                              size_t resp_cap, size_t *resp_len, int *retval);
@@ -44,8 +49,6 @@ extern "Python+C" int kms_py_store_get(void *, const char *, size_t, uint8_t *, 
 extern "Python+C" void kms_py_log(void *, int, int, const char *);
 extern "Python+C" int kms_py_store_put(void *, const char *, size_t, uint64_t, uint64_t, const uint8_t *, size_t);
 extern "Python+C" int kms_py_store_list(void *, const char *, size_t, uint32_t, char *, size_t, size_t *);
-extern "Python+C" int kms_py_audit_enqueue(void *, uint64_t, int, const uint8_t *, size_t, uint64_t *);
-extern "Python+C" int kms_py_audit_wait(void *, uint64_t);
 extern "Python+C" int kms_py_audit_head(void *, uint8_t *, size_t, size_t *);
 extern "Python+C" int kms_py_store_commit(void *, const char *, size_t, uint64_t, uint64_t, const uint8_t *, size_t,
                                           uint64_t, const uint8_t *, size_t);
@@ -65,7 +68,8 @@ def build() -> Path:
     ffi.set_source(
         "kms.enclave._native",
         '#include "kms/bridge.h"\n#include "kms/limits.h"\n#include "kms/simcpu.h"\n',
-        sources=[str(ROOT / "enclave/bridge/bridge.c"), str(ROOT / "enclave/bridge/state_reader.c")],
+        sources=[str(ROOT / "enclave/bridge/bridge.c"), str(ROOT / "enclave/bridge/state_reader.c"),
+                 str(ROOT / "enclave/bridge/audit_queue.c")],
         include_dirs=[str(ROOT / "enclave/include"), str(ROOT / "enclave/bridge")],
         extra_compile_args=HARDEN,
         extra_link_args=["-Wl,-z,relro,-z,now,-z,noexecstack"],

@@ -45,6 +45,21 @@ unsigned int kms_bridge_read_state_log_from(kms_bridge *bridge, const char *sqli
 /* The address of sqlite3_libversion in the SQLite library the bridge is linked with. */
 const void *kms_bridge_sqlite_entry(void);
 
+/*
+ * The audit entries' queue: from audit_open on, the enclave's audit_enqueue and audit_wait OCALLs are
+ * answered in C (without it, refused as failures). One host thread calls audit_take (blocks until
+ * entries are queued, writes them into buf in queue order, each a 24-byte header:
+ * ticket, seq as little-endian uint64, follows, length as uint32, and the entry; returns how many, -1
+ * once closed), appends them, and audit_settle's each ticket with 0 (durable), 1 (out of sequence) or
+ * -1 (failed). audit_close wakes that thread and fails whatever is unsettled; close it and join the
+ * thread before kms_bridge_close. buf holds at least KMS_AUDIT_TAKE_MIN bytes.
+ */
+unsigned int kms_bridge_audit_open(kms_bridge *bridge);
+int kms_bridge_audit_take(kms_bridge *bridge, uint8_t *buf, size_t cap, size_t *used);
+void kms_bridge_audit_settle(kms_bridge *bridge, const uint64_t *tickets, const int *outcomes, size_t n);
+void kms_bridge_audit_close(kms_bridge *bridge);
+#define KMS_AUDIT_TAKE_MIN (24u + 65536u)
+
 /* Destroy the enclave. No ECALL may be running. NULL is ignored. */
 void kms_bridge_close(kms_bridge *bridge);
 
