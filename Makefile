@@ -300,6 +300,12 @@ $(BUILD)/test/test_crypto: enclave/tests/test_crypto.c $(HEADERS) $(CRYPTO_SRCS)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -o $@ $< $(CRYPTO_SRCS) -lcrypto
 
+# The bridge's own C (the OCALLs it answers without Python), host code only.
+BRIDGE_C_SRCS := enclave/bridge/audit_queue.c enclave/bridge/state_reader.c
+$(BUILD)/test/test_bridge_queues: enclave/tests/test_bridge_queues.c $(BRIDGE_SRCS) enclave/tests/test_util.h
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -Ienclave/tests -Ienclave/bridge -o $@ $< $(BRIDGE_C_SRCS) -lsqlite3 -lpthread
+
 $(TEST_HOST_BINS): $(BUILD)/test/%: enclave/tests/%.c $(TEST_HOST_DEPS) enclave/tests/test_util.h \
                    $(ASAN)/libkms_simcpu.so $(ASAN_IMAGES)
 	@mkdir -p $(dir $@)
