@@ -31,7 +31,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         make gcc libc6-dev pkg-config openssl libssl-dev libnanopb-dev nanopb protobuf-compiler \
-        libgfshare-dev libjansson-dev libjemalloc-dev python3 python3-venv python3-dev ca-certificates npm \
+        libgfshare-dev libjansson-dev libsqlite3-dev libjemalloc-dev python3 python3-venv python3-dev ca-certificates npm \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src

@@ -77,7 +77,8 @@ ENCLAVE_PLATFORM_SRCS := enclave/platform/sim/platform_sim.c enclave/platform/si
 ENCLAVE_SRCS := $(sort $(wildcard enclave/src/*.c)) $(ENCLAVE_PLATFORM_SRCS)
 CRYPTO_SRCS  := $(sort $(wildcard enclave/src/crypto*.c))
 SIMCPU_SRCS  := $(sort $(wildcard enclave/platform/sim/simcpu*.c))
-BRIDGE_SRCS  := enclave/bridge/bridge.c
+BRIDGE_SRCS  := enclave/bridge/bridge.c enclave/bridge/state_reader.c enclave/bridge/state_reader.h \
+                enclave/bridge/audit_queue.c enclave/bridge/audit_queue.h
 
 SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES)
@@ -298,6 +299,12 @@ $(BUILD)/test/eth_runner: enclave/tests/eth_runner.c $(HEADERS) $(ETH_SRCS) $(CR
 $(BUILD)/test/test_crypto: enclave/tests/test_crypto.c $(HEADERS) $(CRYPTO_SRCS) $(PB_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -o $@ $< $(CRYPTO_SRCS) -lcrypto
+
+# The bridge's own C (the OCALLs it answers without Python), host code only.
+BRIDGE_C_SRCS := enclave/bridge/audit_queue.c enclave/bridge/state_reader.c
+$(BUILD)/test/test_bridge_queues: enclave/tests/test_bridge_queues.c $(BRIDGE_SRCS) enclave/tests/test_util.h
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -Ienclave/tests -Ienclave/bridge -o $@ $< $(BRIDGE_C_SRCS) -lsqlite3 -lpthread
 
 $(TEST_HOST_BINS): $(BUILD)/test/%: enclave/tests/%.c $(TEST_HOST_DEPS) enclave/tests/test_util.h \
                    $(ASAN)/libkms_simcpu.so $(ASAN_IMAGES)

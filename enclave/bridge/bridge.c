@@ -1,7 +1,9 @@
 /*
  * bridge.c - untrusted shim between Python (cffi) and the enclave on the simulated CPU.
  * It is the "untrusted edge" of kms.edl: builds the marshalling structs, EENTERs through
- * simcpu_ecall, and implements the OCALLs by calling Python.
+ * simcpu_ecall, and implements the OCALLs by calling Python, except two it answers in C: the audit
+ * entries' queue and wait (audit_queue.c, drained by one Python thread) and state_log_get on a SQLite
+ * store (state_reader.c, when Python hands the bridge the store's file).
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -11,6 +13,8 @@
 #include "kms/bridge.h"
 #include "kms/edge.h"
 #include "kms/simcpu.h"
+#include "audit_queue.h"
+#include "state_reader.h"
 
 /* Implemented in Python (kms/enclave/bridge.py) through cffi's extern "Python". */
 int kms_py_store_get(void *host_ctx, const char *key_id, size_t key_id_len, uint8_t *blob,
@@ -20,9 +24,6 @@ int kms_py_store_put(void *host_ctx, const char *key_id, size_t key_id_len, uint
                      uint64_t revision, const uint8_t *blob, size_t blob_len);
 int kms_py_store_list(void *host_ctx, const char *after, size_t after_len, uint32_t limit, char *ids,
                       size_t cap, size_t *len);
-int kms_py_audit_enqueue(void *host_ctx, uint64_t seq, int follows, const uint8_t *entry, size_t len,
-                         uint64_t *ticket);
-int kms_py_audit_wait(void *host_ctx, uint64_t ticket);
 int kms_py_audit_head(void *host_ctx, uint8_t *entry, size_t cap, size_t *len);
 int kms_py_store_commit(void *host_ctx, const char *key_id, size_t key_id_len, uint64_t expected_revision,
                         uint64_t revision, const uint8_t *blob, size_t blob_len, uint64_t seq, const uint8_t *entry,
@@ -38,7 +39,11 @@ struct kms_bridge {
     kms_sgx_status_t (*destroy)(uint64_t);
     kms_sgx_status_t (*ecall)(uint64_t, int, const void *, void *);
     unsigned int (*abi)(void);
+    kms_state_reader *state_reader; /* NULL: state_log_get goes to Python */
+    kms_audit_queue *audit;         /* NULL: no store, audit entries are refused */
 };
+
+_Static_assert(KMS_AUDIT_TAKE_MIN == KMS_AUDIT_QUEUE_HEADER + KMS_AUDIT_QUEUE_ENTRY_MAX, "bridge.h's take buffer");
 
 /* The bridge whose ECALL is running on this thread: OCALLs find their host context here. */
 static __thread kms_bridge *t_bridge;
@@ -81,8 +86,9 @@ static unsigned int ocall_audit_enqueue(void *pms)
 {
     ms_kms_ocall_audit_enqueue_t *ms = pms;
     if (t_bridge == NULL || ms->ms_ticket == NULL) return SGX_ERROR_UNEXPECTED;
-    ms->ms_retval = kms_py_audit_enqueue(t_bridge->host_ctx, ms->ms_seq, ms->ms_follows, ms->ms_entry, ms->ms_len,
-                                         ms->ms_ticket);
+    kms_audit_queue *q = t_bridge->audit;
+    ms->ms_retval = q != NULL ? kms_audit_queue_put(q, ms->ms_seq, ms->ms_follows, ms->ms_entry, ms->ms_len, ms->ms_ticket)
+                              : -1;
     return SGX_SUCCESS;
 }
 
@@ -90,7 +96,7 @@ static unsigned int ocall_audit_wait(void *pms)
 {
     ms_kms_ocall_audit_wait_t *ms = pms;
     if (t_bridge == NULL) return SGX_ERROR_UNEXPECTED;
-    ms->ms_retval = kms_py_audit_wait(t_bridge->host_ctx, ms->ms_ticket);
+    ms->ms_retval = t_bridge->audit != NULL ? kms_audit_queue_wait(t_bridge->audit, ms->ms_ticket) : -1;
     return SGX_SUCCESS;
 }
 
@@ -116,7 +122,10 @@ static unsigned int ocall_state_log_get(void *pms)
 {
     ms_kms_ocall_state_log_get_t *ms = pms;
     if (t_bridge == NULL || ms->ms_len == NULL) return SGX_ERROR_UNEXPECTED;
-    ms->ms_retval = kms_py_state_log_get(t_bridge->host_ctx, ms->ms_seq, ms->ms_entry, ms->ms_cap, ms->ms_len);
+    if (t_bridge->state_reader != NULL)
+        ms->ms_retval = kms_state_reader_get(t_bridge->state_reader, ms->ms_seq, ms->ms_entry, ms->ms_cap, ms->ms_len);
+    else
+        ms->ms_retval = kms_py_state_log_get(t_bridge->host_ctx, ms->ms_seq, ms->ms_entry, ms->ms_cap, ms->ms_len);
     return SGX_SUCCESS;
 }
 
@@ -181,10 +190,43 @@ fail:
     return rc;
 }
 
+unsigned int kms_bridge_read_state_log_from(kms_bridge *b, const char *sqlite_path)
+{
+    if (b->state_reader != NULL) return SGX_ERROR_INVALID_PARAMETER;
+    b->state_reader = kms_state_reader_open(sqlite_path);
+    return b->state_reader != NULL ? SGX_SUCCESS : SGX_ERROR_UNEXPECTED;
+}
+
+const void *kms_bridge_sqlite_entry(void) { return kms_state_reader_sqlite_entry(); }
+
+unsigned int kms_bridge_audit_open(kms_bridge *b)
+{
+    if (b->audit != NULL) return SGX_ERROR_INVALID_PARAMETER;
+    b->audit = kms_audit_queue_new();
+    return b->audit != NULL ? SGX_SUCCESS : SGX_ERROR_OUT_OF_MEMORY;
+}
+
+int kms_bridge_audit_take(kms_bridge *b, uint8_t *buf, size_t cap, size_t *used)
+{
+    return b->audit != NULL ? kms_audit_queue_take(b->audit, buf, cap, used) : -1;
+}
+
+void kms_bridge_audit_settle(kms_bridge *b, const uint64_t *tickets, const int *outcomes, size_t n)
+{
+    if (b->audit != NULL) kms_audit_queue_settle(b->audit, tickets, outcomes, n);
+}
+
+void kms_bridge_audit_close(kms_bridge *b)
+{
+    if (b->audit != NULL) kms_audit_queue_close(b->audit);
+}
+
 void kms_bridge_close(kms_bridge *b)
 {
     if (b == NULL) return;
     b->destroy(b->eid);
+    kms_state_reader_close(b->state_reader);
+    kms_audit_queue_free(b->audit);
     dlclose(b->simcpu);
     free(b);
 }

@@ -1,4 +1,5 @@
-"""Server interceptors: request ids in structlog contextvars, Prometheus metrics, and KmsError -> gRPC status."""
+"""The server's interceptor: request ids in structlog contextvars, Prometheus metrics, and KmsError -> gRPC status,
+three parts of one interceptor (one wrapper per message instead of one per concern)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import grpc
@@ -62,7 +63,8 @@ def _rpc_type(handler: grpc.RpcMethodHandler) -> str:
 
 def wrap_handler(handler: grpc.RpcMethodHandler, around: Around, on_recv: Hook | None = None,
                  on_send: Hook | None = None) -> grpc.RpcMethodHandler:
-    """The same handler, run inside `around(context)`, counting messages in and out."""
+    """The same handler, run inside `around(context)`, counting messages in and out (a stream passes through
+    untouched when nothing counts it)."""
     recv, send = on_recv or (lambda: None), on_send or (lambda: None)
     behavior: Any = (handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream)
 
@@ -73,7 +75,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around, on_recv: Hook |
 
     def arg(request: Any) -> Any:
         if handler.request_streaming:
-            return counted(request)
+            return counted(request) if on_recv is not None else request
         recv()
         return request
 
@@ -113,21 +115,55 @@ def _code_name(context: grpc.aio.ServicerContext, exc: BaseException | None) -> 
     return "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "UNKNOWN"
 
 
-class _Interceptor(grpc.aio.ServerInterceptor):
+class _Part:
+    """One concern of the server's interceptor: what it runs around each RPC, and per message in and out."""
+
+    def parts(self, handler: grpc.RpcMethodHandler,
+              details: grpc.HandlerCallDetails) -> tuple[Around, Hook | None, Hook | None]:
+        raise NotImplementedError
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """The parts in one interceptor, outermost first: each message passes one wrapper, not one per part."""
+
+    def __init__(self, *parts: _Part) -> None:
+        self._parts = parts
+
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails],
                                                              Awaitable[grpc.RpcMethodHandler]],
                                 details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        return handler if handler is None else self.wrap(handler, details)
+        if handler is None:
+            return handler
+        arounds, recvs, sends = zip(*(part.parts(handler, details) for part in self._parts), strict=True)
 
-    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        raise NotImplementedError
+        @asynccontextmanager
+        async def around(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+            async with AsyncExitStack() as stack:
+                for one in arounds:
+                    await stack.enter_async_context(one(context))
+                yield
+
+        return wrap_handler(handler, around, _all(recvs), _all(sends))
 
 
-class RequestContextInterceptor(_Interceptor):
+def _all(hooks: tuple[Hook | None, ...]) -> Hook | None:
+    present = [hook for hook in hooks if hook is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+
+    def every() -> None:
+        for hook in present:
+            hook()
+
+    return every
+
+
+class RequestContextInterceptor(_Part):
     """A request id per RPC (the client's x-request-id if sane) bound to the logs; one line per finished RPC."""
 
-    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+    def parts(self, handler: grpc.RpcMethodHandler,
+              details: grpc.HandlerCallDetails) -> tuple[Around, Hook | None, Hook | None]:
         sent = dict(details.invocation_metadata or ()).get(REQUEST_ID_HEADER)
         method = details.method
 
@@ -154,13 +190,14 @@ class RequestContextInterceptor(_Interceptor):
                 getattr(_log, level)("rpc finished", grpc_code=code,
                                      duration_ms=round((time.perf_counter() - start) * 1000, 3))
 
-        return wrap_handler(handler, around)
+        return around, None, None
 
 
-class MetricsInterceptor(_Interceptor):
+class MetricsInterceptor(_Part):
     """go-grpc-prometheus metrics: started, handled by code, handling seconds, messages in and out."""
 
-    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+    def parts(self, handler: grpc.RpcMethodHandler,
+              details: grpc.HandlerCallDetails) -> tuple[Around, Hook | None, Hook | None]:
         service, method = metrics.split_method(details.method)
         labels = {"grpc_type": _rpc_type(handler), "grpc_service": service, "grpc_method": method}
         received, sent = metrics.MSG_RECEIVED.labels(**labels), metrics.MSG_SENT.labels(**labels)
@@ -178,13 +215,14 @@ class MetricsInterceptor(_Interceptor):
                 metrics.HANDLED.labels(**labels, grpc_code=_code_name(context, failure)).inc()
                 metrics.HANDLING.labels(**labels).observe(time.perf_counter() - start)
 
-        return wrap_handler(handler, around, received.inc, sent.inc)
+        return around, received.inc, sent.inc
 
 
-class ErrorInterceptor(_Interceptor):
+class ErrorInterceptor(_Part):
     """Typed errors become their status with their (data-free) message; anything else is INTERNAL."""
 
-    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+    def parts(self, handler: grpc.RpcMethodHandler,
+              details: grpc.HandlerCallDetails) -> tuple[Around, Hook | None, Hook | None]:
         @asynccontextmanager
         async def around(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
             try:
@@ -197,9 +235,9 @@ class ErrorInterceptor(_Interceptor):
                 _log.error("unhandled error", error_type=type(exc).__name__, exc_info=True)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error (see the server log for the request id)")
 
-        return wrap_handler(handler, around)
+        return around, None, None
 
 
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     """Outermost first: request context, then metrics (which see the final code), then error mapping."""
-    return [RequestContextInterceptor(), MetricsInterceptor(), ErrorInterceptor()]
+    return [ServerInterceptor(RequestContextInterceptor(), MetricsInterceptor(), ErrorInterceptor())]

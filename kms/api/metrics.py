@@ -32,9 +32,15 @@ METRIC_NAMES = ("grpc_server_started_total", "grpc_server_handled_total", "grpc_
                 "kms_ecall_seconds", "kms_store_writes_total", "kms_session_failures_total")
 
 
+_ECALL_BY_NAME: dict[str, Histogram] = {}  # labels() takes a lock and builds its key on every call
+
+
 def observe_ecall(name: str, seconds: float) -> None:
     """Record one ECALL's duration."""
-    ECALL_SECONDS.labels(ecall=name).observe(seconds)
+    child = _ECALL_BY_NAME.get(name)
+    if child is None:
+        child = _ECALL_BY_NAME[name] = ECALL_SECONDS.labels(ecall=name)
+    child.observe(seconds)
 
 
 def observe_store_write(result: str) -> None:

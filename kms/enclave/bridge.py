@@ -8,6 +8,7 @@ itself failed, an EnclaveFailure subclass when the enclave refused.
 from __future__ import annotations
 
 import itertools
+import struct
 import threading
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError("the enclave bridge is not built: run `make python` (or ./dev build)") from exc
 
 ffi, lib = _native.ffi, _native.lib
-ABI_VERSION = 7
+ABI_VERSION = 8
 if lib.kms_bridge_abi_version() != ABI_VERSION or lib.KMS_BRIDGE_ABI_VERSION != ABI_VERSION:
     raise ImportError(
         f"enclave bridge ABI {lib.kms_bridge_abi_version()} does not match the Python side ({ABI_VERSION}): rebuild"
@@ -36,6 +37,7 @@ __all__ = ["RESERVED_RECORDS", "Enclave", "MemoryStore", "RecordStore", "StoreCo
 
 SGX_SUCCESS = 0
 SGX_ERROR_INVALID_PARAMETER = 0x0002
+SGX_ERROR_OUT_OF_MEMORY = 0x0003
 HEAP_MIN, HEAP_MAX = int(lib.KMS_SIMCPU_HEAP_MIN), int(lib.KMS_SIMCPU_HEAP_MAX)
 STACK_MIN, STACK_MAX = int(lib.KMS_SIMCPU_STACK_MIN), int(lib.KMS_SIMCPU_STACK_MAX)
 MAX_REQUEST_SIZE = int(lib.KMS_MAX_REQUEST_SIZE)
@@ -43,6 +45,8 @@ MAX_RESPONSE_SIZE = int(lib.KMS_MAX_RESPONSE_SIZE)
 REPORT_SIZE, TARGET_INFO_SIZE = 432, 512
 SESSION_IN_MAX = int(lib.KMS_SESSION_IN_MAX)
 SESSION_OUT_MAX = int(lib.KMS_SESSION_OUT_MAX)
+AUDIT_TAKE = int(lib.KMS_AUDIT_TAKE_MIN)
+_AUDIT_HEADER = struct.Struct("<QQII")  # what kms_bridge_audit_take writes before each entry
 
 
 
@@ -77,7 +81,7 @@ class Enclave:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._store = store
-        self._audit = AuditQueue(store) if store is not None else None
+        self._flusher: threading.Thread | None = None
         self._handle = ffi.new_handle(self)
         self._ids = itertools.count(1)
         self._local = threading.local()
@@ -91,6 +95,9 @@ class Enclave:
         if status != SGX_SUCCESS:
             raise EnclaveLoadError(f"cannot load the enclave: {ffi.string(why).decode()}", status)
         self._bridge = out[0]
+        self.reads_state_log_directly = _read_state_log_directly(self._bridge, store)
+        if store is not None:
+            self._start_flusher(AuditQueue(store))
         retval = ffi.new("int *")
         status = lib.kms_bridge_init(self._bridge, retval)
         if status != SGX_SUCCESS or retval[0] != 0:
@@ -98,6 +105,15 @@ class Enclave:
             if status != SGX_SUCCESS:
                 raise _ecall_error("initialize", status)
             raise error_for_code(retval[0])
+
+    def _start_flusher(self, audit: AuditQueue) -> None:
+        """The audit flusher: the one thread that appends what the enclave's threads queue (they wait in C)."""
+        if lib.kms_bridge_audit_open(self._bridge) != SGX_SUCCESS:
+            self.close()
+            raise EnclaveLoadError("cannot set up the audit queue", SGX_ERROR_OUT_OF_MEMORY)
+        self._flusher = threading.Thread(target=_flush_audit, args=(self._bridge, audit), name="kms-audit-flush",
+                                         daemon=True)
+        self._flusher.start()
 
     def _buffer(self) -> object:
         buf = getattr(self._local, "resp", None)
@@ -195,7 +211,11 @@ class Enclave:
         """Destroy the enclave; later calls raise EnclaveUnavailable."""
         with self._lock:
             bridge, self._bridge = getattr(self, "_bridge", None), None
+            flusher, self._flusher = getattr(self, "_flusher", None), None
         if bridge is not None:
+            if flusher is not None:
+                lib.kms_bridge_audit_close(bridge)
+                flusher.join()
             lib.kms_bridge_close(bridge)
 
     def __enter__(self) -> Enclave:
@@ -203,6 +223,49 @@ class Enclave:
 
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
         self.close()
+
+
+def _flush_audit(bridge: object, audit: AuditQueue) -> None:
+    """Take what the enclave queued (in order, at least one entry a time), append it, settle each entry."""
+    buf, used = ffi.new("uint8_t[]", AUDIT_TAKE), ffi.new("size_t *")
+    while (count := lib.kms_bridge_audit_take(bridge, buf, AUDIT_TAKE, used)) >= 0:
+        data, at, tickets, entries = ffi.buffer(buf, used[0])[:], 0, [], []
+        for _ in range(count):
+            ticket, seq, follows, length = _AUDIT_HEADER.unpack_from(data, at)
+            at += _AUDIT_HEADER.size
+            tickets.append(ticket)
+            entries.append((seq, bool(follows), data[at:at + length]))
+            at += length
+        try:
+            outcomes = audit.flush(entries)
+        except Exception:  # never leave a thread waiting: each entry failed (the enclave re-reads the head)
+            outcomes = [AuditQueue.FAILED] * count
+        except BaseException:  # the flusher stops: the queue fails every entry from now on (fails closed)
+            lib.kms_bridge_audit_close(bridge)
+            raise
+        lib.kms_bridge_audit_settle(bridge, tickets, outcomes, count)
+
+
+def _read_state_log_directly(bridge: object, store: RecordStore | None) -> bool:
+    """Let the bridge answer state_log_get from a SQLite store's file in C (no GIL per request), when the store
+    offers its file (`state_log_file()`, None when a subclass reads the log its own way) and Python's sqlite3
+    runs on the very SQLite library the bridge calls (two copies would break each other's file locks)."""
+    offer = getattr(store, "state_log_file", None)
+    path = offer() if callable(offer) else None
+    if path is None or _python_sqlite_entry() != int(ffi.cast("uintptr_t", lib.kms_bridge_sqlite_entry())):
+        return False
+    return lib.kms_bridge_read_state_log_from(bridge, str(path).encode()) == SGX_SUCCESS
+
+
+def _python_sqlite_entry() -> int | None:
+    """Where Python's sqlite3 module finds sqlite3_libversion (None: not found, e.g. linked in statically)."""
+    import _sqlite3
+    import ctypes
+
+    try:
+        return ctypes.cast(ctypes.CDLL(_sqlite3.__file__).sqlite3_libversion, ctypes.c_void_p).value
+    except (AttributeError, OSError):
+        return None
 
 
 def _detail(response: bytes) -> str:

@@ -117,39 +117,6 @@ def kms_py_store_list(ctx, after, after_len, limit, ids, cap, out_len):  # type:
 
 
 @ffi.def_extern(error=-1)
-def kms_py_audit_enqueue(ctx, seq, follows, entry, length, ticket):  # type: ignore[no-untyped-def]
-    """OCALL: queue an audit entry for the next flush; returns at once (0 and its ticket, 1 refused out
-    of sequence, -1 failure)."""
-    enclave: Enclave = ffi.from_handle(ctx)
-    try:
-        if enclave._audit is None:
-            return -1
-        ticket[0] = enclave._audit.enqueue(seq, bool(follows), _bytes(entry, length))
-    except StoreConflict:
-        return 1
-    except Exception as exc:
-        _log.error("audit enqueue failed: %s", type(exc).__name__)
-        return -1
-    return 0
-
-
-@ffi.def_extern(error=-1)
-def kms_py_audit_wait(ctx, ticket):  # type: ignore[no-untyped-def]
-    """OCALL: wait until a queued audit entry is durable (0 ok, 1 refused out of sequence, -1 failure)."""
-    enclave: Enclave = ffi.from_handle(ctx)
-    try:
-        if enclave._audit is None:
-            return -1
-        enclave._audit.wait(ticket)
-    except StoreConflict:
-        return 1
-    except Exception as exc:
-        _log.error("audit append failed: %s", type(exc).__name__)
-        return -1
-    return 0
-
-
-@ffi.def_extern(error=-1)
 def kms_py_audit_head(ctx, entry, cap, out_len):  # type: ignore[no-untyped-def]
     """OCALL: the last audit entry (0 ok with length 0 when none, -1 failure)."""
     enclave: Enclave = ffi.from_handle(ctx)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
-import threading
+import logging
 from typing import Any, Protocol
 
 # Records the host keeps out of listings: the node-local sealed domain key (seal keys are per
 # CPU). Every other record, the domain state included, is listed: the enclave checks the whole
 # store against its state log when it loads a domain.
 RESERVED_RECORDS = frozenset({"sealed-domain-key"})
+_log = logging.getLogger("kms.enclave")
 
 
 class StoreConflict(Exception):
@@ -103,35 +103,47 @@ class MemoryStore(dict[str, tuple[int, bytes]]):
 
 
 class AuditQueue:
-    """The host side of the audit_enqueue / audit_wait OCALLs for one enclave: numbered tickets.
+    """The host side of the audit_enqueue / audit_wait OCALLs for one enclave: what the bridge's queue
+    (enclave/bridge/audit_queue.c) hands over, appended in queue order through the store.
 
-    The enclave queues entries one at a time (under its audit lock) and waits for each once, from
-    any thread. An entry that "follows" is tied to the bytes of the entry queued just before it, so
-    the store refuses it when that one was not stored (the chain never skips a failed entry).
-    Thread-safe.
+    The enclave queues entries one at a time (under its audit lock, so queue order is chain order). An
+    entry that "follows" is tied to the bytes of the entry queued just before it, so the store refuses it
+    when that one was not stored (the chain never skips a failed entry). One thread (the flusher) calls it.
     """
+
+    CONFLICT, FAILED = 1, -1
 
     def __init__(self, store: RecordStore) -> None:
         self._store = store
-        self._lock = threading.Lock()
-        self._tickets: dict[int, Any] = {}
-        self._ids = itertools.count(1)
         self._last: bytes | None = None
 
-    def enqueue(self, seq: int, follows: bool, entry: bytes) -> int:
-        """Queue entry; its ticket number (StoreConflict when it follows nothing this host queued)."""
-        with self._lock:
+    def flush(self, entries: list[tuple[int, bool, bytes]]) -> list[int]:
+        """Append (seq, follows, entry) in order, durably: each one's outcome, 0 (durable), CONFLICT (refused
+        out of sequence) or FAILED (the store failed: the outcome is unknown to the enclave)."""
+        pending: list[tuple[int | None, Any]] = []  # (an outcome already known, or the store's ticket)
+        for seq, follows, entry in entries:
             prev = self._last if follows else None
-            if follows and prev is None:
-                raise StoreConflict(f"audit seq {seq} follows an entry this host did not queue")
-            ticket = self._store.audit_enqueue(seq, entry, prev)
-            number = next(self._ids)
-            self._tickets[number] = ticket
+            if follows and prev is None:  # it follows an entry this host did not queue
+                pending.append((self.CONFLICT, None))
+                continue
+            try:
+                pending.append((None, self._store.audit_enqueue(seq, entry, prev)))
+            except StoreConflict:
+                pending.append((self.CONFLICT, None))
+                continue
+            except Exception as exc:
+                _log.error("audit enqueue failed: %s", type(exc).__name__)
+                pending.append((self.FAILED, None))
+                continue
             self._last = entry
-            return number
+        return [self._wait(ticket) if known is None else known for known, ticket in pending]
 
-    def wait(self, number: int) -> None:
-        """Durable on return; raises the entry's refusal or store failure (KeyError: unknown ticket)."""
-        with self._lock:
-            ticket = self._tickets.pop(number)
-        self._store.audit_wait(ticket)
+    def _wait(self, ticket: Any) -> int:
+        try:
+            self._store.audit_wait(ticket)
+        except StoreConflict:
+            return self.CONFLICT
+        except Exception as exc:
+            _log.error("audit append failed: %s", type(exc).__name__)
+            return self.FAILED
+        return 0

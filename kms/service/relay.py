@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +15,7 @@ from kms.enclave.node import SEALED_DOMAIN_KEY
 from kms.errors import E, KmsError, NotInitialized, SealError, SessionError, StaleRecord
 from kms.log import get_logger
 from kms.proto.enclave.v1 import boundary_pb2 as pb
+from kms.service.ecall_pool import EcallPool
 from kms.service.evidence import QuotingEnclave, install_evidence
 
 T = TypeVar("T")
@@ -94,7 +93,7 @@ class Relay:
         self.max_sessions = max_sessions
         self._max_queued = max_queued
         self._queued = 0
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecall")
+        self._pool = EcallPool(workers)
         self._observe = observe_ecall
         self._on_sessions = on_sessions
         self._sessions: dict[int, RelaySession] = {}
@@ -122,8 +121,7 @@ class Relay:
             raise Overloaded(f"too many enclave calls in progress ({self._max_queued}); retry later")
         self._queued += 1
         try:
-            ctx = contextvars.copy_context()
-            return await asyncio.get_running_loop().run_in_executor(self._pool, ctx.run, self._timed, name, fn, *args)
+            return await self._pool.submit(self._timed, name, fn, *args)  # type: ignore[no-any-return]
         finally:
             self._queued -= 1
 
@@ -195,7 +193,7 @@ class Relay:
         for session in list(self._sessions.values()):
             await session.close()
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        await asyncio.to_thread(self._pool.close)
         self.enclave.close()
 
 

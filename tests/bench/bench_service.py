@@ -148,6 +148,27 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def ctx_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of a process's live threads and its live children's, /proc
+    (less noisy on a shared machine than ops/s: each is a thread crossing, a GIL handoff or a preemption)."""
+    total, pids = 0, {pid} | {int(c) for c in _children(pid)}
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    for line in (task / "status").read_text().splitlines():
+                        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                            total += int(line.split()[1])
+    return total
+
+
+def _children(pid: int) -> list[str]:
+    with contextlib.suppress(OSError):
+        return [c for task in Path(f"/proc/{pid}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    return []
+
+
 def _phase(ctx: Any, spec: dict[str, Any], concurrency: int, processes: int) -> tuple[float, float, float, int]:
     """(ops/s, p50 µs, p99 µs, calls with the warm-up's) with `concurrency` sessions over `processes` processes."""
     results = ctx.Queue()
@@ -176,11 +197,13 @@ def _phase(ctx: Any, spec: dict[str, Any], concurrency: int, processes: int) -> 
 
 
 def _measured(ctx: Any, spec: dict[str, Any], args: argparse.Namespace,
-              pid: int) -> tuple[tuple[float, float, float, int], float]:
-    """A phase and the CPU-seconds per 1,000 calls the server process `pid` spent on it."""
-    cpu = cpu_seconds(pid)
+              pid: int) -> tuple[tuple[float, float, float, int], float, float]:
+    """A phase, the CPU-seconds per 1,000 calls and the context switches per call the server process `pid` spent
+    on it."""
+    cpu, switches = cpu_seconds(pid), ctx_switches(pid)
     result = _phase(ctx, spec, args.concurrency, args.processes)
-    return result, 1000 * (cpu_seconds(pid) - cpu) / max(1, result[3])
+    calls = max(1, result[3])
+    return result, 1000 * (cpu_seconds(pid) - cpu) / calls, (ctx_switches(pid) - switches) / calls
 
 
 # --- session set-up --------------------------------------------------------------------------------
@@ -235,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="sessions / streams in flight (default 16)")
     parser.add_argument("--processes", type=int, default=min(4, max(1, (os.cpu_count() or 2) // 2)),
                         help="client processes the sessions are spread over")
-    parser.add_argument("--setups", type=int, default=30, help="session set-ups to time (default 30)")
+    parser.add_argument("--setups", type=int, default=30, help="session set-ups to time (default 30; 0: none)")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference revision's server")
     parser.add_argument("--setup-only", action="store_true", help="only the session set-up table")
     args = parser.parse_args(argv)
@@ -265,21 +288,25 @@ def main(argv: list[str] | None = None) -> int:
               f"over {args.processes} client processes, one request in flight per session, "
               f"{args.seconds:g} s per phase, {os.cpu_count()} CPUs shared by clients and servers; before = "
               f"`kms serve` of the reference revision {revision}, after = this tree")
-        print(f"{'operation':17} {'before ops/s':>12} {'p50 µs':>7} {'p99 µs':>7} {'CPU s/1k':>8}  {'after ops/s':>11} "
-              f"{'p50 µs':>7} {'p99 µs':>7} {'CPU s/1k':>8}  {'echo ops/s':>10} {'p50 µs':>7} {'CPU s/1k':>8}  "
-              f"{'before/echo':>11} {'after/echo':>10}")
+        print(f"{'operation':17} {'before ops/s':>12} {'p50 µs':>7} {'p99 µs':>7} {'CPU s/1k':>8} {'cs/req':>6}  "
+              f"{'after ops/s':>11} {'p50 µs':>7} {'p99 µs':>7} {'CPU s/1k':>8} {'cs/req':>6}  "
+              f"{'echo ops/s':>10} {'p50 µs':>7} {'CPU s/1k':>8} {'cs/req':>6}  {'before/echo':>11} {'after/echo':>10}")
         for name, kind, payload in (("encrypt 1 KiB", "encrypt", 1024), ("sign Ed25519", "sign-ed25519", 32),
                                     ("sign ECDSA P-256", "sign-p256", 32)):
-            b, b_cpu = _measured(ctx, {**old, "kind": kind}, args, before.pid) if old and before else ((0, 0, 0, 0), 0)
-            k, k_cpu = _measured(ctx, {**base, "kind": kind}, args, server.pid)
-            e, e_cpu = _measured(ctx, {**base, "kind": "echo", "target": echo_target, "payload": payload}, args,
-                                 echo.pid)
-            print(f"{name:17} {b[0]:12.0f} {b[1]:7.0f} {b[2]:7.0f} {b_cpu:8.3f}  {k[0]:11.0f} {k[1]:7.0f} {k[2]:7.0f} "
-                  f"{k_cpu:8.3f}  {e[0]:10.0f} {e[1]:7.0f} {e_cpu:8.3f}  {b[0] / e[0]:11.2f} {k[0] / e[0]:10.2f}")
+            b, b_cpu, b_cs = (_measured(ctx, {**old, "kind": kind}, args, before.pid) if old and before
+                              else ((0, 0, 0, 0), 0, 0))
+            k, k_cpu, k_cs = _measured(ctx, {**base, "kind": kind}, args, server.pid)
+            e, e_cpu, e_cs = _measured(ctx, {**base, "kind": "echo", "target": echo_target, "payload": payload}, args,
+                                       echo.pid)
+            print(f"{name:17} {b[0]:12.0f} {b[1]:7.0f} {b[2]:7.0f} {b_cpu:8.3f} {b_cs:6.1f}  {k[0]:11.0f} {k[1]:7.0f} "
+                  f"{k[2]:7.0f} {k_cpu:8.3f} {k_cs:6.1f}  {e[0]:10.0f} {e[1]:7.0f} {e_cpu:8.3f} {e_cs:6.1f}  "
+                  f"{b[0] / e[0]:11.2f} {k[0] / e[0]:10.2f}")
         print("(x/echo = ops/s against the echo's; echo payload = the operation's data size; CPU s/1k = the server "
-              "process's user+system CPU-seconds per 1,000 requests, warm-up and session set-up included; "
+              "process's user+system CPU-seconds per 1,000 requests, cs/req = its threads' context switches "
+              "(voluntary + involuntary) per request, both with warm-up and session set-up; "
               "targets: after/echo >= 0.7, p99 <= 3x p50)")
-        _setup_table(server, before if old is not None else None, reference, creds, args.setups)
+        if args.setups > 0:
+            _setup_table(server, before if old is not None else None, reference, creds, args.setups)
     return 0
 
 

@@ -6,7 +6,8 @@ harness of tests/bench/bench_service.py, one request in flight per session) for 
 every thread of the server that is on a CPU (`py-spy record --format raw`, idle threads left out). Each sample
 is charged to the first phase (RULES, innermost frame first) one of its frames belongs to; the enclave's own
 share (TLS records and the request path, inside session_feed) is split further by `./dev profile` in process.
-Also prints the server's CPU-seconds per 1,000 requests over the same window (/proc, the process tree).
+Also prints the server's CPU-seconds and context switches per request over the same window (/proc, the process
+tree), by kind of thread.
 """
 
 from __future__ import annotations
@@ -28,31 +29,35 @@ from tests.bench.bench_service import _phase, cpu_seconds
 
 # (phase, substrings of a frame that put a sample in it), innermost match wins
 RULES: list[tuple[str, tuple[str, ...]]] = [
-    ("persistence: audit and state log (OCALLs, SQLite)", ("kms/enclave/ocalls.py", "kms/enclave/records.py",
-                                                           "kms/store/", "sqlite3")),
+    ("persistence: audit and state log (OCALLs, flusher, SQLite)", ("kms/enclave/ocalls.py", "kms/enclave/records.py",
+                                                                    "kms/service/store/", "_flush_audit", "sqlite3")),
     ("ECALL: the enclave (TLS records, request path)", ("session_feed (kms/enclave/bridge.py",)),
-    ("executor hop (thread pool, contextvars)", ("concurrent/futures/thread.py", "relay.py")),
+    ("executor hop (thread pool, contextvars)", ("concurrent/futures/thread.py", "ecall_pool.py", "relay.py")),
     ("gRPC (cygrpc, aio, HTTP/2)", ("grpc/", "cygrpc", "_cython")),
     ("servicer, interceptors, metrics, logging", ("kms/api/", "kms/log.py", "structlog", "prometheus")),
     ("event loop (asyncio)", ("asyncio/",)),
 ]
 
 
-def thread_cpu(pid: int) -> Counter[str]:
-    """CPU-seconds of the server's live threads by kind: the main thread runs the event loop, the other Python
-    threads are the ECALL pool (and the store's), the rest are gRPC's own (event_engine, timers)."""
-    tick, out = os.sysconf("SC_CLK_TCK"), Counter[str]()
+def thread_cpu(pid: int) -> tuple[Counter[str], Counter[str]]:
+    """CPU-seconds and context switches (voluntary + involuntary) of the server's live threads by kind: the main
+    thread runs the event loop, the other Python threads are the ECALL pool, the audit flusher and gRPC's poller,
+    the rest are gRPC's own (event_engine, timers)."""
+    tick, cpu, switches = os.sysconf("SC_CLK_TCK"), Counter[str](), Counter[str]()
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             comm = (task / "comm").read_text().strip()
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (task / "status").read_text().splitlines()
         except OSError:
             continue
         kind = ("main thread: event loop, gRPC aio" if int(task.name) == pid
-                else "other Python threads: ECALL pool, store" if comm.startswith("python")
+                else "other Python threads: ECALLs, audit, gRPC poller" if comm.startswith("python")
                 else "gRPC core threads (event_engine, timers)")
-        out[kind] += (int(fields[11]) + int(fields[12])) / tick
-    return out
+        cpu[kind] += (int(fields[11]) + int(fields[12])) / tick
+        switches[kind] += sum(int(line.split()[1]) for line in status if line.startswith(
+            ("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")))
+    return cpu, switches
 
 
 def classify(stack: str) -> str:
@@ -97,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             spy_cmd = ["sh", "-c", f"sleep {warmup + 1} && exec {spy} record --pid {server.pid} --rate {args.rate} "
                        f"--duration {int(args.seconds) - 1} --format raw --output {out} --nonblocking"]
             sampler = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            cpu0, threads0 = cpu_seconds(server.pid), thread_cpu(server.pid)
+            cpu0, (threads0, switches0) = cpu_seconds(server.pid), thread_cpu(server.pid)
             ops, p50, p99, calls = _phase(ctx, spec, args.concurrency, args.processes)
-            cpu, threads = cpu_seconds(server.pid) - cpu0, thread_cpu(server.pid)
+            cpu, (threads, switches) = cpu_seconds(server.pid) - cpu0, thread_cpu(server.pid)
             threads.subtract(threads0)
+            switches.subtract(switches0)
             _, err = sampler.communicate(timeout=60)
 
             if not out.exists():
@@ -118,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.seconds:g} s: {ops:.0f} requests/s, p50 {p50 / 1000:.2f} ms, p99 {p99 / 1000:.2f} ms, "
           f"{os.cpu_count()} CPUs shared by clients and server")
     window = calls  # the CPU window: warm-up, session set-up and the measured seconds
-    print(f"server CPU {cpu:.2f} s over the run: {1000 * cpu / window:.3f} CPU-seconds per 1,000 requests; "
-          "by thread:")
+    print(f"server CPU {cpu:.2f} s over the run: {1000 * cpu / window:.3f} CPU-seconds per 1,000 requests, "
+          f"{sum(switches.values()) / window:.1f} context switches per request; by thread (CPU, switches/request):")
     for kind, seconds in threads.most_common():
-        print(f"  {kind:52} {100 * seconds / (sum(threads.values()) or 1):5.1f} %")
+        print(f"  {kind:52} {100 * seconds / (sum(threads.values()) or 1):5.1f} %  {switches[kind] / window:5.1f}")
     print(f"py-spy: {total} samples of the server's busy threads at {args.rate}/s; share per phase:")
     for phase, n in samples.most_common():
         print(f"  {phase:52} {100 * n / total:5.1f} %")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 REQUIRED = (
     "test_boundary", "test_simcpu", "test_elrange", "test_crypto",
     "test_operations", "test_authz", "test_policy", "test_audit", "test_keystore", "test_session", "test_statelog",
-    "test_hpke",
+    "test_hpke", "test_bridge_queues",
 )
 
 

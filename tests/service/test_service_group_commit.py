@@ -130,3 +130,46 @@ def test_every_acknowledged_write_survives_sigkill(opener, tmp_path: Path) -> No
     with opener(data) as store:
         missing = [k for k in acked if store.revision(k) != 1]
         assert not missing, f"{len(missing)} acknowledged writes lost: {missing[:5]}"
+
+
+def test_a_leader_wakes_only_the_writers_it_settled_and_one_next_leader() -> None:
+    """Writers queued behind a running batch sleep; when it ends, one of them is woken to lead their batch and
+    wakes the others with their results: one wake-up per sleeping writer, none to find nothing to do."""
+    from kms.service.store.group import GroupCommitter
+
+    go, seen = threading.Event(), []
+
+    def run_batch(ops):
+        if not seen:
+            assert go.wait(30)
+        seen.append(list(ops))
+        return [StoreConflict("odd") if op % 2 else None for op in ops]
+
+    c = GroupCommitter(run_batch)
+    outcomes: dict[int, str] = {}
+
+    def writer(op: int) -> None:
+        try:
+            c.wait(tickets[op])
+            outcomes[op] = "ok"
+        except StoreConflict:
+            outcomes[op] = "conflict"
+
+    tickets = {0: c.enqueue(0)}
+    leader = threading.Thread(target=writer, args=(0,))
+    leader.start()
+    while not c._leading:
+        time.sleep(0.001)
+    tickets.update({op: c.enqueue(op) for op in range(1, 6)})
+    followers = [threading.Thread(target=writer, args=(op,)) for op in range(1, 6)]
+    for t in followers:
+        t.start()
+    deadline = time.monotonic() + 30
+    while not all(tickets[op]._parked for op in range(1, 6)) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    go.set()
+    for t in [leader, *followers]:
+        t.join(30)
+    assert seen == [[0], [1, 2, 3, 4, 5]]
+    assert outcomes == {0: "ok", 1: "conflict", 2: "ok", 3: "conflict", 4: "ok", 5: "conflict"}
+    assert c.batches == 2 and c.wakeups == 5  # notify_all would have woken all five, then the four again

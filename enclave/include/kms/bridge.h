@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 /* Bumped whenever this header changes; kms.enclave.bridge refuses a mismatch at load. */
-#define KMS_BRIDGE_ABI_VERSION 7u
+#define KMS_BRIDGE_ABI_VERSION 8u
 
 typedef struct kms_bridge kms_bridge;
 
@@ -36,6 +36,30 @@ unsigned int kms_bridge_open(const char *simcpu_path, const char *image_path,
                              const char *sigstruct_path, const char *platform_dir,
                              unsigned int tcs_num, uint64_t heap_size, uint64_t stack_size,
                              void *host_ctx, kms_bridge **out, char *why, size_t why_cap);
+/*
+ * Answer the state_log_get OCALL from the SQLite database at sqlite_path (a SqliteStore's file) in C,
+ * without calling Python. Before the first ECALL that reads the log, once: SGX_ERROR_UNEXPECTED when the
+ * database cannot be opened and read (state_log_get then stays with Python).
+ */
+unsigned int kms_bridge_read_state_log_from(kms_bridge *bridge, const char *sqlite_path);
+/* The address of sqlite3_libversion in the SQLite library the bridge is linked with. */
+const void *kms_bridge_sqlite_entry(void);
+
+/*
+ * The audit entries' queue: from audit_open on, the enclave's audit_enqueue and audit_wait OCALLs are
+ * answered in C (without it, refused as failures). One host thread calls audit_take (blocks until
+ * entries are queued, writes them into buf in queue order, each a 24-byte header:
+ * ticket, seq as little-endian uint64, follows, length as uint32, and the entry; returns how many, -1
+ * once closed), appends them, and audit_settle's each ticket with 0 (durable), 1 (out of sequence) or
+ * -1 (failed). audit_close wakes that thread and fails whatever is unsettled; close it and join the
+ * thread before kms_bridge_close. buf holds at least KMS_AUDIT_TAKE_MIN bytes.
+ */
+unsigned int kms_bridge_audit_open(kms_bridge *bridge);
+int kms_bridge_audit_take(kms_bridge *bridge, uint8_t *buf, size_t cap, size_t *used);
+void kms_bridge_audit_settle(kms_bridge *bridge, const uint64_t *tickets, const int *outcomes, size_t n);
+void kms_bridge_audit_close(kms_bridge *bridge);
+#define KMS_AUDIT_TAKE_MIN (24u + 65536u)
+
 /* Destroy the enclave. No ECALL may be running. NULL is ignored. */
 void kms_bridge_close(kms_bridge *bridge);
 

@@ -5,7 +5,9 @@ commit whose outcome is unknown.
 A backend supplies a transaction object with four primitives, each conditional and none raising
 on a failed condition (so a refused op never aborts its batch): `record_revision`,
 `write_record` (False: the stored revision is not the expected one), `append` (to "state_log" or
-"audit"; False: seq is not the last + 1) and `entry` (read one log entry back).
+"audit"; False: seq is not the last + 1) and `entry` (read one log entry back); and `appended`, what
+its append() stored in this transaction by (log, seq), which an audit entry that follows the one
+before it in the same batch checks instead of reading it back.
 """
 
 from __future__ import annotations
@@ -94,10 +96,14 @@ class AuditOp:
     prev: bytes | None = None
 
     def apply(self, tx: Any) -> None:
-        if self.prev is not None and (self.seq < 2 or tx.entry("audit", self.seq - 1) != self.prev):
+        if self.prev is not None and (self.seq < 2 or self._before(tx) != self.prev):
             raise StoreConflict(f"audit seq {self.seq} follows an entry that is not stored")
         if not tx.append("audit", self.seq, self.entry):
             raise StoreConflict(f"audit seq {self.seq} is not the next")
+
+    def _before(self, tx: Any) -> bytes | None:
+        appended = tx.appended.get(("audit", self.seq - 1))  # the usual case: the batch's previous op stored it
+        return appended if appended is not None else tx.entry("audit", self.seq - 1)
 
     def committed(self, reader: Any) -> bool:
         return reader.entry("audit", self.seq) == self.entry

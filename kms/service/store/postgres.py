@@ -43,6 +43,7 @@ class _Tx:
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
+        self.appended: dict[tuple[str, int], bytes] = {}  # what this transaction appended (base.AuditOp)
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cur = self.conn.execute(sql, params)  # constants and placeholders only
@@ -67,9 +68,12 @@ class _Tx:
         cur = self.conn.execute(f"INSERT INTO {table} (seq, entry) SELECT %s, %s WHERE %s = "  # noqa: S608
                                 f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM {table}) ON CONFLICT (seq) DO NOTHING",
                                 (seq, entry, seq))
+        if cur.rowcount == 1:
+            self.appended[log, seq] = entry
         return cur.rowcount == 1
 
     def unappend(self, log: str, seq: int) -> None:
+        self.appended.pop((log, seq), None)
         self.conn.execute(f"DELETE FROM {_LOGS[log]} WHERE seq = %s", (seq,))  # noqa: S608 - fixed names
 
     def entry(self, log: str, seq: int) -> bytes | None:

@@ -47,6 +47,7 @@ class _Tx:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        self.appended: dict[tuple[str, int], bytes] = {}  # what this transaction appended (base.AuditOp)
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.db.execute(sql.replace("%s", "?"), params).fetchall()
@@ -68,9 +69,12 @@ class _Tx:
         table = _LOGS[log]
         cur = self.db.execute(f"INSERT INTO {table} (seq, entry) SELECT ?, ? "  # noqa: S608 - fixed names
                               f"WHERE ? = (SELECT COALESCE(MAX(seq), 0) + 1 FROM {table})", (seq, entry, seq))
+        if cur.rowcount == 1:
+            self.appended[log, seq] = entry
         return cur.rowcount == 1
 
     def unappend(self, log: str, seq: int) -> None:
+        self.appended.pop((log, seq), None)
         self.db.execute(f"DELETE FROM {_LOGS[log]} WHERE seq = ?", (seq,))  # noqa: S608 - fixed names
 
     def entry(self, log: str, seq: int) -> bytes | None:
@@ -173,6 +177,12 @@ class SqliteStore(BaseStore):
                 if not self.settled(ops, results, stored):
                     raise StoreError(f"commit failed, nothing was stored: {exc}") from exc
         return results
+
+    def state_log_file(self) -> Path | None:
+        """The database the enclave bridge reads state log entries from itself, in C (kms.enclave.bridge: the
+        same rows state_log_get returns, without Python per request), or None when a subclass reads them its own
+        way."""
+        return self.path if type(self).state_log_get is SqliteStore.state_log_get else None
 
     def close(self) -> None:
         """Checkpoint and close the database."""
