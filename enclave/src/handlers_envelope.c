@@ -114,6 +114,9 @@ static void batch_item(kms_ctx *ctx, const BatchRequest *q, kms_key *signer, con
     }
     out->error = err;
     out->data.size = err == KMS_OK ? (pb_size_t)len : 0;
+    /* A failed item's operation may have written part of its output (an encryption its header): the
+     * request succeeds, so only what data.size covers would be wiped with the slot (request_slot.h). */
+    if (err != KMS_OK) kms_wipe(out->data.bytes, sizeof out->data.bytes);
 }
 
 kms_err_t kms_handle_batch(kms_ctx *ctx, const Request *req, Response *resp)

@@ -118,9 +118,7 @@ static void fill_head(Response *resp)
     resp->domain_id.size = resp->has_state_head && kms_domain_id(resp->domain_id.bytes) ? 16 : 0;
 }
 
-/* Encode resp into out (cap bytes). KMS_ERR_BUFFER_TOO_SMALL when it does not fit, else KMS_ERR_ENCODE;
- * out is wiped on failure. */
-static kms_err_t encode(const Response *resp, uint8_t *out, size_t cap, size_t *len)
+kms_err_t kms_response_encode(const Response *resp, uint8_t *out, size_t cap, size_t *len)
 {
     pb_ostream_t os = pb_ostream_from_buffer(out, cap);
     if (pb_encode(&os, Response_fields, resp)) {
@@ -161,7 +159,7 @@ kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const u
         resp->request_id = s->req.request_id;
         resp->error = err;
         a->encoded = KMS_OK;
-        if (err == KMS_OK || a->refusals || resp->error_detail[0] != '\0') a->encoded = encode(resp, a->out, a->cap, &a->len);
+        if (err == KMS_OK || a->refusals || resp->error_detail[0] != '\0') a->encoded = kms_response_encode(resp, a->out, a->cap, &a->len);
     }
     kms_slot_give(s);
     kms_wipe(&ctx, sizeof ctx);

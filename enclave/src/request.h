@@ -46,6 +46,12 @@ kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const u
                           kms_answer *a);
 
 /*
+ * Encode resp into out (cap bytes). KMS_ERR_BUFFER_TOO_SMALL when it does not fit, else
+ * KMS_ERR_ENCODE; out is wiped on failure. (kms_request_run's last step.)
+ */
+kms_err_t kms_response_encode(const Response *resp, uint8_t *out, size_t cap, size_t *len);
+
+/*
  * The audit record body of req's outcome run in ctx: the operation, the key ids the operation
  * table names (resp carries the resolved ones; a failed decrypt names the key its ciphertext
  * claims), the key version of the answer, the caller, the outcome, the policy hash of the key it

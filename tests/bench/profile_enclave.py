@@ -49,7 +49,7 @@ PHASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
      ("kms_ecall_call_impl", "kms_ecall_session_feed_impl")),
     ("  TLS records in the enclave", ("SSL_read", "SSL_write"), ()),
     ("  the request path (request.c)", ("kms_request_run",), ()),
-    ("    decode (nanopb)", ("pb_decode", "pb_decode_ex"), ()),
+    ("    decode (nanopb, into the slot)", ("kms_slot_decode", "pb_decode"), ()),
     ("    cluster gate: log head, domain", ("kms_cluster_gate",), ()),
     ("    authorization", ("kms_authz_op", "kms_authz_key"), ()),
     ("    record cache (key lookup)", ("kms_keystore_acquire",), ()),
@@ -57,6 +57,7 @@ PHASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("    audit record (sign, OCALL)", ("kms_audit_record",), ()),
     ("  encode (nanopb)", ("kms_response_encode",), ()),
     ("  wiping (OPENSSL_cleanse, kms_wipe)", ("OPENSSL_cleanse", "kms_wipe"), ()),
+    ("    the slot's wipe (walk + kms_wipe)", ("kms_slot_wipe",), ()),
     ("  zeroed allocation (calloc, anywhere)", ("calloc",), ()),
 ]
 
