@@ -22,9 +22,12 @@
 #include <pb.h>
 
 /* Wipe what the walk covers of msg (a struct of desc's message). Returns 1, or 0 when desc holds a
- * field the walk does not know (not static: never in this build, whose fields are all bounded); the
- * caller then wipes the struct whole. */
+ * field the walk does not know (not static: never in this build, whose fields are all bounded) or
+ * when out of memory for its plan; the caller then wipes the struct whole. */
 int kms_pb_wipe(const pb_msgdesc_t *desc, void *msg);
+
+/* Free the per-message plans the walk keeps (the enclave's uninit: no request runs). */
+void kms_pb_wipe_plans_free(void);
 
 /* 1 when p[0..n) is all-zero. */
 int kms_is_zero(const void *p, size_t n);

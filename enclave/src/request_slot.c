@@ -49,6 +49,7 @@ void kms_slot_pool_free(void)
         g_pool[i] = NULL;
         atomic_store_explicit(&g_busy[i], 0, memory_order_release);
     }
+    kms_pb_wipe_plans_free();
 }
 
 /* ---- the recording decode ------------------------------------------------------------------ */

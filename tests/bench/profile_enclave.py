@@ -55,7 +55,7 @@ PHASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("    record cache (key lookup)", ("kms_keystore_acquire",), ()),
     ("    crypto (AES-GCM, sign, IV)", ("kms_aes_gcm_seal", "kms_sign", "kms_random"), ()),
     ("    audit record (sign, OCALL)", ("kms_audit_record",), ()),
-    ("  encode (nanopb)", ("kms_response_encode",), ()),
+    ("  encode (nanopb)", ("pb_encode",), ()),
     ("  wiping (OPENSSL_cleanse, kms_wipe)", ("OPENSSL_cleanse", "kms_wipe"), ()),
     ("    the slot's wipe (walk + kms_wipe)", ("kms_slot_wipe",), ()),
     ("  zeroed allocation (calloc, anywhere)", ("calloc",), ()),
