@@ -45,7 +45,8 @@ void kms_slot_wipe(kms_slot *s);
 /* Wipe s and hand it back (NULL: nothing). */
 void kms_slot_give(kms_slot *s);
 
-/* Free the pool's idle slots (the enclave's uninit: no request runs). */
+/* Free the pool's idle slots and the wipe's plans (tests; no request may run). The enclave's uninit
+ * leaves them: they hold nothing, and its heap goes with the image. */
 void kms_slot_pool_free(void);
 
 #endif /* KMS_ENCLAVE_REQUEST_SLOT_H */
