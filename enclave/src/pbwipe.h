@@ -1,6 +1,7 @@
 /*
  * pbwipe.h - return a nanopb struct that started all-zero to all-zero, storing only over what can
- * have been written: a walk of the message's descriptor (pb_field_iter_*). The request path keeps its
+ * have been written: a walk of the message's fields (read once per message type from nanopb's
+ * descriptor into a plan, pbwipe.c). The request path keeps its
  * bounded Request/Response structs zeroed between requests (request.c) and wipes them with this
  * instead of clearing 36-45 KiB per request (docs/performance.md, docs/boundary.md).
  *
@@ -12,7 +13,7 @@
  * left beyond a bytes field's `size` or in a oneof member that is no longer active: the request path's
  * decoder records where the input's bytes went and falls back to a whole wipe on a oneof switch
  * (request_slot.c). Sanitizer and unit builds check after every wipe that the struct is all-zero
- * (KMS_WIPE_CHECK). Pure; thread-safe.
+ * (KMS_WIPE_CHECK). Thread-safe: a plan is built once under a lock and read without one.
  */
 #ifndef KMS_ENCLAVE_PBWIPE_H
 #define KMS_ENCLAVE_PBWIPE_H

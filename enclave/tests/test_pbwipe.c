@@ -70,7 +70,6 @@ static void fill_msg(const pb_msgdesc_t *desc, void *msg, pb_size_t oneof_tag, i
 {
     pb_field_iter_t it;
     if (!pb_field_iter_begin(&it, desc, msg)) return;
-    pb_size_t seen_oneof = 0; /* the members of a oneof follow each other: pick while walking them */
     do {
         switch (PB_HTYPE(it.type)) {
         case PB_HTYPE_REPEATED: {
@@ -86,7 +85,6 @@ static void fill_msg(const pb_msgdesc_t *desc, void *msg, pb_size_t oneof_tag, i
                 *which = it.tag;
                 fill_item(&it, it.pField, depth);
             }
-            seen_oneof = it.tag;
             break;
         }
         case PB_HTYPE_OPTIONAL:
@@ -97,7 +95,6 @@ static void fill_msg(const pb_msgdesc_t *desc, void *msg, pb_size_t oneof_tag, i
             fill_item(&it, it.pField, depth);
         }
     } while (pb_field_iter_next(&it));
-    (void)seen_oneof;
 }
 
 /* Every member tag of msg's top-level oneof. */
