@@ -81,7 +81,8 @@ BRIDGE_SRCS  := enclave/bridge/bridge.c enclave/bridge/state_reader.c enclave/br
                 enclave/bridge/audit_queue.c enclave/bridge/audit_queue.h
 
 SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES)
+# KMS_WIPE_CHECK: every request slot is checked all-zero after its wipe (request_slot.h).
+SAN_CFLAGS  := $(CSTD) $(WARN) $(SAN_FLAGS) $(INCLUDES) -DKMS_WIPE_CHECK
 # Binaries compiled straight from sources depend on every project header (objects use -MMD).
 HEADERS     := $(wildcard enclave/src/*.h enclave/include/kms/*.h enclave/platform/*.h enclave/platform/sim/*.h enclave/tests/*.h)
 
@@ -354,7 +355,7 @@ ctest: $(TEST_BINS) $(BUILD)/test/wycheproof_runner $(BUILD)/test/eth_runner
 # Longer runs: docs/fuzzing.md.
 FUZZ_SECONDS ?= 30
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_CFLAGS := $(CSTD) -O1 -g $(WARN) $(FUZZ_SAN) -fPIC $(INCLUDES)
+FUZZ_CFLAGS := $(CSTD) -O1 -g $(WARN) $(FUZZ_SAN) -fPIC $(INCLUDES) -DKMS_WIPE_CHECK
 FUZZ_ENCLAVE_OBJS := $(patsubst %.c,$(FUZZ)/obj/%.o,$(ENCLAVE_SRCS) $(PB_C))
 FUZZ_SIMCPU_OBJS  := $(patsubst %.c,$(FUZZ)/obj/%.o,$(SIMCPU_SRCS))
 FUZZ_FLAGS  := -max_len=65600 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \

@@ -122,15 +122,21 @@ static const EVP_CIPHER *gcm_cipher(size_t key_len)
     }
 }
 
-/* The checks shared by seal and open; `in`/`out` are the plaintext/ciphertext buffers. */
+/* The IV, AAD and data arguments of one AES-GCM message; `in`/`out` are the plaintext/ciphertext buffers. */
+static int gcm_data_ok(const uint8_t *iv, size_t iv_len, const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                       size_t in_len, const uint8_t *out)
+{
+    return iv != NULL && iv_len >= 1 && iv_len <= KMS_GCM_IV_MAX_LEN && KMS_CRYPTO_BUF_OK(aad, aad_len) &&
+           aad_len <= (size_t)INT_MAX && KMS_CRYPTO_BUF_OK(in, in_len) && KMS_CRYPTO_BUF_OK(out, in_len) &&
+           in_len <= (size_t)INT_MAX;
+}
+
+/* The checks shared by seal and open. */
 static int gcm_args_ok(const uint8_t *key, size_t key_len, const uint8_t *iv, size_t iv_len,
                        const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
                        const uint8_t *out)
 {
-    return key != NULL && gcm_cipher(key_len) != NULL && iv != NULL && iv_len >= 1 &&
-           iv_len <= KMS_GCM_IV_MAX_LEN && KMS_CRYPTO_BUF_OK(aad, aad_len) &&
-           aad_len <= (size_t)INT_MAX && KMS_CRYPTO_BUF_OK(in, in_len) &&
-           KMS_CRYPTO_BUF_OK(out, in_len) && in_len <= (size_t)INT_MAX;
+    return key != NULL && gcm_cipher(key_len) != NULL && gcm_data_ok(iv, iv_len, aad, aad_len, in, in_len, out);
 }
 
 /* Cipher, IV length, key, IV, then the AAD. Returns 1 on success. */
@@ -149,24 +155,40 @@ static int gcm_init(EVP_CIPHER_CTX *ctx, int enc, const uint8_t *key, size_t key
     return 1;
 }
 
-kms_err_t kms_aes_gcm_seal(const uint8_t *key, size_t key_len, const uint8_t *iv, size_t iv_len,
-                           const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len,
-                           uint8_t *ct, uint8_t tag[KMS_GCM_TAG_LEN])
+kms_err_t kms_aes_gcm_sealer_new(const uint8_t *key, size_t key_len, size_t iv_len, EVP_CIPHER_CTX **out)
 {
-    kms_err_t err = KMS_ERR_CRYPTO;
+    size_t ivl = iv_len;
+    OSSL_PARAM params[2] = {OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivl), OSSL_PARAM_construct_end()};
+    kms_err_t err = KMS_ERR_INVALID_ARGUMENT;
     EVP_CIPHER_CTX *ctx = NULL;
+    *out = NULL;
+    if (key == NULL || gcm_cipher(key_len) == NULL || iv_len < 1 || iv_len > KMS_GCM_IV_MAX_LEN) goto done;
+    err = KMS_ERR_CRYPTO;
+    if ((ctx = EVP_CIPHER_CTX_new()) == NULL) goto done;
+    if (EVP_CipherInit_ex2(ctx, gcm_cipher(key_len), key, NULL, 1, params) != 1) goto done;
+    *out = ctx, ctx = NULL;
+    err = KMS_OK;
+done:
+    EVP_CIPHER_CTX_free(ctx);
+    ERR_clear_error();
+    return err;
+}
+
+kms_err_t kms_aes_gcm_seal_with(EVP_CIPHER_CTX *ctx, const uint8_t *iv, size_t iv_len, const uint8_t *aad,
+                                size_t aad_len, const uint8_t *pt, size_t pt_len, uint8_t *ct,
+                                uint8_t tag[KMS_GCM_TAG_LEN])
+{
     uint8_t tail[KMS_GCM_TAG_LEN];
     int outl = 0;
-
-    if (!gcm_args_ok(key, key_len, iv, iv_len, aad, aad_len, pt, pt_len, ct) || tag == NULL) {
-        err = KMS_ERR_INVALID_ARGUMENT;
+    kms_err_t err = KMS_ERR_INVALID_ARGUMENT;
+    if (ctx == NULL || !gcm_data_ok(iv, iv_len, aad, aad_len, pt, pt_len, ct) || tag == NULL ||
+        (size_t)EVP_CIPHER_CTX_get_iv_length(ctx) != iv_len)
         goto done;
-    }
-    if ((ctx = EVP_CIPHER_CTX_new()) == NULL) goto done;
-    if (!gcm_init(ctx, 1, key, key_len, iv, iv_len, aad, aad_len)) goto done;
-    if (pt_len > 0 && (EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)pt_len) != 1 ||
-                       (size_t)outl != pt_len))
-        goto done;
+    err = KMS_ERR_CRYPTO;
+    /* A new IV restarts GCM under the key schedule the sealer holds. */
+    if (EVP_CipherInit_ex2(ctx, NULL, NULL, iv, 1, NULL) != 1) goto done;
+    if (aad_len > 0 && EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1) goto done;
+    if (pt_len > 0 && (EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)pt_len) != 1 || (size_t)outl != pt_len)) goto done;
     /* GCM's final step emits no bytes; `tail` keeps pointer arithmetic off a NULL ct. */
     if (EVP_EncryptFinal_ex(ctx, tail, &outl) != 1 || outl != 0) goto done;
     if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, KMS_GCM_TAG_LEN, tail) != 1) goto done;
@@ -174,8 +196,22 @@ kms_err_t kms_aes_gcm_seal(const uint8_t *key, size_t key_len, const uint8_t *iv
     err = KMS_OK;
 done:
     OPENSSL_cleanse(tail, sizeof tail);
-    EVP_CIPHER_CTX_free(ctx); /* wipes the key schedule */
     ERR_clear_error();
+    return err;
+}
+
+void kms_aes_gcm_sealer_free(EVP_CIPHER_CTX *ctx) { EVP_CIPHER_CTX_free(ctx); /* wipes the key schedule */ }
+
+kms_err_t kms_aes_gcm_seal(const uint8_t *key, size_t key_len, const uint8_t *iv, size_t iv_len,
+                           const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len,
+                           uint8_t *ct, uint8_t tag[KMS_GCM_TAG_LEN])
+{
+    EVP_CIPHER_CTX *ctx = NULL;
+    if (!gcm_args_ok(key, key_len, iv, iv_len, aad, aad_len, pt, pt_len, ct) || tag == NULL)
+        return KMS_ERR_INVALID_ARGUMENT;
+    kms_err_t err = kms_aes_gcm_sealer_new(key, key_len, iv_len, &ctx);
+    if (err == KMS_OK) err = kms_aes_gcm_seal_with(ctx, iv, iv_len, aad, aad_len, pt, pt_len, ct, tag);
+    kms_aes_gcm_sealer_free(ctx);
     return err;
 }
 

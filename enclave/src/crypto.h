@@ -99,6 +99,17 @@ kms_err_t kms_random(uint8_t *buf, size_t len);
 kms_err_t kms_aes_gcm_seal(const uint8_t *key, size_t key_len, const uint8_t *iv, size_t iv_len,
                            const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len,
                            uint8_t *ct, uint8_t tag[KMS_GCM_TAG_LEN]);
+/*
+ * AES-GCM encryption of many messages under one key (a batch): the key schedule is set up once by
+ * kms_aes_gcm_sealer_new (key as kms_aes_gcm_seal's, every IV iv_len bytes), each message is
+ * kms_aes_gcm_seal_with (as kms_aes_gcm_seal, under the sealer's key: a fresh IV each), and
+ * kms_aes_gcm_sealer_free wipes and frees it (NULL: nothing). kms_aes_gcm_seal is the three in one.
+ */
+kms_err_t kms_aes_gcm_sealer_new(const uint8_t *key, size_t key_len, size_t iv_len, EVP_CIPHER_CTX **out);
+kms_err_t kms_aes_gcm_seal_with(EVP_CIPHER_CTX *ctx, const uint8_t *iv, size_t iv_len, const uint8_t *aad,
+                                size_t aad_len, const uint8_t *pt, size_t pt_len, uint8_t *ct,
+                                uint8_t tag[KMS_GCM_TAG_LEN]);
+void kms_aes_gcm_sealer_free(EVP_CIPHER_CTX *ctx);
 kms_err_t kms_aes_gcm_open(const uint8_t *key, size_t key_len, const uint8_t *iv, size_t iv_len,
                            const uint8_t *aad, size_t aad_len, const uint8_t *ct, size_t ct_len,
                            const uint8_t *tag, size_t tag_len, uint8_t *pt);

@@ -44,6 +44,8 @@ void kms_ecall_uninit_impl(void)
 {
     atomic_store(&g_state, STATE_FAILED);
     kms_keystore_clear();
+    /* The request slots stay: all-zero, nothing to wipe, and a free here is one more chance to meet a
+     * thread whose jemalloc data is gone (docs/simulation.md); the heap goes with the image. */
 }
 
 kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp, size_t cap,
@@ -51,14 +53,11 @@ kms_err_t kms_ecall_call_impl(const uint8_t *req, size_t req_len, uint8_t *resp,
 {
     if (atomic_load(&g_state) != STATE_READY) return KMS_ERR_NOT_INITIALIZED;
     static const kms_caller k_host = {.kind = KMS_CALLER_HOST}; /* the call ECALL is the host */
-    Response *out = calloc(1, sizeof *out);
-    if (out == NULL) return KMS_ERR_OUT_OF_MEMORY;
-    kms_err_t err = kms_request_run(&k_host, NULL, req, req_len, out);
-    if (err == KMS_OK) err = kms_response_encode(out, resp, cap, resp_len);
+    kms_answer a = {.out = resp, .cap = cap, .refusals = 0};
+    kms_err_t err = kms_request_run(&k_host, NULL, req, req_len, &a);
     /* A refusal is the ECALL's code; the response goes out too when it explains it. */
-    else if (out->error_detail[0] == '\0' || kms_response_encode(out, resp, cap, resp_len) != KMS_OK) *resp_len = 0;
-    kms_wipe(out, sizeof *out);
-    free(out);
+    if (err == KMS_OK) err = a.encoded;
+    *resp_len = a.encoded == KMS_OK ? a.len : 0;
     return err;
 }
 

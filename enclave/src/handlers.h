@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "crypto.h"
 #include "keystore.h"
 #include "kms/errors.h"
 #include "kms/proto/enclave/v1/boundary.pb.h"
@@ -49,6 +50,24 @@ void kms_fill_metadata(const KeyRecord *rec, Response *resp);
 kms_err_t kms_sym_encrypt(kms_ctx *ctx, const char *key_id, const uint8_t *pt, size_t pt_len, const ContextEntry *ec,
                           pb_size_t ec_count, uint8_t *ct, size_t cap, size_t *ct_len, char resolved[37],
                           uint32_t *version);
+
+/*
+ * The same in steps, for many messages under one key (a batch): kms_sym_sealer_open acquires key_id
+ * for encryption (as kms_sym_encrypt: authorized, ENABLED, SYMMETRIC_DEFAULT) with its current version
+ * and that version's AES-GCM key schedule; kms_sym_seal writes one self-describing ciphertext with the
+ * given random IV (never reused: the caller draws a fresh one per message); kms_sym_sealer_close
+ * releases the key and wipes the schedule (also after a failed open).
+ */
+typedef struct {
+    kms_key *key;
+    const KeyVersionMaterial *mat;
+    EVP_CIPHER_CTX *gcm;
+} kms_sym_sealer;
+kms_err_t kms_sym_sealer_open(kms_ctx *ctx, const char *key_id, kms_sym_sealer *s);
+kms_err_t kms_sym_seal(const kms_sym_sealer *s, const uint8_t iv[KMS_GCM_IV_LEN], const uint8_t *pt, size_t pt_len,
+                       const ContextEntry *ec, pb_size_t ec_count, uint8_t *ct, size_t cap, size_t *ct_len);
+void kms_sym_sealer_close(kms_sym_sealer *s);
+
 kms_err_t kms_sym_decrypt(kms_ctx *ctx, const uint8_t *ct, size_t ct_len, const ContextEntry *ec, pb_size_t ec_count, uint8_t *pt,
                           size_t cap, size_t *pt_len, char key_id[37], uint32_t *version);
 

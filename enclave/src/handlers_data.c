@@ -80,34 +80,58 @@ static kms_err_t parse_header(const uint8_t *c, size_t len, char key_id[37], uin
     return *version == 0 ? KMS_ERR_INVALID_CIPHERTEXT : KMS_OK;
 }
 
+kms_err_t kms_sym_sealer_open(kms_ctx *ctx, const char *key_id, kms_sym_sealer *s)
+{
+    memset(s, 0, sizeof *s);
+    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, key_id, KeyUsage_ENCRYPT_DECRYPT, &s->key));
+    kms_err_t err = kms_key_record(s->key)->spec != KeySpec_SYMMETRIC_DEFAULT ? KMS_ERR_INVALID_KEY_USAGE
+                                                                             : kms_key_version(s->key, 0, &s->mat, NULL);
+    if (err == KMS_OK) err = kms_aes_gcm_sealer_new(s->mat->material.bytes, s->mat->material.size, KMS_GCM_IV_LEN, &s->gcm);
+    if (err != KMS_OK) kms_sym_sealer_close(s);
+    return err;
+}
+
+void kms_sym_sealer_close(kms_sym_sealer *s)
+{
+    kms_aes_gcm_sealer_free(s->gcm);
+    kms_keystore_release(s->key);
+    memset(s, 0, sizeof *s);
+}
+
+kms_err_t kms_sym_seal(const kms_sym_sealer *s, const uint8_t iv[KMS_GCM_IV_LEN], const uint8_t *pt, size_t pt_len,
+                       const ContextEntry *ec, pb_size_t ec_count, uint8_t *ct, size_t cap, size_t *ct_len)
+{
+    if (cap < CT_HEADER_LEN + pt_len + KMS_GCM_TAG_LEN) return KMS_ERR_BUFFER_TOO_SMALL;
+    const KeyRecord *rec = kms_key_record(s->key);
+    uint8_t aad[CT_HEADER_LEN + CTX_MAX_LEN];
+    size_t aad_len = 0;
+    ct[0] = CT_FORMAT;
+    ct[1] = KMS_KEY_ID_LEN;
+    memcpy(ct + 2, rec->key_id, KMS_KEY_ID_LEN); /* the resolved id, never an alias */
+    for (int i = 0; i < 4; i++) ct[2 + KMS_KEY_ID_LEN + i] = (uint8_t)(s->mat->version >> (8 * (3 - i)));
+    memcpy(ct + CT_HEADER_LEN - KMS_GCM_IV_LEN, iv, KMS_GCM_IV_LEN);
+    KMS_RETURN_IF_ERR(build_aad(ct, CT_HEADER_LEN, ec, ec_count, aad, &aad_len));
+    KMS_RETURN_IF_ERR(kms_aes_gcm_seal_with(s->gcm, ct + CT_HEADER_LEN - KMS_GCM_IV_LEN, KMS_GCM_IV_LEN, aad, aad_len,
+                                            pt, pt_len, ct + CT_HEADER_LEN, ct + CT_HEADER_LEN + pt_len));
+    *ct_len = CT_HEADER_LEN + pt_len + KMS_GCM_TAG_LEN;
+    return KMS_OK;
+}
+
 kms_err_t kms_sym_encrypt(kms_ctx *ctx, const char *key_id, const uint8_t *pt, size_t pt_len, const ContextEntry *ec,
                           pb_size_t ec_count, uint8_t *ct, size_t cap, size_t *ct_len, char resolved[37],
                           uint32_t *version)
 {
     if (cap < CT_HEADER_LEN + pt_len + KMS_GCM_TAG_LEN) return KMS_ERR_BUFFER_TOO_SMALL;
-    kms_key *key = NULL;
-    KMS_RETURN_IF_ERR(kms_acquire_for(ctx, key_id, KeyUsage_ENCRYPT_DECRYPT, &key));
-    const KeyRecord *rec = kms_key_record(key);
-    const KeyVersionMaterial *mat = NULL;
-    uint8_t aad[CT_HEADER_LEN + CTX_MAX_LEN];
-    size_t aad_len = 0;
-    kms_err_t err = KMS_ERR_INVALID_KEY_USAGE;
-    if (rec->spec != KeySpec_SYMMETRIC_DEFAULT) goto done;
-    KMS_GOTO_IF_ERR(err, kms_key_version(key, 0, &mat, NULL), done);
-    ct[0] = CT_FORMAT;
-    ct[1] = KMS_KEY_ID_LEN;
-    memcpy(ct + 2, rec->key_id, KMS_KEY_ID_LEN); /* the resolved id, never an alias */
-    for (int i = 0; i < 4; i++) ct[2 + KMS_KEY_ID_LEN + i] = (uint8_t)(mat->version >> (8 * (3 - i)));
-    KMS_GOTO_IF_ERR(err, kms_random(ct + CT_HEADER_LEN - KMS_GCM_IV_LEN, KMS_GCM_IV_LEN), done);
-    KMS_GOTO_IF_ERR(err, build_aad(ct, CT_HEADER_LEN, ec, ec_count, aad, &aad_len), done);
-    KMS_GOTO_IF_ERR(err, kms_aes_gcm_seal(mat->material.bytes, mat->material.size, ct + CT_HEADER_LEN - KMS_GCM_IV_LEN,
-                                          KMS_GCM_IV_LEN, aad, aad_len, pt, pt_len, ct + CT_HEADER_LEN,
-                                          ct + CT_HEADER_LEN + pt_len), done);
-    *ct_len = CT_HEADER_LEN + pt_len + KMS_GCM_TAG_LEN;
-    memcpy(resolved, rec->key_id, 37);
-    *version = mat->version;
-done:
-    kms_keystore_release(key);
+    kms_sym_sealer s;
+    uint8_t iv[KMS_GCM_IV_LEN];
+    KMS_RETURN_IF_ERR(kms_sym_sealer_open(ctx, key_id, &s));
+    kms_err_t err = kms_random(iv, sizeof iv);
+    if (err == KMS_OK) err = kms_sym_seal(&s, iv, pt, pt_len, ec, ec_count, ct, cap, ct_len);
+    if (err == KMS_OK) {
+        memcpy(resolved, kms_key_record(s.key)->key_id, 37);
+        *version = s.mat->version;
+    }
+    kms_sym_sealer_close(&s);
     return err;
 }
 

@@ -85,17 +85,30 @@ kms_err_t kms_handle_re_encrypt(kms_ctx *ctx, const Request *req, Response *resp
     return err;
 }
 
+/* What a batch's items share: its encryption key (opened once: an Encrypt batch authorizes and schedules its key
+ * once, not per item) and one IV per item, drawn at once; or its signing key. */
+typedef struct {
+    kms_sym_sealer sealer;
+    kms_err_t sealer_err; /* why the batch's encryption key could not be opened: every item's status */
+    uint8_t ivs[256 * KMS_GCM_IV_LEN];
+    kms_key *signer;
+} batch_keys;
+
+_Static_assert(sizeof(((BatchRequest *)0)->items) / sizeof(((BatchRequest *)0)->items[0]) <= 256, "batch IVs");
+
 /* One batch item; its status goes into the result, never into the batch's own code. */
-static void batch_item(kms_ctx *ctx, const BatchRequest *q, kms_key *signer, const pb_bytes_array_t *in, BatchItemResult *out)
+static void batch_item(kms_ctx *ctx, const BatchRequest *q, const batch_keys *k, size_t i, BatchItemResult *out)
 {
+    const pb_bytes_array_t *in = (const pb_bytes_array_t *)(const void *)&q->items[i];
     size_t len = 0;
     char key_id[37];
     uint32_t version = 0;
     kms_err_t err;
     if (q->operation == BatchOperation_BATCH_ENCRYPT)
         err = in->size > BATCH_PLAINTEXT_MAX ? KMS_ERR_INVALID_ARGUMENT
-              : kms_sym_encrypt(ctx, q->key_id, in->bytes, in->size, NULL, 0, out->data.bytes, sizeof out->data.bytes,
-                                &len, key_id, &version);
+              : k->sealer_err != KMS_OK     ? k->sealer_err
+                                            : kms_sym_seal(&k->sealer, k->ivs + i * KMS_GCM_IV_LEN, in->bytes, in->size,
+                                                           NULL, 0, out->data.bytes, sizeof out->data.bytes, &len);
     else if (q->operation == BatchOperation_BATCH_DECRYPT)
         err = kms_sym_decrypt(ctx, in->bytes, in->size, NULL, 0, out->data.bytes, sizeof out->data.bytes, &len, key_id,
                               &version);
@@ -103,39 +116,46 @@ static void batch_item(kms_ctx *ctx, const BatchRequest *q, kms_key *signer, con
         const KeyVersionMaterial *mat = NULL;
         EVP_PKEY *pkey = NULL;
         kms_sig_alg alg = 0;
-        err = kms_spec_sig_alg(kms_key_record(signer)->spec, q->algorithm, &alg);
+        err = kms_spec_sig_alg(kms_key_record(k->signer)->spec, q->algorithm, &alg);
         if (err == KMS_OK)
-            err = kms_spec_pkey_kind(kms_key_record(signer)->spec) >= KMS_PKEY_RSA_2048
+            err = kms_spec_pkey_kind(kms_key_record(k->signer)->spec) >= KMS_PKEY_RSA_2048
                       ? KMS_ERR_INVALID_KEY_USAGE
-                      : kms_key_version(signer, 0, &mat, &pkey);
+                      : kms_key_version(k->signer, 0, &mat, &pkey);
         if (err == KMS_OK)
             err = kms_sign(pkey, alg, q->message_type == MessageType_DIGEST, in->bytes, in->size, KMS_SIGFMT_DER,
                            out->data.bytes, sizeof out->data.bytes, &len);
     }
     out->error = err;
     out->data.size = err == KMS_OK ? (pb_size_t)len : 0;
+    /* A failed item's operation may have written part of its output (an encryption its header): the
+     * request succeeds, so only what data.size covers would be wiped with the slot (request_slot.h). */
+    if (err != KMS_OK) kms_wipe(out->data.bytes, sizeof out->data.bytes);
 }
 
 kms_err_t kms_handle_batch(kms_ctx *ctx, const Request *req, Response *resp)
 {
     const BatchRequest *q = &req->op.batch;
     BatchResponse *r = &resp->result.batch;
-    kms_key *signer = NULL;
+    batch_keys k = {.sealer_err = KMS_OK};
     if (q->operation < BatchOperation_BATCH_ENCRYPT || q->operation > BatchOperation_BATCH_SIGN || q->items_count == 0)
         return KMS_ERR_INVALID_ARGUMENT;
     if (q->operation == BatchOperation_BATCH_SIGN) {
-        KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_SIGN_VERIFY, &signer));
+        KMS_RETURN_IF_ERR(kms_acquire_for(ctx, q->key_id, KeyUsage_SIGN_VERIFY, &k.signer));
         kms_sig_alg alg = 0;
-        if (kms_spec_sig_alg(kms_key_record(signer)->spec, q->algorithm, &alg) == KMS_ERR_INVALID_ARGUMENT ||
+        if (kms_spec_sig_alg(kms_key_record(k.signer)->spec, q->algorithm, &alg) == KMS_ERR_INVALID_ARGUMENT ||
             q->message_type < _MessageType_MIN || q->message_type > _MessageType_MAX) {
-            kms_keystore_release(signer); /* the request's own arguments, not an item's */
+            kms_keystore_release(k.signer); /* the request's own arguments, not an item's */
             return KMS_ERR_INVALID_ARGUMENT;
         }
     }
-    for (pb_size_t i = 0; i < q->items_count; i++)
-        batch_item(ctx, q, signer, (const pb_bytes_array_t *)(const void *)&q->items[i], &r->results[i]);
+    if (q->operation == BatchOperation_BATCH_ENCRYPT) {
+        k.sealer_err = kms_sym_sealer_open(ctx, q->key_id, &k.sealer);
+        if (k.sealer_err == KMS_OK) k.sealer_err = kms_random(k.ivs, (size_t)q->items_count * KMS_GCM_IV_LEN);
+    }
+    for (pb_size_t i = 0; i < q->items_count; i++) batch_item(ctx, q, &k, i, &r->results[i]);
     r->results_count = q->items_count;
-    kms_keystore_release(signer);
+    kms_sym_sealer_close(&k.sealer);
+    kms_keystore_release(k.signer);
     resp->which_result = Response_batch_tag;
     return KMS_OK;
 }

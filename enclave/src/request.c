@@ -17,6 +17,7 @@
 #include "domain.h"
 #include "handlers.h"
 #include "request.h"
+#include "request_slot.h"
 #include "statelog.h"
 
 _Static_assert(Request_size <= KMS_MAX_REQUEST_SIZE, "KMS_MAX_REQUEST_SIZE below nanopb's bound");
@@ -117,34 +118,6 @@ static void fill_head(Response *resp)
     resp->domain_id.size = resp->has_state_head && kms_domain_id(resp->domain_id.bytes) ? 16 : 0;
 }
 
-kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const uint8_t *in, size_t len,
-                          Response *resp)
-{
-    kms_ctx ctx = {.caller = *caller};
-    Request *req = len <= KMS_MAX_REQUEST_SIZE ? calloc(1, sizeof *req) : NULL;
-    kms_err_t err = len > KMS_MAX_REQUEST_SIZE ? KMS_ERR_REQUEST_TOO_LARGE : KMS_ERR_OUT_OF_MEMORY;
-    if (req == NULL) goto done;
-    pb_istream_t is = pb_istream_from_buffer(in, len);
-    err = KMS_ERR_MALFORMED_REQUEST;
-    /* The struct is calloc'ed: zero is every field's default (proto3), so nanopb need not set them again. */
-    if (!pb_decode_ex(&is, Request_fields, req, PB_DECODE_NOINIT)) goto done;
-    err = KMS_ERR_UNSUPPORTED_VERSION;
-    if (req->version != BoundaryVersion_BOUNDARY_VERSION_1) goto done;
-    if (time != NULL) req->host_time = *time; /* a session's requests carry the feed's time */
-    ctx.now = kms_state_now(req->host_time); /* time only moves forward inside the enclave */
-    err = process(&ctx, req, resp);
-done:
-    if (err != KMS_OK) memset(&resp->result, 0, sizeof resp->result), resp->which_result = 0;
-    fill_head(resp);
-    resp->version = BoundaryVersion_BOUNDARY_VERSION_1;
-    resp->request_id = req != NULL ? req->request_id : 0;
-    resp->error = err;
-    if (req != NULL) kms_wipe(req, sizeof *req);
-    free(req);
-    kms_wipe(&ctx, sizeof ctx);
-    return err;
-}
-
 kms_err_t kms_response_encode(const Response *resp, uint8_t *out, size_t cap, size_t *len)
 {
     pb_ostream_t os = pb_ostream_from_buffer(out, cap);
@@ -156,4 +129,39 @@ kms_err_t kms_response_encode(const Response *resp, uint8_t *out, size_t cap, si
     size_t need = 0;
     kms_wipe(out, cap);
     return pb_get_encoded_size(&need, Response_fields, resp) && need > cap ? KMS_ERR_BUFFER_TOO_SMALL : KMS_ERR_ENCODE;
+}
+
+/* Decode, check the version, run; the answer in s->resp. */
+static kms_err_t run(kms_ctx *ctx, const int64_t *time, const uint8_t *in, size_t len, kms_slot *s)
+{
+    if (len > KMS_MAX_REQUEST_SIZE) return KMS_ERR_REQUEST_TOO_LARGE;
+    if (!kms_slot_decode(s, in, len)) return KMS_ERR_MALFORMED_REQUEST;
+    if (s->req.version != BoundaryVersion_BOUNDARY_VERSION_1) return KMS_ERR_UNSUPPORTED_VERSION;
+    if (time != NULL) s->req.host_time = *time; /* a session's requests carry the feed's time */
+    ctx->now = kms_state_now(s->req.host_time); /* time only moves forward inside the enclave */
+    return process(ctx, &s->req, &s->resp);
+}
+
+kms_err_t kms_request_run(const kms_caller *caller, const int64_t *time, const uint8_t *in, size_t len,
+                          kms_answer *a)
+{
+    kms_ctx ctx = {.caller = *caller};
+    kms_slot *s = kms_slot_take();
+    kms_err_t err = s != NULL ? run(&ctx, time, in, len, s) : KMS_ERR_OUT_OF_MEMORY;
+    a->len = 0;
+    a->encoded = KMS_ERR_OUT_OF_MEMORY;
+    if (s != NULL) {
+        Response *resp = &s->resp;
+        /* A refused handler may have written part of its answer: none of it goes out. */
+        if (err != KMS_OK) memset(&resp->result, 0, sizeof resp->result), resp->which_result = 0;
+        fill_head(resp);
+        resp->version = BoundaryVersion_BOUNDARY_VERSION_1;
+        resp->request_id = s->req.request_id;
+        resp->error = err;
+        a->encoded = KMS_OK;
+        if (err == KMS_OK || a->refusals || resp->error_detail[0] != '\0') a->encoded = kms_response_encode(resp, a->out, a->cap, &a->len);
+    }
+    kms_slot_give(s);
+    kms_wipe(&ctx, sizeof ctx);
+    return err;
 }

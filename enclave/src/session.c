@@ -181,13 +181,16 @@ static kms_err_t authenticate(struct session *s)
     return err;
 }
 
-/* Encode resp as a frame and hand it to TLS. */
-static kms_err_t write_response(struct session *s, const Response *resp)
+/* One request frame: run it as this session's principal (request.c) and answer it as a frame, refused or
+ * not, through TLS. */
+static kms_err_t handle_frame(struct session *s, const uint8_t *payload, size_t len, int64_t host_time)
 {
     uint8_t *buf = malloc(FRAME_HEADER + Response_size);
     if (buf == NULL) return KMS_ERR_OUT_OF_MEMORY;
-    size_t n = 0;
-    kms_err_t err = kms_response_encode(resp, buf + FRAME_HEADER, Response_size, &n);
+    kms_answer a = {.out = buf + FRAME_HEADER, .cap = Response_size, .refusals = 1};
+    (void)kms_request_run(&s->caller, &host_time, payload, len, &a); /* the outcome is in the answer */
+    kms_err_t err = a.encoded;
+    size_t n = a.len;
     if (err == KMS_OK) {
         buf[0] = (uint8_t)(n >> 24), buf[1] = (uint8_t)(n >> 16), buf[2] = (uint8_t)(n >> 8), buf[3] = (uint8_t)n;
         err = SSL_write(s->ssl, buf, (int)(n + FRAME_HEADER)) == (int)(n + FRAME_HEADER) ? KMS_OK : KMS_ERR_SESSION_TLS;
@@ -195,18 +198,6 @@ static kms_err_t write_response(struct session *s, const Response *resp)
     }
     kms_wipe(buf, FRAME_HEADER + n); /* a failed encoding wiped what it wrote (request.c) */
     free(buf);
-    return err;
-}
-
-/* One request frame: run it as this session's principal (request.c) and answer, refused or not. */
-static kms_err_t handle_frame(struct session *s, const uint8_t *payload, size_t len, int64_t host_time)
-{
-    Response *resp = calloc(1, sizeof *resp);
-    if (resp == NULL) return KMS_ERR_OUT_OF_MEMORY;
-    (void)kms_request_run(&s->caller, &host_time, payload, len, resp); /* the outcome is in resp->error */
-    kms_err_t err = write_response(s, resp);
-    kms_wipe(resp, sizeof *resp);
-    free(resp);
     return err;
 }
 

@@ -504,11 +504,37 @@ static void check_misc_arguments(void)
     TEST_QUEUE_CLEAR();
 }
 
+/* One sealer, many messages (a batch): each as the one-shot seal with its IV would write it, and each opens. */
+static void check_gcm_sealer(void)
+{
+    uint8_t key[32], iv[3][KMS_GCM_IV_LEN], aad[] = "ctx", pt[3][40], ct[40], want[40], tag[16], want_tag[16], out[40];
+    EVP_CIPHER_CTX *sealer = NULL;
+    TEST_OK(kms_random(key, sizeof key));
+    TEST_OK(kms_random(&iv[0][0], sizeof iv));
+    TEST_OK(kms_random(&pt[0][0], sizeof pt));
+    TEST_OK(kms_aes_gcm_sealer_new(key, 32, KMS_GCM_IV_LEN, &sealer));
+    for (size_t i = 0; i < 3; i++) {
+        size_t aad_len = i == 1 ? 0 : sizeof aad; /* with and without AAD in turn */
+        TEST_OK(kms_aes_gcm_seal_with(sealer, iv[i], KMS_GCM_IV_LEN, aad, aad_len, pt[i], sizeof pt[i], ct, tag));
+        TEST_OK(kms_aes_gcm_seal(key, 32, iv[i], KMS_GCM_IV_LEN, aad, aad_len, pt[i], sizeof pt[i], want, want_tag));
+        TEST_ASSERT(memcmp(ct, want, sizeof ct) == 0 && memcmp(tag, want_tag, sizeof tag) == 0);
+        TEST_OK(kms_aes_gcm_open(key, 32, iv[i], KMS_GCM_IV_LEN, aad, aad_len, ct, sizeof ct, tag, 16, out));
+        TEST_ASSERT(memcmp(out, pt[i], sizeof out) == 0);
+    }
+    TEST_ERR(kms_aes_gcm_seal_with(sealer, iv[0], 16, NULL, 0, pt[0], 1, ct, tag), KMS_ERR_INVALID_ARGUMENT);
+    TEST_ERR(kms_aes_gcm_seal_with(NULL, iv[0], KMS_GCM_IV_LEN, NULL, 0, pt[0], 1, ct, tag), KMS_ERR_INVALID_ARGUMENT);
+    kms_aes_gcm_sealer_free(sealer);
+    kms_aes_gcm_sealer_free(NULL);
+    TEST_ERR(kms_aes_gcm_sealer_new(key, 17, KMS_GCM_IV_LEN, &sealer), KMS_ERR_INVALID_ARGUMENT);
+    TEST_ASSERT(sealer == NULL);
+}
+
 int main(void)
 {
     for (int k = KMS_PKEY_EC_P256; k <= KMS_PKEY_RSA_4096; k++) check_kind((kms_pkey_kind)k);
     check_low_s();
     check_gcm();
+    check_gcm_sealer();
     check_hash_hmac_random();
     check_rsa_extras();
     check_misc_arguments();

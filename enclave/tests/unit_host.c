@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <pb_decode.h>
 #include <pb_encode.h>
 
 #include "audit.h"
@@ -433,9 +434,15 @@ kms_err_t uh_run(const kms_caller *caller, int64_t now, Request *req, Response *
     if (buf == NULL) abort();
     pb_ostream_t os = pb_ostream_from_buffer(buf, KMS_MAX_REQUEST_SIZE);
     if (!pb_encode(&os, Request_fields, req)) abort();
+    uint8_t *out = malloc(KMS_MAX_RESPONSE_SIZE);
+    if (out == NULL) abort();
+    kms_answer a = {.out = out, .cap = KMS_MAX_RESPONSE_SIZE, .refusals = 1};
+    kms_err_t err = kms_request_run(caller, &now, buf, os.bytes_written, &a);
     memset(resp, 0, sizeof *resp);
-    kms_err_t err = kms_request_run(caller, &now, buf, os.bytes_written, resp);
+    pb_istream_t is = pb_istream_from_buffer(out, a.len);
+    if (a.encoded != KMS_OK || !pb_decode(&is, Response_fields, resp)) abort();
     free(buf);
+    free(out);
     return err;
 }
 

@@ -77,7 +77,7 @@ void uh_enclave_fresh(void);
 kms_caller uh_principal(uint8_t byte);
 
 /* Run req (encoded here) as caller through kms_request_run; the response is decoded into
- * *resp (zeroed first). Returns the outcome. */
+ * *resp (zeroed first) from its encoding. Returns the outcome. */
 kms_err_t uh_run(const kms_caller *caller, int64_t now, Request *req, Response *resp);
 
 /* A Request with version 1 and op tag set (heap, zeroed; free()). */
