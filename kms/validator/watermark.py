@@ -93,6 +93,16 @@ def _parse(text: str, chain_id: str, key_id: str) -> Watermark:
     return Watermark(data["height"], data["round"], data["step"], bytes.fromhex(digest))
 
 
+def read_existing(path: Path, repair: str) -> str | None:
+    """A watermark file's text, None when there is none; WatermarkError (naming `repair`) when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WatermarkError(f"cannot read the watermark file {path}: {exc}; {repair}") from exc
+
+
 def write_durably(path: Path, text: str) -> None:
     """Replace path's content atomically and durably: temp file, fsync, rename, directory fsync."""
     tmp = path.with_suffix(".tmp")
@@ -140,12 +150,9 @@ class WatermarkFile:
 
     def load(self) -> Watermark | None:
         """The stored watermark, None when there is no file; WatermarkError when it is not a valid one."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = read_existing(self.path, REPAIR)
+        if text is None:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise WatermarkError(f"cannot read the watermark file {self.path}: {exc}; {REPAIR}") from exc
         try:
             return _parse(text, self.chain_id, self.key_id)
         except (ValueError, TypeError) as exc:

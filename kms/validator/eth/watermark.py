@@ -28,7 +28,7 @@ from pathlib import Path
 from kms.client.eth import EthWatermark as SdkWatermark
 from kms.log import get_logger
 from kms.validator.eth.requests import SignRequest
-from kms.validator.watermark import Regression, WatermarkError, lock_exclusive, write_durably
+from kms.validator.watermark import Regression, WatermarkError, lock_exclusive, read_existing, write_durably
 
 FORMAT, VERSION = "enclave-kms eth watermark", 1
 _FIELDS = {"format", "version", "pubkey", "block_slot", "block_digest", "source_epoch", "target_epoch",
@@ -115,12 +115,9 @@ class EthGuard:
         self.current = self._load()
 
     def _load(self) -> EthWatermark | None:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = read_existing(self.path, REPAIR)
+        if text is None:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise WatermarkError(f"cannot read the watermark file {self.path}: {exc}; {REPAIR}") from exc
         try:
             return _parse(text, self.pubkey)
         except (ValueError, TypeError) as exc:
