@@ -283,6 +283,22 @@ static void test_operations_leave_nothing(void)
     for (int i = 0; i < 8; i++) req->op.batch.items[i].size = 32;
     CHECK_EQ(uh_run(&host, 1000, req, resp), KMS_OK);
     free(req);
+    /* A batch that succeeds with a failed item (a forged tag): the slot's wipe covers each item's data.size
+     * only, so nothing the failed item's operation wrote may be left (KMS_WIPE_CHECK aborts otherwise). */
+    REQUIRE(resp->which_result == Response_batch_tag && resp->result.batch.results_count == 8);
+    req = uh_request(Request_batch_tag);
+    req->op.batch.operation = BatchOperation_BATCH_DECRYPT;
+    req->op.batch.items_count = 2;
+    for (int i = 0; i < 2; i++) {
+        const BatchItemResult *ct = &resp->result.batch.results[i];
+        memcpy(req->op.batch.items[i].bytes, ct->data.bytes, ct->data.size);
+        req->op.batch.items[i].size = ct->data.size;
+    }
+    req->op.batch.items[1].bytes[req->op.batch.items[1].size - 1] ^= 1;
+    CHECK_EQ(uh_run(&host, 1000, req, resp), KMS_OK);
+    CHECK_EQ(resp->result.batch.results[0].error, KMS_OK);
+    CHECK(resp->result.batch.results[1].error != KMS_OK);
+    free(req);
     req = uh_request(Request_list_keys_tag);
     CHECK_EQ(uh_run(&host, 1000, req, resp), KMS_OK);
     free(req);
